@@ -1,0 +1,112 @@
+# SPDX-License-Identifier: Apache-2.0
+# Photon build. Run ./configure first; it writes build/config.mk.
+#   make            build build/photon (incremental, -j safe)
+#   make check      build with warnings as errors and run every test (last line: N passed, N failed)
+#   make bench      micro-benchmarks (Google Benchmark); make bench-load runs the wrk comparison
+#   make fuzz       run the fuzz targets for FUZZ_SECONDS each (default 60)
+#   make run        build, start the demo backends and run the gateway on conf/photon.yaml
+#   make install / uninstall   honour DESTDIR and the configured paths
+#   make clean
+
+ifeq ($(wildcard build/config.mk),)
+$(error build/config.mk is missing: run ./configure first)
+endif
+include build/config.mk
+
+B := build
+WERROR ?= $(if $(filter yes,$(WERROR_ALWAYS)),1,)
+WFLAGS := -Wall -Wextra $(if $(WERROR),-Werror,)
+CXXFLAGS_ALL := -std=c++20 $(OPT) $(DEFS) $(SAN) $(WFLAGS) -Isrc -I$(B) $(PKG_CFLAGS) $(USER_CXXFLAGS) -MMD -MP
+LDFLAGS_ALL := $(SAN) $(USER_LDFLAGS)
+LIBS := $(PKG_LIBS)
+
+LIB_SRCS := $(filter-out src/master/main.cc,$(shell find src -name '*.cc' | sort))
+LIB_OBJS := $(LIB_SRCS:%.cc=$(B)/obj/%.o)
+MAIN_OBJ := $(B)/obj/src/master/main.o
+TEST_SRCS := $(shell find tests/unit -name '*_test.cc' 2>/dev/null | sort)
+TEST_OBJS := $(TEST_SRCS:%.cc=$(B)/obj/%.o)
+BENCH_SRCS := $(shell find benchmarks/micro -name '*_bench.cc' 2>/dev/null | sort)
+BENCH_OBJS := $(BENCH_SRCS:%.cc=$(B)/obj/%.o)
+FUZZ_SRCS := $(shell find tests/fuzz -maxdepth 1 -name '*_fuzz.cc' 2>/dev/null | sort)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.cc=$(B)/fuzz/%)
+FUZZ_SECONDS ?= 60
+
+.PHONY: all check unit integration fuzz fuzz-smoke bench bench-load run install uninstall clean FORCE
+
+all: $(B)/photon
+
+# Rebuild everything when the compiler flags change (e.g. make check after make).
+$(B)/flags: FORCE
+	@mkdir -p $(B)
+	@echo '$(CXX) $(CXXFLAGS_ALL) $(LDFLAGS_ALL)' | cmp -s - $@ || echo '$(CXX) $(CXXFLAGS_ALL) $(LDFLAGS_ALL)' > $@
+
+$(B)/obj/%.o: %.cc $(B)/flags $(B)/config.h
+	@mkdir -p $(@D)
+	$(CXX) $(CXXFLAGS_ALL) -c $< -o $@
+
+$(B)/libphoton.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(B)/photon: $(MAIN_OBJ) $(B)/libphoton.a
+	$(CXX) $(LDFLAGS_ALL) -o $@ $(MAIN_OBJ) $(B)/libphoton.a $(LIBS)
+
+$(B)/unit_tests: $(TEST_OBJS) $(B)/libphoton.a
+	$(CXX) $(LDFLAGS_ALL) -o $@ $(TEST_OBJS) $(B)/libphoton.a $(LIBS) $$(pkg-config --libs gmock gtest_main)
+
+$(B)/micro_bench: $(BENCH_OBJS) $(B)/libphoton.a
+	$(CXX) $(LDFLAGS_ALL) -o $@ $(BENCH_OBJS) $(B)/libphoton.a $(LIBS) $$(pkg-config --libs benchmark) -lbenchmark_main
+
+# Fuzz targets: clang + libFuzzer, built from the sources they name (see tests/fuzz/README.md).
+$(B)/fuzz/%: tests/fuzz/%.cc $(LIB_SRCS)
+	@mkdir -p $(@D)
+	@test -n "$(CLANGXX)" || { echo "no clang++ with libFuzzer: install clang libclang-rt-14-dev and re-run ./configure"; exit 1; }
+	$(CLANGXX) -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc -I$(B) $(PKG_CFLAGS) \
+		$< $$(sed -n 's|^// fuzz-sources: ||p' $<) -o $@ $(LIBS)
+
+check:
+	@$(MAKE) --no-print-directory WERROR=1 $(B)/photon $(B)/unit_tests $(if $(CLANGXX),$(FUZZ_BINS),)
+	@sh tests/run-all.sh
+
+unit: $(B)/unit_tests
+	$(B)/unit_tests
+
+integration: $(B)/photon
+	/usr/bin/python3 tests/integration/run.py
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do n=$${f##*/}; mkdir -p $(B)/fuzz/corpus-$$n; \
+		echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus-$$n tests/fuzz/corpus/$${n%_fuzz} || exit 1; done
+
+bench: $(B)/micro_bench
+	$(B)/micro_bench $(BENCH_ARGS)
+
+bench-load: $(B)/photon
+	sh contrib/install-deps.sh --bench
+	bash benchmarks/load/run.sh $(LOAD_ARGS)
+
+run: $(B)/photon
+	@sh contrib/run-demo.sh $(B)/photon conf/photon.yaml
+
+install: $(B)/photon
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(dir $(CONF_PATH)) $(DESTDIR)$(SYSCONFDIR)/examples
+	install -m 755 $(B)/photon $(DESTDIR)$(SBINDIR)/photon
+	install -m 644 man/photon.8 $(DESTDIR)$(MANDIR)/man8/photon.8
+	install -m 644 man/photon.conf.5 $(DESTDIR)$(MANDIR)/man5/photon.conf.5
+	@if [ -e $(DESTDIR)$(CONF_PATH) ]; then \
+		echo "keeping existing $(DESTDIR)$(CONF_PATH); new default installed as $(DESTDIR)$(CONF_PATH).default"; \
+		install -m 644 conf/photon.yaml $(DESTDIR)$(CONF_PATH).default; \
+	else install -m 644 conf/photon.yaml $(DESTDIR)$(CONF_PATH); fi
+	install -m 644 conf/examples/*.yaml $(DESTDIR)$(SYSCONFDIR)/examples/
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/photon $(DESTDIR)$(MANDIR)/man8/photon.8 $(DESTDIR)$(MANDIR)/man5/photon.conf.5
+	rm -rf $(DESTDIR)$(SYSCONFDIR)/examples
+	@echo "left $(DESTDIR)$(CONF_PATH) in place (your configuration)"
+
+clean:
+	rm -rf $(B)/obj $(B)/photon $(B)/libphoton.a $(B)/unit_tests $(B)/micro_bench $(B)/fuzz $(B)/flags
+
+-include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)

@@ -1,0 +1,592 @@
+// SPDX-License-Identifier: Apache-2.0
+// The typed configuration model: plain structs with defaults, filled and validated by the loader.
+#pragma once
+
+// Conventions for every struct below:
+//  - Each field is commented with its config key, type, default and meaning. "(orig)" marks keys
+//    of the original product's schema, whose meaning we keep; "(new)" marks our additions.
+//  - A default written in a member initialiser is the value used when the key is absent.
+//  - "absent" and "null" are the same thing: `timeout: null`, `timeout: ~` and a missing key all
+//    leave the field at its default (the original required some such keys to be written out as
+//    null; we accept them absent).
+//  - Durations are core::Duration (int64 nanoseconds), written in humantime syntax ("1h 30m");
+//    a bare integer is also accepted as seconds.
+//  - Sizes are bytes; counts are plain integers. 0 never silently means "unlimited" unless the
+//    field says so.
+//  - Everything here is built once in the master, validated, and then only read (workers see it
+//    through fork). The loader has already cross-checked references (route → backend, route →
+//    middleware block), so consumers need not re-validate.
+//  - All structs compare with == (field by field), which the loader's tests use to prove that
+//    YAML, JSON and TOML spellings of one file yield one model.
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "core/address.h"
+#include "core/duration.h"
+#include "core/log.h"
+
+namespace photon::core {
+
+/// Ordered list of header name/value pairs, in document order. Names keep their spelling;
+/// consumers compare them case-insensitively.
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+// ---------------------------------------------------------------------------------------------
+// server
+// ---------------------------------------------------------------------------------------------
+
+enum class RequestIdMode : uint8_t {
+    Keep,            // "keep": keep a sane incoming X-Request-ID (printable, ≤ 128 bytes)
+    AlwaysGenerate,  // "always_generate": always replace it with a gateway-generated `req-` id
+};
+
+enum class AccessLogFormat : uint8_t {
+    Json,  // "json": one JSON object per line
+};
+
+struct ServerConfig {
+    /// http_addr (orig, required): plaintext HTTP/1.1 listener. Literal `a.b.c.d:port`,
+    /// `[v6]:port`; also `localhost:port`, `*:port`, `:port` (= 0.0.0.0).
+    SocketAddress http_addr;
+    /// https_addr (orig, optional): TLS listener; requires tls_cert and tls_key.
+    std::optional<SocketAddress> https_addr;
+    /// tls_cert / tls_key (orig): PEM paths, relative to the working directory. Checked for
+    /// readability at load when https_addr is set.
+    std::optional<std::string> tls_cert;
+    std::optional<std::string> tls_key;
+    /// connection_timeout (orig, the original ignored it): client keep-alive idle timeout, i.e.
+    /// how long an idle client connection is kept open between requests. Default 60s.
+    Duration connection_timeout = std::chrono::seconds(60);
+    /// max_connections (orig, the original ignored it): total concurrent client connections
+    /// across all workers. Default 10000.
+    uint64_t max_connections = 10000;
+    /// upgrade_sock (orig): Unix socket for the `--upgrade` listener hand-over.
+    std::string upgrade_sock = "/tmp/photon_upgrade.sock";
+
+    /// worker_processes (new): integer ≥ 1 or "auto". Default "auto" = number of online CPUs;
+    /// the loader resolves it, so this field always holds the effective count.
+    uint32_t worker_processes = 1;
+    /// True when worker_processes was "auto" or absent.
+    bool worker_processes_auto = true;
+    /// pid_file (new): where the master writes its pid. Default empty = the path compiled in
+    /// at configure time.
+    std::string pid_file;
+    /// error_log (new): error log path. Default empty = stderr ("stderr" is also accepted).
+    std::string error_log;
+    /// log_level (new): error | warn | info | debug | trace. Absent = the -l command-line level
+    /// (itself default info); when both are given the command line wins.
+    std::optional<LogLevel> log_level;
+    /// access_log (new): access log path, or "off". Default off (empty string here).
+    std::string access_log;
+    /// access_log_format (new): only "json" for now. Default json.
+    AccessLogFormat access_log_format = AccessLogFormat::Json;
+    /// shutdown_timeout (new): graceful-stop budget (QUIT, reload, upgrade): in-flight requests
+    /// get this long to finish before their connections are closed. Default 10s.
+    Duration shutdown_timeout = std::chrono::seconds(10);
+    /// max_body_size (new): largest accepted request body in bytes, 413 beyond it.
+    /// Default 10 MiB; 0 = unlimited.
+    uint64_t max_body_size = 10ull * 1024 * 1024;
+    /// max_request_line (new): longest request line in bytes (414 beyond it). Default 8192.
+    uint32_t max_request_line = 8192;
+    /// max_header_size (new): total bytes of the request head (request line + headers), 431
+    /// beyond it. Default 16384.
+    uint32_t max_header_size = 16384;
+    /// max_headers (new): most request header fields, 431 beyond it. Default 100.
+    uint32_t max_headers = 100;
+    /// header_read_timeout (new): time allowed to receive a complete request head once its first
+    /// byte arrived; 408 on expiry. Default 10s.
+    Duration header_read_timeout = std::chrono::seconds(10);
+    /// keepalive_requests (new): requests served on one client connection before it is closed.
+    /// Default 10000.
+    uint32_t keepalive_requests = 10000;
+    /// request_id (new): "keep" (default) or "always_generate".
+    RequestIdMode request_id = RequestIdMode::Keep;
+    /// trusted_proxies (new): list of CIDRs (or bare addresses). When the TCP peer is inside one,
+    /// the right-most X-Forwarded-For entry outside all of them is the client address.
+    /// Default empty = trust nobody.
+    std::vector<Cidr> trusted_proxies;
+    /// reuse_port (new): one SO_REUSEPORT listener per worker. Default true.
+    bool reuse_port = true;
+
+    bool operator==(const ServerConfig&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// load_balancing
+// ---------------------------------------------------------------------------------------------
+
+enum class LbAlgorithm : uint8_t {
+    RoundRobin,          // "round_robin"
+    LeastConnections,    // "least_connections"
+    WeightedRoundRobin,  // "weighted_round_robin" (smooth, nginx-style)
+    IpHash,              // "ip_hash"
+    ConsistentHash,      // "consistent_hash"
+    Random,              // "random"
+};
+
+enum class HealthCheckType : uint8_t {
+    Tcp,    // "tcp": connect only
+    Http,   // "http": request `path`, expect `expected_status`
+    Https,  // "https": same over TLS
+};
+
+/// Backend `hash_key` (new): what consistent_hash (and ip_hash) hashes.
+struct HashKey {
+    enum class Kind : uint8_t {
+        Ip,      // "ip": the client address (default)
+        Header,  // "header:NAME": first value of request header NAME
+        Cookie,  // "cookie:NAME": value of cookie NAME
+        Path,    // "path": the request path (query excluded)
+    };
+    Kind kind = Kind::Ip;
+    std::string name;  // header or cookie name; empty for Ip and Path
+
+    bool operator==(const HashKey&) const = default;
+};
+
+/// Upstream `tcp_keepalive` (orig). Applied only when enabled.
+struct TcpKeepaliveConfig {
+    bool enabled = false;          // enabled: default false
+    Duration idle = std::chrono::seconds(60);           // idle: TCP_KEEPIDLE, default 60s
+    Duration interval = std::chrono::seconds(10);       // interval: TCP_KEEPINTVL, default 10s
+    uint32_t count = 9;            // count: TCP_KEEPCNT, default 9
+
+    bool operator==(const TcpKeepaliveConfig&) const = default;
+};
+
+/// One entry of a backend's `upstreams` list.
+struct UpstreamConfig {
+    /// address (orig, required): `host:port` — IPv4, bracketed IPv6 or DNS name. Parsed form;
+    /// address.toString() gives back the canonical text. A DNS name that did not resolve at load
+    /// produced a warning only: the upstream starts unhealthy and resolution is retried.
+    HostPort address;
+    /// weight (orig): default 1. Used by weighted_round_robin and consistent_hash; 0 = never
+    /// picked by weighted_round_robin.
+    uint32_t weight = 1;
+    /// tls (orig): talk TLS to the upstream with certificate and host name verification.
+    /// Default false.
+    bool tls = false;
+    /// sni_hostname (orig): TLS server name and verification name. Absent = the host part of
+    /// `address` (the original sent "host:port", which cannot verify; fixed here).
+    std::optional<std::string> sni_hostname;
+    /// max_connections (orig): cap on concurrent in-flight requests to this upstream across all
+    /// workers. Absent = unlimited.
+    std::optional<uint64_t> max_connections;
+    /// tcp_keepalive (orig): see TcpKeepaliveConfig.
+    TcpKeepaliveConfig tcp_keepalive;
+    /// connection_timeout (orig): TCP connect timeout; TCP + TLS handshake may take twice this.
+    /// Default 5s.
+    Duration connection_timeout = std::chrono::seconds(5);
+    /// read_timeout (orig): per-read timeout on the upstream socket. Default 30s.
+    Duration read_timeout = std::chrono::seconds(30);
+    /// write_timeout (orig): per-write timeout on the upstream socket. Default 30s.
+    Duration write_timeout = std::chrono::seconds(30);
+
+    bool operator==(const UpstreamConfig&) const = default;
+};
+
+/// A backend's effective active health check: the backend's `health_check` block merged with
+/// the global `health_check` block. Always filled in, also for backends without a block (which
+/// get HTTP GET /health expecting 200, as the original designed).
+struct BackendHealthCheckConfig {
+    /// True when the backend had its own health_check block.
+    bool configured = false;
+    /// enabled (new): default = global health_check.enabled.
+    bool enabled = true;
+    /// check_type (orig; required inside a block): tcp | http | https. Default (no block) http.
+    HealthCheckType check_type = HealthCheckType::Http;
+    /// path (orig): request path for http/https checks. Default "/health".
+    std::string path = "/health";
+    /// expected_status (orig): exact status that counts as healthy, 100-599. Default 200.
+    uint16_t expected_status = 200;
+    /// interval (orig): default = global health_check.interval.
+    Duration interval = std::chrono::seconds(10);
+    /// method (new): request method for http/https checks. Default "GET".
+    std::string method = "GET";
+    /// host (new): Host header for http/https checks. Absent = the upstream's address.
+    std::optional<std::string> host;
+    /// timeout (new override): default = global health_check.timeout.
+    Duration timeout = std::chrono::seconds(5);
+    /// failure_threshold / success_threshold (new overrides): default = the global values.
+    uint32_t failure_threshold = 3;
+    uint32_t success_threshold = 2;
+    /// tls_verify (new): verify the certificate of https checks. Default true.
+    bool tls_verify = true;
+
+    bool operator==(const BackendHealthCheckConfig&) const = default;
+};
+
+/// One entry of `load_balancing.backends` (a map name → backend).
+struct BackendConfig {
+    /// The map key.
+    std::string name;
+    /// upstreams (orig, required, non-empty), in document order.
+    std::vector<UpstreamConfig> upstreams;
+    /// algorithm (orig): default = load_balancing.algorithm, or round_robin when that is absent
+    /// too (the original ignored the global value; we honour it).
+    LbAlgorithm algorithm = LbAlgorithm::RoundRobin;
+    /// two_choices (new): with `random`, pick two upstreams at random and use the one with fewer
+    /// in-flight requests ("power of two choices"). Default false.
+    bool two_choices = false;
+    /// hash_key (new): key for consistent_hash and ip_hash: "ip" (default) | "header:NAME" |
+    /// "cookie:NAME" | "path".
+    HashKey hash_key;
+    /// fail_open (new): when every upstream is unhealthy or ejected, pick among all of them
+    /// anyway instead of answering 503. Default false.
+    bool fail_open = false;
+    /// max_fails (new): consecutive failed requests (connect error, timeout or 5xx from an
+    /// upstream) after which passive health ejects the upstream for fail_timeout. Default 3;
+    /// 0 disables passive ejection.
+    uint32_t max_fails = 3;
+    /// fail_timeout (new): how long a passively ejected upstream stays out. Default 10s.
+    Duration fail_timeout = std::chrono::seconds(10);
+    /// health_check (orig block, extended): effective active-check settings.
+    BackendHealthCheckConfig health_check;
+
+    bool operator==(const BackendConfig&) const = default;
+};
+
+struct LoadBalancingConfig {
+    /// algorithm (orig; required there, optional here): default for backends without their own.
+    /// Default round_robin.
+    LbAlgorithm algorithm = LbAlgorithm::RoundRobin;
+    /// backends (orig, required): in document order; names are unique.
+    std::vector<BackendConfig> backends;
+
+    /// The backend with this name, or nullptr.
+    const BackendConfig* findBackend(std::string_view name) const {
+        for (const auto& b : backends) {
+            if (b.name == name) {
+                return &b;
+            }
+        }
+        return nullptr;
+    }
+
+    bool operator==(const LoadBalancingConfig&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// routes
+// ---------------------------------------------------------------------------------------------
+
+/// Route `websocket` block (orig).
+struct RouteWebSocketConfig {
+    /// enabled (orig, required in the block): turns on upgrade checks for this route.
+    bool enabled = false;
+    /// protocols (orig): allowed subprotocols. Absent = any; an empty list = none allowed.
+    std::optional<std::vector<std::string>> protocols;
+    /// timeout (orig): maximum lifetime of an upgraded connection. Absent = no limit.
+    std::optional<Duration> timeout;
+    /// idle_timeout (orig): close after this long without a frame in either direction.
+    /// Absent = no idle limit beyond the upstream read timeout.
+    std::optional<Duration> idle_timeout;
+    /// max_message_size (orig): largest message in bytes; larger closes with 1009.
+    /// Default 1 MiB (the original did not enforce any limit).
+    uint64_t max_message_size = 1024 * 1024;
+
+    bool operator==(const RouteWebSocketConfig&) const = default;
+};
+
+/// Route `cache` block (orig). Absent optional fields inherit the global `cache` block.
+struct RouteCacheConfig {
+    /// enabled (orig, required in the block).
+    bool enabled = false;
+    /// ttl (orig): fallback TTL when the response carries no max-age/Expires.
+    /// Absent = cache.default_ttl.
+    std::optional<Duration> ttl;
+    /// max_body_size (orig): largest cacheable body in bytes. Absent = cache.max_body_size.
+    std::optional<uint64_t> max_body_size;
+    /// cache_with_query_params (orig): absent = cache.cache_with_query_params.
+    std::optional<bool> cache_with_query_params;
+    /// methods (orig): cacheable methods, upper-cased. Default ["GET"].
+    std::vector<std::string> methods{"GET"};
+
+    bool operator==(const RouteCacheConfig&) const = default;
+};
+
+struct RouteConfig {
+    /// id (orig, required, unique).
+    std::string id;
+    /// path (orig, required): glob pattern, or a PCRE2 regex when written as `^…$` (checked to
+    /// compile at load with PCRE2_UTF).
+    std::string path;
+    /// methods (orig): allowed methods, upper-cased. Empty = any method.
+    std::vector<std::string> methods;
+    /// host (orig): host pattern (glob or `^…$`). Absent = any host.
+    std::optional<std::string> host;
+    /// backend (orig, required): backend name, and its index in load_balancing.backends.
+    std::string backend;
+    size_t backend_index = 0;
+    /// middleware (orig): names to run, in order; each is one of auth | rate_limit | cors |
+    /// transform and its middleware block exists (both checked at load). Default none.
+    std::vector<std::string> middleware;
+    /// timeout (orig): overrides the upstream read, write and TCP+TLS connect timeouts.
+    /// Absent = the upstream's own timeouts.
+    std::optional<Duration> timeout;
+    /// retries (orig, the original ignored it): extra attempts on another upstream for
+    /// idempotent requests that failed before any response byte was sent. Default 0.
+    uint32_t retries = 0;
+    /// strip_prefix (new): literal prefix removed from the path sent upstream. Must start with
+    /// '/'. Absent = none.
+    std::optional<std::string> strip_prefix;
+    /// rewrite (new): replacement for the path sent upstream (the query is kept); applied after
+    /// strip_prefix. Must start with '/'. Absent = none.
+    std::optional<std::string> rewrite;
+    /// websocket (orig): absent = not a WebSocket route.
+    std::optional<RouteWebSocketConfig> websocket;
+    /// cache (orig): absent = responses on this route are not cached.
+    std::optional<RouteCacheConfig> cache;
+
+    bool operator==(const RouteConfig&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// middleware
+// ---------------------------------------------------------------------------------------------
+
+/// `middleware.rate_limiting.key` (orig, extended).
+struct RateLimitKey {
+    enum class Kind : uint8_t {
+        Ip,          // ip — the client address (see server.trusted_proxies)
+        Header,      // !header NAME · {header: NAME} · "header:NAME"
+        QueryParam,  // !query_param NAME · {query_param: NAME} · "query_param:NAME"
+        Route,       // route (new) — one bucket per route id
+    };
+    Kind kind = Kind::Ip;
+    std::string name;  // header or query parameter name; empty for Ip and Route
+
+    bool operator==(const RateLimitKey&) const = default;
+};
+
+/// `middleware.rate_limiting` (orig) → route middleware name `rate_limit`.
+struct RateLimitConfig {
+    /// requests_per_second (orig, required). 0 admits only the initial burst.
+    uint32_t requests_per_second = 0;
+    /// burst (orig): bucket capacity. Default 2 × requests_per_second (saturating).
+    uint32_t burst = 0;
+    /// key (orig, required).
+    RateLimitKey key;
+
+    bool operator==(const RateLimitConfig&) const = default;
+};
+
+enum class AuthType : uint8_t {
+    Jwt,     // "jwt": needs the jwt block
+    ApiKey,  // "api_key": needs the api_key block
+    // "basic" is rejected at load: the original accepted any credentials.
+};
+
+enum class JwtAlgorithm : uint8_t { HS256, HS384, HS512 };
+
+/// `middleware.authentication.jwt` (orig, extended).
+struct JwtConfig {
+    /// secret (orig, required, non-empty): HMAC key, raw UTF-8 bytes (not base64). Masked in dumps.
+    std::string secret;
+    /// algorithm (orig, required): HS256 | HS384 | HS512 (RS/ES are reported as not supported).
+    JwtAlgorithm algorithm = JwtAlgorithm::HS256;
+    /// header (orig): header carrying the token (a "Bearer " prefix is stripped).
+    /// Default "Authorization".
+    std::string header = "Authorization";
+    /// leeway (new): clock skew tolerated for exp/nbf. Default 0.
+    Duration leeway = std::chrono::seconds(0);
+    /// issuer (new): required `iss` claim value. Absent = not checked.
+    std::optional<std::string> issuer;
+    /// audience (new): required `aud` claim value (a string or one element of an array).
+    /// Absent = not checked.
+    std::optional<std::string> audience;
+
+    bool operator==(const JwtConfig&) const = default;
+};
+
+/// `middleware.authentication.api_key` (orig).
+struct ApiKeyConfig {
+    /// keys (orig, required): accepted keys. Masked in dumps.
+    std::vector<std::string> keys;
+    /// header (orig): header carrying the key. Default "X-API-Key".
+    std::string header = "X-API-Key";
+    /// query (README key the original ignored): query parameter that may carry the key instead;
+    /// it is removed before forwarding. Absent = header only.
+    std::optional<std::string> query;
+
+    bool operator==(const ApiKeyConfig&) const = default;
+};
+
+/// `middleware.authentication` (orig) → route middleware name `auth`.
+struct AuthConfig {
+    /// auth_type (orig, required): jwt | api_key. The matching block is required.
+    AuthType auth_type = AuthType::Jwt;
+    std::optional<JwtConfig> jwt;
+    std::optional<ApiKeyConfig> api_key;
+
+    bool operator==(const AuthConfig&) const = default;
+};
+
+/// `middleware.cors` (orig) → route middleware name `cors`.
+struct CorsConfig {
+    /// allowed_origins, allowed_methods, allowed_headers (orig, all required). "*" in origins
+    /// allows any origin.
+    std::vector<std::string> allowed_origins;
+    std::vector<std::string> allowed_methods;
+    std::vector<std::string> allowed_headers;
+    /// max_age (orig): Access-Control-Max-Age in whole seconds. Absent = header not sent.
+    std::optional<Duration> max_age;
+
+    bool operator==(const CorsConfig&) const = default;
+};
+
+/// One side (request or response) of `middleware.transform`.
+struct HeaderTransformConfig {
+    HeaderList add;                    // add (orig): appended, existing values kept
+    std::vector<std::string> remove;   // remove (orig): names deleted
+    HeaderList set;                    // set (orig): replace all values
+
+    bool operator==(const HeaderTransformConfig&) const = default;
+};
+
+/// `middleware.transform` (orig) → route middleware name `transform`.
+struct TransformConfig {
+    HeaderTransformConfig request_headers;   // applied to the upstream request
+    HeaderTransformConfig response_headers;  // applied to the client response
+
+    bool operator==(const TransformConfig&) const = default;
+};
+
+/// `middleware` (orig; required there, optional here). A block that is absent cannot be used by
+/// a route (load error).
+struct MiddlewareConfig {
+    std::optional<RateLimitConfig> rate_limiting;
+    std::optional<AuthConfig> authentication;
+    std::optional<CorsConfig> cors;
+    std::optional<TransformConfig> transform;
+
+    bool operator==(const MiddlewareConfig&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// health_check, metrics, cache
+// ---------------------------------------------------------------------------------------------
+
+/// `health_check` (orig, block required; all keys optional here).
+struct HealthCheckConfig {
+    /// enabled (new): run active health checks. Default true.
+    bool enabled = true;
+    /// interval (orig): default check interval. Default 10s.
+    Duration interval = std::chrono::seconds(10);
+    /// timeout (orig): per-check timeout. Default 5s.
+    Duration timeout = std::chrono::seconds(5);
+    /// failure_threshold (orig): consecutive failures that mark an upstream unhealthy. Default 3.
+    uint32_t failure_threshold = 3;
+    /// success_threshold (orig): consecutive successes that mark it healthy again. Default 2.
+    uint32_t success_threshold = 2;
+
+    bool operator==(const HealthCheckConfig&) const = default;
+};
+
+/// `metrics` (orig, block required).
+struct MetricsConfig {
+    /// prometheus (orig, required): serve Prometheus metrics.
+    bool prometheus = false;
+    /// metrics_path (orig): default "/metrics".
+    std::string metrics_path = "/metrics";
+    /// metrics_addr (orig): metrics listener (also serves /health). Absent = none.
+    std::optional<SocketAddress> metrics_addr;
+    /// detailed_metrics (orig; required there, optional here): per-status/route/backend labels.
+    /// Default false.
+    bool detailed_metrics = false;
+    /// expose_on_main (new): also answer metrics_path on the public listeners. Default false.
+    bool expose_on_main = false;
+
+    bool operator==(const MetricsConfig&) const = default;
+};
+
+/// `cache` (orig, optional block).
+struct CacheConfig {
+    /// True when the block was present.
+    bool configured = false;
+    /// enabled (orig, required when the block is present): master switch. When the block is
+    /// absent, routes' own cache blocks decide alone (as in the original), so the effective
+    /// default is true.
+    bool enabled = true;
+    /// max_entries (orig): default 10000.
+    uint64_t max_entries = 10000;
+    /// default_ttl (orig): default 300s.
+    Duration default_ttl = std::chrono::seconds(300);
+    /// max_body_size (orig): largest cacheable body in bytes. Default 1 MiB.
+    uint64_t max_body_size = 1024 * 1024;
+    /// cache_with_query_params (orig): key includes the query string. Default false.
+    bool cache_with_query_params = false;
+
+    bool operator==(const CacheConfig&) const = default;
+};
+
+// ---------------------------------------------------------------------------------------------
+// root
+// ---------------------------------------------------------------------------------------------
+
+struct Config {
+    ServerConfig server;                 // server (required)
+    LoadBalancingConfig load_balancing;  // load_balancing (required)
+    std::vector<RouteConfig> routes;     // routes (required, may be empty), in document order
+    MiddlewareConfig middleware;         // middleware (optional)
+    HealthCheckConfig health_check;      // health_check (required)
+    MetricsConfig metrics;               // metrics (required)
+    CacheConfig cache;                   // cache (optional)
+
+    bool operator==(const Config&) const = default;
+};
+
+/// Config-key spellings of the enums, for messages and dumps.
+inline std::string_view lbAlgorithmName(LbAlgorithm a) {
+    switch (a) {
+        case LbAlgorithm::RoundRobin:
+            return "round_robin";
+        case LbAlgorithm::LeastConnections:
+            return "least_connections";
+        case LbAlgorithm::WeightedRoundRobin:
+            return "weighted_round_robin";
+        case LbAlgorithm::IpHash:
+            return "ip_hash";
+        case LbAlgorithm::ConsistentHash:
+            return "consistent_hash";
+        case LbAlgorithm::Random:
+            return "random";
+    }
+    return "?";
+}
+
+inline std::string_view healthCheckTypeName(HealthCheckType t) {
+    switch (t) {
+        case HealthCheckType::Tcp:
+            return "tcp";
+        case HealthCheckType::Http:
+            return "http";
+        case HealthCheckType::Https:
+            return "https";
+    }
+    return "?";
+}
+
+inline std::string_view jwtAlgorithmName(JwtAlgorithm a) {
+    switch (a) {
+        case JwtAlgorithm::HS256:
+            return "HS256";
+        case JwtAlgorithm::HS384:
+            return "HS384";
+        case JwtAlgorithm::HS512:
+            return "HS512";
+    }
+    return "?";
+}
+
+inline std::string_view authTypeName(AuthType t) {
+    return t == AuthType::Jwt ? std::string_view("jwt") : std::string_view("api_key");
+}
+
+}  // namespace photon::core

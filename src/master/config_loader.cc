@@ -1,0 +1,2461 @@
+// SPDX-License-Identifier: Apache-2.0
+// Config loader: front-end dispatch, env substitution, typed decoding, validation and dumps.
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include "master/config_loader.h"
+
+#include <fcntl.h>
+#include <netdb.h>
+#include <pcre2.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <map>
+#include <set>
+#include <tuple>
+
+namespace photon::master {
+
+using core::ConfigNode;
+using core::Duration;
+using core::SourceMark;
+using Kind = ConfigNode::ScalarKind;
+
+// ---------------------------------------------------------------------------------------------
+// Diagnostics and small helpers
+// ---------------------------------------------------------------------------------------------
+
+std::string Diagnostic::format() const {
+    std::string out;
+    if (!file.empty()) {
+        out += file;
+        if (line > 0) {
+            out += ':' + std::to_string(line);
+            if (column > 0) {
+                out += ':' + std::to_string(column);
+            }
+        }
+        out += ": ";
+    } else if (line > 0) {
+        out += "line " + std::to_string(line) + ": ";
+    }
+    if (!path.empty()) {
+        out += path + ": ";
+    }
+    out += message;
+    return out;
+}
+
+bool LoadResult::hasWarnings() const {
+    return std::any_of(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& d) {
+        return d.severity == Diagnostic::Severity::Warning;
+    });
+}
+
+const EnvLookup& processEnv() {
+    static const EnvLookup kEnv = [](const std::string& name) -> std::optional<std::string> {
+        const char* v = std::getenv(name.c_str());
+        if (v == nullptr) {
+            return std::nullopt;
+        }
+        return std::string(v);
+    };
+    return kEnv;
+}
+
+const HostResolver& systemResolver() {
+    static const HostResolver kResolver = [](const std::string& host) {
+        addrinfo hints{};
+        hints.ai_family = AF_UNSPEC;
+        hints.ai_socktype = SOCK_STREAM;
+        addrinfo* res = nullptr;
+        int rc = getaddrinfo(host.c_str(), nullptr, &hints, &res);
+        if (res != nullptr) {
+            freeaddrinfo(res);
+        }
+        return rc == 0;
+    };
+    return kResolver;
+}
+
+size_t editDistance(std::string_view a, std::string_view b) {
+    std::vector<size_t> prev(b.size() + 1);
+    std::vector<size_t> cur(b.size() + 1);
+    for (size_t j = 0; j <= b.size(); ++j) {
+        prev[j] = j;
+    }
+    for (size_t i = 1; i <= a.size(); ++i) {
+        cur[0] = i;
+        for (size_t j = 1; j <= b.size(); ++j) {
+            size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
+            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
+        }
+        std::swap(prev, cur);
+    }
+    return prev[b.size()];
+}
+
+namespace {
+
+constexpr size_t kMaxConfigBytes = 64u << 20;
+
+std::string quoted(std::string_view s) {
+    std::string out = "'";
+    out.append(s);
+    out += '\'';
+    return out;
+}
+
+std::string childPath(const std::string& parent, std::string_view key) {
+    if (parent.empty()) {
+        return std::string(key);
+    }
+    return parent + "." + std::string(key);
+}
+
+std::string indexPath(const std::string& parent, size_t i) {
+    return parent + "[" + std::to_string(i) + "]";
+}
+
+// The closest candidate within a small edit distance, or "".
+std::string closest(std::string_view word, const std::vector<std::string>& candidates) {
+    std::string best;
+    size_t best_d = SIZE_MAX;
+    for (const auto& c : candidates) {
+        size_t d = editDistance(word, c);
+        size_t limit = std::max<size_t>(2, std::min(word.size(), c.size()) / 4);
+        if (d <= limit && d < word.size() && d < best_d) {
+            best = c;
+            best_d = d;
+        }
+    }
+    return best;
+}
+
+std::string didYouMean(std::string_view word, const std::vector<std::string>& candidates) {
+    std::string c = closest(word, candidates);
+    return c.empty() ? std::string() : "; did you mean " + quoted(c) + "?";
+}
+
+std::string joinNames(const std::vector<std::string>& names) {
+    std::string out;
+    for (size_t i = 0; i < names.size(); ++i) {
+        if (i > 0) {
+            out += i + 1 == names.size() ? " or " : ", ";
+        }
+        out += names[i];
+    }
+    return out;
+}
+
+bool isTchar(char c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+        return true;
+    }
+    return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+}
+
+bool isToken(std::string_view s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), isTchar);
+}
+
+bool hasControlChars(std::string_view s) {
+    return std::any_of(s.begin(), s.end(), [](char c) {
+        auto u = static_cast<unsigned char>(c);
+        return (u < 0x20 && c != '\t') || u == 0x7f;
+    });
+}
+
+std::string upper(std::string s) {
+    for (char& c : s) {
+        if (c >= 'a' && c <= 'z') {
+            c = static_cast<char>(c - 'a' + 'A');
+        }
+    }
+    return s;
+}
+
+// Parses YAML/TOML/JSON integer text: optional sign, then decimal, 0x hex or 0o octal digits.
+bool parseIntText(std::string_view s, bool& negative, uint64_t& magnitude) {
+    negative = false;
+    if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+        negative = s[0] == '-';
+        s.remove_prefix(1);
+    }
+    unsigned base = 10;
+    if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
+        base = s[1] == 'x' ? 16 : 8;
+        s.remove_prefix(2);
+    }
+    if (s.empty()) {
+        return false;
+    }
+    uint64_t v = 0;
+    for (char c : s) {
+        unsigned d;
+        if (c >= '0' && c <= '9') {
+            d = static_cast<unsigned>(c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            d = static_cast<unsigned>(c - 'a' + 10);
+        } else if (c >= 'A' && c <= 'F') {
+            d = static_cast<unsigned>(c - 'A' + 10);
+        } else {
+            return false;
+        }
+        if (d >= base) {
+            return false;
+        }
+        if (__builtin_mul_overflow(v, base, &v) || __builtin_add_overflow(v, d, &v)) {
+            magnitude = UINT64_MAX;  // report as out of range, not as malformed
+            return true;
+        }
+    }
+    magnitude = v;
+    return true;
+}
+
+bool isBoolText(std::string_view s, bool& value) {
+    if (s == "true" || s == "True" || s == "TRUE") {
+        value = true;
+        return true;
+    }
+    if (s == "false" || s == "False" || s == "FALSE") {
+        value = false;
+        return true;
+    }
+    return false;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Env substitution
+// ---------------------------------------------------------------------------------------------
+
+bool isVarStart(char c) { return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '_'; }
+bool isVarChar(char c) { return isVarStart(c) || (c >= '0' && c <= '9'); }
+
+class EnvSubstituter {
+public:
+    EnvSubstituter(const EnvLookup& env, std::vector<Diagnostic>& diags)
+        : env_(env), diags_(diags) {}
+
+    bool ok() const { return ok_; }
+
+    void walk(ConfigNode& node, const std::string& path) {
+        if (node.isScalar()) {
+            if (node.scalarKind() == Kind::String &&
+                node.text().find('$') != std::string::npos) {
+                substitute(node, path);
+            }
+            return;
+        }
+        for (size_t i = 0; i < node.size(); ++i) {
+            std::string p = node.isMap() ? childPath(path, node.keyAt(i)) : indexPath(path, i);
+            walk(node.item(i), p);
+        }
+    }
+
+private:
+    void error(const ConfigNode& node, const std::string& path, std::string msg) {
+        Diagnostic d;
+        d.file = node.mark().file();
+        d.line = node.mark().line();
+        d.column = node.mark().column();
+        d.path = path;
+        d.message = std::move(msg);
+        diags_.push_back(std::move(d));
+        ok_ = false;
+    }
+
+    void substitute(ConfigNode& node, const std::string& path) {
+        const std::string& in = node.text();
+        std::string out;
+        bool substituted = false;
+        size_t i = 0;
+        while (i < in.size()) {
+            char c = in[i];
+            if (c != '$') {
+                out += c;
+                ++i;
+                continue;
+            }
+            if (in.compare(i, 3, "$${") == 0) {
+                out += "${";
+                i += 3;
+                continue;
+            }
+            if (in.compare(i, 2, "${") != 0) {
+                out += c;
+                ++i;
+                continue;
+            }
+            size_t close = in.find('}', i + 2);
+            if (close == std::string::npos) {
+                error(node, path,
+                      "unterminated '${' in value (write '$${' for a literal '${')");
+                return;
+            }
+            std::string_view body(in.data() + i + 2, close - i - 2);
+            std::string_view name = body;
+            std::optional<std::string_view> fallback;
+            size_t sep = body.find(":-");
+            if (sep != std::string_view::npos) {
+                name = body.substr(0, sep);
+                fallback = body.substr(sep + 2);
+            }
+            if (name.empty() || !isVarStart(name[0]) ||
+                !std::all_of(name.begin(), name.end(), isVarChar)) {
+                error(node, path,
+                      "invalid environment variable reference '${" + std::string(body) +
+                          "}' (expected ${NAME} or ${NAME:-default})");
+                return;
+            }
+            std::optional<std::string> value = env_(std::string(name));
+            if (value && (!value->empty() || !fallback)) {
+                out += *value;
+            } else if (fallback) {
+                out.append(*fallback);
+            } else {
+                error(node, path,
+                      "environment variable '" + std::string(name) +
+                          "' is not set (use ${" + std::string(name) +
+                          ":-default} to provide a default)");
+                return;
+            }
+            substituted = true;
+            i = close + 1;
+        }
+        node.setScalar(std::move(out), substituted ? Kind::Untyped : Kind::String);
+    }
+
+    const EnvLookup& env_;
+    std::vector<Diagnostic>& diags_;
+    bool ok_ = true;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Typed decoding
+// ---------------------------------------------------------------------------------------------
+
+class Ctx {
+public:
+    Ctx(std::string display_name, const HostResolver& resolver)
+        : display_name_(std::move(display_name)), resolver_(resolver) {}
+
+    std::vector<Diagnostic> diags;
+    bool failed = false;
+
+    void report(Diagnostic::Severity sev, const SourceMark& m, const std::string& path,
+                std::string msg) {
+        Diagnostic d;
+        d.severity = sev;
+        d.file = m.file().empty() ? display_name_ : m.file();
+        d.line = m.line();
+        d.column = m.column();
+        d.path = path;
+        d.message = std::move(msg);
+        diags.push_back(std::move(d));
+        if (sev == Diagnostic::Severity::Error) {
+            failed = true;
+        }
+    }
+    void error(const SourceMark& m, const std::string& path, std::string msg) {
+        report(Diagnostic::Severity::Error, m, path, std::move(msg));
+    }
+    void warn(const SourceMark& m, const std::string& path, std::string msg) {
+        report(Diagnostic::Severity::Warning, m, path, std::move(msg));
+    }
+    void error(const ConfigNode& n, const std::string& path, std::string msg) {
+        error(n.mark(), path, std::move(msg));
+    }
+    void warn(const ConfigNode& n, const std::string& path, std::string msg) {
+        warn(n.mark(), path, std::move(msg));
+    }
+
+    bool resolves(const std::string& host) {
+        auto it = resolved_.find(host);
+        if (it != resolved_.end()) {
+            return it->second;
+        }
+        bool ok = resolver_ ? resolver_(host) : true;
+        resolved_.emplace(host, ok);
+        return ok;
+    }
+
+    // --- scalar conversions; each reports its own error and returns false on failure ---
+
+    bool convert(const ConfigNode& n, const std::string& path, std::string& out) {
+        if (!n.isScalar()) {
+            error(n, path, "expected a string, got " + n.describe());
+            return false;
+        }
+        out = n.text();
+        return true;
+    }
+
+    bool convert(const ConfigNode& n, const std::string& path, bool& out) {
+        if (n.isScalar() && (n.scalarKind() == Kind::Bool || n.scalarKind() == Kind::Untyped) &&
+            isBoolText(n.text(), out)) {
+            return true;
+        }
+        error(n, path, "expected a boolean (true or false), got " + n.describe());
+        return false;
+    }
+
+    bool integer(const ConfigNode& n, const std::string& path, uint64_t min, uint64_t max,
+                 uint64_t& out) {
+        bool neg = false;
+        uint64_t mag = 0;
+        if (n.isScalar() && (n.scalarKind() == Kind::Int || n.scalarKind() == Kind::Untyped) &&
+            parseIntText(n.text(), neg, mag)) {
+            if ((neg && mag != 0) || mag < min || mag > max) {
+                error(n, path,
+                      "value " + n.text() + " is out of range (" + std::to_string(min) + "-" +
+                          std::to_string(max) + ")");
+                return false;
+            }
+            out = mag;
+            return true;
+        }
+        std::string hint;
+        if (n.isScalar() && n.scalarKind() == Kind::String && parseIntText(n.text(), neg, mag)) {
+            hint = " (quoted numbers are not converted; remove the quotes)";
+        }
+        error(n, path, "expected a non-negative integer, got " + n.describe() + hint);
+        return false;
+    }
+
+    bool convert(const ConfigNode& n, const std::string& path, uint64_t& out) {
+        return integer(n, path, 0, UINT64_MAX, out);
+    }
+    bool convert(const ConfigNode& n, const std::string& path, uint32_t& out) {
+        uint64_t v = 0;
+        if (!integer(n, path, 0, UINT32_MAX, v)) {
+            return false;
+        }
+        out = static_cast<uint32_t>(v);
+        return true;
+    }
+    bool convert(const ConfigNode& n, const std::string& path, uint16_t& out) {
+        uint64_t v = 0;
+        if (!integer(n, path, 0, UINT16_MAX, v)) {
+            return false;
+        }
+        out = static_cast<uint16_t>(v);
+        return true;
+    }
+
+    bool convert(const ConfigNode& n, const std::string& path, Duration& out) {
+        if (n.isScalar()) {
+            bool neg = false;
+            uint64_t secs = 0;
+            bool plain_int = n.scalarKind() == Kind::Int ||
+                             (n.scalarKind() == Kind::Untyped && !n.text().empty() &&
+                              std::all_of(n.text().begin(), n.text().end(),
+                                          [](char c) { return c >= '0' && c <= '9'; }));
+            if (plain_int) {
+                if (!parseIntText(n.text(), neg, secs) || (neg && secs != 0)) {
+                    error(n, path, "a duration must not be negative, got " + n.text());
+                    return false;
+                }
+                if (secs > static_cast<uint64_t>(INT64_MAX / 1'000'000'000)) {
+                    error(n, path, "duration " + n.text() + "s is too large");
+                    return false;
+                }
+                out = std::chrono::seconds(static_cast<int64_t>(secs));
+                return true;
+            }
+            if (n.scalarKind() == Kind::String || n.scalarKind() == Kind::Untyped) {
+                auto d = core::parseDuration(n.text());
+                if (!d.ok()) {
+                    error(n, path, d.error().msg);
+                    return false;
+                }
+                out = d.value();
+                return true;
+            }
+        }
+        error(n, path, "expected a duration such as \"30s\" or \"1h 30m\", got " + n.describe());
+        return false;
+    }
+
+    bool convert(const ConfigNode& n, const std::string& path, std::vector<std::string>& out) {
+        if (!n.isList()) {
+            error(n, path, "expected a list of strings (e.g. [\"a\", \"b\"]), got " +
+                               n.describe());
+            return false;
+        }
+        bool ok = true;
+        std::vector<std::string> v;
+        for (size_t i = 0; i < n.size(); ++i) {
+            std::string s;
+            if (convert(n.item(i), indexPath(path, i), s)) {
+                v.push_back(std::move(s));
+            } else {
+                ok = false;
+            }
+        }
+        if (ok) {
+            out = std::move(v);
+        }
+        return ok;
+    }
+
+    bool convert(const ConfigNode& n, const std::string& path, core::SocketAddress& out) {
+        std::string s;
+        if (!convert(n, path, s)) {
+            return false;
+        }
+        auto a = core::parseListenAddress(s);
+        if (!a.ok()) {
+            error(n, path, a.error().msg);
+            return false;
+        }
+        out = a.value();
+        return true;
+    }
+
+    template <typename T>
+    bool convert(const ConfigNode& n, const std::string& path, std::optional<T>& out) {
+        T v{};
+        if (!convert(n, path, v)) {
+            return false;
+        }
+        out = std::move(v);
+        return true;
+    }
+
+private:
+    std::string display_name_;
+    const HostResolver& resolver_;
+    std::map<std::string, bool> resolved_;
+};
+
+// Reads one map: hands out values by key, remembers which keys the schema knows, and warns
+// about the others (with a "did you mean") when it goes out of scope.
+class MapReader {
+public:
+    // `node` may be null (block absent) or not a map (reported as an error here).
+    MapReader(Ctx& ctx, const ConfigNode* node, std::string path)
+        : ctx_(ctx), node_(node), path_(std::move(path)) {
+        if (node_ != nullptr && !node_->isMap()) {
+            ctx_.error(*node_, path_, "expected a map of keys, got " + node_->describe());
+            node_ = nullptr;
+        }
+    }
+    MapReader(const MapReader&) = delete;
+    MapReader& operator=(const MapReader&) = delete;
+
+    ~MapReader() {
+        if (node_ == nullptr) {
+            return;
+        }
+        for (size_t i = 0; i < node_->size(); ++i) {
+            const std::string& key = node_->keyAt(i);
+            if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
+                ctx_.warn(node_->keyMarkAt(i), childPath(path_, key),
+                          "unknown key " + quoted(key) + " is ignored" + didYouMean(key, known_));
+            }
+        }
+    }
+
+    bool valid() const { return node_ != nullptr; }
+    const ConfigNode* node() const { return node_; }
+    const std::string& path() const { return path_; }
+    std::string path(std::string_view key) const { return childPath(path_, key); }
+    SourceMark mark() const { return node_ != nullptr ? node_->mark() : SourceMark(); }
+
+    /// Value of `key`, or nullptr when absent or null.
+    const ConfigNode* get(std::string_view key) {
+        known_.emplace_back(key);
+        if (node_ == nullptr) {
+            return nullptr;
+        }
+        const ConfigNode* v = node_->find(key);
+        return v != nullptr && !v->isNull() ? v : nullptr;
+    }
+
+    /// Like get(), but reports a missing (or null) key as an error.
+    const ConfigNode* require(std::string_view key) {
+        const ConfigNode* v = get(key);
+        if (v == nullptr && node_ != nullptr) {
+            const ConfigNode* present = node_->find(key);
+            if (present != nullptr) {
+                ctx_.error(*present, path(key), "a value is required here, got null");
+            } else {
+                ctx_.error(node_->mark(), path(key), "missing required key " + quoted(key));
+            }
+        }
+        return v;
+    }
+
+    /// Where `key` was written (its value), or this map's mark when absent.
+    SourceMark markOf(std::string_view key) const {
+        const ConfigNode* v = node_ != nullptr ? node_->find(key) : nullptr;
+        return v != nullptr ? v->mark() : mark();
+    }
+
+    template <typename T>
+    bool opt(std::string_view key, T& out) {
+        const ConfigNode* v = get(key);
+        return v == nullptr || ctx_.convert(*v, path(key), out);
+    }
+
+    template <typename T>
+    bool req(std::string_view key, T& out) {
+        const ConfigNode* v = require(key);
+        return v != nullptr && ctx_.convert(*v, path(key), out);
+    }
+
+private:
+    Ctx& ctx_;
+    const ConfigNode* node_;
+    std::string path_;
+    std::vector<std::string> known_;
+};
+
+template <typename E>
+struct EnumName {
+    const char* name;
+    E value;
+};
+
+template <typename E, size_t N>
+bool decodeEnum(Ctx& ctx, const ConfigNode& n, const std::string& path, const char* what,
+                const EnumName<E> (&table)[N], E& out) {
+    std::string s;
+    if (!ctx.convert(n, path, s)) {
+        return false;
+    }
+    std::vector<std::string> names;
+    for (const auto& e : table) {
+        if (s == e.name) {
+            out = e.value;
+            return true;
+        }
+        names.emplace_back(e.name);
+    }
+    std::string hint = didYouMean(s, names);
+    ctx.error(n, path,
+              "unknown " + std::string(what) + " " + quoted(s) +
+                  (hint.empty() ? " (expected " + joinNames(names) + ")" : hint));
+    return false;
+}
+
+constexpr EnumName<core::LbAlgorithm> kAlgorithms[] = {
+    {"round_robin", core::LbAlgorithm::RoundRobin},
+    {"least_connections", core::LbAlgorithm::LeastConnections},
+    {"weighted_round_robin", core::LbAlgorithm::WeightedRoundRobin},
+    {"ip_hash", core::LbAlgorithm::IpHash},
+    {"consistent_hash", core::LbAlgorithm::ConsistentHash},
+    {"random", core::LbAlgorithm::Random},
+};
+
+constexpr EnumName<core::HealthCheckType> kCheckTypes[] = {
+    {"tcp", core::HealthCheckType::Tcp},
+    {"http", core::HealthCheckType::Http},
+    {"https", core::HealthCheckType::Https},
+};
+
+constexpr EnumName<core::RequestIdMode> kRequestIdModes[] = {
+    {"keep", core::RequestIdMode::Keep},
+    {"always_generate", core::RequestIdMode::AlwaysGenerate},
+};
+
+constexpr EnumName<core::AccessLogFormat> kAccessLogFormats[] = {
+    {"json", core::AccessLogFormat::Json},
+};
+
+const std::vector<std::string>& knownMiddleware() {
+    static const std::vector<std::string> kNames = {"auth", "rate_limit", "cors", "transform"};
+    return kNames;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The decoder: one method per block, in the order of core/config.h
+// ---------------------------------------------------------------------------------------------
+
+class Decoder {
+public:
+    explicit Decoder(Ctx& ctx) : ctx_(ctx) {}
+
+    void decode(const ConfigNode& root, core::Config& cfg) {
+        if (!root.isMap()) {
+            ctx_.error(root, "",
+                       root.isNull() ? "the configuration is empty"
+                                     : "the configuration must be a map of sections (server, "
+                                       "load_balancing, routes, ...), got " +
+                                           root.describe());
+            return;
+        }
+        MapReader r(ctx_, &root, "");
+        // Read every section first (so unknown-key detection knows them all), then decode in
+        // dependency order: backends need the health-check defaults, routes need the backends
+        // and middleware blocks.
+        const ConfigNode* server = r.require("server");
+        const ConfigNode* lb = r.require("load_balancing");
+        const ConfigNode* routes = r.require("routes");
+        const ConfigNode* middleware = r.get("middleware");
+        const ConfigNode* health = r.require("health_check");
+        const ConfigNode* metrics = r.require("metrics");
+        const ConfigNode* cache = r.get("cache");
+
+        if (server != nullptr) {
+            decodeServer(*server, cfg.server);
+        }
+        if (health != nullptr) {
+            decodeHealthCheck(*health, cfg.health_check);
+        }
+        if (metrics != nullptr) {
+            decodeMetrics(*metrics, cfg.metrics);
+        }
+        if (cache != nullptr) {
+            decodeCache(*cache, cfg.cache);
+        }
+        if (middleware != nullptr) {
+            decodeMiddleware(*middleware, cfg.middleware);
+        }
+        if (lb != nullptr) {
+            decodeLoadBalancing(*lb, cfg);
+        }
+        if (routes != nullptr) {
+            decodeRoutes(*routes, cfg);
+        }
+        checkListeners(cfg);
+    }
+
+private:
+    // --- server -----------------------------------------------------------------------------
+
+    void decodeServer(const ConfigNode& node, core::ServerConfig& s) {
+        MapReader r(ctx_, &node, "server");
+        if (!r.valid()) {
+            return;
+        }
+        r.req("http_addr", s.http_addr);
+        r.opt("https_addr", s.https_addr);
+        listener_marks_["server.http_addr"] = r.markOf("http_addr");
+        listener_marks_["server.https_addr"] = r.markOf("https_addr");
+        r.opt("tls_cert", s.tls_cert);
+        r.opt("tls_key", s.tls_key);
+        positiveDuration(r, "connection_timeout", s.connection_timeout);
+        uintAtLeast(r, "max_connections", 1, s.max_connections);
+        if (r.opt("upgrade_sock", s.upgrade_sock) && s.upgrade_sock.empty()) {
+            ctx_.error(r.markOf("upgrade_sock"), r.path("upgrade_sock"), "must not be empty");
+        }
+        decodeWorkerProcesses(r, s);
+        r.opt("pid_file", s.pid_file);
+        if (r.opt("error_log", s.error_log) && s.error_log == "stderr") {
+            s.error_log.clear();
+        }
+        if (const ConfigNode* v = r.get("log_level")) {
+            std::string name;
+            core::LogLevel level;
+            if (ctx_.convert(*v, r.path("log_level"), name)) {
+                if (core::parseLogLevel(name, level)) {
+                    s.log_level = level;
+                } else {
+                    ctx_.error(*v, r.path("log_level"),
+                               "unknown log level " + quoted(name) +
+                                   " (expected error, warn, info, debug or trace)");
+                }
+            }
+        }
+        if (r.opt("access_log", s.access_log) && s.access_log == "off") {
+            s.access_log.clear();
+        }
+        if (const ConfigNode* v = r.get("access_log_format")) {
+            decodeEnum(ctx_, *v, r.path("access_log_format"), "access log format",
+                       kAccessLogFormats, s.access_log_format);
+        }
+        r.opt("shutdown_timeout", s.shutdown_timeout);
+        r.opt("max_body_size", s.max_body_size);
+        uintAtLeast(r, "max_request_line", 16, s.max_request_line);
+        uintAtLeast(r, "max_header_size", 64, s.max_header_size);
+        uintAtLeast(r, "max_headers", 1, s.max_headers);
+        positiveDuration(r, "header_read_timeout", s.header_read_timeout);
+        uintAtLeast(r, "keepalive_requests", 1, s.keepalive_requests);
+        if (const ConfigNode* v = r.get("request_id")) {
+            decodeEnum(ctx_, *v, r.path("request_id"), "request_id mode", kRequestIdModes,
+                       s.request_id);
+        }
+        if (const ConfigNode* v = r.get("trusted_proxies")) {
+            std::vector<std::string> list;
+            if (ctx_.convert(*v, r.path("trusted_proxies"), list)) {
+                for (size_t i = 0; i < list.size(); ++i) {
+                    auto c = core::parseCidr(list[i]);
+                    if (c.ok()) {
+                        s.trusted_proxies.push_back(c.value());
+                    } else {
+                        ctx_.error(v->item(i), indexPath(r.path("trusted_proxies"), i),
+                                   c.error().msg);
+                    }
+                }
+            }
+        }
+        r.opt("reuse_port", s.reuse_port);
+
+        if (s.max_request_line > s.max_header_size) {
+            ctx_.warn(r.markOf("max_request_line"), r.path("max_request_line"),
+                      "larger than server.max_header_size (" +
+                          std::to_string(s.max_header_size) +
+                          "), which also bounds the request line");
+        }
+        if (s.https_addr) {
+            for (const char* key : {"tls_cert", "tls_key"}) {
+                const std::optional<std::string>& file =
+                    std::string_view(key) == "tls_cert" ? s.tls_cert : s.tls_key;
+                if (!file || file->empty()) {
+                    ctx_.error(r.markOf("https_addr"), r.path("https_addr"),
+                               std::string("TLS certificate and key must be provided when HTTPS "
+                                           "is enabled: server.") +
+                                   key + " is missing");
+                } else if (::access(file->c_str(), R_OK) != 0) {
+                    ctx_.error(r.markOf(key), r.path(key),
+                               "cannot read " + quoted(*file) + ": " + std::strerror(errno));
+                }
+            }
+        } else {
+            for (const char* key : {"tls_cert", "tls_key"}) {
+                if (node.find(key) != nullptr) {
+                    ctx_.warn(r.markOf(key), r.path(key),
+                              "ignored because server.https_addr is not set");
+                }
+            }
+        }
+    }
+
+    void decodeWorkerProcesses(MapReader& r, core::ServerConfig& s) {
+        long cpus = ::sysconf(_SC_NPROCESSORS_ONLN);
+        uint32_t auto_count =
+            cpus > 0 ? static_cast<uint32_t>(std::min<long>(cpus, kMaxWorkers)) : 1;
+        s.worker_processes = auto_count;
+        s.worker_processes_auto = true;
+        const ConfigNode* v = r.get("worker_processes");
+        if (v == nullptr) {
+            return;
+        }
+        if (v->isScalar() && v->text() == "auto" &&
+            (v->scalarKind() == Kind::String || v->scalarKind() == Kind::Untyped)) {
+            return;
+        }
+        if (v->isScalar() && (v->scalarKind() == Kind::String)) {
+            ctx_.error(*v, r.path("worker_processes"),
+                       "expected \"auto\" or a number of processes, got " + v->describe());
+            return;
+        }
+        uint64_t n = 0;
+        if (ctx_.integer(*v, r.path("worker_processes"), 1, kMaxWorkers, n)) {
+            s.worker_processes = static_cast<uint32_t>(n);
+            s.worker_processes_auto = false;
+        }
+    }
+
+    // --- health_check (global) --------------------------------------------------------------
+
+    void decodeHealthCheck(const ConfigNode& node, core::HealthCheckConfig& h) {
+        MapReader r(ctx_, &node, "health_check");
+        if (!r.valid()) {
+            return;
+        }
+        r.opt("enabled", h.enabled);
+        positiveDuration(r, "interval", h.interval);
+        positiveDuration(r, "timeout", h.timeout);
+        uintAtLeast(r, "failure_threshold", 1, h.failure_threshold);
+        uintAtLeast(r, "success_threshold", 1, h.success_threshold);
+        if (h.timeout > h.interval) {
+            ctx_.warn(r.markOf("timeout"), r.path("timeout"),
+                      "longer than health_check.interval; checks will overlap");
+        }
+    }
+
+    // --- metrics ------------------------------------------------------------------------------
+
+    void decodeMetrics(const ConfigNode& node, core::MetricsConfig& m) {
+        MapReader r(ctx_, &node, "metrics");
+        if (!r.valid()) {
+            return;
+        }
+        r.req("prometheus", m.prometheus);
+        if (r.opt("metrics_path", m.metrics_path) &&
+            (m.metrics_path.empty() || m.metrics_path[0] != '/')) {
+            ctx_.error(r.markOf("metrics_path"), r.path("metrics_path"),
+                       "must start with '/', got " + quoted(m.metrics_path));
+        }
+        r.opt("metrics_addr", m.metrics_addr);
+        listener_marks_["metrics.metrics_addr"] = r.markOf("metrics_addr");
+        r.opt("detailed_metrics", m.detailed_metrics);
+        r.opt("expose_on_main", m.expose_on_main);
+        if (m.expose_on_main && !m.prometheus) {
+            ctx_.warn(r.markOf("expose_on_main"), r.path("expose_on_main"),
+                      "has no effect while metrics.prometheus is false");
+        }
+    }
+
+    // --- cache (global) -------------------------------------------------------------------------
+
+    void decodeCache(const ConfigNode& node, core::CacheConfig& c) {
+        MapReader r(ctx_, &node, "cache");
+        if (!r.valid()) {
+            return;
+        }
+        c.configured = true;
+        r.req("enabled", c.enabled);
+        uintAtLeast(r, "max_entries", 1, c.max_entries);
+        positiveDuration(r, "default_ttl", c.default_ttl);
+        r.opt("max_body_size", c.max_body_size);
+        r.opt("cache_with_query_params", c.cache_with_query_params);
+    }
+
+    // --- middleware -----------------------------------------------------------------------------
+
+    void decodeMiddleware(const ConfigNode& node, core::MiddlewareConfig& m) {
+        MapReader r(ctx_, &node, "middleware");
+        if (!r.valid()) {
+            return;
+        }
+        // A block that is present but invalid was reported already; remember it so routes that
+        // use it do not get a second, misleading "not configured" error.
+        if (const ConfigNode* v = r.get("rate_limiting")) {
+            decodeRateLimit(*v, r.path("rate_limiting"), m.rate_limiting);
+            if (!m.rate_limiting) {
+                middleware_failed_.insert("rate_limiting");
+            }
+        }
+        if (const ConfigNode* v = r.get("authentication")) {
+            decodeAuth(*v, r.path("authentication"), m.authentication);
+            if (!m.authentication) {
+                middleware_failed_.insert("authentication");
+            }
+        }
+        if (const ConfigNode* v = r.get("cors")) {
+            decodeCors(*v, r.path("cors"), m.cors);
+            if (!m.cors) {
+                middleware_failed_.insert("cors");
+            }
+        }
+        if (const ConfigNode* v = r.get("transform")) {
+            decodeTransform(*v, r.path("transform"), m.transform);
+            if (!m.transform) {
+                middleware_failed_.insert("transform");
+            }
+        }
+    }
+
+    void decodeRateLimit(const ConfigNode& node, const std::string& path,
+                         std::optional<core::RateLimitConfig>& out) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return;
+        }
+        core::RateLimitConfig rl;
+        bool ok = r.req("requests_per_second", rl.requests_per_second);
+        std::optional<uint32_t> burst;
+        ok = r.opt("burst", burst) && ok;
+        rl.burst = burst ? *burst
+                         : static_cast<uint32_t>(std::min<uint64_t>(
+                               2ull * rl.requests_per_second, UINT32_MAX));
+        const ConfigNode* key = r.require("key");
+        ok = key != nullptr && decodeRateLimitKey(*key, r.path("key"), rl.key) && ok;
+        if (ok && rl.requests_per_second == 0) {
+            ctx_.warn(r.markOf("requests_per_second"), r.path("requests_per_second"),
+                      "0 admits only the initial burst of " + std::to_string(rl.burst) +
+                          " requests per key and then rejects everything");
+        }
+        if (ok) {
+            out = std::move(rl);
+        }
+    }
+
+    bool decodeRateLimitKey(const ConfigNode& n, const std::string& path, core::RateLimitKey& k) {
+        using K = core::RateLimitKey::Kind;
+        static const char* kExpected =
+            "expected ip, route, header:NAME or query_param:NAME (YAML also !header NAME and "
+            "!query_param NAME; JSON/TOML also {\"header\": NAME} and {\"query_param\": NAME})";
+        auto named = [&](K kind, const ConfigNode& value, const std::string& vpath,
+                         std::string_view what) {
+            std::string name;
+            if (!ctx_.convert(value, vpath, name)) {
+                return false;
+            }
+            if (!isToken(name)) {
+                ctx_.error(value, vpath,
+                           std::string(what) + " name " + quoted(name) + " is not a valid name");
+                return false;
+            }
+            k.kind = kind;
+            k.name = std::move(name);
+            return true;
+        };
+        if (!n.tag().empty()) {
+            if (n.tag() == "!header") {
+                return named(K::Header, n, path, "header");
+            }
+            if (n.tag() == "!query_param") {
+                return named(K::QueryParam, n, path, "query parameter");
+            }
+            if ((n.tag() == "!ip" || n.tag() == "!route") && n.isScalar() && n.text().empty()) {
+                k.kind = n.tag() == "!ip" ? K::Ip : K::Route;
+                return true;
+            }
+            ctx_.error(n, path, "unknown rate-limit key tag " + quoted(n.tag()) + ": " +
+                                    kExpected);
+            return false;
+        }
+        if (n.isMap()) {
+            if (n.size() == 1 && (n.keyAt(0) == "header" || n.keyAt(0) == "query_param")) {
+                bool header = n.keyAt(0) == "header";
+                return named(header ? K::Header : K::QueryParam, n.item(0),
+                             childPath(path, n.keyAt(0)), header ? "header" : "query parameter");
+            }
+            ctx_.error(n, path, "invalid rate-limit key map: " + std::string(kExpected));
+            return false;
+        }
+        if (!n.isScalar()) {
+            ctx_.error(n, path, "invalid rate-limit key, got " + n.describe() + ": " + kExpected);
+            return false;
+        }
+        const std::string& s = n.text();
+        if (s == "ip" || s == "route") {
+            k.kind = s == "ip" ? K::Ip : K::Route;
+            k.name.clear();
+            return true;
+        }
+        for (auto [prefix, kind, what] : {std::tuple{"header:", K::Header, "header"},
+                                          std::tuple{"query_param:", K::QueryParam,
+                                                     "query parameter"}}) {
+            std::string_view p(prefix);
+            if (s.compare(0, p.size(), p) == 0) {
+                std::string name = s.substr(p.size());
+                while (!name.empty() && name.front() == ' ') {
+                    name.erase(0, 1);
+                }
+                if (!isToken(name)) {
+                    ctx_.error(n, path, std::string(what) + " name " + quoted(name) +
+                                            " is not a valid name");
+                    return false;
+                }
+                k.kind = kind;
+                k.name = std::move(name);
+                return true;
+            }
+        }
+        ctx_.error(n, path, "unknown rate-limit key " + quoted(s) + ": " + kExpected);
+        return false;
+    }
+
+    void decodeAuth(const ConfigNode& node, const std::string& path,
+                    std::optional<core::AuthConfig>& out) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return;
+        }
+        core::AuthConfig a;
+        bool type_ok = false;
+        if (const ConfigNode* t = r.require("auth_type")) {
+            std::string s;
+            if (ctx_.convert(*t, r.path("auth_type"), s)) {
+                if (s == "jwt") {
+                    a.auth_type = core::AuthType::Jwt;
+                    type_ok = true;
+                } else if (s == "api_key") {
+                    a.auth_type = core::AuthType::ApiKey;
+                    type_ok = true;
+                } else if (s == "basic") {
+                    ctx_.error(*t, r.path("auth_type"),
+                               "auth_type 'basic' is not supported: it has no credential "
+                               "configuration (the original product accepted any credentials); "
+                               "use 'jwt' or 'api_key'");
+                } else {
+                    std::string hint = didYouMean(s, {"jwt", "api_key"});
+                    ctx_.error(*t, r.path("auth_type"),
+                               "unknown auth_type " + quoted(s) +
+                                   (hint.empty() ? " (expected jwt or api_key)" : hint));
+                }
+            }
+        }
+        bool ok = type_ok;
+        if (const ConfigNode* j = r.get("jwt")) {
+            ok = decodeJwt(*j, r.path("jwt"), a.jwt) && ok;
+        }
+        if (const ConfigNode* k = r.get("api_key")) {
+            ok = decodeApiKey(*k, r.path("api_key"), a.api_key) && ok;
+        }
+        if (type_ok) {
+            bool jwt = a.auth_type == core::AuthType::Jwt;
+            const char* need = jwt ? "jwt" : "api_key";
+            const char* other = jwt ? "api_key" : "jwt";
+            if (node.find(need) == nullptr || node.find(need)->isNull()) {
+                ctx_.error(r.markOf("auth_type"), r.path(need),
+                           std::string("auth_type '") + need + "' requires a " + path + "." +
+                               need + " block");
+                ok = false;
+            }
+            if (node.find(other) != nullptr) {
+                ctx_.warn(r.markOf(other), r.path(other),
+                          std::string("ignored because auth_type is '") + need + "'");
+            }
+        }
+        if (ok) {
+            out = std::move(a);
+        }
+    }
+
+    bool decodeJwt(const ConfigNode& node, const std::string& path,
+                   std::optional<core::JwtConfig>& out) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        core::JwtConfig j;
+        bool ok = r.req("secret", j.secret);
+        if (ok && j.secret.empty()) {
+            ctx_.error(r.markOf("secret"), r.path("secret"), "must not be empty");
+            ok = false;
+        }
+        if (const ConfigNode* a = r.require("algorithm")) {
+            std::string s;
+            if (!ctx_.convert(*a, r.path("algorithm"), s)) {
+                ok = false;
+            } else if (s == "HS256" || s == "HS384" || s == "HS512") {
+                j.algorithm = s == "HS256"   ? core::JwtAlgorithm::HS256
+                              : s == "HS384" ? core::JwtAlgorithm::HS384
+                                             : core::JwtAlgorithm::HS512;
+            } else if (s == "RS256" || s == "RS384" || s == "RS512" || s == "ES256" ||
+                       s == "ES384" || s == "ES512" || s == "PS256" || s == "PS384" ||
+                       s == "PS512" || s == "EdDSA") {
+                ctx_.error(*a, r.path("algorithm"),
+                           "JWT algorithm " + quoted(s) +
+                               " is not supported yet (supported: HS256, HS384, HS512)");
+                ok = false;
+            } else {
+                std::string hint = didYouMean(s, {"HS256", "HS384", "HS512"});
+                ctx_.error(*a, r.path("algorithm"),
+                           "unknown JWT algorithm " + quoted(s) +
+                               (hint.empty() ? " (supported: HS256, HS384, HS512)" : hint));
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+        ok = headerName(r, "header", j.header) && ok;
+        ok = r.opt("leeway", j.leeway) && ok;
+        ok = r.opt("issuer", j.issuer) && ok;
+        ok = r.opt("audience", j.audience) && ok;
+        if (ok) {
+            size_t min = j.algorithm == core::JwtAlgorithm::HS256   ? 32
+                         : j.algorithm == core::JwtAlgorithm::HS384 ? 48
+                                                                    : 64;
+            if (j.secret.size() < min) {
+                ctx_.warn(r.markOf("secret"), r.path("secret"),
+                          "shorter than " + std::to_string(min) + " bytes, the minimum key size " +
+                              "RFC 7518 sets for " + std::string(jwtAlgorithmName(j.algorithm)));
+            }
+            out = std::move(j);
+        }
+        return ok;
+    }
+
+    bool decodeApiKey(const ConfigNode& node, const std::string& path,
+                      std::optional<core::ApiKeyConfig>& out) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        core::ApiKeyConfig k;
+        bool ok = true;
+        if (const ConfigNode* keys = r.require("keys")) {
+            if (!keys->isList()) {
+                // Do not echo the value: it is probably a key.
+                ctx_.error(*keys, r.path("keys"),
+                           "expected a list of keys, e.g. [\"key1\", \"key2\"]");
+                ok = false;
+            } else {
+                ok = ctx_.convert(*keys, r.path("keys"), k.keys);
+                if (ok && k.keys.empty()) {
+                    ctx_.warn(*keys, r.path("keys"), "no keys: every request will be rejected");
+                }
+                for (size_t i = 0; ok && i < k.keys.size(); ++i) {
+                    if (k.keys[i].empty()) {
+                        ctx_.error(keys->item(i), indexPath(r.path("keys"), i),
+                                   "an API key must not be empty");
+                        ok = false;
+                    }
+                }
+            }
+        } else {
+            ok = false;
+        }
+        ok = headerName(r, "header", k.header) && ok;
+        ok = r.opt("query", k.query) && ok;
+        if (ok && k.query && k.query->empty()) {
+            ctx_.error(r.markOf("query"), r.path("query"), "must not be empty");
+            ok = false;
+        }
+        if (ok) {
+            out = std::move(k);
+        }
+        return ok;
+    }
+
+    void decodeCors(const ConfigNode& node, const std::string& path,
+                    std::optional<core::CorsConfig>& out) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return;
+        }
+        core::CorsConfig c;
+        bool ok = r.req("allowed_origins", c.allowed_origins);
+        ok = r.req("allowed_methods", c.allowed_methods) && ok;
+        ok = r.req("allowed_headers", c.allowed_headers) && ok;
+        ok = r.opt("max_age", c.max_age) && ok;
+        for (size_t i = 0; ok && i < c.allowed_methods.size(); ++i) {
+            if (!isToken(c.allowed_methods[i])) {
+                ctx_.error(r.node()->find("allowed_methods")->item(i),
+                           indexPath(r.path("allowed_methods"), i),
+                           "invalid method " + quoted(c.allowed_methods[i]));
+                ok = false;
+            }
+        }
+        for (size_t i = 0; ok && i < c.allowed_headers.size(); ++i) {
+            if (c.allowed_headers[i] != "*" && !isToken(c.allowed_headers[i])) {
+                ctx_.error(r.node()->find("allowed_headers")->item(i),
+                           indexPath(r.path("allowed_headers"), i),
+                           "invalid header name " + quoted(c.allowed_headers[i]));
+                ok = false;
+            }
+        }
+        if (ok) {
+            out = std::move(c);
+        }
+    }
+
+    void decodeTransform(const ConfigNode& node, const std::string& path,
+                         std::optional<core::TransformConfig>& out) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return;
+        }
+        core::TransformConfig t;
+        bool ok = true;
+        if (const ConfigNode* v = r.get("request_headers")) {
+            ok = decodeHeaderTransform(*v, r.path("request_headers"), t.request_headers) && ok;
+        }
+        if (const ConfigNode* v = r.get("response_headers")) {
+            ok = decodeHeaderTransform(*v, r.path("response_headers"), t.response_headers) && ok;
+        }
+        if (ok) {
+            out = std::move(t);
+        }
+    }
+
+    bool decodeHeaderTransform(const ConfigNode& node, const std::string& path,
+                               core::HeaderTransformConfig& h) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        bool ok = true;
+        if (const ConfigNode* v = r.get("add")) {
+            ok = decodeHeaderMap(*v, r.path("add"), h.add) && ok;
+        }
+        if (const ConfigNode* v = r.get("remove")) {
+            if (ctx_.convert(*v, r.path("remove"), h.remove)) {
+                for (size_t i = 0; i < h.remove.size(); ++i) {
+                    if (!isToken(h.remove[i])) {
+                        ctx_.error(v->item(i), indexPath(r.path("remove"), i),
+                                   "invalid header name " + quoted(h.remove[i]));
+                        ok = false;
+                    }
+                }
+            } else {
+                ok = false;
+            }
+        }
+        if (const ConfigNode* v = r.get("set")) {
+            ok = decodeHeaderMap(*v, r.path("set"), h.set) && ok;
+        }
+        return ok;
+    }
+
+    bool decodeHeaderMap(const ConfigNode& node, const std::string& path, core::HeaderList& out) {
+        if (!node.isMap()) {
+            ctx_.error(node, path, "expected a map of header name to value, got " +
+                                       node.describe());
+            return false;
+        }
+        bool ok = true;
+        for (size_t i = 0; i < node.size(); ++i) {
+            const std::string& name = node.keyAt(i);
+            std::string p = childPath(path, name);
+            std::string value;
+            if (!isToken(name)) {
+                ctx_.error(node.keyMarkAt(i), p, "invalid header name " + quoted(name));
+                ok = false;
+                continue;
+            }
+            if (node.item(i).isNull()) {
+                value.clear();
+            } else if (!ctx_.convert(node.item(i), p, value)) {
+                ok = false;
+                continue;
+            }
+            if (hasControlChars(value)) {
+                ctx_.error(node.item(i), p,
+                           "header value contains control characters (CR, LF or NUL)");
+                ok = false;
+                continue;
+            }
+            out.emplace_back(name, std::move(value));
+        }
+        return ok;
+    }
+
+    // --- load_balancing -------------------------------------------------------------------------
+
+    void decodeLoadBalancing(const ConfigNode& node, core::Config& cfg) {
+        MapReader r(ctx_, &node, "load_balancing");
+        if (!r.valid()) {
+            return;
+        }
+        auto& lb = cfg.load_balancing;
+        if (const ConfigNode* v = r.get("algorithm")) {
+            decodeEnum(ctx_, *v, r.path("algorithm"), "load-balancing algorithm", kAlgorithms,
+                       lb.algorithm);
+        }
+        const ConfigNode* backends = r.require("backends");
+        if (backends == nullptr) {
+            return;
+        }
+        std::string bpath = r.path("backends");
+        if (!backends->isMap()) {
+            ctx_.error(*backends, bpath,
+                       "expected a map of backend name to backend, got " + backends->describe());
+            return;
+        }
+        if (backends->size() == 0) {
+            ctx_.warn(*backends, bpath, "no backends are defined");
+        }
+        for (size_t i = 0; i < backends->size(); ++i) {
+            core::BackendConfig b;
+            b.name = backends->keyAt(i);
+            backend_names_.push_back(b.name);
+            std::string path = childPath(bpath, b.name);
+            if (b.name.empty()) {
+                ctx_.error(backends->keyMarkAt(i), path, "a backend name must not be empty");
+                continue;
+            }
+            if (backends->item(i).isNull()) {
+                ctx_.error(backends->keyMarkAt(i), path,
+                           "Backend '" + b.name + "' must have at least one upstream server");
+                continue;
+            }
+            if (decodeBackend(backends->item(i), path, lb.algorithm, cfg.health_check, b)) {
+                lb.backends.push_back(std::move(b));
+            } else {
+                invalid_backends_.insert(b.name);
+            }
+        }
+    }
+
+    bool decodeBackend(const ConfigNode& node, const std::string& path,
+                       core::LbAlgorithm default_algorithm, const core::HealthCheckConfig& global,
+                       core::BackendConfig& b) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        bool ok = true;
+        b.algorithm = default_algorithm;
+        if (const ConfigNode* v = r.get("algorithm")) {
+            ok = decodeEnum(ctx_, *v, r.path("algorithm"), "load-balancing algorithm", kAlgorithms,
+                            b.algorithm) &&
+                 ok;
+        }
+        if (const ConfigNode* ups = r.require("upstreams")) {
+            std::string upath = r.path("upstreams");
+            if (!ups->isList()) {
+                ctx_.error(*ups, upath, "expected a list of upstreams, got " + ups->describe());
+                ok = false;
+            } else if (ups->size() == 0) {
+                ctx_.error(*ups, upath,
+                           "Backend '" + b.name + "' must have at least one upstream server");
+                ok = false;
+            } else {
+                for (size_t i = 0; i < ups->size(); ++i) {
+                    core::UpstreamConfig u;
+                    if (decodeUpstream(ups->item(i), indexPath(upath, i), u)) {
+                        for (const auto& prev : b.upstreams) {
+                            if (prev.address == u.address) {
+                                ctx_.warn(ups->item(i), indexPath(upath, i),
+                                          "upstream " + quoted(u.address.toString()) +
+                                              " is listed more than once");
+                                break;
+                            }
+                        }
+                        b.upstreams.push_back(std::move(u));
+                    } else {
+                        ok = false;
+                    }
+                }
+            }
+        } else {
+            ok = false;
+        }
+        ok = r.opt("two_choices", b.two_choices) && ok;
+        if (const ConfigNode* v = r.get("hash_key")) {
+            ok = decodeHashKey(*v, r.path("hash_key"), b.hash_key) && ok;
+        }
+        ok = r.opt("fail_open", b.fail_open) && ok;
+        ok = r.opt("max_fails", b.max_fails) && ok;
+        ok = positiveDuration(r, "fail_timeout", b.fail_timeout) && ok;
+
+        // Effective health check: defaults from the global block, overridden by the backend's.
+        core::BackendHealthCheckConfig& hc = b.health_check;
+        hc.enabled = global.enabled;
+        hc.interval = global.interval;
+        hc.timeout = global.timeout;
+        hc.failure_threshold = global.failure_threshold;
+        hc.success_threshold = global.success_threshold;
+        if (const ConfigNode* v = r.get("health_check")) {
+            ok = decodeBackendHealthCheck(*v, r.path("health_check"), hc) && ok;
+        }
+
+        if (ok) {
+            if (b.two_choices && b.algorithm != core::LbAlgorithm::Random) {
+                ctx_.warn(r.markOf("two_choices"), r.path("two_choices"),
+                          "only used with algorithm 'random'");
+            }
+            if (node.find("hash_key") != nullptr && b.algorithm != core::LbAlgorithm::IpHash &&
+                b.algorithm != core::LbAlgorithm::ConsistentHash) {
+                ctx_.warn(r.markOf("hash_key"), r.path("hash_key"),
+                          "only used with algorithms 'consistent_hash' and 'ip_hash'");
+            }
+            if (b.algorithm == core::LbAlgorithm::WeightedRoundRobin &&
+                std::all_of(b.upstreams.begin(), b.upstreams.end(),
+                            [](const core::UpstreamConfig& u) { return u.weight == 0; })) {
+                ctx_.warn(r.markOf("upstreams"), r.path("upstreams"),
+                          "every upstream has weight 0, so weighted_round_robin never picks one");
+            }
+        }
+        return ok;
+    }
+
+    bool decodeHashKey(const ConfigNode& n, const std::string& path, core::HashKey& k) {
+        using K = core::HashKey::Kind;
+        std::string s;
+        if (!ctx_.convert(n, path, s)) {
+            return false;
+        }
+        if (s == "ip" || s == "path") {
+            k.kind = s == "ip" ? K::Ip : K::Path;
+            k.name.clear();
+            return true;
+        }
+        for (auto [prefix, kind] : {std::pair{"header:", K::Header}, std::pair{"cookie:", K::Cookie}}) {
+            std::string_view p(prefix);
+            if (s.compare(0, p.size(), p) == 0) {
+                std::string name = s.substr(p.size());
+                if (!isToken(name)) {
+                    ctx_.error(n, path, "invalid name " + quoted(name) + " in hash_key");
+                    return false;
+                }
+                k.kind = kind;
+                k.name = std::move(name);
+                return true;
+            }
+        }
+        ctx_.error(n, path,
+                   "unknown hash_key " + quoted(s) +
+                       " (expected ip, path, header:NAME or cookie:NAME)");
+        return false;
+    }
+
+    bool decodeUpstream(const ConfigNode& node, const std::string& path, core::UpstreamConfig& u) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        bool ok = true;
+        if (const ConfigNode* a = r.require("address")) {
+            std::string text;
+            if (ctx_.convert(*a, r.path("address"), text)) {
+                auto hp = core::parseHostPort(text);
+                if (hp.ok()) {
+                    u.address = hp.value();
+                    if (u.address.kind == core::HostKind::Name && !ctx_.resolves(u.address.host)) {
+                        ctx_.warn(*a, r.path("address"),
+                                  "host " + quoted(u.address.host) +
+                                      " does not resolve yet; the upstream starts unhealthy and "
+                                      "resolution is retried");
+                    }
+                } else {
+                    ctx_.error(*a, r.path("address"), hp.error().msg);
+                    ok = false;
+                }
+            } else {
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+        ok = r.opt("weight", u.weight) && ok;
+        ok = r.opt("tls", u.tls) && ok;
+        ok = r.opt("sni_hostname", u.sni_hostname) && ok;
+        if (u.sni_hostname && u.sni_hostname->empty()) {
+            ctx_.error(r.markOf("sni_hostname"), r.path("sni_hostname"), "must not be empty");
+            ok = false;
+        }
+        ok = r.opt("max_connections", u.max_connections) && ok;
+        if (u.max_connections && *u.max_connections == 0) {
+            ctx_.warn(r.markOf("max_connections"), r.path("max_connections"),
+                      "0 means this upstream is never picked");
+        }
+        if (const ConfigNode* ka = r.get("tcp_keepalive")) {
+            MapReader kr(ctx_, ka, r.path("tcp_keepalive"));
+            if (kr.valid()) {
+                ok = kr.opt("enabled", u.tcp_keepalive.enabled) && ok;
+                ok = positiveDuration(kr, "idle", u.tcp_keepalive.idle) && ok;
+                ok = positiveDuration(kr, "interval", u.tcp_keepalive.interval) && ok;
+                ok = uintAtLeast(kr, "count", 1, u.tcp_keepalive.count) && ok;
+            } else {
+                ok = false;
+            }
+        }
+        ok = positiveDuration(r, "connection_timeout", u.connection_timeout) && ok;
+        ok = positiveDuration(r, "read_timeout", u.read_timeout) && ok;
+        ok = positiveDuration(r, "write_timeout", u.write_timeout) && ok;
+        if (ok && u.tls && !u.sni_hostname && u.address.kind != core::HostKind::Name) {
+            ctx_.warn(r.markOf("tls"), r.path("tls"),
+                      "TLS to an IP address without sni_hostname: the certificate must carry "
+                      "that IP address");
+        }
+        return ok;
+    }
+
+    bool decodeBackendHealthCheck(const ConfigNode& node, const std::string& path,
+                                  core::BackendHealthCheckConfig& hc) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        hc.configured = true;
+        bool ok = true;
+        if (const ConfigNode* t = r.require("check_type")) {
+            ok = decodeEnum(ctx_, *t, r.path("check_type"), "check_type", kCheckTypes,
+                            hc.check_type);
+        } else {
+            ok = false;
+        }
+        ok = r.opt("enabled", hc.enabled) && ok;
+        if (r.opt("path", hc.path)) {
+            if (hc.path.empty() || hc.path[0] != '/' || hasControlChars(hc.path) ||
+                hc.path.find(' ') != std::string::npos) {
+                ctx_.error(r.markOf("path"), r.path("path"),
+                           "must be an absolute path starting with '/', got " + quoted(hc.path));
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+        if (const ConfigNode* v = r.get("expected_status")) {
+            uint64_t st = 0;
+            if (ctx_.integer(*v, r.path("expected_status"), 100, 599, st)) {
+                hc.expected_status = static_cast<uint16_t>(st);
+            } else {
+                ok = false;
+            }
+        }
+        ok = positiveDuration(r, "interval", hc.interval) && ok;
+        if (r.opt("method", hc.method)) {
+            hc.method = upper(hc.method);
+            if (!isToken(hc.method)) {
+                ctx_.error(r.markOf("method"), r.path("method"),
+                           "invalid method " + quoted(hc.method));
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+        ok = r.opt("host", hc.host) && ok;
+        if (hc.host && (hc.host->empty() || hasControlChars(*hc.host))) {
+            ctx_.error(r.markOf("host"), r.path("host"), "invalid Host header value");
+            ok = false;
+        }
+        ok = positiveDuration(r, "timeout", hc.timeout) && ok;
+        ok = uintAtLeast(r, "failure_threshold", 1, hc.failure_threshold) && ok;
+        ok = uintAtLeast(r, "success_threshold", 1, hc.success_threshold) && ok;
+        ok = r.opt("tls_verify", hc.tls_verify) && ok;
+        if (ok && hc.check_type == core::HealthCheckType::Tcp) {
+            for (const char* key : {"path", "expected_status", "method", "host", "tls_verify"}) {
+                if (node.find(key) != nullptr) {
+                    ctx_.warn(r.markOf(key), r.path(key), "ignored for tcp health checks");
+                }
+            }
+        }
+        return ok;
+    }
+
+    // --- routes ---------------------------------------------------------------------------------
+
+    void decodeRoutes(const ConfigNode& node, core::Config& cfg) {
+        if (!node.isList()) {
+            ctx_.error(node, "routes", "expected a list of routes, got " + node.describe());
+            return;
+        }
+        if (node.size() == 0) {
+            ctx_.warn(node, "routes", "no routes are defined: every request gets 404");
+        }
+        std::map<std::string, SourceMark> ids;
+        for (size_t i = 0; i < node.size(); ++i) {
+            std::string path = indexPath("routes", i);
+            core::RouteConfig route;
+            if (decodeRoute(node.item(i), path, cfg, route)) {
+                auto [it, fresh] = ids.emplace(route.id, node.item(i).mark());
+                if (!fresh) {
+                    const ConfigNode* idn = node.item(i).find("id");
+                    ctx_.error(idn != nullptr ? idn->mark() : node.item(i).mark(),
+                               childPath(path, "id"),
+                               "Duplicate route ID: " + route.id + " (first defined at line " +
+                                   std::to_string(it->second.line()) + ")");
+                    continue;
+                }
+                cfg.routes.push_back(std::move(route));
+            }
+        }
+    }
+
+    bool decodeRoute(const ConfigNode& node, const std::string& path, const core::Config& cfg,
+                     core::RouteConfig& rt) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        bool ok = r.req("id", rt.id);
+        if (ok && rt.id.empty()) {
+            ctx_.error(r.markOf("id"), r.path("id"), "a route id must not be empty");
+            ok = false;
+        }
+        if (r.req("path", rt.path)) {
+            ok = checkPattern(r, "path", rt.path) && ok;
+        } else {
+            ok = false;
+        }
+        if (const ConfigNode* m = r.get("methods")) {
+            if (ctx_.convert(*m, r.path("methods"), rt.methods)) {
+                for (size_t i = 0; i < rt.methods.size(); ++i) {
+                    rt.methods[i] = upper(rt.methods[i]);
+                    if (!isToken(rt.methods[i])) {
+                        ctx_.error(m->item(i), indexPath(r.path("methods"), i),
+                                   "invalid method " + quoted(rt.methods[i]));
+                        ok = false;
+                    }
+                }
+                if (rt.methods.empty()) {
+                    ctx_.warn(*m, r.path("methods"),
+                              "an empty list allows every method; omit the key to say so");
+                }
+            } else {
+                ok = false;
+            }
+        }
+        if (r.opt("host", rt.host)) {
+            if (rt.host) {
+                ok = checkPattern(r, "host", *rt.host) && ok;
+            }
+        } else {
+            ok = false;
+        }
+        if (r.req("backend", rt.backend)) {
+            const core::BackendConfig* b = cfg.load_balancing.findBackend(rt.backend);
+            if (b != nullptr) {
+                rt.backend_index = static_cast<size_t>(b - cfg.load_balancing.backends.data());
+            } else if (invalid_backends_.count(rt.backend) == 0) {
+                // (A backend that exists but failed to decode was reported already.)
+                std::string hint = didYouMean(rt.backend, backend_names_);
+                ctx_.error(r.markOf("backend"), r.path("backend"),
+                           "unknown backend " + quoted(rt.backend) + hint +
+                               (hint.empty() ? " (route '" + rt.id +
+                                                   "' references a backend that is not defined "
+                                                   "in load_balancing.backends)"
+                                             : ""));
+                ok = false;
+            } else {
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+        if (const ConfigNode* m = r.get("middleware")) {
+            ok = decodeRouteMiddleware(*m, r.path("middleware"), cfg.middleware, rt) && ok;
+        }
+        ok = positiveDuration(r, "timeout", rt.timeout) && ok;
+        ok = r.opt("retries", rt.retries) && ok;
+        for (auto [key, field] : {std::pair{"strip_prefix", &rt.strip_prefix},
+                                  std::pair{"rewrite", &rt.rewrite}}) {
+            if (!r.opt(key, *field)) {
+                ok = false;
+            } else if (*field && ((*field)->empty() || (**field)[0] != '/' ||
+                                  hasControlChars(**field))) {
+                ctx_.error(r.markOf(key), r.path(key),
+                           "must start with '/', got " + quoted(**field));
+                ok = false;
+            }
+        }
+        if (const ConfigNode* w = r.get("websocket")) {
+            ok = decodeRouteWebSocket(*w, r.path("websocket"), rt) && ok;
+        }
+        if (const ConfigNode* c = r.get("cache")) {
+            ok = decodeRouteCache(*c, r.path("cache"), cfg.cache, rt) && ok;
+        }
+        if (ok && rt.websocket && rt.websocket->enabled) {
+            if (!rt.methods.empty() &&
+                std::find(rt.methods.begin(), rt.methods.end(), "GET") == rt.methods.end()) {
+                ctx_.warn(r.markOf("methods"), r.path("methods"),
+                          "WebSocket upgrades are GET requests, but GET is not allowed here");
+            }
+            if (rt.cache && rt.cache->enabled) {
+                ctx_.warn(r.markOf("cache"), r.path("cache"),
+                          "caching on a WebSocket route only applies to non-upgrade requests");
+            }
+        }
+        return ok;
+    }
+
+    bool decodeRouteMiddleware(const ConfigNode& node, const std::string& path,
+                               const core::MiddlewareConfig& mw, core::RouteConfig& rt) {
+        std::vector<std::string> names;
+        if (!ctx_.convert(node, path, names)) {
+            return false;
+        }
+        bool ok = true;
+        for (size_t i = 0; i < names.size(); ++i) {
+            const std::string& name = names[i];
+            const ConfigNode& item = node.item(i);
+            std::string ipath = indexPath(path, i);
+            const auto& known = knownMiddleware();
+            if (std::find(known.begin(), known.end(), name) == known.end()) {
+                std::string hint = didYouMean(name, known);
+                ctx_.error(item, ipath,
+                           "unknown middleware " + quoted(name) +
+                               (hint.empty() ? " (known: auth, rate_limit, cors, transform)"
+                                             : hint));
+                ok = false;
+                continue;
+            }
+            const char* block = nullptr;
+            bool present = false;
+            if (name == "auth") {
+                block = "authentication";
+                present = mw.authentication.has_value();
+            } else if (name == "rate_limit") {
+                block = "rate_limiting";
+                present = mw.rate_limiting.has_value();
+            } else if (name == "cors") {
+                block = "cors";
+                present = mw.cors.has_value();
+            } else {
+                block = "transform";
+                present = mw.transform.has_value();
+            }
+            if (!present) {
+                if (!middleware_failed_.count(block)) {
+                    ctx_.error(item, ipath,
+                               "route '" + rt.id + "' uses middleware " + quoted(name) +
+                                   " but middleware." + block +
+                                   " is not configured (the route would run without it)");
+                }
+                ok = false;
+                continue;
+            }
+            if (std::find(rt.middleware.begin(), rt.middleware.end(), name) !=
+                rt.middleware.end()) {
+                ctx_.warn(item, ipath, "middleware " + quoted(name) + " is listed twice");
+                continue;
+            }
+            rt.middleware.push_back(name);
+        }
+        return ok;
+    }
+
+    bool decodeRouteWebSocket(const ConfigNode& node, const std::string& path,
+                              core::RouteConfig& rt) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        core::RouteWebSocketConfig w;
+        bool ok = r.req("enabled", w.enabled);
+        ok = r.opt("protocols", w.protocols) && ok;
+        ok = positiveDuration(r, "timeout", w.timeout) && ok;
+        ok = positiveDuration(r, "idle_timeout", w.idle_timeout) && ok;
+        ok = uintAtLeast(r, "max_message_size", 1, w.max_message_size) && ok;
+        if (ok && w.protocols) {
+            for (size_t i = 0; i < w.protocols->size(); ++i) {
+                if (!isToken((*w.protocols)[i])) {
+                    ctx_.error(r.node()->find("protocols")->item(i),
+                               indexPath(r.path("protocols"), i),
+                               "invalid subprotocol name " + quoted((*w.protocols)[i]));
+                    ok = false;
+                }
+            }
+        }
+        if (ok) {
+            rt.websocket = std::move(w);
+        }
+        return ok;
+    }
+
+    bool decodeRouteCache(const ConfigNode& node, const std::string& path,
+                          const core::CacheConfig& global, core::RouteConfig& rt) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return false;
+        }
+        core::RouteCacheConfig c;
+        bool ok = r.req("enabled", c.enabled);
+        ok = positiveDuration(r, "ttl", c.ttl) && ok;
+        ok = r.opt("max_body_size", c.max_body_size) && ok;
+        ok = r.opt("cache_with_query_params", c.cache_with_query_params) && ok;
+        if (const ConfigNode* m = r.get("methods")) {
+            if (ctx_.convert(*m, r.path("methods"), c.methods)) {
+                for (size_t i = 0; i < c.methods.size(); ++i) {
+                    c.methods[i] = upper(c.methods[i]);
+                    if (!isToken(c.methods[i])) {
+                        ctx_.error(m->item(i), indexPath(r.path("methods"), i),
+                                   "invalid method " + quoted(c.methods[i]));
+                        ok = false;
+                    }
+                }
+            } else {
+                ok = false;
+            }
+        }
+        if (ok && c.enabled && global.configured && !global.enabled) {
+            ctx_.warn(r.markOf("enabled"), r.path("enabled"),
+                      "has no effect while the global cache.enabled is false");
+        }
+        if (ok) {
+            rt.cache = std::move(c);
+        }
+        return ok;
+    }
+
+    // `^…$` patterns are PCRE2 regexes: compile them now so a typo fails the load.
+    bool checkPattern(MapReader& r, const char* key, const std::string& pattern) {
+        if (pattern.empty()) {
+            ctx_.error(r.markOf(key), r.path(key), "must not be empty");
+            return false;
+        }
+        if (pattern.size() < 2 || pattern.front() != '^' || pattern.back() != '$') {
+            return true;
+        }
+        int code = 0;
+        PCRE2_SIZE offset = 0;
+        pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
+                                       pattern.size(), PCRE2_UTF, &code, &offset, nullptr);
+        if (re != nullptr) {
+            pcre2_code_free(re);
+            return true;
+        }
+        PCRE2_UCHAR buf[256];
+        pcre2_get_error_message(code, buf, sizeof(buf));
+        ctx_.error(r.markOf(key), r.path(key),
+                   std::string("invalid ") + key + " regex " + quoted(pattern) + ": " +
+                       reinterpret_cast<const char*>(buf) + " at offset " +
+                       std::to_string(offset));
+        return false;
+    }
+
+    // --- cross-section checks -------------------------------------------------------------------
+
+    void checkListeners(const core::Config& cfg) {
+        struct Listener {
+            const char* path;
+            const core::SocketAddress* addr;
+        };
+        std::vector<Listener> ls;
+        ls.push_back({"server.http_addr", &cfg.server.http_addr});
+        if (cfg.server.https_addr) {
+            ls.push_back({"server.https_addr", &*cfg.server.https_addr});
+        }
+        if (cfg.metrics.metrics_addr) {
+            ls.push_back({"metrics.metrics_addr", &*cfg.metrics.metrics_addr});
+        }
+        auto isAny = [](const core::IpAddress& ip) {
+            return std::all_of(ip.bytes.begin(), ip.bytes.end(), [](uint8_t b) { return b == 0; });
+        };
+        for (size_t i = 1; i < ls.size(); ++i) {
+            for (size_t j = 0; j < i; ++j) {
+                const auto& a = *ls[i].addr;
+                const auto& b = *ls[j].addr;
+                if (a.port == 0 || a.port != b.port || a.ip.family != b.ip.family) {
+                    continue;
+                }
+                if (a.ip == b.ip || isAny(a.ip) || isAny(b.ip)) {
+                    ctx_.error(listener_marks_[ls[i].path], ls[i].path,
+                               "address " + a.toString() + " overlaps " + ls[j].path + " (" +
+                                   b.toString() + ")");
+                }
+            }
+        }
+    }
+
+    // --- shared field helpers -------------------------------------------------------------------
+
+    template <typename T>
+    bool uintAtLeast(MapReader& r, const char* key, uint64_t min, T& out) {
+        const ConfigNode* v = r.get(key);
+        if (v == nullptr) {
+            return true;
+        }
+        uint64_t n = 0;
+        if (!ctx_.integer(*v, r.path(key), min, std::numeric_limits<T>::max(), n)) {
+            return false;
+        }
+        out = static_cast<T>(n);
+        return true;
+    }
+
+    bool positiveDuration(MapReader& r, const char* key, Duration& out) {
+        const ConfigNode* v = r.get(key);
+        if (v == nullptr) {
+            return true;
+        }
+        Duration d{};
+        if (!ctx_.convert(*v, r.path(key), d)) {
+            return false;
+        }
+        if (d <= Duration::zero()) {
+            ctx_.error(*v, r.path(key), "must be greater than zero");
+            return false;
+        }
+        out = d;
+        return true;
+    }
+
+    bool positiveDuration(MapReader& r, const char* key, std::optional<Duration>& out) {
+        if (r.node() == nullptr || r.node()->find(key) == nullptr ||
+            r.node()->find(key)->isNull()) {
+            r.get(key);  // mark as known
+            return true;
+        }
+        Duration d{};
+        if (!positiveDuration(r, key, d)) {
+            return false;
+        }
+        out = d;
+        return true;
+    }
+
+    bool headerName(MapReader& r, const char* key, std::string& out) {
+        std::string v = out;
+        if (!r.opt(key, v)) {
+            return false;
+        }
+        if (!isToken(v)) {
+            ctx_.error(r.markOf(key), r.path(key), "invalid header name " + quoted(v));
+            return false;
+        }
+        out = std::move(v);
+        return true;
+    }
+
+    static constexpr long kMaxWorkers = 1024;
+
+    Ctx& ctx_;
+    std::vector<std::string> backend_names_;
+    std::set<std::string> invalid_backends_;
+    std::set<std::string> middleware_failed_;
+    std::map<std::string, SourceMark> listener_marks_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Dump
+// ---------------------------------------------------------------------------------------------
+
+class Dumper {
+public:
+    explicit Dumper(bool mask) : mask_(mask) {}
+
+    std::string run(const core::Config& c) {
+        section("server");
+        const auto& s = c.server;
+        kv("http_addr", str(s.http_addr.toString()));
+        kv("https_addr", s.https_addr ? str(s.https_addr->toString()) : "~");
+        kv("tls_cert", optStr(s.tls_cert));
+        kv("tls_key", optStr(s.tls_key));
+        kv("connection_timeout", dur(s.connection_timeout));
+        kv("max_connections", std::to_string(s.max_connections));
+        kv("upgrade_sock", str(s.upgrade_sock));
+        kv("worker_processes", s.worker_processes_auto
+                                   ? "auto  # " + std::to_string(s.worker_processes)
+                                   : std::to_string(s.worker_processes));
+        kv("pid_file", str(s.pid_file));
+        kv("error_log", s.error_log.empty() ? "stderr" : str(s.error_log));
+        kv("log_level", s.log_level ? std::string(core::logLevelName(*s.log_level)) : "~");
+        kv("access_log", s.access_log.empty() ? "off" : str(s.access_log));
+        kv("access_log_format", "json");
+        kv("shutdown_timeout", dur(s.shutdown_timeout));
+        kv("max_body_size", std::to_string(s.max_body_size));
+        kv("max_request_line", std::to_string(s.max_request_line));
+        kv("max_header_size", std::to_string(s.max_header_size));
+        kv("max_headers", std::to_string(s.max_headers));
+        kv("header_read_timeout", dur(s.header_read_timeout));
+        kv("keepalive_requests", std::to_string(s.keepalive_requests));
+        kv("request_id",
+           s.request_id == core::RequestIdMode::Keep ? "keep" : "always_generate");
+        std::vector<std::string> cidrs;
+        for (const auto& cidr : s.trusted_proxies) {
+            cidrs.push_back(cidr.toString());
+        }
+        kv("trusted_proxies", strList(cidrs));
+        kv("reuse_port", boolean(s.reuse_port));
+        end();
+
+        section("load_balancing");
+        kv("algorithm", std::string(core::lbAlgorithmName(c.load_balancing.algorithm)));
+        section("backends");
+        for (const auto& b : c.load_balancing.backends) {
+            dumpBackend(b);
+        }
+        end();
+        end();
+
+        line("routes:" + std::string(c.routes.empty() ? " []" : ""));
+        for (const auto& r : c.routes) {
+            dumpRoute(r);
+        }
+
+        const auto& m = c.middleware;
+        if (!m.rate_limiting && !m.authentication && !m.cors && !m.transform) {
+            kv("middleware", "{}");
+        } else {
+            section("middleware");
+            dumpMiddleware(m);
+            end();
+        }
+
+        section("health_check");
+        kv("enabled", boolean(c.health_check.enabled));
+        kv("interval", dur(c.health_check.interval));
+        kv("timeout", dur(c.health_check.timeout));
+        kv("failure_threshold", std::to_string(c.health_check.failure_threshold));
+        kv("success_threshold", std::to_string(c.health_check.success_threshold));
+        end();
+
+        section("metrics");
+        kv("prometheus", boolean(c.metrics.prometheus));
+        kv("metrics_path", str(c.metrics.metrics_path));
+        kv("metrics_addr",
+           c.metrics.metrics_addr ? str(c.metrics.metrics_addr->toString()) : "~");
+        kv("detailed_metrics", boolean(c.metrics.detailed_metrics));
+        kv("expose_on_main", boolean(c.metrics.expose_on_main));
+        end();
+
+        if (c.cache.configured) {
+            section("cache");
+            kv("enabled", boolean(c.cache.enabled));
+            kv("max_entries", std::to_string(c.cache.max_entries));
+            kv("default_ttl", dur(c.cache.default_ttl));
+            kv("max_body_size", std::to_string(c.cache.max_body_size));
+            kv("cache_with_query_params", boolean(c.cache.cache_with_query_params));
+            end();
+        } else {
+            line("# cache: not configured (routes' cache blocks use the defaults)");
+        }
+        return out_;
+    }
+
+private:
+    void dumpBackend(const core::BackendConfig& b) {
+        section(keyText(b.name));
+        kv("algorithm", std::string(core::lbAlgorithmName(b.algorithm)));
+        kv("two_choices", boolean(b.two_choices));
+        kv("hash_key", hashKey(b.hash_key));
+        kv("fail_open", boolean(b.fail_open));
+        kv("max_fails", std::to_string(b.max_fails));
+        kv("fail_timeout", dur(b.fail_timeout));
+        line("upstreams:");
+        for (const auto& u : b.upstreams) {
+            item();
+            kv("address", str(u.address.toString()));
+            kv("weight", std::to_string(u.weight));
+            kv("tls", boolean(u.tls));
+            kv("sni_hostname", optStr(u.sni_hostname));
+            kv("max_connections",
+               u.max_connections ? std::to_string(*u.max_connections) : std::string("~"));
+            section("tcp_keepalive");
+            kv("enabled", boolean(u.tcp_keepalive.enabled));
+            kv("idle", dur(u.tcp_keepalive.idle));
+            kv("interval", dur(u.tcp_keepalive.interval));
+            kv("count", std::to_string(u.tcp_keepalive.count));
+            end();
+            kv("connection_timeout", dur(u.connection_timeout));
+            kv("read_timeout", dur(u.read_timeout));
+            kv("write_timeout", dur(u.write_timeout));
+            endItem();
+        }
+        const auto& h = b.health_check;
+        if (!h.configured) {
+            // Not a block of the file: shown commented out so the dump reads back the same.
+            line("# effective health check (no health_check block; defaults and global values)");
+            comment_ = true;
+        }
+        section("health_check");
+        kv("enabled", boolean(h.enabled));
+        kv("check_type", std::string(core::healthCheckTypeName(h.check_type)));
+        kv("path", str(h.path));
+        kv("expected_status", std::to_string(h.expected_status));
+        kv("interval", dur(h.interval));
+        kv("method", str(h.method));
+        kv("host", optStr(h.host));
+        kv("timeout", dur(h.timeout));
+        kv("failure_threshold", std::to_string(h.failure_threshold));
+        kv("success_threshold", std::to_string(h.success_threshold));
+        kv("tls_verify", boolean(h.tls_verify));
+        end();
+        comment_ = false;
+        end();
+    }
+
+    void dumpRoute(const core::RouteConfig& r) {
+        item();
+        kv("id", str(r.id));
+        kv("path", str(r.path));
+        kv("methods", r.methods.empty() ? "~  # any" : strList(r.methods));
+        kv("host", optStr(r.host));
+        kv("backend", str(r.backend));
+        kv("middleware", strList(r.middleware));
+        kv("timeout", r.timeout ? dur(*r.timeout) : "~");
+        kv("retries", std::to_string(r.retries));
+        kv("strip_prefix", optStr(r.strip_prefix));
+        kv("rewrite", optStr(r.rewrite));
+        if (r.websocket) {
+            const auto& w = *r.websocket;
+            section("websocket");
+            kv("enabled", boolean(w.enabled));
+            kv("protocols", w.protocols ? strList(*w.protocols) : "~");
+            kv("timeout", w.timeout ? dur(*w.timeout) : "~");
+            kv("idle_timeout", w.idle_timeout ? dur(*w.idle_timeout) : "~");
+            kv("max_message_size", std::to_string(w.max_message_size));
+            end();
+        }
+        if (r.cache) {
+            const auto& c = *r.cache;
+            section("cache");
+            kv("enabled", boolean(c.enabled));
+            kv("ttl", c.ttl ? dur(*c.ttl) : "~");
+            kv("max_body_size", c.max_body_size ? std::to_string(*c.max_body_size) : "~");
+            kv("cache_with_query_params",
+               c.cache_with_query_params ? boolean(*c.cache_with_query_params) : "~");
+            kv("methods", strList(c.methods));
+            end();
+        }
+        endItem();
+    }
+
+    void dumpMiddleware(const core::MiddlewareConfig& m) {
+        if (m.rate_limiting) {
+            section("rate_limiting");
+            kv("requests_per_second", std::to_string(m.rate_limiting->requests_per_second));
+            kv("burst", std::to_string(m.rate_limiting->burst));
+            const auto& k = m.rate_limiting->key;
+            using K = core::RateLimitKey::Kind;
+            kv("key", k.kind == K::Ip      ? "ip"
+                      : k.kind == K::Route ? "route"
+                      : k.kind == K::Header ? str("header:" + k.name)
+                                           : str("query_param:" + k.name));
+            end();
+        }
+        if (m.authentication) {
+            const auto& a = *m.authentication;
+            section("authentication");
+            kv("auth_type", std::string(core::authTypeName(a.auth_type)));
+            if (a.jwt) {
+                section("jwt");
+                kv("secret", secret(a.jwt->secret));
+                kv("algorithm", std::string(core::jwtAlgorithmName(a.jwt->algorithm)));
+                kv("header", str(a.jwt->header));
+                kv("leeway", dur(a.jwt->leeway));
+                kv("issuer", optStr(a.jwt->issuer));
+                kv("audience", optStr(a.jwt->audience));
+                end();
+            }
+            if (a.api_key) {
+                section("api_key");
+                std::vector<std::string> keys;
+                for (const auto& k : a.api_key->keys) {
+                    keys.push_back(mask_ ? "****" : k);
+                }
+                kv("keys", strList(keys));
+                kv("header", str(a.api_key->header));
+                kv("query", optStr(a.api_key->query));
+                end();
+            }
+            end();
+        }
+        if (m.cors) {
+            section("cors");
+            kv("allowed_origins", strList(m.cors->allowed_origins));
+            kv("allowed_methods", strList(m.cors->allowed_methods));
+            kv("allowed_headers", strList(m.cors->allowed_headers));
+            kv("max_age", m.cors->max_age ? dur(*m.cors->max_age) : "~");
+            end();
+        }
+        if (m.transform) {
+            section("transform");
+            for (auto [name, h] : {std::pair{"request_headers", &m.transform->request_headers},
+                                   std::pair{"response_headers", &m.transform->response_headers}}) {
+                section(name);
+                headerMap("add", h->add);
+                kv("remove", strList(h->remove));
+                headerMap("set", h->set);
+                end();
+            }
+            end();
+        }
+    }
+
+    void headerMap(const char* name, const core::HeaderList& list) {
+        if (list.empty()) {
+            kv(name, "{}");
+            return;
+        }
+        section(name);
+        for (const auto& [k, v] : list) {
+            kv(keyText(k), str(v));
+        }
+        end();
+    }
+
+    // Scalars are written as double-quoted YAML strings (escaping quotes, backslashes and
+    // control bytes, and "${" as "$${" so the dump reads back to the same value).
+    static std::string str(std::string_view s) {
+        std::string out = "\"";
+        for (size_t i = 0; i < s.size(); ++i) {
+            char c = s[i];
+            auto u = static_cast<unsigned char>(c);
+            if (c == '"' || c == '\\') {
+                out += '\\';
+                out += c;
+            } else if (u < 0x20 || u == 0x7f) {
+                static const char* kHex = "0123456789abcdef";
+                out += "\\x";
+                out += kHex[u >> 4];
+                out += kHex[u & 15];
+            } else if (c == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+                out += "$$";
+            } else {
+                out += c;
+            }
+        }
+        out += '"';
+        return out;
+    }
+
+    static std::string keyText(std::string_view k) {
+        bool plain = !k.empty() && std::all_of(k.begin(), k.end(), [](char c) {
+            return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   c == '_' || c == '-';
+        });
+        return plain ? std::string(k) : str(k);
+    }
+
+    static std::string optStr(const std::optional<std::string>& s) {
+        return s ? str(*s) : std::string("~");
+    }
+    static std::string dur(Duration d) { return str(core::formatDuration(d)); }
+    static std::string boolean(bool b) { return b ? "true" : "false"; }
+    static std::string strList(const std::vector<std::string>& v) {
+        std::string out = "[";
+        for (size_t i = 0; i < v.size(); ++i) {
+            out += (i ? ", " : "") + str(v[i]);
+        }
+        return out + "]";
+    }
+    static std::string hashKey(const core::HashKey& k) {
+        using K = core::HashKey::Kind;
+        switch (k.kind) {
+            case K::Ip:
+                return "ip";
+            case K::Path:
+                return "path";
+            case K::Header:
+                return str("header:" + k.name);
+            case K::Cookie:
+                return str("cookie:" + k.name);
+        }
+        return "ip";
+    }
+    std::string secret(const std::string& s) const { return mask_ ? str("****") : str(s); }
+
+    void line(const std::string& text) {
+        out_ += indentText();
+        if (comment_) {
+            out_ += "# ";
+        }
+        out_ += text;
+        out_ += '\n';
+        pending_dash_ = false;
+    }
+    std::string indentText() const {
+        std::string s(static_cast<size_t>(depth_) * 2, ' ');
+        if (pending_dash_ && s.size() >= 2) {
+            s[s.size() - 2] = '-';
+        }
+        return s;
+    }
+    void kv(std::string_view key, const std::string& value) {
+        line(std::string(key) + ": " + value);
+    }
+    void section(std::string_view key) {
+        line(std::string(key) + ":");
+        ++depth_;
+    }
+    void end() { --depth_; }
+    void item() {
+        ++depth_;
+        pending_dash_ = true;
+    }
+    void endItem() { --depth_; }
+
+    bool mask_;
+    bool comment_ = false;
+    bool pending_dash_ = false;
+    int depth_ = 0;
+    std::string out_;
+};
+
+// ---------------------------------------------------------------------------------------------
+// Entry points
+// ---------------------------------------------------------------------------------------------
+
+void sortDiagnostics(std::vector<Diagnostic>& d) {
+    std::stable_sort(d.begin(), d.end(), [](const Diagnostic& a, const Diagnostic& b) {
+        int la = a.line > 0 ? a.line : INT_MAX;
+        int lb = b.line > 0 ? b.line : INT_MAX;
+        if (la != lb) {
+            return la < lb;
+        }
+        return a.column < b.column;
+    });
+}
+
+LoadResult fileError(const std::string& file, std::string message) {
+    LoadResult res;
+    Diagnostic d;
+    d.file = file;
+    d.message = std::move(message);
+    res.diagnostics.push_back(std::move(d));
+    return res;
+}
+
+}  // namespace
+
+bool substituteEnv(core::ConfigNode& root, const EnvLookup& env, std::vector<Diagnostic>& diags) {
+    EnvSubstituter sub(env, diags);
+    sub.walk(root, "");
+    return sub.ok();
+}
+
+LoadResult loadConfigString(std::string_view text, std::string_view format,
+                            const std::string& display_name, const EnvLookup& env,
+                            const HostResolver& resolver) {
+    LoadResult res;
+    try {
+        std::optional<ConfigNode> root;
+        if (format == "yaml" || format == "yml") {
+            root = parseYamlDocument(text, display_name, res.diagnostics);
+        } else if (format == "json") {
+            root = parseJsonDocument(text, display_name, res.diagnostics);
+        } else if (format == "toml") {
+            root = parseTomlDocument(text, display_name, res.diagnostics);
+        } else {
+            return fileError(display_name, "unknown config format '" + std::string(format) +
+                                               "' (expected yaml, json or toml)");
+        }
+        if (!root) {
+            return res;
+        }
+        if (!substituteEnv(*root, env, res.diagnostics)) {
+            sortDiagnostics(res.diagnostics);
+            return res;
+        }
+        Ctx ctx(display_name, resolver);
+        auto cfg = std::make_unique<core::Config>();
+        Decoder(ctx).decode(*root, *cfg);
+        for (auto& d : ctx.diags) {
+            res.diagnostics.push_back(std::move(d));
+        }
+        sortDiagnostics(res.diagnostics);
+        if (!ctx.failed) {
+            res.config = std::move(cfg);
+        }
+    } catch (const std::exception& e) {
+        res.config.reset();
+        Diagnostic d;
+        d.file = display_name;
+        d.message = std::string("internal error while loading the configuration: ") + e.what();
+        res.diagnostics.push_back(std::move(d));
+    }
+    return res;
+}
+
+LoadResult loadConfigFile(const std::string& path, const EnvLookup& env,
+                          const HostResolver& resolver) {
+    auto endsWith = [&path](std::string_view suffix) {
+        return path.size() > suffix.size() &&
+               path.compare(path.size() - suffix.size(), suffix.size(), suffix) == 0;
+    };
+    std::string_view format;
+    if (endsWith(".yaml") || endsWith(".yml")) {
+        format = "yaml";
+    } else if (endsWith(".json")) {
+        format = "json";
+    } else if (endsWith(".toml")) {
+        format = "toml";
+    } else {
+        return fileError(path,
+                         "unsupported config file suffix; use .yaml, .yml, .json or .toml");
+    }
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        return fileError(path, std::string("failed to read config file: ") +
+                                   std::strerror(errno));
+    }
+    std::string text;
+    char buf[65536];
+    for (;;) {
+        ssize_t n = ::read(fd, buf, sizeof(buf));
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            int err = errno;
+            ::close(fd);
+            return fileError(path,
+                             std::string("failed to read config file: ") + std::strerror(err));
+        }
+        if (n == 0) {
+            break;
+        }
+        text.append(buf, static_cast<size_t>(n));
+        if (text.size() > kMaxConfigBytes) {
+            ::close(fd);
+            return fileError(path, "failed to read config file: larger than 64 MiB");
+        }
+    }
+    ::close(fd);
+    return loadConfigString(text, format, path, env, resolver);
+}
+
+std::string dumpConfigMasked(const core::Config& config) { return Dumper(true).run(config); }
+
+std::string dumpConfigUnmasked(const core::Config& config) { return Dumper(false).run(config); }
+
+}  // namespace photon::master

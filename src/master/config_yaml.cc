@@ -1,0 +1,260 @@
+// SPDX-License-Identifier: Apache-2.0
+// YAML front end (yaml-cpp): YAML 1.2 core-schema typing of plain scalars, tags, source marks.
+#include <yaml-cpp/yaml.h>
+
+#include <exception>
+#include <string>
+
+#include "master/config_loader.h"
+
+namespace photon::master {
+
+namespace {
+
+using core::ConfigNode;
+using core::SourceMark;
+using Kind = ConfigNode::ScalarKind;
+
+constexpr int kMaxDepth = 64;
+
+bool allOf(std::string_view s, bool (*pred)(char)) {
+    if (s.empty()) {
+        return false;
+    }
+    for (char c : s) {
+        if (!pred(c)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+bool isDec(char c) { return c >= '0' && c <= '9'; }
+bool isOct(char c) { return c >= '0' && c <= '7'; }
+bool isHex(char c) { return isDec(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
+
+bool isYamlInt(std::string_view s) {
+    if (s.size() > 2 && s[0] == '0' && s[1] == 'o') {
+        return allOf(s.substr(2), isOct);
+    }
+    if (s.size() > 2 && s[0] == '0' && s[1] == 'x') {
+        return allOf(s.substr(2), isHex);
+    }
+    if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+        s.remove_prefix(1);
+    }
+    return allOf(s, isDec);
+}
+
+bool isYamlFloat(std::string_view s) {
+    if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
+        s.remove_prefix(1);
+    }
+    if (s == ".inf" || s == ".Inf" || s == ".INF" || s == ".nan" || s == ".NaN" || s == ".NAN") {
+        return true;
+    }
+    size_t i = 0;
+    size_t digits = 0;
+    while (i < s.size() && isDec(s[i])) {
+        ++i;
+        ++digits;
+    }
+    if (i < s.size() && s[i] == '.') {
+        ++i;
+        while (i < s.size() && isDec(s[i])) {
+            ++i;
+            ++digits;
+        }
+    }
+    if (digits == 0) {
+        return false;
+    }
+    if (i < s.size() && (s[i] == 'e' || s[i] == 'E')) {
+        ++i;
+        if (i < s.size() && (s[i] == '-' || s[i] == '+')) {
+            ++i;
+        }
+        if (i == s.size()) {
+            return false;
+        }
+        while (i < s.size() && isDec(s[i])) {
+            ++i;
+        }
+    }
+    return i == s.size();
+}
+
+// Kind of an untagged plain scalar under the YAML 1.2 core schema. Returns false for null.
+bool resolvePlain(std::string_view s, Kind& kind) {
+    if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
+        return false;
+    }
+    if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" ||
+        s == "FALSE") {
+        kind = Kind::Bool;
+    } else if (isYamlInt(s)) {
+        kind = Kind::Int;
+    } else if (isYamlFloat(s)) {
+        kind = Kind::Float;
+    } else {
+        kind = Kind::String;
+    }
+    return true;
+}
+
+class YamlBuilder {
+public:
+    YamlBuilder(const std::string& display_name, std::vector<Diagnostic>& errors)
+        : file_(std::make_shared<const std::string>(display_name)), errors_(errors) {}
+
+    SourceMark mark(const YAML::Mark& m) const {
+        if (m.is_null()) {
+            return SourceMark(file_, 0, 0);
+        }
+        return SourceMark(file_, m.line + 1, m.column + 1);
+    }
+
+    void error(const SourceMark& m, std::string msg) {
+        Diagnostic d;
+        d.severity = Diagnostic::Severity::Error;
+        d.file = *file_;
+        d.line = m.line();
+        d.column = m.column();
+        d.message = std::move(msg);
+        errors_.push_back(std::move(d));
+        failed_ = true;
+    }
+
+    bool failed() const { return failed_; }
+
+    // `fallback` locates nodes whose own mark yaml-cpp leaves unset or misplaced (empty values).
+    ConfigNode build(const YAML::Node& n, const SourceMark& fallback, int depth) {
+        if (depth > kMaxDepth) {
+            error(fallback, "YAML document is nested too deeply (limit " +
+                                std::to_string(kMaxDepth) + " levels)");
+            return ConfigNode::null(fallback);
+        }
+        SourceMark m = mark(n.Mark());
+        if (m.line() == 0) {
+            m = fallback;
+        }
+        const std::string& tag = n.Tag();
+        switch (n.Type()) {
+            case YAML::NodeType::Undefined:
+            case YAML::NodeType::Null:
+                // yaml-cpp places an empty value's mark on the next token; use the key's.
+                return ConfigNode::null(fallback);
+            case YAML::NodeType::Scalar:
+                return buildScalar(n.Scalar(), tag, m);
+            case YAML::NodeType::Sequence: {
+                ConfigNode list = ConfigNode::list(m);
+                setLocalTag(list, tag);
+                for (const auto& item : n) {
+                    list.append(build(item, mark(item.Mark()).line() ? mark(item.Mark()) : m,
+                                      depth + 1));
+                }
+                return list;
+            }
+            case YAML::NodeType::Map: {
+                ConfigNode map = ConfigNode::map(m);
+                setLocalTag(map, tag);
+                for (auto it = n.begin(); it != n.end(); ++it) {
+                    const YAML::Node& key = it->first;
+                    SourceMark km = mark(key.Mark());
+                    if (km.line() == 0) {
+                        km = m;
+                    }
+                    if (!key.IsScalar()) {
+                        error(km, key.IsNull() ? "a map key must not be empty"
+                                               : "a map key must be a plain string, not a "
+                                                 "list or map");
+                        continue;
+                    }
+                    ConfigNode value = build(it->second, km, depth + 1);
+                    std::string k = key.Scalar();
+                    size_t first = map.indexOf(k);
+                    if (first < map.size()) {
+                        error(km, "duplicate key '" + k + "' (first defined at line " +
+                                      std::to_string(map.keyMarkAt(first).line()) + ")");
+                        continue;
+                    }
+                    map.insert(std::move(k), km, std::move(value));
+                }
+                return map;
+            }
+        }
+        return ConfigNode::null(m);
+    }
+
+private:
+    static void setLocalTag(ConfigNode& node, const std::string& tag) {
+        if (tag.size() > 1 && tag[0] == '!' && tag[1] != '!') {
+            node.setTag(tag);
+        }
+    }
+
+    ConfigNode buildScalar(const std::string& text, const std::string& tag, const SourceMark& m) {
+        static const std::string kCore = "tag:yaml.org,2002:";
+        if (tag == "!") {  // quoted or block scalar: always a string
+            return ConfigNode::scalar(text, Kind::String, m);
+        }
+        if (tag.compare(0, kCore.size(), kCore) == 0) {
+            std::string t = tag.substr(kCore.size());
+            if (t == "str") {
+                return ConfigNode::scalar(text, Kind::String, m);
+            }
+            if (t == "null") {
+                return ConfigNode::null(m);
+            }
+            Kind k = Kind::String;
+            if (!resolvePlain(text, k)) {
+                return ConfigNode::null(m);
+            }
+            if ((t == "int" && k != Kind::Int) || (t == "bool" && k != Kind::Bool) ||
+                (t == "float" && k != Kind::Float && k != Kind::Int)) {
+                error(m, "'" + text + "' is not a valid !!" + t);
+                return ConfigNode::null(m);
+            }
+            return ConfigNode::scalar(text, t == "float" ? Kind::Float : k, m);
+        }
+        Kind k = Kind::String;
+        if (tag == "?") {
+            if (!resolvePlain(text, k)) {
+                return ConfigNode::null(m);
+            }
+            return ConfigNode::scalar(text, k, m);
+        }
+        // A local tag such as `!header X-API-Key`: keep the tag, the value is its text.
+        ConfigNode node = ConfigNode::scalar(text, Kind::String, m);
+        setLocalTag(node, tag);
+        return node;
+    }
+
+    std::shared_ptr<const std::string> file_;
+    std::vector<Diagnostic>& errors_;
+    bool failed_ = false;
+};
+
+}  // namespace
+
+std::optional<core::ConfigNode> parseYamlDocument(std::string_view text,
+                                                  const std::string& display_name,
+                                                  std::vector<Diagnostic>& errors) {
+    YamlBuilder builder(display_name, errors);
+    try {
+        YAML::Node doc = YAML::Load(std::string(text));
+        SourceMark start = builder.mark(YAML::Mark());
+        ConfigNode root = builder.build(doc, SourceMark(start), 0);
+        if (builder.failed()) {
+            return std::nullopt;
+        }
+        return root;
+    } catch (const YAML::Exception& e) {
+        builder.error(builder.mark(e.mark), "YAML syntax error: " + e.msg);
+    } catch (const std::exception& e) {
+        builder.error(SourceMark(), std::string("cannot parse YAML: ") + e.what());
+    }
+    return std::nullopt;
+}
+
+}  // namespace photon::master

@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: Apache-2.0
+// photon(8) entry point: command line, configuration test, signals to a running master, start.
+#include <unistd.h>
+
+#include <cstdio>
+#include <memory>
+
+#include "config.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "master/cli.h"
+#include "master/config_loader.h"
+#include "master/master.h"
+#include "master/process.h"
+#include "master/runtime.h"
+
+using namespace photon;
+
+namespace {
+
+/// Prints every diagnostic on stderr, errors first kept in file order. Returns the error count.
+size_t printDiagnostics(const master::LoadResult& r) {
+    size_t errors = 0;
+    for (const auto& d : r.diagnostics) {
+        bool err = d.severity == master::Diagnostic::Severity::Error;
+        errors += err ? 1 : 0;
+        std::fprintf(stderr, "photon: [%s] %s\n", err ? "error" : "warn", d.format().c_str());
+    }
+    return errors;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    master::CliParse cli = master::parseCli(argc, argv);
+    master::ProcTitle::init(argc, argv);
+    if (!cli.error.empty()) {
+        std::fprintf(stderr, "photon: %s\n%s", cli.error.c_str(), master::usageText().c_str());
+        return 2;
+    }
+    const master::CliOptions& o = cli.opts;
+    if (o.help) {
+        std::fputs(master::helpText().c_str(), stdout);
+        return 0;
+    }
+    if (o.version) {
+        std::fputs(master::versionText().c_str(), stdout);
+        return 0;
+    }
+    core::LogLevel level = core::LogLevel::Info;
+    if (o.log_level) {
+        core::parseLogLevel(*o.log_level, level);
+    }
+    core::setLogLevel(level);
+
+    master::LoadResult loaded = master::loadConfigFile(o.config_path);
+    if (!o.signal.empty()) {
+        // The pid file comes from the configuration when it loads, else the built-in default.
+        std::string pid_path = loaded.ok() ? master::pidPathOf(*loaded.config) : PHOTON_PID_PATH;
+        return master::sendSignalCommand(o.signal, pid_path);
+    }
+    size_t errors = printDiagnostics(loaded);
+    if (o.test) {
+        if (loaded.ok() && level >= core::LogLevel::Debug) {
+            std::fputs(master::dumpConfigMasked(*loaded.config).c_str(), stdout);
+        }
+        if (loaded.ok()) {
+            std::fprintf(stderr, "photon: configuration file %s test is successful\n",
+                         o.config_path.c_str());
+            return 0;
+        }
+        std::fprintf(stderr, "photon: configuration file %s test failed (%zu error%s)\n",
+                     o.config_path.c_str(), errors, errors == 1 ? "" : "s");
+        return 1;
+    }
+    if (!loaded.ok()) {
+        std::fprintf(stderr, "photon: configuration file %s has %zu error%s; not starting\n",
+                     o.config_path.c_str(), errors, errors == 1 ? "" : "s");
+        return 1;
+    }
+    if (o.upgrade) {
+        std::fprintf(stderr, "photon: --upgrade is not supported by this build yet\n");
+        return 1;
+    }
+    master::applyRuntimeLogSettings(*loaded.config, o.log_level.has_value());
+    master::Master m(o, std::move(loaded.config));
+    return m.run();
+}

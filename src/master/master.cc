@@ -1,0 +1,425 @@
+// SPDX-License-Identifier: Apache-2.0
+// Master process: supervision loop on sigtimedwait, worker respawn with backoff, reload, shutdown.
+#include "master/master.h"
+
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "config.h"
+#include "core/config.h"
+#include "core/log.h"
+#include "master/config_loader.h"
+#include "master/process.h"
+#include "master/runtime.h"
+#include "worker/worker.h"
+
+namespace photon::master {
+
+namespace {
+
+int64_t monoUs() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t wallUs() {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return static_cast<int64_t>(ts.tv_sec) * 1000000 + ts.tv_nsec / 1000;
+}
+
+sigset_t masterSignals() {
+    sigset_t s;
+    sigemptyset(&s);
+    for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH}) {
+        sigaddset(&s, sig);
+    }
+    return s;
+}
+
+constexpr int64_t kCrashWindowUs = 2'000'000;   // a worker dying sooner than this "crashed fast"
+constexpr int64_t kMaxBackoffUs = 10'000'000;   // crash-loop backoff ceiling
+
+}  // namespace
+
+std::string pidPathOf(const core::Config& c) {
+    const std::string& p = runtimePidFile(c);
+    return p.empty() ? std::string(PHOTON_PID_PATH) : p;
+}
+
+int sendSignalCommand(const std::string& signal, const std::string& pid_path) {
+    int sig = signal == "stop"     ? SIGTERM
+              : signal == "quit"   ? SIGQUIT
+              : signal == "reload" ? SIGHUP
+                                   : SIGUSR1;
+    pid_t pid = PidFile::read(pid_path);
+    if (pid == 0) {
+        std::fprintf(stderr, "photon: cannot read pid file %s: is photon running?\n",
+                     pid_path.c_str());
+        return 1;
+    }
+    if (::kill(pid, sig) != 0) {
+        std::fprintf(stderr, "photon: kill(%d, %s) failed: %s\n", static_cast<int>(pid),
+                     signal.c_str(), std::strerror(errno));
+        return 1;
+    }
+    return 0;
+}
+
+Master::Master(CliOptions cli, std::unique_ptr<core::Config> config)
+    : cli_(std::move(cli)), config_(std::move(config)) {}
+
+Master::~Master() { closeListeners(listeners_); }
+
+int Master::run() {
+    pid_path_ = pidPathOf(*config_);
+    start_time_us_ = wallUs();
+
+    // A second instance on the same pid file is refused before anything is opened.
+    if (pid_t other = PidFile::read(pid_path_); other != 0 && other != getpid() && PidFile::alive(other)) {
+        std::fprintf(stderr, "photon: already running (pid %d, pid file %s)\n",
+                     static_cast<int>(other), pid_path_.c_str());
+        return 1;
+    }
+
+    auto ls = openRuntimeListeners(*config_);
+    if (!ls.ok()) {
+        std::fprintf(stderr, "photon: %s\n", ls.error().msg.c_str());
+        return 1;
+    }
+    listeners_ = std::move(ls.value());
+
+    const std::string& error_log = runtimeErrorLog(*config_);
+    if (!error_log.empty() && !core::openLogFile(error_log.c_str())) {
+        std::fprintf(stderr, "photon: cannot open error log %s: %s\n", error_log.c_str(),
+                     std::strerror(errno));
+        return 1;
+    }
+    if (cli_.daemon) {
+        if (auto r = daemonize(); !r.ok()) {
+            std::fprintf(stderr, "photon: %s\n", r.error().msg.c_str());
+            return 1;
+        }
+    }
+    if (auto r = PidFile::write(pid_path_, getpid()); !r.ok()) {
+        LOG_ERROR("%s", r.error().msg.c_str());
+        if (cli_.daemon) {
+            return 1;
+        }
+    }
+    if (auto r = setupSharedState(*config_, pid_path_); !r.ok()) {
+        LOG_ERROR("shared memory: %s", r.error().msg.c_str());
+        PidFile::removeIfOwned(pid_path_, getpid());
+        return 1;
+    }
+
+    ProcTitle::set("photon: master process " + ProcTitle::commandLine());
+    sigset_t set = masterSignals();
+    sigprocmask(SIG_BLOCK, &set, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);
+
+    slots_.resize(static_cast<size_t>(runtimeWorkerCount(*config_)));
+    for (size_t i = 0; i < slots_.size(); ++i) {
+        spawnWorker(i);
+    }
+    for (const auto& l : listeners_) {
+        LOG_NOTICE("listening on %s%s", l.addr.c_str(),
+                   l.kind == ListenerKind::Metrics ? " (metrics, /health)" : "");
+    }
+    LOG_NOTICE("photon %s started: master pid %d, %zu worker(s)", PHOTON_VERSION,
+               static_cast<int>(getpid()), slots_.size());
+
+    int exit_code = 0;
+    while (true) {
+        int64_t now = monoUs();
+        int64_t wake = nextWakeUs(now);
+        struct timespec ts = {static_cast<time_t>(wake / 1000000),
+                              static_cast<long>((wake % 1000000) * 1000)};
+        siginfo_t info;
+        int sig = sigtimedwait(&set, &info, &ts);
+        if (sig < 0 && errno != EAGAIN && errno != EINTR) {
+            LOG_ERROR("sigtimedwait: %s", std::strerror(errno));
+        }
+        if (sig == SIGCHLD) {
+            reapChildren();
+        } else if (sig == SIGTERM || sig == SIGINT) {
+            LOG_NOTICE("received %s: fast shutdown", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+            stopping_ = true;
+            signalWorkers(SIGTERM);
+            if (!waitAllExited(monoUs() + 3'000'000)) {
+                signalWorkers(SIGKILL);
+                waitAllExited(monoUs() + 1'000'000);
+            }
+            break;
+        } else if (sig == SIGQUIT) {
+            LOG_NOTICE("received SIGQUIT: graceful shutdown");
+            stopping_ = true;
+            closeListeners(listeners_);  // new connections are refused from now on
+            signalWorkers(SIGQUIT);
+            int64_t grace = runtimeShutdownTimeoutUs(*config_);
+            if (!waitAllExited(monoUs() + grace + 1'000'000)) {
+                LOG_WARN("workers still busy after shutdown_timeout: killing them");
+                signalWorkers(SIGKILL);
+                waitAllExited(monoUs() + 1'000'000);
+            }
+            break;
+        } else if (sig == SIGHUP) {
+            reload();
+        } else if (sig == SIGUSR1) {
+            reopenLogs();
+        } else if (sig == SIGUSR2 || sig == SIGWINCH) {
+            LOG_WARN("signal %d is not supported yet; ignored", sig);
+        }
+        respawnDue(monoUs());
+    }
+    teardownSharedState();
+    PidFile::removeIfOwned(pid_path_, getpid());
+    LOG_NOTICE("exiting");
+    return exit_code;
+}
+
+bool Master::spawnWorker(size_t i) {
+    WorkerSlot& s = slots_[i];
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        LOG_ERROR("socketpair: %s", std::strerror(errno));
+        s.respawn_at_us = monoUs() + 1'000'000;
+        return false;
+    }
+    int slot_id = acquireShmSlot();
+    if (slot_id < 0) {
+        LOG_ERROR("no free process slot for a new worker");
+        ::close(sv[0]);
+        ::close(sv[1]);
+        s.respawn_at_us = monoUs() + 1'000'000;
+        return false;
+    }
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        LOG_ERROR("fork: %s", std::strerror(errno));
+        releaseShmSlot(slot_id);
+        ::close(sv[0]);
+        ::close(sv[1]);
+        s.respawn_at_us = monoUs() + 1'000'000;
+        return false;
+    }
+    if (pid == 0) {
+        ::close(sv[0]);
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, nullptr);
+        core::setLogSlot(slot_id);
+        ProcTitle::set("photon: worker process");
+        worker::WorkerInit init;
+        init.config = config_.get();
+        init.proxy = runtimeProxy();
+        init.listeners = &listeners_;
+        init.slot = slot_id;
+        init.master_fd = sv[1];
+        init.generation = generation_;
+        init.start_time_us = start_time_us_;
+        std::_Exit(worker::runWorker(init));
+    }
+    ::close(sv[1]);
+    s.pid = pid;
+    s.fd = sv[0];
+    s.shm_slot = slot_id;
+    s.generation = generation_;
+    s.started_us = monoUs();
+    s.respawn_at_us = 0;
+    s.retiring = false;
+    registerWorkerPid(slot_id, pid);
+    LOG_INFO("started worker %d in slot %d", static_cast<int>(pid), slot_id);
+    return true;
+}
+
+void Master::reapChildren() {
+    int status;
+    pid_t pid;
+    while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        int64_t now = monoUs();
+        bool found = false;
+        for (size_t i = 0; i < slots_.size(); ++i) {
+            WorkerSlot& s = slots_[i];
+            if (s.pid != pid) {
+                continue;
+            }
+            found = true;
+            ::close(s.fd);
+            s.fd = -1;
+            s.pid = 0;
+            releaseShmSlot(s.shm_slot);
+            s.shm_slot = -1;
+            bool crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+            if (crashed && !stopping_) {
+                if (WIFSIGNALED(status)) {
+                    LOG_ERROR("worker %d (slot %zu) killed by signal %d; respawning",
+                              static_cast<int>(pid), i, WTERMSIG(status));
+                } else {
+                    LOG_ERROR("worker %d (slot %zu) exited with status %d; respawning",
+                              static_cast<int>(pid), i, WEXITSTATUS(status));
+                }
+            }
+            if (now - s.started_us < kCrashWindowUs) {
+                ++s.fast_crashes;
+            } else {
+                s.fast_crashes = 0;
+            }
+            // First death respawns at once; a crash loop backs off exponentially.
+            int64_t backoff = 0;
+            if (s.fast_crashes > 1) {
+                backoff = std::min<int64_t>(kMaxBackoffUs, 100'000LL << std::min(s.fast_crashes - 2, 10));
+                LOG_WARN("slot %zu is crash-looping; next start in %lld ms", i,
+                         static_cast<long long>(backoff / 1000));
+            }
+            s.respawn_at_us = now + backoff;
+        }
+        for (auto it = retiring_.begin(); !found && it != retiring_.end(); ++it) {
+            if (it->pid == pid) {
+                ::close(it->fd);
+                releaseShmSlot(it->shm_slot);
+                LOG_INFO("old worker %d exited", static_cast<int>(pid));
+                retiring_.erase(it);
+                found = true;
+                break;
+            }
+        }
+        if (!found) {
+            LOG_DEBUG("reaped unknown child %d", static_cast<int>(pid));
+        }
+    }
+    if (retiring_.empty()) {
+        old_configs_.clear();
+    }
+}
+
+void Master::respawnDue(int64_t now) {
+    if (stopping_) {
+        return;
+    }
+    for (size_t i = 0; i < slots_.size(); ++i) {
+        if (slots_[i].pid == 0 && slots_[i].respawn_at_us <= now) {
+            spawnWorker(i);
+        }
+    }
+}
+
+int64_t Master::nextWakeUs(int64_t now) const {
+    int64_t wake = 1'000'000;
+    for (const auto& s : slots_) {
+        if (s.pid == 0 && !stopping_) {
+            wake = std::min(wake, std::max<int64_t>(s.respawn_at_us - now, 1000));
+        }
+    }
+    return wake;
+}
+
+void Master::signalWorkers(int sig, bool include_retiring) {
+    for (const auto& s : slots_) {
+        if (s.pid > 0) {
+            ::kill(s.pid, sig);
+        }
+    }
+    if (include_retiring) {
+        for (const auto& s : retiring_) {
+            ::kill(s.pid, sig);
+        }
+    }
+}
+
+bool Master::waitAllExited(int64_t deadline) {
+    sigset_t chld;
+    sigemptyset(&chld);
+    sigaddset(&chld, SIGCHLD);
+    auto anyAlive = [&] {
+        for (const auto& s : slots_) {
+            if (s.pid > 0) {
+                return true;
+            }
+        }
+        return !retiring_.empty();
+    };
+    while (anyAlive()) {
+        reapChildren();
+        if (!anyAlive()) {
+            break;
+        }
+        int64_t left = deadline - monoUs();
+        if (left <= 0) {
+            return false;
+        }
+        left = std::min<int64_t>(left, 100'000);
+        struct timespec ts = {0, static_cast<long>(left * 1000)};
+        sigtimedwait(&chld, nullptr, &ts);
+    }
+    return true;
+}
+
+void Master::reload() {
+    LOG_NOTICE("received SIGHUP: reloading %s", cli_.config_path.c_str());
+    LoadResult r = loadConfigFile(cli_.config_path);
+    for (const auto& d : r.diagnostics) {
+        if (d.severity == Diagnostic::Severity::Error) {
+            LOG_ERROR("%s", d.format().c_str());
+        } else {
+            LOG_WARN("%s", d.format().c_str());
+        }
+    }
+    if (!r.ok()) {
+        LOG_ERROR("reload failed: keeping the running configuration");
+        return;
+    }
+    auto nl = reopenRuntimeListeners(*r.config, listeners_);
+    if (!nl.ok()) {
+        LOG_ERROR("reload failed: %s; keeping the running configuration", nl.error().msg.c_str());
+        return;
+    }
+    if (auto sr = reloadSharedState(*r.config); !sr.ok()) {
+        LOG_ERROR("reload failed: shared memory: %s; keeping the running configuration",
+                  sr.error().msg.c_str());
+        closeListeners(nl.value());
+        return;
+    }
+    std::vector<Listener> old_listeners = std::move(listeners_);
+    listeners_ = std::move(nl.value());
+    old_configs_.push_back(std::move(config_));
+    config_ = std::move(r.config);
+    ++generation_;
+    applyRuntimeLogSettings(*config_, cli_.log_level.has_value());
+
+    // Old workers finish their requests and exit; new ones start on the new configuration.
+    for (auto& s : slots_) {
+        if (s.pid > 0) {
+            ::kill(s.pid, SIGQUIT);
+            s.retiring = true;
+            retiring_.push_back(s);
+        }
+        s = WorkerSlot{};
+    }
+    size_t n = static_cast<size_t>(runtimeWorkerCount(*config_));
+    slots_.assign(n, WorkerSlot{});
+    for (size_t i = 0; i < n; ++i) {
+        spawnWorker(i);
+    }
+    closeListenersNotIn(old_listeners, listeners_);
+    LOG_NOTICE("configuration generation %llu active", static_cast<unsigned long long>(generation_));
+}
+
+void Master::reopenLogs() {
+    LOG_NOTICE("received SIGUSR1: reopening logs");
+    const std::string& error_log = runtimeErrorLog(*config_);
+    if (!error_log.empty() && !core::openLogFile(error_log.c_str())) {
+        LOG_ERROR("cannot reopen %s: %s", error_log.c_str(), std::strerror(errno));
+    }
+    signalWorkers(SIGUSR1);
+}
+
+}  // namespace photon::master

@@ -1,0 +1,71 @@
+// SPDX-License-Identifier: Apache-2.0
+// The master process: owns config, listeners and shared memory; forks and supervises workers.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "master/cli.h"
+#include "master/listener.h"
+
+namespace photon::core {
+struct Config;
+}
+
+namespace photon::master {
+
+/// One worker process as the master sees it.
+struct WorkerSlot {
+    pid_t pid = 0;           // 0 = no process in this slot
+    int fd = -1;             // master's end of the socketpair
+    int shm_slot = -1;       // process slot in shared memory (distinct while old workers drain)
+    uint64_t generation = 0; // config generation the worker runs
+    int64_t started_us = 0;  // monotonic µs at fork
+    int fast_crashes = 0;    // consecutive deaths shortly after start (backoff)
+    int64_t respawn_at_us = 0;  // when a dead slot may be refilled (0 = now)
+    bool retiring = false;   // sent QUIT as part of a reload; do not respawn
+};
+
+/// Runs the master until shutdown. Takes ownership of the loaded configuration. Returns the
+/// process exit code. The caller has already printed configuration diagnostics.
+class Master {
+public:
+    Master(CliOptions cli, std::unique_ptr<core::Config> config);
+    ~Master();
+    int run();
+
+private:
+    bool spawnWorker(size_t slot);
+    void reapChildren();
+    void respawnDue(int64_t now_us);
+    void signalWorkers(int sig, bool include_retiring = true);
+    bool waitAllExited(int64_t deadline_us);
+    void reload();
+    void reopenLogs();
+    int64_t nextWakeUs(int64_t now_us) const;
+
+    CliOptions cli_;
+    std::unique_ptr<core::Config> config_;
+    std::vector<std::unique_ptr<core::Config>> old_configs_;  // kept while retiring workers run
+    std::vector<Listener> listeners_;
+    std::vector<WorkerSlot> slots_;
+    std::vector<WorkerSlot> retiring_;
+    uint64_t generation_ = 1;
+    int64_t start_time_us_ = 0;
+    std::string pid_path_;
+    bool stopping_ = false;
+};
+
+/// Resolves the effective pid-file path of a configuration (server.pid_file, else the
+/// compiled-in default).
+std::string pidPathOf(const core::Config& c);
+
+/// Sends `-s` signals: stop→TERM, quit→QUIT, reload→HUP, reopen→USR1, to the master named by
+/// the pid file. Returns the exit code and prints errors on stderr.
+int sendSignalCommand(const std::string& signal, const std::string& pid_path);
+
+}  // namespace photon::master

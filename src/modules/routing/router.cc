@@ -1,0 +1,1577 @@
+// SPDX-License-Identifier: Apache-2.0
+// Router compilation (patterns -> per-host segment tries and regex lists) and lookup.
+#include "modules/routing/router.h"
+
+#define PCRE2_CODE_UNIT_WIDTH 8
+#include <pcre2.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cstring>
+#include <map>
+#include <tuple>
+#include <utility>
+
+#include "modules/routing/path_normalize.h"
+#include "modules/routing/segment_glob.h"
+
+namespace photon::mod::routing {
+
+namespace {
+
+constexpr uint32_t kNone = UINT32_MAX;
+constexpr size_t kEnd = SIZE_MAX;  // segment position meaning "no segment left"
+constexpr uint64_t kNoRank = UINT64_MAX;
+constexpr uint64_t kAllMethods = ~uint64_t{0};
+constexpr size_t kMaxPatternLength = 4095;  // keeps literal counts inside their rank fields
+constexpr size_t kMaxRoutes = size_t{1} << 25;
+constexpr uint32_t kRegexMatchLimit = 100000;
+constexpr size_t kFirstExtraMethodBit = 10;
+
+// Rank: one 64-bit key per route, lower = more specific; the fields, most significant first,
+// are the documented total order (README.md "Precedence"):
+//   63-62 host class   52-61 1023 - literal bytes of a wildcard host
+//   51-50 path class   38-49 4095 - leading literal bytes   26-37 4095 - literal bytes
+//   25    has '**'     0-24  config index
+enum class HostClass : uint64_t { Exact = 0, Wildcard = 1, Regex = 2, Any = 3 };
+enum class PathClass : uint64_t { Exact = 0, Glob = 1, Regex = 2, CatchAll = 3 };
+
+uint64_t hostRankBits(HostClass c, size_t wildcard_literal) {
+    const uint64_t spec =
+        c == HostClass::Wildcard ? 1023 - std::min<size_t>(wildcard_literal, 1023) : 0;
+    return (static_cast<uint64_t>(c) << 62) | (spec << 52);
+}
+
+uint64_t pathRankBits(PathClass c, size_t lead, size_t total, bool dstar) {
+    uint64_t bits = static_cast<uint64_t>(c) << 50;
+    if (c == PathClass::Glob) {
+        bits |= static_cast<uint64_t>(kMaxPatternLength - lead) << 38;
+        bits |= static_cast<uint64_t>(kMaxPatternLength - total) << 26;
+        bits |= static_cast<uint64_t>(dstar) << 25;
+    }
+    return bits;
+}
+
+inline uint64_t mix64(uint64_t x) {
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9ULL;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebULL;
+    x ^= x >> 31;
+    return x;
+}
+
+// Keys are config-defined (requests only probe), so flooding is not a concern.
+inline uint64_t hashBytes(std::string_view s, uint64_t seed) {
+    uint64_t h = (seed * 0x9E3779B97F4A7C15ULL) ^ s.size();
+    const char* p = s.data();
+    size_t n = s.size();
+    while (n >= 8) {
+        uint64_t v;
+        std::memcpy(&v, p, 8);
+        h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
+        h ^= h >> 29;
+        p += 8;
+        n -= 8;
+    }
+    if (n != 0) {
+        uint64_t v = 0;
+        std::memcpy(&v, p, n);
+        h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
+    }
+    return mix64(h);
+}
+
+inline char lowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
+
+std::string lowerString(std::string_view s) {
+    std::string out(s);
+    for (char& c : out) {
+        c = lowerAscii(c);
+    }
+    return out;
+}
+
+bool allDigits(std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+bool isHex(char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+}
+
+bool isTokenChar(char c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
+        return true;
+    }
+    return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+}
+
+bool isRegNameChar(char c) {
+    return isUnreserved(static_cast<unsigned char>(c)) ||
+           (c != '\0' && std::strchr("!$&'()*+,;=%", c) != nullptr);
+}
+
+bool isIdentifier(std::string_view s) {
+    if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
+        return false;
+    }
+    return std::all_of(s.begin(), s.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+    });
+}
+
+std::string quoted(std::string_view s) {
+    std::string out = "\"";
+    out.append(s);
+    out.push_back('"');
+    return out;
+}
+
+// Open-addressing table from (parent id, byte string) to a uint32 value; built once, probed
+// without allocation.
+class StringTable {
+public:
+    struct Item {
+        uint32_t parent;
+        std::string key;
+        uint32_t value;
+    };
+
+    void build(const std::vector<Item>& items) {
+        size_t cap = 8;
+        while (cap < items.size() * 2) {
+            cap <<= 1;
+        }
+        slots_.assign(items.empty() ? 0 : cap, Slot{});
+        mask_ = cap - 1;
+        keys_.clear();
+        for (const Item& it : items) {
+            const uint64_t h = hashBytes(it.key, it.parent);
+            size_t i = h & mask_;
+            while (slots_[i].value != kNone) {
+                i = (i + 1) & mask_;
+            }
+            slots_[i] = Slot{h, it.parent, it.value, static_cast<uint32_t>(keys_.size()),
+                             static_cast<uint32_t>(it.key.size())};
+            keys_.append(it.key);
+        }
+    }
+
+    bool empty() const { return slots_.empty(); }
+
+    uint32_t find(uint32_t parent, std::string_view key) const {
+        if (slots_.empty()) {
+            return kNone;
+        }
+        const uint64_t h = hashBytes(key, parent);
+        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+            const Slot& s = slots_[i];
+            if (s.value == kNone) {
+                return kNone;
+            }
+            if (s.hash == h && s.parent == parent && s.len == key.size() &&
+                std::memcmp(keys_.data() + s.off, key.data(), key.size()) == 0) {
+                return s.value;
+            }
+        }
+    }
+
+private:
+    struct Slot {
+        uint64_t hash = 0;
+        uint32_t parent = 0;
+        uint32_t value = kNone;
+        uint32_t off = 0;
+        uint32_t len = 0;
+    };
+    std::vector<Slot> slots_;
+    std::string keys_;
+    size_t mask_ = 0;
+};
+
+// A route reference stored in a trie node or a regex list, sorted by rank.
+struct Entry {
+    uint64_t rank;
+    uint64_t methods;
+    uint32_t route;
+    uint32_t regex;  // regex routes only
+};
+
+struct Node {
+    uint64_t min_rank = kNoRank;  // best rank anywhere in this subtree (for pruning)
+    uint32_t term_begin = 0;      // routes whose pattern ends here
+    uint32_t term_end = 0;
+    uint32_t dstar_begin = 0;  // routes whose pattern ends here with a trailing '**'
+    uint32_t dstar_end = 0;
+    uint32_t glob_begin = 0;  // partial-segment glob children, by child min_rank
+    uint32_t glob_end = 0;
+    uint32_t star = kNone;         // '*' child
+    uint32_t param = kNone;        // '{name}' child
+    uint32_t dstar_child = kNone;  // continuation after a non-final '**'
+    uint32_t literal_children = 0;
+};
+
+struct GlobEdge {
+    uint32_t glob;
+    uint32_t child;
+};
+
+struct Group {  // all routes sharing one host pattern
+    uint64_t min_rank = kNoRank;
+    uint32_t root = kNone;
+    uint32_t regex_begin = 0;
+    uint32_t regex_end = 0;
+    uint32_t host_regex = kNone;  // for regex and general-glob host patterns
+};
+
+enum class SegKind : uint8_t { Literal, Star, Param, Glob, DStar };
+
+struct PatSeg {
+    SegKind kind;
+    uint32_t index;  // Glob: index into globs; Param: capture index
+    std::string text;
+};
+
+struct RewriteOp {
+    uint32_t capture;  // kNone = literal text
+    uint32_t off;
+    uint32_t len;
+};
+
+struct RouteData {
+    std::string id;
+    uint64_t rank = 0;
+    uint64_t methods = kAllMethods;
+    uint32_t regex = kNone;
+    std::vector<PatSeg> segs;
+    bool has_params = false;
+    std::vector<std::string> capture_names;
+    std::string strip_prefix;
+    bool has_rewrite = false;
+    std::string rewrite_text;
+    std::vector<RewriteOp> rewrite_ops;
+};
+
+struct CompiledRegex {
+    pcre2_code* code = nullptr;
+    uint32_t captures = 0;
+};
+
+struct Search {
+    std::string_view path;
+    uint64_t mbit = 0;
+    uint64_t best = kNoRank;
+    uint32_t route = kNone;
+    bool regex_winner = false;
+    uint8_t ncaps = 0;
+    std::array<std::string_view, kMaxCaptures> caps{};
+    // Second pass (405 detection).
+    uint64_t allow = 0;
+    bool any = false;
+};
+
+inline size_t segmentEnd(std::string_view p, size_t pos) {
+    const void* q = std::memchr(p.data() + pos, '/', p.size() - pos);
+    return q != nullptr ? static_cast<size_t>(static_cast<const char*>(q) - p.data()) : p.size();
+}
+
+inline size_t nextSegment(std::string_view p, size_t end) {
+    return end < p.size() ? end + 1 : kEnd;
+}
+
+constexpr std::string_view kStandardMethods[] = {"",       "GET",   "HEAD",    "POST",
+                                                 "PUT",    "DELETE", "PATCH",  "OPTIONS",
+                                                 "CONNECT", "TRACE"};
+
+// ---- config-side parsing -------------------------------------------------------------------
+
+struct HostPattern {
+    HostClass cls = HostClass::Any;
+    std::string key;    // group identity
+    std::string text;   // Exact: host; Wildcard fast path: ".suffix"
+    std::string regex;  // PCRE2 source for regex hosts and general host globs
+    size_t literal = 0;
+};
+
+core::Result<HostPattern> parseHostPattern(std::string_view text, std::string& warning) {
+    HostPattern hp;
+    if (text.empty()) {
+        hp.key = "any";
+        return hp;
+    }
+    if (text.size() >= 2 && text.front() == '^' && text.back() == '$') {
+        hp.cls = HostClass::Regex;
+        hp.key = "re:" + std::string(text);
+        hp.regex = std::string(text);
+        return hp;
+    }
+    std::string name = lowerString(text);
+    if (name.front() == '[') {
+        const size_t close = name.find(']');
+        if (close != std::string::npos && name.substr(1, close - 1).find(':') != std::string::npos) {
+            const std::string rest = name.substr(close + 1);
+            name = name.substr(1, close - 1);
+            if (!rest.empty()) {
+                if (rest.size() < 2 || rest[0] != ':' || !allDigits(rest.substr(1))) {
+                    return core::fail("invalid text after the IPv6 literal: ", quoted(rest));
+                }
+                warning = "port " + quoted(rest.substr(1)) +
+                          " ignored (hosts are matched without their port)";
+            }
+            for (char c : name) {
+                if (!isHex(c) && c != ':' && c != '.') {
+                    return core::fail("invalid IPv6 literal ", quoted(name));
+                }
+            }
+            hp.cls = HostClass::Exact;
+            hp.key = "h:" + name;
+            hp.text = name;
+            return hp;
+        }
+    }
+    const size_t colon = name.rfind(':');
+    if (colon != std::string::npos) {
+        const std::string port = name.substr(colon + 1);
+        name.resize(colon);
+        if (name.find(':') != std::string::npos) {
+            return core::fail("an IPv6 literal must be written in brackets, as in \"[::1]\"");
+        }
+        if (port.empty() || !allDigits(port)) {
+            return core::fail("invalid port ", quoted(port));
+        }
+        warning = "port " + quoted(port) + " ignored (hosts are matched without their port)";
+    }
+    if (name.size() > 1 && name.back() == '.') {
+        name.pop_back();
+    }
+    if (name.empty()) {
+        return core::fail("empty host name");
+    }
+    if (name.size() > kMaxHostLength) {
+        return core::fail("longer than ", std::to_string(kMaxHostLength), " bytes");
+    }
+    for (char c : name) {
+        const auto u = static_cast<unsigned char>(c);
+        if (u <= 0x20 || u >= 0x7F || std::strchr("/@#{}|\"<>`", c) != nullptr) {
+            if (u >= 0x80) {
+                return core::fail("non-ASCII host name; write the punycode (xn--) form");
+            }
+            return core::fail("invalid character in host pattern ", quoted(text));
+        }
+    }
+    if (name.find_first_of("*?[") == std::string::npos) {
+        hp.cls = HostClass::Exact;
+        hp.key = "h:" + name;
+        hp.text = name;
+        return hp;
+    }
+    hp.cls = HostClass::Wildcard;
+    hp.key = "w:" + name;
+    if (name.size() > 2 && name[0] == '*' && name[1] == '.' &&
+        name.find_first_of("*?[]", 1) == std::string::npos) {
+        hp.text = name.substr(1);
+        hp.literal = hp.text.size();
+        return hp;
+    }
+    // General host glob: '*' = one or more bytes, '?' = one byte, '[...]' = a set.
+    std::string re = "^";
+    for (size_t i = 0; i < name.size(); ++i) {
+        const char c = name[i];
+        if (c == '*') {
+            while (i + 1 < name.size() && name[i + 1] == '*') {
+                ++i;
+            }
+            re += ".+";
+        } else if (c == '?') {
+            re += '.';
+        } else if (c == '[') {
+            size_t j = i + 1;
+            if (j < name.size() && name[j] == '^') {
+                ++j;
+            }
+            if (j < name.size() && name[j] == ']') {
+                ++j;
+            }
+            while (j < name.size() && name[j] != ']') {
+                j += name[j] == '\\' ? 2 : 1;
+            }
+            if (j >= name.size()) {
+                return core::fail("unterminated '[' in host pattern");
+            }
+            re.append(name, i, j - i + 1);
+            i = j;
+        } else {
+            if (std::strchr("\\.^$|()+{}]", c) != nullptr) {
+                re += '\\';
+            }
+            re += c;
+            ++hp.literal;
+        }
+    }
+    re += '$';
+    hp.regex = std::move(re);
+    return hp;
+}
+
+// Applies the request-path escape rules to a pattern's text so that literal parts compare
+// equal to normalised request paths.
+core::Result<std::string> normalizePatternEscapes(std::string_view text) {
+    std::string out;
+    out.reserve(text.size());
+    for (size_t i = 0; i < text.size(); ++i) {
+        const auto c = static_cast<unsigned char>(text[i]);
+        if (c <= 0x20 || c == 0x7F) {
+            return core::fail("invalid character (control byte or space) at byte ",
+                              std::to_string(i));
+        }
+        if (c != '%') {
+            out.push_back(static_cast<char>(c));
+            continue;
+        }
+        if (i + 2 >= text.size() || !isHex(text[i + 1]) || !isHex(text[i + 2])) {
+            return core::fail("invalid percent escape at byte ", std::to_string(i));
+        }
+        const int v = std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16);
+        if (v == 0 || v == '/') {
+            return core::fail("\"%", std::string(text.substr(i + 1, 2)),
+                              "\" can never match: such requests are rejected with 400");
+        }
+        if (isUnreserved(static_cast<unsigned char>(v))) {
+            out.push_back(static_cast<char>(v));
+        } else {
+            out.push_back('%');
+            out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(text[i + 1]))));
+            out.push_back(static_cast<char>(std::toupper(static_cast<unsigned char>(text[i + 2]))));
+        }
+        i += 2;
+    }
+    return out;
+}
+
+struct ParsedPath {
+    bool regex = false;
+    std::string text;
+    std::string canonical;  // params renamed to "{}", for duplicate detection
+    std::vector<PatSeg> segs;
+    std::vector<std::string> params;
+    size_t lead = 0;
+    size_t total = 0;
+    bool exact = true;
+    bool dstar = false;
+    bool catch_all = false;
+};
+
+core::Result<ParsedPath> parseGlobPath(std::string_view raw, std::vector<SegmentGlob>& globs) {
+    ParsedPath pp;
+    if (raw.empty()) {
+        return core::fail("must not be empty");
+    }
+    if (raw[0] != '/') {
+        return core::fail("must start with '/' (or be a regex starting with '^' and ending "
+                          "with '$')");
+    }
+    if (raw.size() > kMaxPatternLength) {
+        return core::fail("longer than ", std::to_string(kMaxPatternLength), " bytes");
+    }
+    auto norm = normalizePatternEscapes(raw);
+    if (!norm) {
+        return norm.error();
+    }
+    pp.text = std::move(norm.value());
+    const std::string& t = pp.text;
+    std::vector<std::string_view> parts;
+    for (size_t pos = 1;;) {
+        const size_t end = t.find('/', pos);
+        parts.push_back(std::string_view(t).substr(pos, end == std::string::npos ? end : end - pos));
+        if (end == std::string::npos) {
+            break;
+        }
+        pos = end + 1;
+    }
+    const size_t first_wild = t.find_first_of("*?[{");
+    pp.lead = first_wild == std::string::npos ? t.size() : first_wild;
+    for (size_t k = 0; k < parts.size(); ++k) {
+        const std::string_view part = parts[k];
+        pp.canonical.push_back('/');
+        pp.total += 1;
+        if (part.empty() && k + 1 < parts.size()) {
+            return core::fail("empty segment (\"//\") can never match a normalised path");
+        }
+        if (part == "." || part == "..") {
+            return core::fail("'.' and '..' segments can never match a normalised path");
+        }
+        if (part == "**") {
+            if (pp.dstar) {
+                return core::fail("at most one '**' per pattern; use a ^...$ regex");
+            }
+            pp.dstar = true;
+            pp.exact = false;
+            pp.segs.push_back(PatSeg{SegKind::DStar, 0, std::string(part)});
+            pp.canonical.append(part);
+            continue;
+        }
+        if (part.size() >= 2 && part.front() == '{' && part.back() == '}' &&
+            part.find_first_of("{}", 1) == part.size() - 1) {
+            const std::string_view name = part.substr(1, part.size() - 2);
+            if (!isIdentifier(name)) {
+                return core::fail("invalid parameter name ", quoted(name),
+                                  " (letters, digits and '_', not starting with a digit)");
+            }
+            if (std::find(pp.params.begin(), pp.params.end(), name) != pp.params.end()) {
+                return core::fail("duplicate parameter name ", quoted(name));
+            }
+            if (pp.params.size() >= kMaxCaptures) {
+                return core::fail("more than ", std::to_string(kMaxCaptures),
+                                  " '{name}' parameters");
+            }
+            pp.exact = false;
+            pp.segs.push_back(PatSeg{SegKind::Param, static_cast<uint32_t>(pp.params.size()),
+                                     std::string(name)});
+            pp.params.emplace_back(name);
+            pp.canonical.append("{}");
+            continue;
+        }
+        if (part == "*") {
+            pp.exact = false;
+            pp.segs.push_back(PatSeg{SegKind::Star, 0, "*"});
+            pp.canonical.append(part);
+            continue;
+        }
+        if (part.find_first_of("*?[]{}") != std::string_view::npos) {
+            auto g = SegmentGlob::parse(part);
+            if (!g) {
+                return core::fail(g.error().msg, " in segment ", quoted(part));
+            }
+            pp.exact = false;
+            pp.total += g->literalBytes();
+            pp.segs.push_back(
+                PatSeg{SegKind::Glob, static_cast<uint32_t>(globs.size()), std::string(part)});
+            globs.push_back(std::move(g.value()));
+            pp.canonical.append(part);
+            continue;
+        }
+        pp.total += part.size();
+        pp.segs.push_back(PatSeg{SegKind::Literal, 0, std::string(part)});
+        pp.canonical.append(part);
+    }
+    pp.catch_all = pp.segs.size() == 1 && pp.segs[0].kind == SegKind::DStar;
+    return pp;
+}
+
+// ---- trie builder ---------------------------------------------------------------------------
+
+struct BuildNode {
+    std::map<std::string, uint32_t> literals;
+    std::vector<GlobEdge> globs;
+    uint32_t star = kNone;
+    uint32_t param = kNone;
+    uint32_t dstar_child = kNone;
+    std::vector<Entry> term;
+    std::vector<Entry> dstar;
+};
+
+struct BuildGroup {
+    HostPattern host;
+    uint32_t root = kNone;
+    std::vector<Entry> regex_entries;
+    uint32_t host_regex = kNone;
+};
+
+struct SeenPattern {  // for duplicate detection
+    size_t first;
+    uint64_t first_methods;
+    uint64_t covered;
+};
+
+}  // namespace
+
+// ---- Impl -----------------------------------------------------------------------------------
+
+struct Router::Impl {
+    std::vector<RouteData> routes;
+    std::vector<Node> nodes;
+    std::vector<Entry> entries;
+    std::vector<GlobEdge> glob_edges;
+    std::vector<SegmentGlob> globs;
+    StringTable edges;  // (node, literal segment) -> child node
+    std::vector<Group> groups;
+    std::vector<Entry> regex_entries;
+    StringTable exact_hosts;   // (0, host) -> group
+    StringTable suffix_hosts;  // (0, ".suffix") -> group
+    std::vector<uint32_t> pattern_groups;  // regex / general-glob hosts, by min_rank
+    uint32_t any_group = kNone;
+    std::vector<CompiledRegex> regexes;
+    pcre2_match_data* match_data = nullptr;
+    pcre2_match_context* match_context = nullptr;
+    pcre2_jit_stack* jit_stack = nullptr;
+    std::vector<std::string> extra_methods;
+    size_t max_allow_len = 0;
+
+    Impl() = default;
+    Impl(const Impl&) = delete;
+    Impl& operator=(const Impl&) = delete;
+    ~Impl() {
+        for (CompiledRegex& r : regexes) {
+            pcre2_code_free(r.code);
+        }
+        pcre2_match_data_free(match_data);
+        pcre2_match_context_free(match_context);
+        pcre2_jit_stack_free(jit_stack);
+    }
+
+    uint64_t methodBit(std::string_view m) const {
+        char up[32];
+        if (m.empty() || m.size() > sizeof(up)) {
+            return method::kOther;
+        }
+        for (size_t i = 0; i < m.size(); ++i) {
+            const char c = m[i];
+            up[i] = (c >= 'a' && c <= 'z') ? static_cast<char>(c - 32) : c;
+        }
+        const std::string_view u(up, m.size());
+        switch (u.size()) {
+            case 3:
+                if (u == "GET") {
+                    return method::kGet;
+                }
+                if (u == "PUT") {
+                    return method::kPut;
+                }
+                break;
+            case 4:
+                if (u == "HEAD") {
+                    return method::kHead;
+                }
+                if (u == "POST") {
+                    return method::kPost;
+                }
+                break;
+            case 5:
+                if (u == "PATCH") {
+                    return method::kPatch;
+                }
+                if (u == "TRACE") {
+                    return method::kTrace;
+                }
+                break;
+            case 6:
+                if (u == "DELETE") {
+                    return method::kDelete;
+                }
+                break;
+            case 7:
+                if (u == "OPTIONS") {
+                    return method::kOptions;
+                }
+                if (u == "CONNECT") {
+                    return method::kConnect;
+                }
+                break;
+            default:
+                break;
+        }
+        for (size_t i = 0; i < extra_methods.size(); ++i) {
+            if (extra_methods[i] == u) {
+                return uint64_t{1} << (kFirstExtraMethodBit + i);
+            }
+        }
+        return method::kOther;
+    }
+
+    bool regexMatch(uint32_t re, std::string_view subject) const {
+        const int rc = pcre2_match(regexes[re].code, reinterpret_cast<PCRE2_SPTR>(subject.data()),
+                                   subject.size(), 0, 0, match_data, match_context);
+        return rc >= 0;
+    }
+
+    void copyRegexCaptures(uint32_t re, std::string_view subject, Search& s) const {
+        const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match_data);
+        const uint32_t pairs = pcre2_get_ovector_count(match_data);
+        const uint32_t n =
+            std::min<uint32_t>({regexes[re].captures, static_cast<uint32_t>(kMaxCaptures),
+                                pairs > 0 ? pairs - 1 : 0});
+        for (uint32_t i = 0; i < n; ++i) {
+            const PCRE2_SIZE b = ov[2 * (i + 1)];
+            const PCRE2_SIZE e = ov[2 * (i + 1) + 1];
+            s.caps[i] = b == PCRE2_UNSET ? std::string_view() : subject.substr(b, e - b);
+        }
+        s.ncaps = static_cast<uint8_t>(n);
+    }
+
+    // First pass: the best (lowest-rank) route matching path, host and method. Subtrees whose
+    // best possible rank cannot beat the current winner are skipped.
+    void walk(uint32_t ni, size_t pos, Search& s) const {
+        const Node& n = nodes[ni];
+        if (pos == kEnd) {
+            for (uint32_t i = n.term_begin; i < n.term_end; ++i) {
+                const Entry& e = entries[i];
+                if (e.rank >= s.best) {
+                    break;
+                }
+                if ((e.methods & s.mbit) != 0) {
+                    s.best = e.rank;
+                    s.route = e.route;
+                    s.regex_winner = false;
+                    break;
+                }
+            }
+            return;
+        }
+        for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
+            const Entry& e = entries[i];
+            if (e.rank >= s.best) {
+                break;
+            }
+            if ((e.methods & s.mbit) != 0) {
+                s.best = e.rank;
+                s.route = e.route;
+                s.regex_winner = false;
+                break;
+            }
+        }
+        const size_t end = segmentEnd(s.path, pos);
+        const std::string_view seg = s.path.substr(pos, end - pos);
+        const size_t next = nextSegment(s.path, end);
+        if (n.literal_children != 0) {
+            const uint32_t c = edges.find(ni, seg);
+            if (c != kNone && nodes[c].min_rank < s.best) {
+                walk(c, next, s);
+            }
+        }
+        for (uint32_t i = n.glob_begin; i < n.glob_end; ++i) {
+            const GlobEdge& ge = glob_edges[i];
+            if (nodes[ge.child].min_rank >= s.best) {
+                break;
+            }
+            if (globs[ge.glob].matches(seg)) {
+                walk(ge.child, next, s);
+            }
+        }
+        if (n.param != kNone && !seg.empty() && nodes[n.param].min_rank < s.best) {
+            walk(n.param, next, s);
+        }
+        if (n.star != kNone && nodes[n.star].min_rank < s.best) {
+            walk(n.star, next, s);
+        }
+        if (n.dstar_child != kNone) {
+            // A non-final '**' swallows one or more segments, then the rest must match.
+            for (size_t q = next; q != kEnd && nodes[n.dstar_child].min_rank < s.best;
+                 q = nextSegment(s.path, segmentEnd(s.path, q))) {
+                walk(n.dstar_child, q, s);
+            }
+        }
+    }
+
+    // Second pass: union of the methods of every route matching path and host.
+    void walkAll(uint32_t ni, size_t pos, Search& s) const {
+        const Node& n = nodes[ni];
+        if (pos == kEnd) {
+            for (uint32_t i = n.term_begin; i < n.term_end; ++i) {
+                s.allow |= entries[i].methods;
+                s.any = true;
+            }
+            return;
+        }
+        for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
+            s.allow |= entries[i].methods;
+            s.any = true;
+        }
+        const size_t end = segmentEnd(s.path, pos);
+        const std::string_view seg = s.path.substr(pos, end - pos);
+        const size_t next = nextSegment(s.path, end);
+        if (n.literal_children != 0) {
+            const uint32_t c = edges.find(ni, seg);
+            if (c != kNone) {
+                walkAll(c, next, s);
+            }
+        }
+        for (uint32_t i = n.glob_begin; i < n.glob_end; ++i) {
+            if (globs[glob_edges[i].glob].matches(seg)) {
+                walkAll(glob_edges[i].child, next, s);
+            }
+        }
+        if (n.param != kNone && !seg.empty()) {
+            walkAll(n.param, next, s);
+        }
+        if (n.star != kNone) {
+            walkAll(n.star, next, s);
+        }
+        if (n.dstar_child != kNone) {
+            for (size_t q = next; q != kEnd; q = nextSegment(s.path, segmentEnd(s.path, q))) {
+                walkAll(n.dstar_child, q, s);
+            }
+        }
+    }
+
+    void searchGroup(uint32_t gi, std::string_view host, Search& s) const {
+        const Group& g = groups[gi];
+        if (g.min_rank >= s.best) {
+            return;
+        }
+        if (g.host_regex != kNone && !regexMatch(g.host_regex, host)) {
+            return;
+        }
+        if (g.root != kNone && nodes[g.root].min_rank < s.best) {
+            walk(g.root, 1, s);
+        }
+        for (uint32_t i = g.regex_begin; i < g.regex_end; ++i) {
+            const Entry& e = regex_entries[i];
+            if (e.rank >= s.best) {
+                break;
+            }
+            if ((e.methods & s.mbit) != 0 && regexMatch(e.regex, s.path)) {
+                s.best = e.rank;
+                s.route = e.route;
+                s.regex_winner = true;
+                copyRegexCaptures(e.regex, s.path, s);
+                break;
+            }
+        }
+    }
+
+    void collectGroup(uint32_t gi, std::string_view host, Search& s) const {
+        const Group& g = groups[gi];
+        if (g.host_regex != kNone && !regexMatch(g.host_regex, host)) {
+            return;
+        }
+        if (g.root != kNone) {
+            walkAll(g.root, 1, s);
+        }
+        for (uint32_t i = g.regex_begin; i < g.regex_end; ++i) {
+            const Entry& e = regex_entries[i];
+            if (s.any && (e.methods & ~s.allow) == 0) {
+                continue;  // cannot change the outcome
+            }
+            if (regexMatch(e.regex, s.path)) {
+                s.allow |= e.methods;
+                s.any = true;
+            }
+        }
+    }
+
+    // Calls fn(group) for every group whose host pattern may match `host`: exact, then
+    // "*.suffix" from the longest suffix, then regex/general-glob hosts, then host-less.
+    template <typename Fn>
+    void forEachGroup(std::string_view host, Fn&& fn) const {
+        if (!host.empty()) {
+            const uint32_t g = exact_hosts.find(0, host);
+            if (g != kNone) {
+                fn(g);
+            }
+            if (!suffix_hosts.empty()) {
+                for (size_t i = 1; i < host.size(); ++i) {
+                    if (host[i] == '.') {
+                        const uint32_t w = suffix_hosts.find(0, host.substr(i));
+                        if (w != kNone) {
+                            fn(w);
+                        }
+                    }
+                }
+            }
+            for (uint32_t p : pattern_groups) {
+                fn(p);
+            }
+        }
+        if (any_group != kNone) {
+            fn(any_group);
+        }
+    }
+
+    bool matchSegs(const RouteData& r, size_t si, std::string_view p, size_t pos,
+                   std::array<std::string_view, kMaxCaptures>& caps) const {
+        if (si == r.segs.size()) {
+            return pos == kEnd;
+        }
+        if (pos == kEnd) {
+            return false;
+        }
+        const PatSeg& ps = r.segs[si];
+        const size_t end = segmentEnd(p, pos);
+        const std::string_view seg = p.substr(pos, end - pos);
+        const size_t next = nextSegment(p, end);
+        switch (ps.kind) {
+            case SegKind::Literal:
+                return seg == ps.text && matchSegs(r, si + 1, p, next, caps);
+            case SegKind::Star:
+                return matchSegs(r, si + 1, p, next, caps);
+            case SegKind::Param:
+                caps[ps.index] = seg;
+                return !seg.empty() && matchSegs(r, si + 1, p, next, caps);
+            case SegKind::Glob:
+                return globs[ps.index].matches(seg) && matchSegs(r, si + 1, p, next, caps);
+            case SegKind::DStar:
+                if (si + 1 == r.segs.size()) {
+                    return true;
+                }
+                for (size_t q = next; q != kEnd; q = nextSegment(p, segmentEnd(p, q))) {
+                    if (matchSegs(r, si + 1, p, q, caps)) {
+                        return true;
+                    }
+                }
+                return false;
+        }
+        return false;
+    }
+};
+
+// ---- public API -----------------------------------------------------------------------------
+
+std::string_view canonicalHost(std::string_view h, char* buf) {
+    while (!h.empty() && (h.front() == ' ' || h.front() == '\t')) {
+        h.remove_prefix(1);
+    }
+    while (!h.empty() && (h.back() == ' ' || h.back() == '\t')) {
+        h.remove_suffix(1);
+    }
+    if (h.empty()) {
+        return {};
+    }
+    size_t n = 0;
+    if (h[0] == '[') {
+        const size_t close = h.find(']');
+        if (close == std::string_view::npos) {
+            return {};
+        }
+        const std::string_view inner = h.substr(1, close - 1);
+        const std::string_view rest = h.substr(close + 1);
+        if (!rest.empty() && (rest[0] != ':' || !allDigits(rest.substr(1)))) {
+            return {};
+        }
+        if (inner.empty() || inner.size() > kMaxHostLength) {
+            return {};
+        }
+        for (char c : inner) {
+            if (!isHex(c) && c != ':' && c != '.') {
+                return {};
+            }
+            buf[n++] = lowerAscii(c);
+        }
+        return {buf, n};
+    }
+    const size_t colon = h.find(':');
+    std::string_view name = h.substr(0, colon);
+    if (colon != std::string_view::npos && !allDigits(h.substr(colon + 1))) {
+        return {};
+    }
+    if (!name.empty() && name.back() == '.') {
+        name.remove_suffix(1);
+    }
+    if (name.empty() || name.size() > kMaxHostLength) {
+        return {};
+    }
+    for (char c : name) {
+        if (!isRegNameChar(c)) {
+            return {};
+        }
+        buf[n++] = lowerAscii(c);
+    }
+    return {buf, n};
+}
+
+Router::Router(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Router::Router(Router&&) noexcept = default;
+Router& Router::operator=(Router&&) noexcept = default;
+Router::~Router() = default;
+
+core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
+                                     std::vector<std::string>* warnings) {
+    auto impl = std::make_unique<Impl>();
+    Impl& im = *impl;
+    if (specs.size() > kMaxRoutes) {
+        return core::fail("routes: more than ", std::to_string(kMaxRoutes), " routes");
+    }
+    auto warn = [&](std::string msg) {
+        if (warnings != nullptr) {
+            warnings->push_back(std::move(msg));
+        }
+    };
+
+    // Methods named in the config beyond the standard ones get their own bits.
+    auto standardBit = [](std::string_view up) -> uint64_t {
+        for (size_t b = 1; b < std::size(kStandardMethods); ++b) {
+            if (kStandardMethods[b] == up) {
+                return uint64_t{1} << b;
+            }
+        }
+        return 0;
+    };
+
+    std::vector<BuildNode> bnodes;
+    std::vector<BuildGroup> bgroups;
+    std::map<std::string, uint32_t> group_by_key;
+    std::map<std::string, SeenPattern> seen;
+    uint32_t max_regex_captures = 0;
+
+    auto newNode = [&]() {
+        bnodes.emplace_back();
+        return static_cast<uint32_t>(bnodes.size() - 1);
+    };
+    auto compileRegex = [&](const std::string& src, uint32_t options,
+                            const std::string& where) -> core::Result<uint32_t> {
+        int err = 0;
+        PCRE2_SIZE off = 0;
+        pcre2_code* code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(src.data()), src.size(),
+                                         options | PCRE2_DOLLAR_ENDONLY, &err, &off, nullptr);
+        if (code == nullptr) {
+            PCRE2_UCHAR msg[256];
+            pcre2_get_error_message(err, msg, sizeof(msg));
+            return core::fail(where, ": invalid regex ", quoted(src), " at offset ",
+                              std::to_string(off), ": ", reinterpret_cast<const char*>(msg));
+        }
+        if (pcre2_jit_compile(code, PCRE2_JIT_COMPLETE) != 0) {
+            warn(where + ": PCRE2 JIT unavailable for " + quoted(src) +
+                 "; using the slower interpreter");
+        }
+        uint32_t caps = 0;
+        pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &caps);
+        im.regexes.push_back(CompiledRegex{code, caps});
+        max_regex_captures = std::max(max_regex_captures, caps);
+        return static_cast<uint32_t>(im.regexes.size() - 1);
+    };
+
+    for (size_t ri = 0; ri < specs.size(); ++ri) {
+        const RouteSpec& spec = specs[ri];
+        const std::string where = "routes[" + std::to_string(ri) + "]";
+        RouteData rd;
+        rd.id = spec.id;
+
+        // methods
+        if (!spec.methods.empty()) {
+            rd.methods = 0;
+            for (const std::string& m : spec.methods) {
+                if (m.empty() || !std::all_of(m.begin(), m.end(), isTokenChar)) {
+                    return core::fail(where, ".methods: invalid method ", quoted(m));
+                }
+                std::string up(m);
+                for (char& c : up) {
+                    c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+                }
+                uint64_t bit = standardBit(up);
+                if (bit == 0) {
+                    auto it = std::find(im.extra_methods.begin(), im.extra_methods.end(), up);
+                    if (it == im.extra_methods.end()) {
+                        if (kFirstExtraMethodBit + im.extra_methods.size() >= 64) {
+                            return core::fail(where, ".methods: more than ",
+                                              std::to_string(64 - kFirstExtraMethodBit),
+                                              " distinct non-standard methods");
+                        }
+                        if (up.size() > 32) {
+                            return core::fail(where, ".methods: method name longer than 32 "
+                                                     "bytes");
+                        }
+                        im.extra_methods.push_back(up);
+                        it = im.extra_methods.end() - 1;
+                    }
+                    bit = uint64_t{1}
+                          << (kFirstExtraMethodBit + static_cast<size_t>(it - im.extra_methods.begin()));
+                }
+                rd.methods |= bit;
+            }
+            if ((rd.methods & method::kGet) != 0) {
+                rd.methods |= method::kHead;
+            }
+        }
+
+        // host
+        std::string host_warning;
+        auto hp = parseHostPattern(spec.host, host_warning);
+        if (!hp) {
+            return core::fail(where, ".host: ", hp.error().msg);
+        }
+        if (!host_warning.empty()) {
+            warn(where + ".host: " + host_warning);
+        }
+        uint32_t gi;
+        if (auto it = group_by_key.find(hp->key); it != group_by_key.end()) {
+            gi = it->second;
+        } else {
+            gi = static_cast<uint32_t>(bgroups.size());
+            group_by_key.emplace(hp->key, gi);
+            BuildGroup bg{hp.value(), kNone, {}, kNone};
+            if (!hp->regex.empty()) {
+                auto re = compileRegex(hp->regex, PCRE2_CASELESS, where + ".host");
+                if (!re) {
+                    return re.error();
+                }
+                bg.host_regex = re.value();
+            }
+            bgroups.push_back(std::move(bg));
+        }
+        const uint64_t host_bits = hostRankBits(hp->cls, hp->literal);
+
+        // path
+        const std::string& path = spec.path;
+        const bool is_regex = path.size() >= 2 && path.front() == '^' && path.back() == '$';
+        ParsedPath pp;
+        if (is_regex) {
+            auto re = compileRegex(path, 0, where + ".path");
+            if (!re) {
+                return re.error();
+            }
+            rd.regex = re.value();
+            pp.regex = true;
+            pp.text = path;
+            pp.canonical = "re:" + path;
+            const CompiledRegex& cr = im.regexes[rd.regex];
+            rd.capture_names.resize(std::min<size_t>(cr.captures, kMaxCaptures));
+            uint32_t name_count = 0;
+            uint32_t entry_size = 0;
+            PCRE2_SPTR table = nullptr;
+            pcre2_pattern_info(cr.code, PCRE2_INFO_NAMECOUNT, &name_count);
+            pcre2_pattern_info(cr.code, PCRE2_INFO_NAMEENTRYSIZE, &entry_size);
+            pcre2_pattern_info(cr.code, PCRE2_INFO_NAMETABLE, &table);
+            for (uint32_t k = 0; k < name_count; ++k) {
+                const PCRE2_SPTR e = table + static_cast<size_t>(k) * entry_size;
+                const size_t num = (static_cast<size_t>(e[0]) << 8) | e[1];
+                if (num >= 1 && num <= rd.capture_names.size()) {
+                    rd.capture_names[num - 1] = reinterpret_cast<const char*>(e + 2);
+                }
+            }
+        } else {
+            auto parsed = parseGlobPath(path, im.globs);
+            if (!parsed) {
+                return core::fail(where, ".path: ", parsed.error().msg);
+            }
+            pp = std::move(parsed.value());
+            rd.segs = pp.segs;
+            rd.capture_names = pp.params;
+            rd.has_params = !pp.params.empty();
+        }
+        const PathClass pc = pp.regex       ? PathClass::Regex
+                             : pp.exact     ? PathClass::Exact
+                             : pp.catch_all ? PathClass::CatchAll
+                                            : PathClass::Glob;
+        rd.rank = host_bits | pathRankBits(pc, pp.lead, pp.total, pp.dstar) | ri;
+
+        // strip_prefix / rewrite
+        if (!spec.strip_prefix.empty() && !spec.rewrite.empty()) {
+            return core::fail(where, ": strip_prefix and rewrite are mutually exclusive");
+        }
+        if (!spec.strip_prefix.empty()) {
+            const std::string& sp = spec.strip_prefix;
+            if (sp.find_first_of("*?[]{}") != std::string::npos) {
+                return core::fail(where, ".strip_prefix: must be a literal path prefix");
+            }
+            std::string buf(sp.size(), '\0');
+            size_t len = 0;
+            const NormalizeResult nr = normalizePath(sp, buf.data(), buf.size(), len);
+            if (nr != NormalizeResult::Ok) {
+                return core::fail(where, ".strip_prefix: invalid path prefix ", quoted(sp), " (",
+                                  std::string(normalizeResultName(nr)), ")");
+            }
+            buf.resize(len);
+            if (buf.size() > 1 && buf.back() == '/') {
+                buf.pop_back();
+            }
+            if (buf != "/") {
+                rd.strip_prefix = std::move(buf);
+            }
+        }
+        if (!spec.rewrite.empty()) {
+            const std::string& t = spec.rewrite;
+            if (t[0] != '/') {
+                return core::fail(where, ".rewrite: must start with '/'");
+            }
+            const size_t ncaps = rd.capture_names.size();
+            auto addCapture = [&](size_t idx) { rd.rewrite_ops.push_back(RewriteOp{
+                                                    static_cast<uint32_t>(idx), 0, 0}); };
+            auto addLiteral = [&](char c) {
+                if (rd.rewrite_ops.empty() || rd.rewrite_ops.back().capture != kNone) {
+                    rd.rewrite_ops.push_back(
+                        RewriteOp{kNone, static_cast<uint32_t>(rd.rewrite_text.size()), 0});
+                }
+                rd.rewrite_text.push_back(c);
+                rd.rewrite_ops.back().len++;
+            };
+            for (size_t i = 0; i < t.size(); ++i) {
+                const char c = t[i];
+                const auto u = static_cast<unsigned char>(c);
+                if (u <= 0x20 || u == 0x7F) {
+                    return core::fail(where, ".rewrite: invalid character at byte ",
+                                      std::to_string(i));
+                }
+                if (c == '$') {
+                    if (i + 1 < t.size() && t[i + 1] == '$') {
+                        addLiteral('$');
+                        ++i;
+                        continue;
+                    }
+                    size_t j = i + 1;
+                    while (j < t.size() && j - i <= 2 && std::isdigit(static_cast<unsigned char>(t[j]))) {
+                        ++j;
+                    }
+                    if (j == i + 1) {
+                        return core::fail(where, ".rewrite: '$' must be followed by a capture "
+                                                 "number or another '$'");
+                    }
+                    const size_t num = std::stoul(t.substr(i + 1, j - i - 1));
+                    if (num < 1 || num > ncaps) {
+                        return core::fail(where, ".rewrite: $", std::to_string(num),
+                                          " does not exist (the route has ",
+                                          std::to_string(ncaps), " usable captures)");
+                    }
+                    addCapture(num - 1);
+                    i = j - 1;
+                    continue;
+                }
+                if (c == '{') {
+                    const size_t close = t.find('}', i);
+                    if (close == std::string::npos) {
+                        return core::fail(where, ".rewrite: unterminated '{'");
+                    }
+                    const std::string name = t.substr(i + 1, close - i - 1);
+                    auto it = std::find(rd.capture_names.begin(), rd.capture_names.end(), name);
+                    if (name.empty() || it == rd.capture_names.end()) {
+                        return core::fail(where, ".rewrite: unknown capture ", quoted(name));
+                    }
+                    addCapture(static_cast<size_t>(it - rd.capture_names.begin()));
+                    i = close;
+                    continue;
+                }
+                if (c == '}') {
+                    return core::fail(where, ".rewrite: unmatched '}'");
+                }
+                addLiteral(c);
+            }
+            rd.has_rewrite = true;
+        }
+
+        // never-winning duplicates
+        const std::string key = hp->key + '\n' + pp.canonical;
+        auto [seen_it, inserted] = seen.try_emplace(key, SeenPattern{ri, rd.methods, rd.methods});
+        if (!inserted) {
+            SeenPattern& sp = seen_it->second;
+            const std::string first =
+                "routes[" + std::to_string(sp.first) + "] (" + quoted(specs[sp.first].id) + ")";
+            if ((rd.methods & ~sp.first_methods) == 0) {
+                warn(where + " (" + quoted(spec.id) + "): can never win: " + first +
+                     " has the same path and host and covers all its methods");
+            } else if ((rd.methods & ~sp.covered) == 0) {
+                warn(where + " (" + quoted(spec.id) + "): can never win: earlier routes with the "
+                     "same path and host (the first is " + first + ") cover all its methods");
+            }
+            sp.covered |= rd.methods;
+        }
+
+        // insert
+        BuildGroup& bg = bgroups[gi];
+        const Entry entry{rd.rank, rd.methods, static_cast<uint32_t>(ri), rd.regex};
+        if (pp.regex) {
+            bg.regex_entries.push_back(entry);
+        } else {
+            if (bg.root == kNone) {
+                bg.root = newNode();
+            }
+            uint32_t cur = bg.root;
+            for (size_t k = 0; k < pp.segs.size(); ++k) {
+                const PatSeg& ps = pp.segs[k];
+                uint32_t next = kNone;
+                switch (ps.kind) {
+                    case SegKind::Literal: {
+                        auto lit = bnodes[cur].literals.find(ps.text);
+                        if (lit != bnodes[cur].literals.end()) {
+                            next = lit->second;
+                        } else {
+                            next = newNode();
+                            bnodes[cur].literals.emplace(ps.text, next);
+                        }
+                        break;
+                    }
+                    case SegKind::Star:
+                        if (bnodes[cur].star == kNone) {
+                            const uint32_t nn = newNode();
+                            bnodes[cur].star = nn;
+                        }
+                        next = bnodes[cur].star;
+                        break;
+                    case SegKind::Param:
+                        if (bnodes[cur].param == kNone) {
+                            const uint32_t nn = newNode();
+                            bnodes[cur].param = nn;
+                        }
+                        next = bnodes[cur].param;
+                        break;
+                    case SegKind::Glob: {
+                        for (const GlobEdge& ge : bnodes[cur].globs) {
+                            if (im.globs[ge.glob].source() == ps.text) {
+                                next = ge.child;
+                                break;
+                            }
+                        }
+                        if (next == kNone) {
+                            next = newNode();
+                            bnodes[cur].globs.push_back(GlobEdge{ps.index, next});
+                        }
+                        break;
+                    }
+                    case SegKind::DStar:
+                        if (k + 1 == pp.segs.size()) {
+                            bnodes[cur].dstar.push_back(entry);
+                            next = kNone;
+                        } else {
+                            if (bnodes[cur].dstar_child == kNone) {
+                                const uint32_t nn = newNode();
+                                bnodes[cur].dstar_child = nn;
+                            }
+                            next = bnodes[cur].dstar_child;
+                        }
+                        break;
+                }
+                if (next == kNone) {
+                    cur = kNone;
+                    break;
+                }
+                cur = next;
+            }
+            if (cur != kNone) {
+                bnodes[cur].term.push_back(entry);
+            }
+        }
+        im.routes.push_back(std::move(rd));
+    }
+
+    // Flatten the build nodes (a child always has a larger index than its parent).
+    auto byRank = [](const Entry& a, const Entry& b) { return a.rank < b.rank; };
+    std::vector<StringTable::Item> edge_items;
+    im.nodes.resize(bnodes.size());
+    for (size_t i = 0; i < bnodes.size(); ++i) {
+        BuildNode& b = bnodes[i];
+        Node& n = im.nodes[i];
+        std::sort(b.term.begin(), b.term.end(), byRank);
+        std::sort(b.dstar.begin(), b.dstar.end(), byRank);
+        n.term_begin = static_cast<uint32_t>(im.entries.size());
+        im.entries.insert(im.entries.end(), b.term.begin(), b.term.end());
+        n.term_end = static_cast<uint32_t>(im.entries.size());
+        n.dstar_begin = n.term_end;
+        im.entries.insert(im.entries.end(), b.dstar.begin(), b.dstar.end());
+        n.dstar_end = static_cast<uint32_t>(im.entries.size());
+        n.glob_begin = static_cast<uint32_t>(im.glob_edges.size());
+        im.glob_edges.insert(im.glob_edges.end(), b.globs.begin(), b.globs.end());
+        n.glob_end = static_cast<uint32_t>(im.glob_edges.size());
+        n.star = b.star;
+        n.param = b.param;
+        n.dstar_child = b.dstar_child;
+        n.literal_children = static_cast<uint32_t>(b.literals.size());
+        for (const auto& [seg, child] : b.literals) {
+            edge_items.push_back(StringTable::Item{static_cast<uint32_t>(i), seg, child});
+        }
+    }
+    im.edges.build(edge_items);
+    for (size_t i = bnodes.size(); i-- > 0;) {
+        Node& n = im.nodes[i];
+        uint64_t m = kNoRank;
+        if (n.term_end > n.term_begin) {
+            m = std::min(m, im.entries[n.term_begin].rank);
+        }
+        if (n.dstar_end > n.dstar_begin) {
+            m = std::min(m, im.entries[n.dstar_begin].rank);
+        }
+        for (const auto& [seg, child] : bnodes[i].literals) {
+            m = std::min(m, im.nodes[child].min_rank);
+        }
+        for (uint32_t c : {n.star, n.param, n.dstar_child}) {
+            if (c != kNone) {
+                m = std::min(m, im.nodes[c].min_rank);
+            }
+        }
+        for (uint32_t k = n.glob_begin; k < n.glob_end; ++k) {
+            m = std::min(m, im.nodes[im.glob_edges[k].child].min_rank);
+        }
+        n.min_rank = m;
+        std::sort(im.glob_edges.begin() + n.glob_begin, im.glob_edges.begin() + n.glob_end,
+                  [&](const GlobEdge& a, const GlobEdge& b) {
+                      return im.nodes[a.child].min_rank < im.nodes[b.child].min_rank;
+                  });
+    }
+
+    // Groups and host lookup tables.
+    std::vector<StringTable::Item> exact_items;
+    std::vector<StringTable::Item> suffix_items;
+    for (size_t gi = 0; gi < bgroups.size(); ++gi) {
+        BuildGroup& bg = bgroups[gi];
+        Group g;
+        g.root = bg.root;
+        std::sort(bg.regex_entries.begin(), bg.regex_entries.end(), byRank);
+        g.regex_begin = static_cast<uint32_t>(im.regex_entries.size());
+        im.regex_entries.insert(im.regex_entries.end(), bg.regex_entries.begin(),
+                                bg.regex_entries.end());
+        g.regex_end = static_cast<uint32_t>(im.regex_entries.size());
+        g.min_rank = g.root != kNone ? im.nodes[g.root].min_rank : kNoRank;
+        if (g.regex_end > g.regex_begin) {
+            g.min_rank = std::min(g.min_rank, im.regex_entries[g.regex_begin].rank);
+        }
+        const auto gid = static_cast<uint32_t>(gi);
+        switch (bg.host.cls) {
+            case HostClass::Any:
+                im.any_group = gid;
+                break;
+            case HostClass::Exact:
+                exact_items.push_back(StringTable::Item{0, bg.host.text, gid});
+                break;
+            case HostClass::Wildcard:
+            case HostClass::Regex:
+                if (bg.host_regex == kNone) {
+                    suffix_items.push_back(StringTable::Item{0, bg.host.text, gid});
+                } else {
+                    g.host_regex = bg.host_regex;
+                    im.pattern_groups.push_back(gid);
+                }
+                break;
+        }
+        im.groups.push_back(g);
+    }
+    im.exact_hosts.build(exact_items);
+    im.suffix_hosts.build(suffix_items);
+    std::sort(im.pattern_groups.begin(), im.pattern_groups.end(), [&](uint32_t a, uint32_t b) {
+        return im.groups[a].min_rank < im.groups[b].min_rank;
+    });
+
+    if (!im.regexes.empty()) {
+        im.match_data = pcre2_match_data_create(max_regex_captures + 1, nullptr);
+        im.match_context = pcre2_match_context_create(nullptr);
+        im.jit_stack = pcre2_jit_stack_create(32 * 1024, 512 * 1024, nullptr);
+        if (im.match_data == nullptr || im.match_context == nullptr || im.jit_stack == nullptr) {
+            return core::fail("routes: out of memory while preparing PCRE2");
+        }
+        pcre2_set_match_limit(im.match_context, kRegexMatchLimit);
+        pcre2_jit_stack_assign(im.match_context, nullptr, im.jit_stack);
+    }
+
+    size_t names = 0;
+    size_t total = 0;
+    for (size_t b = 1; b < std::size(kStandardMethods); ++b) {
+        total += kStandardMethods[b].size();
+        ++names;
+    }
+    for (const std::string& m : im.extra_methods) {
+        total += m.size();
+        ++names;
+    }
+    im.max_allow_len = total + 2 * (names - 1);
+    return Router(std::move(impl));
+}
+
+Match Router::match(std::string_view method, std::string_view host_header,
+                    std::string_view path) const {
+    const Impl& im = *impl_;
+    Match m;
+    if (path.empty() || path[0] != '/') {
+        return m;
+    }
+    char host_buf[kMaxHostLength];
+    const std::string_view host = canonicalHost(host_header, host_buf);
+    Search s;
+    s.path = path;
+    s.mbit = im.methodBit(method);
+    im.forEachGroup(host, [&](uint32_t g) { im.searchGroup(g, host, s); });
+    if (s.route != kNone) {
+        m.status = MatchStatus::Found;
+        m.route = s.route;
+        const RouteData& r = im.routes[s.route];
+        if (s.regex_winner) {
+            m.capture_count = s.ncaps;
+            m.captures = s.caps;
+        } else if (r.has_params) {
+            im.matchSegs(r, 0, path, 1, m.captures);
+            m.capture_count = static_cast<uint8_t>(r.capture_names.size());
+        }
+        return m;
+    }
+    im.forEachGroup(host, [&](uint32_t g) { im.collectGroup(g, host, s); });
+    if (s.any) {
+        m.status = MatchStatus::MethodNotAllowed;
+        m.allow = s.allow & ~method::kOther;
+    }
+    return m;
+}
+
+size_t Router::rewritePath(const Match& m, std::string_view path, char* out, size_t cap) const {
+    const Impl& im = *impl_;
+    if (m.status != MatchStatus::Found || m.route >= im.routes.size()) {
+        return 0;
+    }
+    const RouteData& r = im.routes[m.route];
+    if (r.has_rewrite) {
+        size_t w = 0;
+        for (const RewriteOp& op : r.rewrite_ops) {
+            std::string_view piece;
+            if (op.capture == kNone) {
+                piece = std::string_view(r.rewrite_text).substr(op.off, op.len);
+            } else if (op.capture < m.capture_count) {
+                piece = m.captures[op.capture];
+            }
+            if (piece.size() > cap - w) {
+                return 0;
+            }
+            std::memcpy(out + w, piece.data(), piece.size());
+            w += piece.size();
+        }
+        size_t len = 0;
+        if (normalizePath(std::string_view(out, w), out, cap, len) != NormalizeResult::Ok) {
+            return 0;
+        }
+        return len;
+    }
+    std::string_view p = path;
+    const std::string& sp = r.strip_prefix;
+    if (!sp.empty() && p.size() >= sp.size() && p.compare(0, sp.size(), sp) == 0) {
+        if (p.size() == sp.size()) {
+            p = "/";
+        } else if (p[sp.size()] == '/') {
+            p.remove_prefix(sp.size());
+        }
+    }
+    if (p.empty() || p.size() > cap) {
+        return 0;
+    }
+    std::memcpy(out, p.data(), p.size());
+    return p.size();
+}
+
+size_t Router::formatAllow(uint64_t allow, char* out, size_t cap) const {
+    const Impl& im = *impl_;
+    size_t w = 0;
+    for (size_t b = 1; b < 64; ++b) {
+        if ((allow & (uint64_t{1} << b)) == 0) {
+            continue;
+        }
+        std::string_view name;
+        if (b < std::size(kStandardMethods)) {
+            name = kStandardMethods[b];
+        } else if (b - kFirstExtraMethodBit < im.extra_methods.size()) {
+            name = im.extra_methods[b - kFirstExtraMethodBit];
+        } else {
+            continue;
+        }
+        const size_t need = (w == 0 ? 0 : 2) + name.size();
+        if (need > cap - w) {
+            return 0;
+        }
+        if (w != 0) {
+            out[w++] = ',';
+            out[w++] = ' ';
+        }
+        std::memcpy(out + w, name.data(), name.size());
+        w += name.size();
+    }
+    return w;
+}
+
+size_t Router::maxAllowLength() const { return impl_->max_allow_len; }
+
+size_t Router::routeCount() const { return impl_->routes.size(); }
+
+std::string_view Router::routeId(uint32_t route) const {
+    return route < impl_->routes.size() ? std::string_view(impl_->routes[route].id)
+                                        : std::string_view();
+}
+
+std::string_view Router::captureName(uint32_t route, size_t i) const {
+    if (route >= impl_->routes.size() || i >= impl_->routes[route].capture_names.size()) {
+        return {};
+    }
+    return impl_->routes[route].capture_names[i];
+}
+
+}  // namespace photon::mod::routing

@@ -1,0 +1,115 @@
+// SPDX-License-Identifier: Apache-2.0
+// Access log implementation.
+#include "worker/access_log.h"
+
+#include <fcntl.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "worker/context.h"
+#include "worker/http_conn.h"
+#include "worker/local_reply.h"
+#include "worker/proxy.h"
+
+namespace photon::worker {
+
+namespace {
+constexpr size_t kFlushBytes = 32 * 1024;
+}
+
+std::unique_ptr<AccessLog> AccessLog::create(const core::Config& cfg) {
+    const std::string& p = cfg.server.access_log;
+    if (p.empty() || p == "off") {
+        return nullptr;
+    }
+    std::unique_ptr<AccessLog> log(new AccessLog);
+    log->path_ = p;
+    log->buf_.reserve(kFlushBytes * 2);
+    log->reopen();
+    ev_init(&log->timer_, onTimer);
+    log->timer_.data = log.get();
+    return log;
+}
+
+AccessLog::~AccessLog() {
+    flush();
+    if (timer_on_ && ctx().loop) {
+        ev_timer_stop(ctx().loop, &timer_);
+    }
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+}
+
+void AccessLog::reopen() {
+    flush();
+    int fd = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        LOG_ERROR("cannot open access log %s: %s", path_.c_str(), std::strerror(errno));
+        return;
+    }
+    if (fd_ >= 0) {
+        ::close(fd_);
+    }
+    fd_ = fd;
+}
+
+void AccessLog::flush() {
+    if (buf_.empty() || fd_ < 0) {
+        buf_.clear();
+        return;
+    }
+    ssize_t n = ::write(fd_, buf_.data(), buf_.size());
+    (void)n;  // a full disk loses log lines, never requests
+    buf_.clear();
+}
+
+void AccessLog::onTimer(struct ev_loop*, ev_timer* w, int) noexcept {
+    auto* self = static_cast<AccessLog*>(w->data);
+    self->timer_on_ = false;
+    self->flush();
+}
+
+void AccessLog::write(const ClientConn& c, double now) {
+    const RequestMeta& m = c.meta;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char line[1024];
+    int n = snprintf(line, sizeof line,
+                     "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"request_id\":\"%.*s\","
+                     "\"client\":\"%s\",\"method\":\"",
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec, ts.tv_nsec / 1000000, static_cast<int>(m.id_len), m.id, c.peer_ip);
+    buf_.append(line, static_cast<size_t>(n));
+    appendJsonEscaped(buf_, std::string_view(m.method, m.method_len));
+    buf_ += "\",\"path\":\"";
+    appendJsonEscaped(buf_, std::string_view(m.path, m.path_len));
+    const Proxy& p = *ctx().proxy;
+    const char* route = m.route >= 0 ? p.routes[static_cast<size_t>(m.route)].id.c_str() : "";
+    n = snprintf(line, sizeof line,
+                 "\",\"status\":%d,\"bytes_in\":%llu,\"bytes_out\":%llu,\"duration_ms\":%.3f,"
+                 "\"upstream_ms\":%.3f,\"upstream\":\"%s\",\"route\":\"",
+                 m.status, static_cast<unsigned long long>(m.bytes_in),
+                 static_cast<unsigned long long>(m.bytes_out), (now - m.start) * 1000.0,
+                 m.upstream_time * 1000.0, m.upstream_addr ? m.upstream_addr : "");
+    buf_.append(line, static_cast<size_t>(n));
+    appendJsonEscaped(buf_, route);
+    buf_ += "\"}\n";
+    if (buf_.size() >= kFlushBytes) {
+        flush();
+    } else if (!timer_on_) {
+        ev_timer_set(&timer_, 1.0, 0.);
+        ev_timer_start(ctx().loop, &timer_);
+        timer_on_ = true;
+    }
+}
+
+}  // namespace photon::worker

@@ -1,0 +1,102 @@
+// SPDX-License-Identifier: Apache-2.0
+// Fixed-capacity byte buffers recycled through a per-worker free list (no per-request malloc).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+namespace photon::worker {
+
+/// A contiguous buffer: [0, rpos) consumed, [rpos, wpos) pending data, [wpos, cap) free space.
+/// Owned by one connection at a time; returned to its BufferPool when released.
+struct Buffer {
+    char* data = nullptr;
+    uint32_t cap = 0;
+    uint32_t rpos = 0;
+    uint32_t wpos = 0;
+
+    size_t size() const { return wpos - rpos; }
+    bool empty() const { return wpos == rpos; }
+    size_t space() const { return cap - wpos; }
+    char* readPtr() { return data + rpos; }
+    const char* readPtr() const { return data + rpos; }
+    char* writePtr() { return data + wpos; }
+    void consume(size_t n) {
+        rpos += static_cast<uint32_t>(n);
+        if (rpos == wpos) {
+            rpos = wpos = 0;
+        }
+    }
+    void produce(size_t n) { wpos += static_cast<uint32_t>(n); }
+    void clear() { rpos = wpos = 0; }
+    /// Moves pending data to the front so the free space is contiguous at the end.
+    void compact() {
+        if (rpos > 0) {
+            size_t n = size();
+            if (n) {
+                std::memmove(data, data + rpos, n);
+            }
+            rpos = 0;
+            wpos = static_cast<uint32_t>(n);
+        }
+    }
+    /// Appends what fits; returns the number of bytes copied.
+    size_t append(const void* p, size_t n) {
+        if (n > space()) {
+            n = space();
+        }
+        std::memcpy(data + wpos, p, n);
+        wpos += static_cast<uint32_t>(n);
+        return n;
+    }
+};
+
+/// A per-worker free list of equally sized buffers. Not thread-safe (one loop per process).
+class BufferPool {
+public:
+    explicit BufferPool(uint32_t buf_size) : size_(buf_size) {}
+    ~BufferPool() {
+        for (char* p : free_) {
+            delete[] p;
+        }
+    }
+    BufferPool(const BufferPool&) = delete;
+    BufferPool& operator=(const BufferPool&) = delete;
+
+    /// Gives `b` storage of bufSize() bytes if it has none. Never fails (OOM is fatal).
+    void acquire(Buffer& b) {
+        if (b.data) {
+            return;
+        }
+        if (free_.empty()) {
+            b.data = new char[size_];
+        } else {
+            b.data = free_.back();
+            free_.pop_back();
+        }
+        b.cap = size_;
+        b.rpos = b.wpos = 0;
+    }
+    /// Returns storage to the pool (keeps at most kMaxFree buffers cached).
+    void release(Buffer& b) {
+        if (!b.data) {
+            return;
+        }
+        if (free_.size() < kMaxFree) {
+            free_.push_back(b.data);
+        } else {
+            delete[] b.data;
+        }
+        b = Buffer{};
+    }
+    uint32_t bufSize() const { return size_; }
+
+private:
+    static constexpr size_t kMaxFree = 1024;
+    uint32_t size_;
+    std::vector<char*> free_;
+};
+
+}  // namespace photon::worker

@@ -1,0 +1,1343 @@
+// SPDX-License-Identifier: Apache-2.0
+// The request state machine: strict parse, route, stream to an upstream and back, keep-alive.
+#include "worker/http_conn.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <new>
+
+#include "core/log.h"
+#include "master/listener.h"
+#include "modules/routing/path_normalize.h"
+#include "modules/routing/router.h"
+#include "worker/access_log.h"
+#include "worker/local_reply.h"
+#include "worker/proxy.h"
+#include "worker/shared_state.h"
+
+namespace photon::worker {
+
+namespace {
+
+using core::http::BodyFraming;
+using core::http::ParseStatus;
+
+std::vector<ClientConn*> g_free_clients;
+std::vector<UpstreamConn*> g_free_upstreams;
+constexpr size_t kMaxFreeObjects = 4096;
+
+inline struct ev_loop* L() { return ctx().loop; }
+inline double now() { return ev_now(ctx().loop); }
+
+void onClientRead(struct ev_loop*, ev_io* w, int) noexcept;
+void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept;
+void onClientTimer(struct ev_loop*, ev_timer* w, int) noexcept;
+void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept;
+void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept;
+void onUpstreamTimer(struct ev_loop*, ev_timer* w, int) noexcept;
+
+void processInput(ClientConn* c);
+void attemptUpstream(ClientConn* c);
+void sendUpstream(ClientConn* c);
+void pumpRequestBody(ClientConn* c);
+void pumpResponse(ClientConn* c);
+void finishRequest(ClientConn* c);
+void closeClient(ClientConn* c);
+void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
+               bool close);
+
+// ----- watcher helpers (each start/stop is an epoll change: only when the state changes) -----
+
+void startRead(ClientConn* c) {
+    if (!c->reading) {
+        ev_io_start(L(), &c->rio);
+        c->reading = true;
+    }
+}
+void stopRead(ClientConn* c) {
+    if (c->reading) {
+        ev_io_stop(L(), &c->rio);
+        c->reading = false;
+    }
+}
+void startWrite(ClientConn* c) {
+    if (!c->writing) {
+        ev_io_start(L(), &c->wio);
+        c->writing = true;
+    }
+}
+void stopWrite(ClientConn* c) {
+    if (c->writing) {
+        ev_io_stop(L(), &c->wio);
+        c->writing = false;
+    }
+}
+/// (Re)arms the client timer for `seconds` from now; 0 stops it.
+void clientTimer(ClientConn* c, double seconds) {
+    c->timer.repeat = seconds;
+    ev_timer_again(L(), &c->timer);
+}
+void upstreamTimer(UpstreamConn* u, double seconds) {
+    u->timer.repeat = seconds;
+    ev_timer_again(L(), &u->timer);
+}
+
+double readTimeout(const ClientConn* c, const UpstreamConn* u) {
+    const Proxy& p = *ctx().proxy;
+    if (c && c->meta.route >= 0) {
+        double t = p.routes[static_cast<size_t>(c->meta.route)].timeout;
+        if (t > 0) {
+            return t;
+        }
+    }
+    return u->up->read_timeout;
+}
+double writeTimeout(const ClientConn* c, const UpstreamConn* u) {
+    const Proxy& p = *ctx().proxy;
+    if (c && c->meta.route >= 0) {
+        double t = p.routes[static_cast<size_t>(c->meta.route)].timeout;
+        if (t > 0) {
+            return t;
+        }
+    }
+    return u->up->write_timeout;
+}
+
+// ----- upstream connections -----
+
+UpstreamConn* newUpstreamConn() {
+    UpstreamConn* u;
+    if (g_free_upstreams.empty()) {
+        u = new UpstreamConn;
+    } else {
+        u = g_free_upstreams.back();
+        g_free_upstreams.pop_back();
+        new (u) UpstreamConn;
+    }
+    return u;
+}
+
+void destroyUpstreamConn(UpstreamConn* u) {
+    ev_io_stop(L(), &u->rio);
+    ev_io_stop(L(), &u->wio);
+    ev_timer_stop(L(), &u->timer);
+    if (u->pool_node.linked()) {
+        u->pool_node.unlink();
+        --u->up->idle_count;
+    }
+    if (u->fd >= 0) {
+        ::close(u->fd);
+    }
+    ctx().io_pool.release(u->rbuf);
+    ctx().io_pool.release(u->wbuf);
+    u->~UpstreamConn();
+    if (g_free_upstreams.size() < kMaxFreeObjects) {
+        g_free_upstreams.push_back(u);
+    } else {
+        ::operator delete(u);
+    }
+}
+
+/// Starts a non-blocking connect. Returns nullptr (errno set) when it fails at once.
+UpstreamConn* connectUpstream(UpstreamRt& up) {
+    if (!up.resolved) {
+        errno = EHOSTUNREACH;
+        return nullptr;
+    }
+    int fd = ::socket(up.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return nullptr;
+    }
+    int one = 1;
+    ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (up.tcp_keepalive) {
+        ::setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &one, sizeof one);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &up.ka_idle, sizeof up.ka_idle);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &up.ka_interval, sizeof up.ka_interval);
+        ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &up.ka_count, sizeof up.ka_count);
+    }
+    bool connecting = false;
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&up.sa), up.salen) != 0) {
+        if (errno != EINPROGRESS) {
+            int e = errno;
+            ::close(fd);
+            errno = e;
+            return nullptr;
+        }
+        connecting = true;
+    }
+    UpstreamConn* u = newUpstreamConn();
+    u->fd = fd;
+    u->up = &up;
+    u->connecting = connecting;
+    ev_io_init(&u->rio, onUpstreamRead, fd, EV_READ);
+    ev_io_init(&u->wio, onUpstreamWrite, fd, EV_WRITE);
+    ev_init(&u->timer, onUpstreamTimer);
+    u->rio.data = u->wio.data = u->timer.data = u;
+    return u;
+}
+
+UpstreamConn* takeIdle(UpstreamRt& up) {
+    if (!up.idle.linked()) {
+        return nullptr;
+    }
+    ListNode* n = up.idle.prev;  // most recently used
+    n->unlink();
+    --up.idle_count;
+    auto* u = reinterpret_cast<UpstreamConn*>(n);
+    u->reused = true;
+    return u;
+}
+
+void poolPut(UpstreamConn* u) {
+    UpstreamRt& up = *u->up;
+    Proxy& p = *ctx().proxy;
+    if (ctx().graceful || up.idle_count >= p.max_idle_per_upstream) {
+        destroyUpstreamConn(u);
+        return;
+    }
+    u->owner = nullptr;
+    ev_io_stop(L(), &u->wio);
+    ctx().io_pool.release(u->rbuf);
+    ctx().io_pool.release(u->wbuf);
+    up.idle.pushBack(&u->pool_node);
+    ++up.idle_count;
+    upstreamTimer(u, 60.0);  // idle pooled connections are closed after a minute
+}
+
+// ----- client connection lifecycle -----
+
+void moveToList(ClientConn* c, ListNode& list) {
+    if (c->node.linked()) {
+        c->node.unlink();
+    }
+    list.pushBack(&c->node);
+}
+
+void releaseUpstream(ClientConn* c, bool reusable) {
+    UpstreamConn* u = c->up;
+    if (u == nullptr) {
+        return;
+    }
+    c->up = nullptr;
+    sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
+    if (reusable) {
+        ++u->served;
+        poolPut(u);
+    } else {
+        destroyUpstreamConn(u);
+    }
+}
+
+void recycleClient(ClientConn* c) {
+    c->~ClientConn();
+    if (g_free_clients.size() < kMaxFreeObjects) {
+        g_free_clients.push_back(c);
+    } else {
+        ::operator delete(c);
+    }
+}
+
+void closeClient(ClientConn* c) {
+    if (c->dead) {
+        return;
+    }
+    releaseUpstream(c, false);
+    stopRead(c);
+    stopWrite(c);
+    ev_timer_stop(L(), &c->timer);
+    if (c->fd >= 0) {
+        ::close(c->fd);
+        c->fd = -1;
+    }
+    ctx().io_pool.release(c->in);
+    ctx().io_pool.release(c->out);
+    if (c->node.linked()) {
+        c->node.unlink();
+    }
+    --ctx().conn_count;
+    c->state = ClientConn::State::Lingering;
+    if (c->in_process) {
+        c->dead = true;  // processInput() recycles it when it unwinds
+    } else {
+        recycleClient(c);
+    }
+    onConnectionClosed();
+}
+
+/// After an error reply: stop sending, drain what the client still sends for a moment, then
+/// close, so our reply is not destroyed by a reset (nginx's lingering close).
+void lingerClose(ClientConn* c) {
+    ::shutdown(c->fd, SHUT_WR);
+    c->state = ClientConn::State::Lingering;
+    stopWrite(c);
+    startRead(c);
+    clientTimer(c, 2.0);
+}
+
+void resetRequestState(ClientConn* c) {
+    c->meta = RequestMeta{};
+    c->scan_hint = 0;
+    c->req_body_left = 0;
+    c->req_chunked = false;
+    c->req_framed_all = true;
+    c->req_body_done = true;
+    c->req_ready = 0;
+    c->req_decoder.reset();
+    c->send_continue = false;
+    c->retryable = true;
+    c->attempts = 0;
+    c->tried_mask = 0;
+    c->resp_scan_hint = 0;
+    c->resp_head_done = false;
+    c->resp_started = false;
+    c->resp_framing = BodyFraming::None;
+    c->resp_body_left = 0;
+    c->resp_ready = 0;
+    c->resp_framed_all = false;
+    c->resp_decoder.reset();
+    c->req_was_head = false;
+    c->keep_alive = true;
+}
+
+// ----- output helpers -----
+
+/// Sends c->out; returns false if the connection failed (already closed), true otherwise.
+/// Leaves unsent bytes in c->out and arms the write watcher.
+bool flushOut(ClientConn* c) {
+    while (!c->out.empty()) {
+        ssize_t n = ::send(c->fd, c->out.readPtr(), c->out.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            c->meta.bytes_out += static_cast<uint64_t>(n);
+            c->out.consume(static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            startWrite(c);
+            clientTimer(c, ctx().limits.send_timeout);
+            return true;
+        }
+        closeClient(c);
+        return false;
+    }
+    stopWrite(c);
+    return true;
+}
+
+void appendStr(Buffer& b, std::string_view s) { b.append(s.data(), s.size()); }
+
+void appendHeader(Buffer& b, std::string_view name, std::string_view value) {
+    appendStr(b, name);
+    appendStr(b, ": ");
+    appendStr(b, value);
+    appendStr(b, "\r\n");
+}
+
+void appendUint(Buffer& b, uint64_t v) {
+    char tmp[24];
+    int n = snprintf(tmp, sizeof tmp, "%llu", static_cast<unsigned long long>(v));
+    b.append(tmp, static_cast<size_t>(n));
+}
+
+void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
+               bool close) {
+    ctx().io_pool.acquire(c->out);
+    c->out.clear();
+    if (c->meta.id_len == 0) {
+        c->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->meta.id));
+    }
+    if (!c->req_body_done || c->client_eof) {
+        close = true;  // an unread body would be taken for the next request
+    }
+    c->keep_alive = c->keep_alive && !close;
+    c->meta.status = status;
+    buildLocalReply(c->out, status, error, std::string_view(c->meta.id, c->meta.id_len),
+                    extra_headers, c->keep_alive, c->req_was_head);
+    c->state = ClientConn::State::WritingLocal;
+    if (!flushOut(c)) {
+        return;
+    }
+    if (c->out.empty()) {
+        finishRequest(c);
+    }
+}
+
+// ----- request dispatch -----
+
+bool methodIdempotent(core::http::Method m) {
+    using core::http::Method;
+    switch (m) {
+        case Method::Get:
+        case Method::Head:
+        case Method::Put:
+        case Method::Delete:
+        case Method::Options:
+        case Method::Trace:
+            return true;
+        default:
+            return false;
+    }
+}
+
+/// Writes the request head for the upstream into `b`: hop-by-hop fields dropped, the
+/// X-Forwarded-* set and the request id added, framing re-stated.
+void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
+    using core::http::equalsIgnoreCase;
+    const auto& r = c->req;
+    appendStr(b, r.method);
+    appendStr(b, " ");
+    appendStr(b, path);
+    if (r.has_query) {
+        appendStr(b, "?");
+        appendStr(b, r.query);
+    }
+    bool v10 = r.version == core::http::Version::Http10;
+    appendStr(b, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+    std::string_view host = r.host;
+    if (host.empty()) {
+        const Proxy& p = *ctx().proxy;
+        const auto& be = p.backends[p.routes[static_cast<size_t>(c->meta.route)].backend];
+        host = p.upstreams[be.upstreams.front()].address;
+    }
+    appendHeader(b, "Host", host);
+    const core::http::HeaderField* first_xff = nullptr;
+    for (const auto& h : r.headers) {
+        if (h.hop_by_hop) {
+            continue;
+        }
+        // Dispatch on the first letter so the common fields cost one compare.
+        char f = static_cast<char>(h.name[0] | 0x20);
+        if (f == 'h' && equalsIgnoreCase(h.name, "host")) {
+            continue;
+        }
+        if (f == 'c' && equalsIgnoreCase(h.name, "content-length")) {
+            continue;
+        }
+        if (f == 'e' && equalsIgnoreCase(h.name, "expect")) {
+            continue;
+        }
+        if (f == 'x' && (equalsIgnoreCase(h.name, "x-request-id") ||
+                         equalsIgnoreCase(h.name, "x-forwarded-proto") ||
+                         equalsIgnoreCase(h.name, "x-forwarded-host"))) {
+            continue;
+        }
+        if (f == 'x' && equalsIgnoreCase(h.name, "x-forwarded-for")) {
+            if (first_xff == nullptr) {
+                first_xff = &h;
+            }
+            continue;
+        }
+        appendHeader(b, h.name, h.value);
+    }
+    // X-Forwarded-For: the incoming chain (all fields, in order), then the peer.
+    appendStr(b, "X-Forwarded-For: ");
+    if (first_xff != nullptr) {
+        for (const auto* h = first_xff; h != r.headers.end(); ++h) {
+            if (!h->hop_by_hop && equalsIgnoreCase(h->name, "x-forwarded-for")) {
+                appendStr(b, h->value);
+                appendStr(b, ", ");
+            }
+        }
+    }
+    b.append(c->peer_ip, c->peer_ip_len);
+    appendStr(b, "\r\nX-Forwarded-Proto: http\r\n");
+    if (!r.host.empty()) {
+        appendHeader(b, "X-Forwarded-Host", r.host);
+    }
+    appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
+    if (r.framing == BodyFraming::ContentLength) {
+        appendStr(b, "Content-Length: ");
+        appendUint(b, r.content_length);
+        appendStr(b, "\r\n");
+    } else if (r.framing == BodyFraming::Chunked) {
+        appendStr(b, "Transfer-Encoding: chunked\r\n");
+    }
+    if (v10) {
+        appendStr(b, "Connection: keep-alive\r\n");
+    }
+    appendStr(b, "\r\n");
+}
+
+/// Frames more request-body bytes from `in` (counts them against Content-Length or validates
+/// them with the chunked decoder). Returns false after answering an invalid or oversized body.
+bool frameRequestBody(ClientConn* c) {
+    if (c->req_framed_all || c->req_ready >= c->in.size()) {
+        return true;
+    }
+    const WorkerLimits& lim = ctx().limits;
+    const char* p = c->in.readPtr() + c->req_ready;
+    size_t avail = c->in.size() - c->req_ready;
+    if (!c->req_chunked) {
+        size_t k = static_cast<size_t>(std::min<uint64_t>(avail, c->req_body_left));
+        c->req_body_left -= k;
+        c->req_ready += k;
+        c->req_framed_all = c->req_body_left == 0;
+        return true;
+    }
+    auto fr = c->req_decoder.feed(p, avail);
+    c->req_ready += fr.consumed;
+    if (fr.status == core::http::ChunkedDecoder::Status::Error) {
+        c->keep_alive = false;
+        failRequestPublic(c, c->req_decoder.error().status, "invalid chunked request body");
+        return false;
+    }
+    if (lim.max_body_size && c->req_decoder.payloadBytes() > lim.max_body_size) {
+        c->keep_alive = false;
+        failRequestPublic(c, 413, "request body too large");
+        return false;
+    }
+    c->req_framed_all = fr.status == core::http::ChunkedDecoder::Status::Done;
+    return true;
+}
+
+void dispatch(ClientConn* c) {
+    auto& r = c->req;
+    ++c->requests;
+    moveToList(c, ctx().busy_conns);
+    c->req_was_head = r.method_id == core::http::Method::Head;
+    size_t ml = std::min(r.method.size(), sizeof c->meta.method);
+    std::memcpy(c->meta.method, r.method.data(), ml);
+    c->meta.method_len = static_cast<uint8_t>(ml);
+    c->keep_alive =
+        r.keep_alive && c->requests < ctx().limits.keepalive_requests && !ctx().graceful;
+
+    // Request id: a sane incoming one is kept unless configured otherwise.
+    const auto* rid = ctx().limits.keep_request_id ? r.headers.find("x-request-id") : nullptr;
+    if (rid && mod::requestid::isSaneIncoming(rid->value)) {
+        std::memcpy(c->meta.id, rid->value.data(), rid->value.size());
+        c->meta.id_len = static_cast<uint8_t>(rid->value.size());
+    } else {
+        c->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->meta.id));
+    }
+
+    if (r.framing == BodyFraming::ContentLength) {
+        c->req_body_left = r.content_length;
+        c->req_framed_all = c->req_body_done = false;
+    } else if (r.framing == BodyFraming::Chunked) {
+        c->req_chunked = true;
+        c->req_framed_all = c->req_body_done = false;
+    }
+
+    // Path normalisation, in place in the read buffer (the result is never longer). The head's
+    // views stay valid until the upstream head is built below; nothing reads into `in` first.
+    std::string_view path("*");
+    auto nr = mod::routing::NormalizeResult::Ok;
+    if (r.form != core::http::TargetForm::Asterisk) {
+        size_t plen = 0;
+        nr = mod::routing::normalizePath(r.path, const_cast<char*>(r.path.data()), r.path.size(),
+                                         plen);
+        path = std::string_view(r.path.data(), plen);
+    }
+    size_t pl = std::min(path.size(), sizeof c->meta.path);
+    std::memcpy(c->meta.path, path.data(), pl);
+    c->meta.path_len = static_cast<uint16_t>(pl);
+    size_t head_len = r.head_length;
+    if (nr != mod::routing::NormalizeResult::Ok) {
+        c->in.consume(head_len);
+        sendLocal(c, 400, "invalid request path", {}, true);
+        return;
+    }
+    const WorkerLimits& lim = ctx().limits;
+    if (r.framing == BodyFraming::ContentLength && lim.max_body_size &&
+        r.content_length > lim.max_body_size) {
+        c->in.consume(head_len);
+        sendLocal(c, 413, "request body too large", {}, true);
+        return;
+    }
+
+    const Proxy& p = *ctx().proxy;
+    bool metrics_listener = c->kind == static_cast<int>(master::ListenerKind::Metrics);
+    mod::routing::Match m;
+    if (!metrics_listener) {
+        m = p.router->match(r.method, r.host, path);
+    }
+    if (metrics_listener || m.status != mod::routing::MatchStatus::Found) {
+        c->in.consume(head_len);
+        bool get = r.method_id == core::http::Method::Get || c->req_was_head;
+        if (path == "/health" && get && (metrics_listener || !p.has_health_route)) {
+            std::string body;
+            int status = healthBody(body);
+            sendJson(c, status, body);
+            return;
+        }
+        if (!metrics_listener && m.status == mod::routing::MatchStatus::MethodNotAllowed) {
+            char allow[256];
+            std::memcpy(allow, "Allow: ", 7);
+            size_t n = 7 + p.router->formatAllow(m.allow, allow + 7, sizeof allow - 9);
+            allow[n++] = '\r';
+            allow[n++] = '\n';
+            sendLocal(c, 405, "method not allowed", std::string_view(allow, n), false);
+        } else {
+            sendLocal(c, 404, "no route", {}, false);
+        }
+        return;
+    }
+    c->meta.route = static_cast<int>(m.route);
+    const RouteRt& route = p.routes[m.route];
+
+    // Forwarded path: normalised, optionally rewritten.
+    char rewritten[4096];
+    std::string_view fwd_path = path;
+    if (route.rewrites) {
+        size_t n = p.router->rewritePath(m, path, rewritten, sizeof rewritten);
+        if (n == 0) {
+            c->in.consume(head_len);
+            sendLocal(c, 414, "rewritten path too long", {}, true);
+            return;
+        }
+        fwd_path = std::string_view(rewritten, n);
+    }
+
+    // The upstream request head goes into c->out and stays there until a response starts, so
+    // a failed attempt can be repeated on another upstream.
+    ctx().io_pool.acquire(c->out);
+    c->out.clear();
+    buildUpstreamHead(c, c->out, fwd_path);
+    c->in.consume(head_len);
+    // A whole Content-Length body that is already here and fits travels with the head: one
+    // write, and the request stays retryable.
+    if (!c->req_chunked && !c->req_framed_all && c->in.size() >= c->req_body_left &&
+        c->req_body_left <= c->out.space()) {
+        c->out.append(c->in.readPtr(), c->req_body_left);
+        c->in.consume(c->req_body_left);
+        c->meta.bytes_in += c->req_body_left;
+        c->req_body_left = 0;
+        c->req_framed_all = c->req_body_done = true;
+    }
+    if (!c->req_body_done && r.expect_continue) {
+        c->send_continue = true;
+    }
+    c->state = ClientConn::State::Proxying;
+    ev_timer_stop(L(), &c->timer);
+    c->meta.upstream_start = now();
+    attemptUpstream(c);
+}
+
+// ----- proxying -----
+
+void failRequest(ClientConn* c, int status, std::string_view why) {
+    if (c->resp_started) {
+        closeClient(c);  // the response is half sent: the only honest signal is a close
+        return;
+    }
+    releaseUpstream(c, false);
+    c->meta.upstream_time = now() - c->meta.upstream_start;
+    std::string_view extra =
+        status == 503 ? std::string_view("Retry-After: 1\r\n") : std::string_view();
+    sendLocal(c, status, why, extra, false);
+}
+
+enum class UpFail : uint8_t { Connect, Reset, Timeout, BadResponse };
+
+/// An attempt failed before the response started: retry on another upstream when allowed.
+void upstreamFailed(ClientConn* c, UpFail kind) {
+    UpstreamConn* u = c->up;
+    const Proxy& p = *ctx().proxy;
+    size_t ui = static_cast<size_t>(u->up - p.upstreams.data());
+    bool stale = u->reused && kind == UpFail::Reset && u->rbuf.empty();
+    c->meta.upstream_addr = u->up->address.c_str();
+    if (!stale) {
+        sharedReport(p, ui, false);
+        LOG_WARN("upstream %s %s (request %.*s)", u->up->address.c_str(),
+                 kind == UpFail::Connect   ? "connect failed"
+                 : kind == UpFail::Timeout ? "timed out"
+                 : kind == UpFail::Reset   ? "closed the connection"
+                                           : "sent an invalid response",
+                 static_cast<int>(c->meta.id_len), c->meta.id);
+    }
+    bool head_seen = c->resp_head_done;
+    releaseUpstream(c, false);
+    if (c->resp_started || head_seen) {
+        closeClient(c);
+        return;
+    }
+    const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
+    bool retained = c->retryable;  // no body byte left without a copy we can resend
+    bool may_retry = false;
+    if (stale && retained) {
+        may_retry = c->attempts < route.retries + 3;  // the server had closed a pooled connection
+    } else if (retained && (kind == UpFail::Connect ||
+                            (kind == UpFail::Reset && methodIdempotent(c->req.method_id)))) {
+        may_retry = c->attempts <= route.retries;
+        c->tried_mask |= uint64_t{1} << (ui % 64);
+    }
+    if (may_retry) {
+        attemptUpstream(c);
+        return;
+    }
+    if (kind == UpFail::Timeout) {
+        failRequest(c, 504, "upstream timed out");
+    } else {
+        failRequest(c, 502,
+                    kind == UpFail::BadResponse ? "invalid response from upstream"
+                                                : "upstream connection failed");
+    }
+}
+
+void attemptUpstream(ClientConn* c) {
+    Proxy& p = *ctx().proxy;
+    const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
+    ++c->attempts;
+    PickInput in;
+    in.client_addr = c->peer_ip;
+    in.client_addr_len = c->peer_ip_len;
+    in.exclude_mask = c->tried_mask;
+    int ui = sharedPickAndAcquire(p, route.backend, in);
+    if (ui < 0 && c->tried_mask != 0) {
+        in.exclude_mask = 0;  // every candidate was tried once: any may take a second try
+        ui = sharedPickAndAcquire(p, route.backend, in);
+    }
+    if (ui < 0) {
+        if (c->attempts > 1) {
+            failRequest(c, 502, "upstream connection failed");
+        } else {
+            failRequest(c, 503, "no upstream available");
+        }
+        return;
+    }
+    UpstreamRt& up = p.upstreams[static_cast<size_t>(ui)];
+    UpstreamConn* u = takeIdle(up);
+    if (u == nullptr) {
+        u = connectUpstream(up);
+        if (u == nullptr) {
+            LOG_WARN("connect() to upstream %s failed: %s", up.address.c_str(),
+                     std::strerror(errno));
+            sharedRelease(p, static_cast<size_t>(ui));
+            sharedReport(p, static_cast<size_t>(ui), false);
+            c->tried_mask |= uint64_t{1} << (static_cast<size_t>(ui) % 64);
+            if (c->attempts <= route.retries) {
+                attemptUpstream(c);
+            } else {
+                failRequest(c, 502, "upstream connection failed");
+            }
+            return;
+        }
+    }
+    u->owner = c;
+    c->up = u;
+    c->meta.upstream_addr = up.address.c_str();
+    ctx().io_pool.acquire(u->wbuf);
+    u->wbuf.clear();
+    u->wbuf.append(c->out.readPtr(), c->out.size());
+    ev_io_start(L(), &u->rio);
+    if (u->connecting) {
+        ev_io_start(L(), &u->wio);
+        upstreamTimer(u, up.connect_timeout);
+        return;
+    }
+    sendUpstream(c);
+}
+
+void sendUpstream(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    while (!u->wbuf.empty()) {
+        ssize_t n = ::send(u->fd, u->wbuf.readPtr(), u->wbuf.size(), MSG_NOSIGNAL);
+        if (n > 0) {
+            u->wbuf.consume(static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            ev_io_start(L(), &u->wio);
+            upstreamTimer(u, writeTimeout(c, u));
+            return;
+        }
+        upstreamFailed(c, UpFail::Reset);
+        return;
+    }
+    ev_io_stop(L(), &u->wio);
+    if (c->send_continue) {
+        c->send_continue = false;
+        static const char k100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        ssize_t n = ::send(c->fd, k100, sizeof k100 - 1, MSG_NOSIGNAL);
+        (void)n;  // best effort: a client that misses it sends the body after its own delay
+    }
+    if (!c->req_body_done) {
+        pumpRequestBody(c);
+        return;
+    }
+    upstreamTimer(u, readTimeout(c, u));
+}
+
+void pumpRequestBody(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    while (true) {
+        if (!frameRequestBody(c)) {
+            return;
+        }
+        if (c->req_ready == 0) {
+            if (c->req_framed_all) {
+                c->req_body_done = true;
+                clientTimer(c, 0);
+                upstreamTimer(u, readTimeout(c, u));
+                return;
+            }
+            if (c->client_eof) {
+                closeClient(c);  // the client stopped half-way through its body
+                return;
+            }
+            startRead(c);
+            clientTimer(c, ctx().limits.header_timeout);
+            upstreamTimer(u, 0);
+            return;
+        }
+        ssize_t n = ::send(u->fd, c->in.readPtr(), c->req_ready, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->retryable = false;
+            c->meta.bytes_in += static_cast<uint64_t>(n);
+            c->req_ready -= static_cast<size_t>(n);
+            c->in.consume(static_cast<size_t>(n));
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            stopRead(c);  // back-pressure: read no more from the client until this drains
+            ev_io_start(L(), &u->wio);
+            upstreamTimer(u, writeTimeout(c, u));
+            return;
+        }
+        upstreamFailed(c, UpFail::Reset);
+        return;
+    }
+}
+
+/// Builds the client's response head from the upstream's into c->out.
+void buildClientHead(ClientConn* c) {
+    using core::http::equalsIgnoreCase;
+    const auto& r = c->resp;
+    Buffer& b = c->out;
+    b.clear();
+    char line[64];
+    std::string_view reason = core::http::reasonPhrase(r.status);
+    if (reason.empty()) {
+        reason = "Unknown";
+    }
+    int n = snprintf(line, sizeof line, "HTTP/1.1 %u ", static_cast<unsigned>(r.status));
+    b.append(line, static_cast<size_t>(n));
+    appendStr(b, reason);
+    appendStr(b, "\r\n");
+    for (const auto& h : r.headers) {
+        if (h.hop_by_hop) {
+            continue;
+        }
+        if ((h.name[0] | 0x20) == 'x' && equalsIgnoreCase(h.name, "x-request-id")) {
+            continue;
+        }
+        appendHeader(b, h.name, h.value);
+    }
+    if (r.framing == BodyFraming::Chunked) {
+        appendStr(b, "Transfer-Encoding: chunked\r\n");
+    }
+    appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
+    bool client10 = c->req.version == core::http::Version::Http10;
+    if (!c->keep_alive) {
+        appendStr(b, "Connection: close\r\n");
+    } else if (client10) {
+        appendStr(b, "Connection: keep-alive\r\n");
+    }
+    appendStr(b, "\r\n");
+}
+
+void onResponseHead(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    c->resp_head_done = true;
+    c->meta.status = c->resp.status;
+    c->resp_framing = c->resp.framing;
+    c->resp_body_left = c->resp.framing == BodyFraming::ContentLength ? c->resp.content_length : 0;
+    c->resp_framed_all = c->resp.framing == BodyFraming::None;
+    if (c->resp.framing == BodyFraming::UntilClose) {
+        c->keep_alive = false;  // the end of the body is the end of the connection
+    }
+    if (!c->req_body_done) {
+        c->keep_alive = false;  // answered before the whole upload: the rest cannot be resynced
+    }
+    sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()), true);
+    buildClientHead(c);
+    u->rbuf.consume(c->resp.head_length);
+}
+
+/// Frames more response-body bytes of up->rbuf. Returns false when the upstream's framing is
+/// invalid (the client connection was closed).
+bool frameResponseBody(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    if (c->resp_framed_all || c->resp_ready >= u->rbuf.size()) {
+        return true;
+    }
+    const char* p = u->rbuf.readPtr() + c->resp_ready;
+    size_t avail = u->rbuf.size() - c->resp_ready;
+    switch (c->resp_framing) {
+        case BodyFraming::ContentLength: {
+            size_t k = static_cast<size_t>(std::min<uint64_t>(avail, c->resp_body_left));
+            c->resp_body_left -= k;
+            c->resp_ready += k;
+            c->resp_framed_all = c->resp_body_left == 0;
+            return true;
+        }
+        case BodyFraming::Chunked: {
+            auto fr = c->resp_decoder.feed(p, avail);
+            c->resp_ready += fr.consumed;
+            if (fr.status == core::http::ChunkedDecoder::Status::Error) {
+                LOG_WARN("upstream %s sent an invalid chunked body", u->up->address.c_str());
+                closeClient(c);
+                return false;
+            }
+            c->resp_framed_all = fr.status == core::http::ChunkedDecoder::Status::Done;
+            return true;
+        }
+        case BodyFraming::UntilClose:
+            c->resp_ready += avail;
+            return true;
+        case BodyFraming::None:
+            c->resp_framed_all = true;
+            return true;
+    }
+    return true;
+}
+
+void finishProxy(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    bool reusable = c->resp.keep_alive && c->req_body_done && u->rbuf.empty() &&
+                    c->resp_framing != BodyFraming::UntilClose;
+    c->meta.upstream_time = now() - c->meta.upstream_start;
+    releaseUpstream(c, reusable);
+    finishRequest(c);
+}
+
+void pumpResponse(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    while (true) {
+        if (!frameResponseBody(c)) {
+            return;
+        }
+        struct iovec iov[2];
+        int cnt = 0;
+        if (!c->out.empty()) {
+            iov[cnt].iov_base = c->out.readPtr();
+            iov[cnt].iov_len = c->out.size();
+            ++cnt;
+        }
+        if (c->resp_ready) {
+            iov[cnt].iov_base = u->rbuf.readPtr();
+            iov[cnt].iov_len = c->resp_ready;
+            ++cnt;
+        }
+        if (cnt == 0) {
+            break;
+        }
+        ssize_t n = ::writev(c->fd, iov, cnt);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                // Back-pressure: stop reading the upstream until the client takes more.
+                ev_io_stop(L(), &u->rio);
+                upstreamTimer(u, 0);
+                startWrite(c);
+                clientTimer(c, ctx().limits.send_timeout);
+                return;
+            }
+            closeClient(c);
+            return;
+        }
+        c->resp_started = true;
+        size_t w = static_cast<size_t>(n);
+        c->meta.bytes_out += w;
+        size_t from_out = std::min(w, c->out.size());
+        c->out.consume(from_out);
+        w -= from_out;
+        c->resp_ready -= w;
+        u->rbuf.consume(w);
+    }
+    stopWrite(c);
+    clientTimer(c, 0);
+    if (c->resp_framed_all) {
+        finishProxy(c);
+        return;
+    }
+    ev_io_start(L(), &u->rio);
+    upstreamTimer(u, readTimeout(c, u));
+}
+
+// ----- request completion and keep-alive -----
+
+void goIdle(ClientConn* c) {
+    c->state = ClientConn::State::Idle;
+    moveToList(c, ctx().idle_conns);
+    ctx().io_pool.release(c->out);
+    if (c->in.empty()) {
+        ctx().io_pool.release(c->in);
+    }
+    startRead(c);
+    clientTimer(c, ctx().limits.keepalive_timeout);
+}
+
+void finishRequest(ClientConn* c) {
+    if (ctx().access_log) {
+        ctx().access_log->write(*c, now());
+    }
+    bool error_reply = c->state == ClientConn::State::WritingLocal && c->meta.status >= 400;
+    if (!c->keep_alive || ctx().graceful || c->client_eof) {
+        if (error_reply && !c->client_eof) {
+            lingerClose(c);
+        } else {
+            closeClient(c);
+        }
+        return;
+    }
+    resetRequestState(c);
+    stopWrite(c);
+    c->state = ClientConn::State::Idle;
+    if (c->in_process) {
+        return;  // processInput() continues with the next pipelined request
+    }
+    processInput(c);
+}
+
+void processInput(ClientConn* c) {
+    c->in_process = true;
+    const WorkerLimits& lim = ctx().limits;
+    core::http::Limits pl{lim.max_request_line, lim.max_header_size, lim.max_headers};
+    while (!c->dead &&
+           (c->state == ClientConn::State::Idle || c->state == ClientConn::State::ReadingHead)) {
+        if (c->in.empty()) {
+            goIdle(c);
+            break;
+        }
+        if (c->state == ClientConn::State::Idle) {
+            c->state = ClientConn::State::ReadingHead;
+            c->meta.start = now();
+            moveToList(c, ctx().busy_conns);
+            clientTimer(c, lim.header_timeout);
+        }
+        ParseStatus st = core::http::parseRequest(c->in.readPtr(), c->in.size(), pl, c->req,
+                                                  c->scan_hint);
+        if (st == ParseStatus::Incomplete) {
+            if (c->in.space() == 0) {
+                c->in.compact();
+            }
+            if (c->in.space() == 0) {
+                c->in.clear();
+                sendLocal(c, 431, "request header too large", {}, true);
+            } else {
+                startRead(c);
+            }
+            break;
+        }
+        if (st == ParseStatus::Error) {
+            c->in.clear();
+            c->req_body_done = true;
+            c->meta.id_len = 0;
+            sendLocal(c, c->req.error.status, c->req.error.reason, {}, true);
+            break;
+        }
+        dispatch(c);
+    }
+    c->in_process = false;
+    if (c->dead) {
+        recycleClient(c);
+    }
+}
+
+// ----- event callbacks -----
+
+/// Reads what the socket has into `in`. Returns bytes read, 0 on EOF, -1 on would-block,
+/// -2 on error.
+ssize_t readClient(ClientConn* c) {
+    ctx().io_pool.acquire(c->in);
+    if (c->in.space() == 0) {
+        c->in.compact();
+        if (c->in.space() == 0) {
+            stopRead(c);  // full: the request in progress must consume some first
+            return -1;
+        }
+    }
+    while (true) {
+        ssize_t n = ::recv(c->fd, c->in.writePtr(), c->in.space(), 0);
+        if (n > 0) {
+            c->in.produce(static_cast<size_t>(n));
+            return n;
+        }
+        if (n == 0) {
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+    }
+}
+
+void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
+    auto* c = static_cast<ClientConn*>(w->data);
+    if (c->state == ClientConn::State::Lingering) {
+        char sink[4096];
+        ssize_t n = ::recv(c->fd, sink, sizeof sink, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            closeClient(c);
+        }
+        return;
+    }
+    ssize_t n = readClient(c);
+    if (n == -1) {
+        return;
+    }
+    if (n <= 0) {
+        if (c->state == ClientConn::State::WritingLocal) {
+            c->client_eof = true;  // finish writing; close afterwards
+            stopRead(c);
+            return;
+        }
+        closeClient(c);  // idle close, or a client that went away: cancel its upstream work
+        return;
+    }
+    switch (c->state) {
+        case ClientConn::State::Idle:
+        case ClientConn::State::ReadingHead:
+            processInput(c);
+            return;
+        case ClientConn::State::Proxying:
+            if (!c->req_body_done && c->up && !c->up->connecting && c->up->wbuf.empty()) {
+                pumpRequestBody(c);
+            }
+            return;
+        default:
+            return;  // pipelined bytes wait in `in` until the current response is done
+    }
+}
+
+void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
+    auto* c = static_cast<ClientConn*>(w->data);
+    if (c->state == ClientConn::State::Proxying && c->up) {
+        pumpResponse(c);
+        return;
+    }
+    if (!flushOut(c)) {
+        return;
+    }
+    if (c->out.empty() && c->state == ClientConn::State::WritingLocal) {
+        finishRequest(c);
+    }
+}
+
+void onClientTimer(struct ev_loop*, ev_timer* w, int) noexcept {
+    auto* c = static_cast<ClientConn*>(w->data);
+    if (c->state == ClientConn::State::ReadingHead && !c->in.empty()) {
+        c->in.clear();
+        c->req_body_done = true;
+        sendLocal(c, 408, "request header timeout", {}, true);
+        return;
+    }
+    closeClient(c);  // idle keep-alive expiry, a client not reading, or a stalled upload
+}
+
+void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
+    auto* u = static_cast<UpstreamConn*>(w->data);
+    ClientConn* c = u->owner;
+    if (c == nullptr) {
+        destroyUpstreamConn(u);  // idle pooled connection: closed by the server (or garbage)
+        return;
+    }
+    ctx().io_pool.acquire(u->rbuf);
+    if (u->rbuf.space() == 0) {
+        u->rbuf.compact();
+    }
+    if (u->rbuf.space() == 0) {
+        if (!c->resp_head_done) {
+            upstreamFailed(c, UpFail::BadResponse);  // head larger than our buffer
+        } else {
+            ev_io_stop(L(), &u->rio);
+        }
+        return;
+    }
+    ssize_t n;
+    do {
+        n = ::recv(u->fd, u->rbuf.writePtr(), u->rbuf.space(), 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        return;
+    }
+    if (n <= 0) {
+        if (!c->resp_head_done) {
+            upstreamFailed(c, UpFail::Reset);
+        } else if (c->resp_framing == BodyFraming::UntilClose) {
+            c->resp_framed_all = true;
+            c->resp.keep_alive = false;
+            pumpResponse(c);
+        } else {
+            LOG_WARN("upstream %s closed the connection in the middle of a response",
+                     u->up->address.c_str());
+            closeClient(c);
+        }
+        return;
+    }
+    u->rbuf.produce(static_cast<size_t>(n));
+    if (!c->resp_head_done) {
+        core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
+        while (true) {
+            ParseStatus st = core::http::parseResponse(u->rbuf.readPtr(), u->rbuf.size(), pl,
+                                                       c->resp, c->resp_scan_hint, c->req_was_head);
+            if (st == ParseStatus::Incomplete) {
+                upstreamTimer(u, readTimeout(c, u));
+                return;
+            }
+            if (st == ParseStatus::Error) {
+                LOG_WARN("upstream %s: %.*s", u->up->address.c_str(),
+                         static_cast<int>(c->resp.error.reason.size()), c->resp.error.reason.data());
+                upstreamFailed(c, UpFail::BadResponse);
+                return;
+            }
+            if (c->resp.interim) {
+                u->rbuf.consume(c->resp.head_length);  // 100 Continue etc.: ours was sent already
+                c->resp_scan_hint = 0;
+                if (u->rbuf.empty()) {
+                    return;
+                }
+                continue;
+            }
+            if (c->resp.switching_protocols) {
+                upstreamFailed(c, UpFail::BadResponse);  // we never asked for an upgrade
+                return;
+            }
+            break;
+        }
+        onResponseHead(c);
+    }
+    pumpResponse(c);
+}
+
+void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept {
+    auto* u = static_cast<UpstreamConn*>(w->data);
+    ClientConn* c = u->owner;
+    if (c == nullptr) {
+        ev_io_stop(L(), w);
+        return;
+    }
+    if (u->connecting) {
+        int err = 0;
+        socklen_t el = sizeof err;
+        ::getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+        if (err != 0) {
+            errno = err;
+            upstreamFailed(c, UpFail::Connect);
+            return;
+        }
+        u->connecting = false;
+    }
+    if (!u->wbuf.empty()) {
+        sendUpstream(c);
+        return;
+    }
+    ev_io_stop(L(), &u->wio);
+    if (!c->req_body_done) {
+        startRead(c);
+        pumpRequestBody(c);
+    }
+}
+
+void onUpstreamTimer(struct ev_loop*, ev_timer* w, int) noexcept {
+    auto* u = static_cast<UpstreamConn*>(w->data);
+    ClientConn* c = u->owner;
+    if (c == nullptr) {
+        destroyUpstreamConn(u);  // pooled too long
+        return;
+    }
+    upstreamFailed(c, u->connecting ? UpFail::Connect : UpFail::Timeout);
+}
+
+}  // namespace
+
+void failRequestPublic(ClientConn* c, int status, std::string_view why) {
+    failRequest(c, status, why);
+}
+
+void sendJson(ClientConn* c, int status, std::string_view body) {
+    ctx().io_pool.acquire(c->out);
+    c->out.clear();
+    if (!c->req_body_done) {
+        c->keep_alive = false;
+    }
+    c->meta.status = status;
+    buildJsonReply(c->out, status, body, std::string_view(c->meta.id, c->meta.id_len),
+                   c->keep_alive, c->req_was_head);
+    c->state = ClientConn::State::WritingLocal;
+    if (flushOut(c) && c->out.empty()) {
+        finishRequest(c);
+    }
+}
+
+void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_kind) {
+    ClientConn* c;
+    if (g_free_clients.empty()) {
+        c = new ClientConn;
+    } else {
+        c = g_free_clients.back();
+        g_free_clients.pop_back();
+        new (c) ClientConn;
+    }
+    c->fd = fd;
+    c->kind = listener_kind;
+    c->id = ctx().next_conn_id++;
+    if (peer->sa_family == AF_INET) {
+        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, c->peer_ip,
+                  sizeof c->peer_ip);
+    } else if (peer->sa_family == AF_INET6) {
+        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr, c->peer_ip,
+                  sizeof c->peer_ip);
+    }
+    c->peer_ip_len = static_cast<uint8_t>(std::strlen(c->peer_ip));
+    ev_io_init(&c->rio, onClientRead, fd, EV_READ);
+    ev_io_init(&c->wio, onClientWrite, fd, EV_WRITE);
+    ev_init(&c->timer, onClientTimer);
+    c->rio.data = c->wio.data = c->timer.data = c;
+    ++ctx().conn_count;
+    goIdle(c);
+    clientTimer(c, ctx().limits.header_timeout);
+}
+
+void closeIdleConnections() {
+    ListNode& head = ctx().idle_conns;
+    while (head.linked()) {
+        auto* c = reinterpret_cast<ClientConn*>(reinterpret_cast<char*>(head.next) -
+                                                offsetof(ClientConn, node));
+        closeClient(c);
+    }
+    if (ctx().proxy) {
+        ctx().proxy->closeIdle();
+    }
+}
+
+void closeAllConnections() {
+    closeIdleConnections();
+    ListNode& head = ctx().busy_conns;
+    while (head.linked()) {
+        auto* c = reinterpret_cast<ClientConn*>(reinterpret_cast<char*>(head.next) -
+                                                offsetof(ClientConn, node));
+        closeClient(c);
+    }
+}
+
+void reopenWorkerLogs() {
+    if (ctx().access_log) {
+        ctx().access_log->reopen();
+    }
+}
+
+void closePooled(UpstreamConn* u) { destroyUpstreamConn(u); }
+
+}  // namespace photon::worker

@@ -1,0 +1,130 @@
+// SPDX-License-Identifier: Apache-2.0
+// Client connections and the request state machine: parse, route, proxy with streaming, reply.
+#pragma once
+
+#include <ev.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <string_view>
+
+#include "core/http_parser.h"
+#include "worker/buffer.h"
+#include "worker/context.h"
+
+namespace photon::worker {
+
+struct UpstreamRt;
+class ClientConn;
+
+/// A connection to an upstream server. Owned by a ClientConn while a request uses it, else by
+/// its upstream's idle pool (where a readable event means the server closed it or sent garbage).
+class UpstreamConn {
+public:
+    ListNode pool_node;  // first member: pool lists hold pointers to it
+    int fd = -1;
+    ev_io rio{};
+    ev_io wio{};
+    ev_timer timer{};
+    Buffer rbuf;          // bytes received from the upstream
+    Buffer wbuf;          // request head (and a small body) still to send
+    UpstreamRt* up = nullptr;
+    ClientConn* owner = nullptr;
+    bool connecting = false;
+    bool reused = false;  // taken from the idle pool
+    uint32_t served = 0;  // requests completed on this connection
+};
+
+/// What the access log and error replies need about the current request, copied out of the
+/// read buffer at dispatch so the buffer can be reused while the request runs.
+struct RequestMeta {
+    char method[16];
+    uint8_t method_len = 0;
+    char path[256];
+    uint16_t path_len = 0;
+    char id[130];
+    uint8_t id_len = 0;
+    int route = -1;
+    int status = 0;
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;
+    double start = 0;           // ev_now at the first byte of the request
+    double upstream_start = 0;  // when the upstream attempt began
+    double upstream_time = 0;   // first attempt start → response complete
+    const char* upstream_addr = nullptr;
+};
+
+/// One client connection. Created on accept, destroyed on close (objects are recycled).
+class ClientConn {
+public:
+    /// Takes ownership of a connected, non-blocking socket and starts reading from it.
+    static void create(int fd, const sockaddr* peer, socklen_t len, int listener_kind);
+
+    ListNode node;  // in ctx().idle_conns or ctx().busy_conns
+    int fd = -1;
+    int kind = 0;   // master::ListenerKind of the listener that accepted it
+    uint64_t id = 0;
+    ev_io rio{};
+    ev_io wio{};
+    ev_timer timer{};
+    char peer_ip[48] = {};
+    uint8_t peer_ip_len = 0;
+    Buffer in;   // bytes from the client (heads, bodies, pipelined requests)
+    Buffer out;  // bytes to the client (response heads, local replies)
+
+    enum class State : uint8_t { Idle, ReadingHead, Proxying, WritingLocal, Lingering };
+    State state = State::Idle;
+    size_t scan_hint = 0;
+    uint32_t requests = 0;
+    bool keep_alive = true;        // decided per response
+    bool client_eof = false;       // client half-closed while we were busy
+    bool reading = false;          // rio started
+    bool writing = false;          // wio started
+
+    core::http::RequestHead req;
+    RequestMeta meta;
+    // Request body still to forward. Bytes are first "framed" (counted against Content-Length
+    // or validated by the chunked decoder), then sent; req_ready counts framed, unsent bytes at
+    // the front of `in`.
+    uint64_t req_body_left = 0;     // Content-Length framing: bytes not yet framed
+    bool req_chunked = false;
+    bool req_framed_all = true;     // the whole body has been framed
+    bool req_body_done = true;      // ... and sent
+    size_t req_ready = 0;
+    core::http::ChunkedDecoder req_decoder;
+    bool send_continue = false;     // answer "100 Continue" before reading the body
+    bool retryable = true;          // request fully retained in the upstream's wbuf
+    uint32_t attempts = 0;
+    uint64_t tried_mask = 0;        // upstream indices (mod 64) already tried for this request
+    // Response side.
+    UpstreamConn* up = nullptr;
+    core::http::ResponseHead resp;
+    size_t resp_scan_hint = 0;
+    bool resp_head_done = false;
+    bool resp_started = false;      // a response byte reached the client (no retry/5xx page now)
+    core::http::BodyFraming resp_framing = core::http::BodyFraming::None;
+    uint64_t resp_body_left = 0;    // Content-Length framing: bytes not yet framed
+    size_t resp_ready = 0;          // framed, unsent bytes at the front of up->rbuf
+    bool resp_framed_all = false;
+    core::http::ChunkedDecoder resp_decoder;
+    bool req_was_head = false;
+    bool in_process = false;        // inside processInput(): finishing must not recurse
+    bool dead = false;              // closed while in_process; recycled when the loop unwinds
+};
+
+/// Ends the current request with a local JSON error (or a close when the response already
+/// started). For body filters that find the upload invalid.
+void failRequestPublic(ClientConn* c, int status, std::string_view why);
+/// Answers the current request with a JSON body (status and body as given).
+void sendJson(ClientConn* c, int status, std::string_view body);
+/// Closes a pooled upstream connection (pool teardown).
+void closePooled(UpstreamConn* u);
+
+/// Closes idle keep-alive connections (graceful shutdown).
+void closeIdleConnections();
+/// Closes everything (fast stop, or the end of a graceful stop).
+void closeAllConnections();
+/// Reopens the access log (SIGUSR1).
+void reopenWorkerLogs();
+
+}  // namespace photon::worker

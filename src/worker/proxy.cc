@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+// Building the proxy model from the configuration (master side) and pool teardown.
+#include "worker/proxy.h"
+
+#include <netdb.h>
+
+#include <cstring>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "modules/routing/router.h"
+#include "worker/http_conn.h"
+
+namespace photon::worker {
+
+namespace {
+
+double seconds(core::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+/// Resolves host:port (master side, may block). First address wins.
+bool resolve(const core::HostPort& hp, sockaddr_storage& sa, socklen_t& len) {
+    struct addrinfo hints = {};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    if (hp.kind != core::HostKind::Name) {
+        hints.ai_flags = AI_NUMERICHOST;
+    }
+    std::string port = std::to_string(hp.port);
+    struct addrinfo* res = nullptr;
+    if (::getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
+        return false;
+    }
+    std::memcpy(&sa, res->ai_addr, res->ai_addrlen);
+    len = res->ai_addrlen;
+    ::freeaddrinfo(res);
+    return true;
+}
+
+}  // namespace
+
+core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg) {
+    auto p = std::make_unique<Proxy>();
+    // Upstreams and backends, in configuration order.
+    size_t total = 0;
+    for (const auto& b : cfg.load_balancing.backends) {
+        total += b.upstreams.size();
+    }
+    p->upstreams.reserve(total);  // element addresses must stay stable (pools link into them)
+    for (size_t bi = 0; bi < cfg.load_balancing.backends.size(); ++bi) {
+        const auto& b = cfg.load_balancing.backends[bi];
+        BackendRt be;
+        be.name = b.name;
+        for (const auto& uc : b.upstreams) {
+            UpstreamRt u;
+            u.address = uc.address.toString();
+            u.resolved = resolve(uc.address, u.sa, u.salen);
+            if (!u.resolved) {
+                LOG_WARN("upstream %s of backend %s does not resolve; it stays unusable",
+                         u.address.c_str(), b.name.c_str());
+            }
+            u.connect_timeout = seconds(uc.connection_timeout);
+            u.read_timeout = seconds(uc.read_timeout);
+            u.write_timeout = seconds(uc.write_timeout);
+            u.tcp_keepalive = uc.tcp_keepalive.enabled;
+            u.ka_idle = std::max(1, static_cast<int>(seconds(uc.tcp_keepalive.idle)));
+            u.ka_interval = std::max(1, static_cast<int>(seconds(uc.tcp_keepalive.interval)));
+            u.ka_count = static_cast<int>(uc.tcp_keepalive.count);
+            u.max_connections = uc.max_connections ? static_cast<uint32_t>(*uc.max_connections) : 0;
+            u.weight = uc.weight;
+            u.backend_index = bi;
+            be.upstreams.push_back(p->upstreams.size());
+            p->upstreams.push_back(std::move(u));
+        }
+        p->backends.push_back(std::move(be));
+    }
+    // ListNode heads point at themselves: fix them up now that the vector no longer moves.
+    for (auto& u : p->upstreams) {
+        u.idle.prev = u.idle.next = &u.idle;
+    }
+
+    std::vector<mod::routing::RouteSpec> specs;
+    for (const auto& r : cfg.routes) {
+        mod::routing::RouteSpec s;
+        s.id = r.id;
+        s.path = r.path;
+        s.host = r.host.value_or("");
+        s.methods = r.methods;
+        s.strip_prefix = r.strip_prefix.value_or("");
+        s.rewrite = r.rewrite.value_or("");
+        specs.push_back(std::move(s));
+        RouteRt rt;
+        rt.id = r.id;
+        rt.backend = r.backend_index;
+        rt.timeout = r.timeout ? seconds(*r.timeout) : 0;
+        rt.retries = r.retries;
+        rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();
+        p->routes.push_back(std::move(rt));
+    }
+    std::vector<std::string> warnings;
+    auto router = mod::routing::Router::compile(specs, &warnings);
+    if (!router.ok()) {
+        return router.error();
+    }
+    p->router = std::make_unique<mod::routing::Router>(std::move(router.value()));
+    p->has_health_route =
+        p->router->match("GET", "", "/health").status == mod::routing::MatchStatus::Found;
+    return p;
+}
+
+Proxy::~Proxy() = default;
+
+void Proxy::closeIdle() {
+    for (auto& u : upstreams) {
+        while (u.idle.linked()) {
+            closePooled(reinterpret_cast<UpstreamConn*>(u.idle.next));
+        }
+    }
+}
+
+}  // namespace photon::worker

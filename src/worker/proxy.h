@@ -1,0 +1,85 @@
+// SPDX-License-Identifier: Apache-2.0
+// The compiled proxy model (routes, backends, upstreams) and per-worker upstream connection pools.
+#pragma once
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/result.h"
+#include "worker/context.h"
+
+namespace photon::core {
+struct Config;
+}
+namespace photon::mod::routing {
+class Router;
+}
+
+namespace photon::worker {
+
+class UpstreamConn;
+
+/// One upstream server of a backend, as workers use it. Built by the master from the
+/// configuration (addresses resolved there, off every event loop) and inherited through fork;
+/// only the idle pool changes afterwards, privately in each worker.
+struct UpstreamRt {
+    std::string address;  // as configured ("10.0.0.5:8080", "api.internal:80")
+    sockaddr_storage sa{};
+    socklen_t salen = 0;
+    bool resolved = false;
+    double connect_timeout = 5;  // seconds
+    double read_timeout = 30;
+    double write_timeout = 30;
+    bool tcp_keepalive = false;
+    int ka_idle = 60, ka_interval = 10, ka_count = 9;
+    uint32_t max_connections = 0;  // 0 = unlimited; enforced across workers via shared memory
+    uint32_t weight = 1;
+    int shm_index = -1;            // index in the shared upstream table
+    size_t backend_index = 0;
+    // Per-worker pool of idle keep-alive connections (most recently used at the back).
+    ListNode idle;
+    uint32_t idle_count = 0;
+};
+
+/// A named group of upstreams with its balancing algorithm.
+struct BackendRt {
+    std::string name;
+    std::vector<size_t> upstreams;  // indices into Proxy::upstreams
+    int shm_index = -1;
+};
+
+/// A route as the worker runs it; index-aligned with the router's route list.
+struct RouteRt {
+    std::string id;
+    size_t backend = 0;
+    double timeout = 0;     // seconds; 0 = use the upstream's own read/write timeouts
+    uint32_t retries = 0;   // extra attempts on another upstream (idempotent requests)
+    bool rewrites = false;  // strip_prefix or rewrite configured
+};
+
+/// Everything the data path needs, immutable after build() except for the idle pools.
+class Proxy {
+public:
+    /// Builds the model from a validated configuration (master side: compiles the router and
+    /// resolves upstream addresses; an unresolvable name leaves that upstream unusable and is
+    /// logged). Errors only for what validation should have caught.
+    static core::Result<std::unique_ptr<Proxy>> build(const core::Config& cfg);
+    ~Proxy();
+
+    std::vector<UpstreamRt> upstreams;
+    std::vector<BackendRt> backends;
+    std::vector<RouteRt> routes;
+    std::unique_ptr<mod::routing::Router> router;
+    uint32_t max_idle_per_upstream = 64;
+    bool has_health_route = false;  // a configured route matches GET /health (it wins)
+
+    /// Closes every pooled connection (worker exit).
+    void closeIdle();
+};
+
+}  // namespace photon::worker

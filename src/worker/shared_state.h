@@ -1,0 +1,47 @@
+// SPDX-License-Identifier: Apache-2.0
+// The worker's view of state shared with every other process: connection and in-flight counts,
+// upstream health and balancing. Thin, allocation-free calls over the shared-memory segments.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "core/result.h"
+
+namespace photon::worker {
+
+class Proxy;
+
+/// Maps this worker's slot; called once in the worker right after fork.
+core::Result<void> attachWorkerSharedState(int slot);
+
+/// server.max_connections across all workers: true and counted when below `max` (0 = no limit).
+bool sharedTryAddConnection(uint32_t max);
+void sharedRemoveConnection();
+/// Client connections open across all workers.
+uint64_t sharedConnectionCount();
+
+/// Context a balancer may use for one pick.
+struct PickInput {
+    const char* client_addr = nullptr;  // textual client address (ip_hash)
+    size_t client_addr_len = 0;
+    const char* hash_key = nullptr;     // consistent_hash key (header/cookie/path value)
+    size_t hash_key_len = 0;
+    uint64_t exclude_mask = 0;          // bit (i % 64) set: backend upstream i already tried
+};
+
+/// Picks an upstream of `backend` (index into proxy.upstreams) that is healthy, not ejected,
+/// not drained and below its max_connections, and counts one in-flight request on it.
+/// Returns -1 when none is available (the caller answers 503).
+int sharedPickAndAcquire(const Proxy& proxy, size_t backend, const PickInput& in);
+/// Ends the in-flight request counted by sharedPickAndAcquire.
+void sharedRelease(const Proxy& proxy, size_t upstream);
+/// Passive health: a connect failure, reset or timeout (ok=false) or a good response (ok=true).
+void sharedReport(const Proxy& proxy, size_t upstream, bool ok);
+
+/// Appends the /health JSON "backends" object and returns false when some backend has no
+/// healthy upstream.
+bool sharedHealthJson(const Proxy& proxy, std::string& out);
+
+}  // namespace photon::worker

@@ -1,0 +1,210 @@
+// SPDX-License-Identifier: Apache-2.0
+// Worker loop: accept on the shared listeners, signals, master liveness, graceful shutdown.
+#include "worker/worker.h"
+
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <new>
+
+#include "core/config.h"
+#include "core/log.h"
+#include "master/listener.h"
+#include "worker/access_log.h"
+#include "worker/context.h"
+#include "worker/http_conn.h"
+#include "worker/proxy.h"
+#include "worker/shared_state.h"
+
+namespace photon::worker {
+
+namespace {
+
+WorkerCtx* g_ctx = nullptr;
+ev_signal g_sig_term, g_sig_int, g_sig_quit, g_sig_usr1;
+ev_io g_master_io;
+ev_timer g_shutdown_timer;
+
+void stopAccepting() {
+    WorkerCtx& c = *g_ctx;
+    if (c.stopping) {
+        return;
+    }
+    c.stopping = true;
+    for (auto& w : c.accept_watchers) {
+        ev_io_stop(c.loop, &w);
+    }
+}
+
+void maybeFinishGraceful() {
+    WorkerCtx& c = *g_ctx;
+    if (c.graceful && c.conn_count == 0) {
+        ev_break(c.loop, EVBREAK_ALL);
+    }
+}
+
+void beginGraceful() {
+    WorkerCtx& c = *g_ctx;
+    if (c.graceful) {
+        return;
+    }
+    c.graceful = true;
+    stopAccepting();
+    closeIdleConnections();
+    ev_timer_start(c.loop, &g_shutdown_timer);
+    maybeFinishGraceful();
+}
+
+void onSignal(struct ev_loop* loop, ev_signal* w, int) noexcept {
+    if (w->signum == SIGQUIT) {
+        LOG_INFO("graceful shutdown");
+        beginGraceful();
+    } else if (w->signum == SIGUSR1) {
+        reopenWorkerLogs();
+    } else {
+        ev_break(loop, EVBREAK_ALL);
+    }
+}
+
+void onMasterGone(struct ev_loop*, ev_io* w, int) noexcept {
+    char buf[64];
+    ssize_t n = ::read(w->fd, buf, sizeof buf);
+    if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+        LOG_WARN("master process went away: finishing requests and exiting");
+        ev_io_stop(g_ctx->loop, w);
+        beginGraceful();
+    }
+}
+
+void onShutdownTimeout(struct ev_loop* loop, ev_timer*, int) noexcept {
+    LOG_WARN("shutdown_timeout reached with %llu connection(s) open: closing them",
+             static_cast<unsigned long long>(g_ctx->conn_count));
+    ev_break(loop, EVBREAK_ALL);
+}
+
+void onAccept(struct ev_loop*, ev_io* w, int) noexcept {
+    WorkerCtx& c = *g_ctx;
+    int kind = c.accept_kinds[static_cast<size_t>(w - c.accept_watchers.data())];
+    // Bounded batch: other workers get their share, and the loop stays responsive.
+    for (int i = 0; i < 64; ++i) {
+        sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = ::accept4(w->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            if (errno != EAGAIN && errno != EWOULDBLOCK) {
+                LOG_ERROR("accept(): %s", std::strerror(errno));  // EMFILE etc: retry next event
+            }
+            return;
+        }
+        if (!sharedTryAddConnection(c.limits.max_connections)) {
+            // Over server.max_connections across all workers: refuse politely and close.
+            static const char kBusy[] =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                "Retry-After: 1\r\nConnection: close\r\nContent-Length: 65\r\n\r\n"
+                "{\"error\":\"too many connections\",\"status\":503,\"request_id\":\"\"}\n";
+            ssize_t wr = ::send(fd, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            (void)wr;
+            ::close(fd);
+            continue;
+        }
+        int one = 1;
+        ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        ClientConn::create(fd, reinterpret_cast<const sockaddr*>(&ss), sl, kind);
+    }
+}
+
+}  // namespace
+
+WorkerCtx& ctx() { return *g_ctx; }
+
+void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
+    auto secs = [](core::Duration d) { return std::chrono::duration<double>(d).count(); };
+    const auto& s = cfg.server;
+    l.max_request_line = s.max_request_line;
+    l.max_header_size = s.max_header_size;
+    l.max_headers = s.max_headers;
+    l.max_body_size = s.max_body_size;
+    l.header_timeout = secs(s.header_read_timeout);
+    l.keepalive_timeout = secs(s.connection_timeout);
+    l.keepalive_requests = s.keepalive_requests;
+    l.max_connections = static_cast<uint32_t>(std::min<uint64_t>(s.max_connections, UINT32_MAX));
+    l.keep_request_id = s.request_id == core::RequestIdMode::Keep;
+    l.shutdown_timeout = secs(s.shutdown_timeout);
+    // Buffers must hold a whole request head plus what we add to it when forwarding.
+    uint32_t need = s.max_header_size + 4096;
+    if (need > ctx().io_pool.bufSize()) {
+        ctx().io_pool.~BufferPool();
+        new (&ctx().io_pool) BufferPool(need);
+    }
+}
+
+void onConnectionClosed() {
+    sharedRemoveConnection();
+    maybeFinishGraceful();
+}
+
+int runWorker(const WorkerInit& init) {
+    WorkerCtx c;
+    g_ctx = &c;
+    c.init = &init;
+    c.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    if (c.loop == nullptr) {
+        LOG_ERROR("cannot create event loop");
+        return 1;
+    }
+    loadWorkerLimits(*init.config, c.limits);
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    c.ids.init(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec),
+               static_cast<unsigned>(init.slot));
+    if (auto r = attachWorkerSharedState(init.slot); !r.ok()) {
+        LOG_ERROR("shared memory: %s", r.error().msg.c_str());
+        return 1;
+    }
+    c.access_log = AccessLog::create(*init.config);
+    c.proxy = init.proxy;
+
+    ev_signal_init(&g_sig_term, onSignal, SIGTERM);
+    ev_signal_init(&g_sig_int, onSignal, SIGINT);
+    ev_signal_init(&g_sig_quit, onSignal, SIGQUIT);
+    ev_signal_init(&g_sig_usr1, onSignal, SIGUSR1);
+    for (ev_signal* s : {&g_sig_term, &g_sig_int, &g_sig_quit, &g_sig_usr1}) {
+        ev_signal_start(c.loop, s);
+    }
+    ::signal(SIGPIPE, SIG_IGN);
+    ::signal(SIGHUP, SIG_IGN);
+    ev_io_init(&g_master_io, onMasterGone, init.master_fd, EV_READ);
+    ev_io_start(c.loop, &g_master_io);
+    ev_timer_init(&g_shutdown_timer, onShutdownTimeout, c.limits.shutdown_timeout, 0.);
+
+    c.accept_watchers.resize(init.listeners->size());
+    c.accept_kinds.resize(init.listeners->size());
+    for (size_t i = 0; i < init.listeners->size(); ++i) {
+        const auto& l = (*init.listeners)[i];
+        ev_io_init(&c.accept_watchers[i], onAccept, l.fd, EV_READ);
+        c.accept_kinds[i] = static_cast<int>(l.kind);
+        ev_io_start(c.loop, &c.accept_watchers[i]);
+    }
+
+    ev_run(c.loop, 0);
+
+    closeAllConnections();
+    if (c.access_log) {
+        c.access_log->flush();
+    }
+    ev_loop_destroy(c.loop);
+    g_ctx = nullptr;
+    return 0;
+}
+
+}  // namespace photon::worker

@@ -1,0 +1,54 @@
+#!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
+# Runs every test suite (unit, integration, fuzz smoke) and ends with one line "N passed, N failed".
+set -u
+cd "$(dirname "$0")/.."
+B=build
+passed=0
+failed=0
+log=$B/test-logs
+mkdir -p $log
+
+# Unit tests (GoogleTest): count from its own summary.
+echo "== unit tests"
+$B/unit_tests --gtest_brief=1 > $log/unit.txt 2>&1
+rc=$?
+tail -n 25 $log/unit.txt
+total=$(sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' $log/unit.txt | tail -n 1)
+fails=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\{0,1\}, listed below.*/\1/p' $log/unit.txt | tail -n 1)
+[ -n "$total" ] || total=0
+[ -n "$fails" ] || fails=0
+if [ "$rc" -ne 0 ] && [ "$fails" -eq 0 ]; then fails=1; fi   # crashed before its summary
+passed=$((passed + total - fails))
+failed=$((failed + fails))
+
+# Integration tests: the real binary against real backends on 127.0.0.1.
+echo "== integration tests"
+/usr/bin/python3 tests/integration/run.py > $log/integration.txt 2>&1
+rc=$?
+tail -n 40 $log/integration.txt
+line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' $log/integration.txt | tail -n 1)
+ip=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+if_=$(echo "$line" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
+[ -n "$ip" ] || ip=0
+[ -n "$if_" ] || if_=1
+if [ "$rc" -ne 0 ] && [ "$if_" -eq 0 ]; then if_=1; fi
+passed=$((passed + ip))
+failed=$((failed + if_))
+
+# Fuzz smoke: a short run of every fuzz target over its seed corpus.
+for f in $B/fuzz/*_fuzz; do
+    [ -x "$f" ] || continue
+    n=${f##*/}
+    echo "== fuzz smoke: $n"
+    corpus=$B/fuzz/smoke-$n
+    mkdir -p "$corpus"
+    if "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-15}" "$corpus" "tests/fuzz/corpus/${n%_fuzz}" > $log/$n.txt 2>&1; then
+        passed=$((passed + 1)); tail -n 1 $log/$n.txt
+    else
+        failed=$((failed + 1)); tail -n 30 $log/$n.txt
+    fi
+done
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
