@@ -56,7 +56,7 @@ inline constexpr size_t kMaxConnectionOptions = 32;
 /// Size limits for one message head. All are enforced whatever the read boundaries are.
 /// Suggested defaults follow nginx (8 KiB request line, 32 KiB of header) and HAProxy (100 fields).
 struct Limits {
-    uint32_t max_request_line = 8192;  // request or status line, CRLF excluded (414 / 502)
+    uint32_t max_request_line = 8192;   // request or status line, CRLF excluded (414 / 502)
     uint32_t max_header_bytes = 32768;  // whole head from the start line to the final CRLF (431)
     uint32_t max_headers = 100;  // field count; values above kMaxHeaders act as kMaxHeaders (431)
 };
@@ -221,8 +221,8 @@ ParseStatus parseResponse(const char* buf, size_t len, const Limits& lim, Respon
 /// Limits for one chunked body.
 struct ChunkedLimits {
     uint64_t max_chunk_size = INT64_MAX;  // largest chunk-size accepted (413 above it)
-    uint32_t max_chunk_line = 4096;  // chunk-size line incl. extensions, CRLF excluded (400)
-    uint32_t max_trailer_bytes = 8192;  // trailer section incl. its final CRLF (431)
+    uint32_t max_chunk_line = 4096;       // chunk-size line incl. extensions, CRLF excluded (400)
+    uint32_t max_trailer_bytes = 8192;    // trailer section incl. its final CRLF (431)
 };
 
 /// Incremental decoder of one chunked message body (RFC 9112 §7.1), for pass-through proxying:
@@ -278,8 +278,20 @@ public:
 
 private:
     enum class State : uint8_t {
-        Size, SizeBws, Ext, SizeLf, Data, DataCr, DataLf,
-        TrailerStart, TrailerName, TrailerValue, TrailerLf, FinalLf, Done, Error,
+        Size,
+        SizeBws,
+        Ext,
+        SizeLf,
+        Data,
+        DataCr,
+        DataLf,
+        TrailerStart,
+        TrailerName,
+        TrailerValue,
+        TrailerLf,
+        FinalLf,
+        Done,
+        Error,
     };
     FeedResult fail(size_t consumed, uint16_t status, std::string_view reason);
 

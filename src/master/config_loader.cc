@@ -821,7 +821,7 @@ private:
             }
         } else {
             for (const char* key : {"tls_cert", "tls_key"}) {
-                if (node.find(key) != nullptr) {
+                if (node.find(key) != nullptr && !node.find(key)->isNull()) {
                     ctx_.warn(r.markOf(key), r.path(key),
                               "ignored because server.https_addr is not set");
                 }
@@ -1430,7 +1430,7 @@ private:
                 ctx_.warn(r.markOf("two_choices"), r.path("two_choices"),
                           "only used with algorithm 'random'");
             }
-            if (node.find("hash_key") != nullptr && b.algorithm != core::LbAlgorithm::IpHash &&
+            if (!(b.hash_key == core::HashKey{}) && b.algorithm != core::LbAlgorithm::IpHash &&
                 b.algorithm != core::LbAlgorithm::ConsistentHash) {
                 ctx_.warn(r.markOf("hash_key"), r.path("hash_key"),
                           "only used with algorithms 'consistent_hash' and 'ip_hash'");
@@ -1591,8 +1591,17 @@ private:
         ok = uintAtLeast(r, "success_threshold", 1, hc.success_threshold) && ok;
         ok = r.opt("tls_verify", hc.tls_verify) && ok;
         if (ok && hc.check_type == core::HealthCheckType::Tcp) {
-            for (const char* key : {"path", "expected_status", "method", "host", "tls_verify"}) {
-                if (node.find(key) != nullptr) {
+            // Only values that differ from the defaults betray an intent worth a warning.
+            const core::BackendHealthCheckConfig defaults;
+            const std::pair<const char*, bool> ignored[] = {
+                {"path", hc.path != defaults.path},
+                {"expected_status", hc.expected_status != defaults.expected_status},
+                {"method", hc.method != defaults.method},
+                {"host", hc.host.has_value()},
+                {"tls_verify", hc.tls_verify != defaults.tls_verify},
+            };
+            for (const auto& [key, set] : ignored) {
+                if (set) {
                     ctx_.warn(r.markOf(key), r.path(key), "ignored for tcp health checks");
                 }
             }

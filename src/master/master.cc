@@ -103,22 +103,25 @@ int Master::run() {
                      std::strerror(errno));
         return 1;
     }
+    if (auto r = setupSharedState(*config_, pid_path_); !r.ok()) {
+        std::fprintf(stderr, "photon: %s\n", r.error().msg.c_str());
+        return 1;
+    }
+    int ready_fd = -1;
     if (cli_.daemon) {
-        if (auto r = daemonize(); !r.ok()) {
+        auto r = daemonize();
+        if (!r.ok()) {
             std::fprintf(stderr, "photon: %s\n", r.error().msg.c_str());
             return 1;
         }
+        ready_fd = r.value();
     }
     if (auto r = PidFile::write(pid_path_, getpid()); !r.ok()) {
         LOG_ERROR("%s", r.error().msg.c_str());
         if (cli_.daemon) {
+            daemonReady(ready_fd, false);
             return 1;
         }
-    }
-    if (auto r = setupSharedState(*config_, pid_path_); !r.ok()) {
-        LOG_ERROR("shared memory: %s", r.error().msg.c_str());
-        PidFile::removeIfOwned(pid_path_, getpid());
-        return 1;
     }
 
     ProcTitle::set("photon: master process " + ProcTitle::commandLine());
@@ -136,6 +139,7 @@ int Master::run() {
     }
     LOG_NOTICE("photon %s started: master pid %d, %zu worker(s)", PHOTON_VERSION,
                static_cast<int>(getpid()), slots_.size());
+    daemonReady(ready_fd, true);
 
     int exit_code = 0;
     while (true) {

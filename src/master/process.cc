@@ -73,19 +73,33 @@ void ProcTitle::set(const std::string& title) {
 
 const std::string& ProcTitle::commandLine() { return g_cmdline; }
 
-core::Result<void> daemonize() {
+core::Result<int> daemonize() {
     int devnull = ::open("/dev/null", O_RDWR | O_CLOEXEC);
     if (devnull < 0) {
         return core::fail("open(/dev/null) failed: ", std::strerror(errno));
     }
+    int pfd[2];
+    if (::pipe2(pfd, O_CLOEXEC) != 0) {
+        ::close(devnull);
+        return core::fail("pipe() failed: ", std::strerror(errno));
+    }
     pid_t p = ::fork();
     if (p < 0) {
         ::close(devnull);
+        ::close(pfd[0]);
+        ::close(pfd[1]);
         return core::fail("fork() failed: ", std::strerror(errno));
     }
     if (p > 0) {
-        std::_Exit(0);
+        ::close(pfd[1]);
+        char c = 0;
+        ssize_t n;
+        do {
+            n = ::read(pfd[0], &c, 1);
+        } while (n < 0 && errno == EINTR);
+        std::_Exit(n == 1 && c == '1' ? 0 : 1);
     }
+    ::close(pfd[0]);
     if (::setsid() < 0) {
         return core::fail("setsid() failed: ", std::strerror(errno));
     }
@@ -94,7 +108,17 @@ core::Result<void> daemonize() {
     ::dup2(devnull, 1);
     ::dup2(devnull, 2);
     ::close(devnull);
-    return {};
+    return pfd[1];
+}
+
+void daemonReady(int fd, bool ok) {
+    if (fd < 0) {
+        return;
+    }
+    char c = ok ? '1' : '0';
+    ssize_t n = ::write(fd, &c, 1);
+    (void)n;
+    ::close(fd);
 }
 
 pid_t PidFile::read(const std::string& path) {

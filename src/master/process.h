@@ -23,8 +23,12 @@ public:
 };
 
 /// Detaches from the terminal (fork, setsid, stdin/stdout/stderr → /dev/null). Returns in the
-/// daemon only; the parent exits 0. Errors are returned before anything is detached.
-core::Result<void> daemonize();
+/// daemon only, with the write end of a readiness pipe: the parent waits on it and exits 0 once
+/// the daemon calls daemonReady(fd, true) (pid file written, workers started), or 1 if the
+/// daemon reports failure or dies first. Errors are returned before anything is detached.
+core::Result<int> daemonize();
+/// Reports start-up success or failure to the waiting parent and closes `fd` (no-op for -1).
+void daemonReady(int fd, bool ok);
 
 /// Pid file handling. A pid file names a live master when its pid exists and is a photon process.
 struct PidFile {

@@ -157,7 +157,7 @@ int runWorker(const WorkerInit& init) {
     WorkerCtx c;
     g_ctx = &c;
     c.init = &init;
-    c.loop = ev_loop_new(EVBACKEND_EPOLL | EVFLAG_NOENV);
+    c.loop = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV));
     if (c.loop == nullptr) {
         LOG_ERROR("cannot create event loop");
         return 1;

@@ -12,12 +12,12 @@ using namespace photon::core::http;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
+#define FUZZ_CHECK(cond)                                                            \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
             __builtin_printf("invariant failed at line %d: %s\n", __LINE__, #cond); \
-            std::abort();                                                  \
-        }                                                                  \
+            std::abort();                                                           \
+        }                                                                           \
     } while (0)
 
 // The first input byte picks the limits, so small limits (and their edge cases) are reached.

@@ -1191,6 +1191,10 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                     return core::fail(where, ".rewrite: invalid character at byte ",
                                       std::to_string(i));
                 }
+                if (c == '?' || c == '#') {
+                    return core::fail(where, ".rewrite: must not contain '?' or '#' (the query "
+                                             "is forwarded unchanged)");
+                }
                 if (c == '$') {
                     if (i + 1 < t.size() && t[i + 1] == '$') {
                         addLiteral('$');

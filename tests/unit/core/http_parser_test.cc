@@ -180,8 +180,14 @@ std::vector<RejectCase> requestRejections() {
         {"BareCrAsFinalLine", "GET / HTTP/1.1\r\nHost: a\r\n\rX\r\n\r\n", 400},
         {"NulInValue", withHeaders("Host: a\r\nX-A: b\0c\r\n"s), 400},
         {"NulInName", withHeaders("Host: a\r\nX\0A: b\r\n"s), 400},
-        {"CtlInValue", withHeaders("Host: a\r\nX-A: b\x01" "c\r\n"), 400},
-        {"DelInValue", withHeaders("Host: a\r\nX-A: b\x7f" "c\r\n"), 400},
+        {"CtlInValue",
+         withHeaders("Host: a\r\nX-A: b\x01"
+                     "c\r\n"),
+         400},
+        {"DelInValue",
+         withHeaders("Host: a\r\nX-A: b\x7f"
+                     "c\r\n"),
+         400},
         {"SpaceBeforeColon", withHeaders("Host : a\r\n"), 400},
         {"TabBeforeColon", withHeaders("Host\t: a\r\n"), 400},
         {"EmptyHeaderName", withHeaders("Host: a\r\n: b\r\n"), 400},
@@ -212,8 +218,7 @@ std::vector<RejectCase> requestRejections() {
         {"AsteriskFormWithGet", withHeaders("Host: a\r\n", "GET * HTTP/1.1"), 400},
         {"AuthorityFormConnect", withHeaders("Host: a:443\r\n", "CONNECT a:443 HTTP/1.1"), 400},
         {"AbsoluteFormOtherScheme", withHeaders("Host: a\r\n", "GET ftp://a/ HTTP/1.1"), 400},
-        {"AbsoluteFormEmptyAuthority", withHeaders("Host: a\r\n", "GET http:///x HTTP/1.1"),
-         400},
+        {"AbsoluteFormEmptyAuthority", withHeaders("Host: a\r\n", "GET http:///x HTTP/1.1"), 400},
         {"AbsoluteFormUserinfo", withHeaders("Host: a\r\n", "GET http://u@a/ HTTP/1.1"), 400},
         {"AbsoluteFormHostMismatch", withHeaders("Host: b\r\n", "GET http://a/ HTTP/1.1"), 400},
         {"TargetWithHighByte", withHeaders("Host: a\r\n", "GET /caf\xc3\xa9 HTTP/1.1"), 400},
@@ -224,8 +229,7 @@ std::vector<RejectCase> requestRejections() {
         {"TargetTruncatedPercentEscape", withHeaders("Host: a\r\n", "GET /a%2 HTTP/1.1"), 400},
         // Host.
         {"MissingHostHttp11", withHeaders("Accept: */*\r\n"), 400},
-        {"MissingHostAbsoluteForm", withHeaders("Accept: */*\r\n", "GET http://a/ HTTP/1.1"),
-         400},
+        {"MissingHostAbsoluteForm", withHeaders("Accept: */*\r\n", "GET http://a/ HTTP/1.1"), 400},
         {"TwoHostHeaders", withHeaders("Host: a\r\nHost: a\r\n"), 400},
         {"TwoHostHeadersHttp10", withHeaders("Host: a\r\nHost: b\r\n", "GET / HTTP/1.0"), 400},
         {"EmptyHost", withHeaders("Host:\r\n"), 400},
@@ -331,7 +335,8 @@ TEST_F(RequestLimitsTest, HeadExactlyAtMaxHeaderBytesIsAccepted) {
 TEST_F(RequestLimitsTest, HeaderCountAtLimitIsAcceptedAndOneMoreIsNot) {
     Limits lim;
     lim.max_headers = 3;
-    EXPECT_EQ(parseReq(withHeaders("Host: a\r\nA: 1\r\nB: 2\r\n"), *h_, lim), ParseStatus::Complete);
+    EXPECT_EQ(parseReq(withHeaders("Host: a\r\nA: 1\r\nB: 2\r\n"), *h_, lim),
+              ParseStatus::Complete);
     EXPECT_EQ(h_->headers.size(), 3u);
     ASSERT_EQ(parseReq(withHeaders("Host: a\r\nA: 1\r\nB: 2\r\nC: 3\r\n"), *h_, lim),
               ParseStatus::Error);
@@ -554,31 +559,27 @@ TEST_F(RequestParseTest, DetectsWebSocketUpgrade) {
     EXPECT_EQ(h_->upgrade_protocol, "websocket");
     EXPECT_TRUE(h_->headers.find("upgrade")->hop_by_hop);
 
-    ASSERT_EQ(parse(withHeaders("Host: a\r\nUpgrade: websocket\r\n")),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse(withHeaders("Host: a\r\nUpgrade: websocket\r\n")), ParseStatus::Complete);
     EXPECT_FALSE(h_->upgrade) << "Upgrade without Connection: upgrade";
     EXPECT_EQ(h_->upgrade_protocol, "websocket");
 
-    ASSERT_EQ(parse(withHeaders("Host: a\r\nConnection: upgrade\r\n")),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse(withHeaders("Host: a\r\nConnection: upgrade\r\n")), ParseStatus::Complete);
     EXPECT_FALSE(h_->upgrade) << "Connection: upgrade without Upgrade";
 
-    ASSERT_EQ(parse(withHeaders("Connection: upgrade\r\nUpgrade: websocket\r\n",
-                                   "GET / HTTP/1.0")),
+    ASSERT_EQ(parse(withHeaders("Connection: upgrade\r\nUpgrade: websocket\r\n", "GET / HTTP/1.0")),
               ParseStatus::Complete);
     EXPECT_FALSE(h_->upgrade) << "HTTP/1.0 upgrades are ignored";
 }
 
 TEST_F(RequestParseTest, DetectsExpectContinue) {
     ASSERT_EQ(parse(withHeaders("Host: a\r\nContent-Length: 9\r\nExpect: 100-Continue\r\n",
-                                   "PUT /u HTTP/1.1")),
+                                "PUT /u HTTP/1.1")),
               ParseStatus::Complete);
     EXPECT_TRUE(h_->expect_continue);
     ASSERT_EQ(parse(withHeaders("Expect: 100-continue\r\n", "PUT /u HTTP/1.0")),
               ParseStatus::Complete);
     EXPECT_FALSE(h_->expect_continue) << "ignored in HTTP/1.0";
-    ASSERT_EQ(parse(withHeaders("Expect: whatever\r\n", "PUT /u HTTP/1.0")),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse(withHeaders("Expect: whatever\r\n", "PUT /u HTTP/1.0")), ParseStatus::Complete);
 }
 
 TEST_F(RequestParseTest, DerivesBodyFraming) {
@@ -599,15 +600,14 @@ TEST_F(RequestParseTest, DerivesBodyFraming) {
 
 TEST_F(RequestParseTest, ParsesAbsoluteForm) {
     ASSERT_EQ(parse(withHeaders("Host: API.example.com:8080\r\n",
-                                   "GET http://api.example.com:8080/v1/items?id=7 HTTP/1.1")),
+                                "GET http://api.example.com:8080/v1/items?id=7 HTTP/1.1")),
               ParseStatus::Complete);
     EXPECT_EQ(h_->form, TargetForm::Absolute);
     EXPECT_EQ(h_->host, "api.example.com:8080");
     EXPECT_EQ(h_->path, "/v1/items");
     EXPECT_EQ(h_->query, "id=7");
 
-    ASSERT_EQ(parse(withHeaders("Host: a\r\n", "GET HTTPS://a HTTP/1.1")),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse(withHeaders("Host: a\r\n", "GET HTTPS://a HTTP/1.1")), ParseStatus::Complete);
     EXPECT_EQ(h_->path, "/");
     EXPECT_FALSE(h_->has_query);
 
@@ -622,8 +622,7 @@ TEST_F(RequestParseTest, ParsesAbsoluteForm) {
 }
 
 TEST_F(RequestParseTest, AcceptsAsteriskFormForOptions) {
-    ASSERT_EQ(parse(withHeaders("Host: a\r\n", "OPTIONS * HTTP/1.1")),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse(withHeaders("Host: a\r\n", "OPTIONS * HTTP/1.1")), ParseStatus::Complete);
     EXPECT_EQ(h_->form, TargetForm::Asterisk);
     EXPECT_EQ(h_->path, "*");
     EXPECT_EQ(h_->method_id, Method::Options);
@@ -634,17 +633,16 @@ TEST_F(RequestParseTest, SplitsQueryAndValidatesOnlyPathEscapes) {
               ParseStatus::Complete);
     EXPECT_EQ(h_->path, "/a%2Fb");
     EXPECT_EQ(h_->query, "x=100%&y");
-    ASSERT_EQ(parse(withHeaders("Host: a\r\n", "GET /p? HTTP/1.1")),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse(withHeaders("Host: a\r\n", "GET /p? HTTP/1.1")), ParseStatus::Complete);
     EXPECT_TRUE(h_->has_query);
     EXPECT_TRUE(h_->query.empty());
 }
 
 TEST_F(RequestParseTest, RecognisesMethods) {
     const std::pair<const char*, Method> cases[] = {
-        {"GET", Method::Get},         {"HEAD", Method::Head},       {"POST", Method::Post},
-        {"PUT", Method::Put},         {"DELETE", Method::Delete},   {"OPTIONS", Method::Options},
-        {"PATCH", Method::Patch},     {"TRACE", Method::Trace},     {"PROPFIND", Method::Other},
+        {"GET", Method::Get},     {"HEAD", Method::Head},     {"POST", Method::Post},
+        {"PUT", Method::Put},     {"DELETE", Method::Delete}, {"OPTIONS", Method::Options},
+        {"PATCH", Method::Patch}, {"TRACE", Method::Trace},   {"PROPFIND", Method::Other},
         {"get", Method::Other},
     };
     for (const auto& [m, id] : cases) {
@@ -771,8 +769,8 @@ TEST_F(ResponseParseTest, FramingRules) {
          BodyFraming::ContentLength, true},
         {"http10 until close", "HTTP/1.0 200 OK\r\nConnection: keep-alive\r\n\r\n", false,
          BodyFraming::UntilClose, false},
-        {"close", "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
-         false, BodyFraming::ContentLength, false},
+        {"close", "HTTP/1.1 404 Not Found\r\nContent-Length: 5\r\nConnection: close\r\n\r\n", false,
+         BodyFraming::ContentLength, false},
     };
     for (const Case& c : cases) {
         ASSERT_EQ(parseResp(c.head, *h_, c.was_head), ParseStatus::Complete) << c.name;
@@ -799,7 +797,7 @@ TEST_F(ResponseParseTest, InterimResponseCanBeSkipped) {
 
 TEST_F(ResponseParseTest, FlagsSwitchingProtocols) {
     ASSERT_EQ(parse("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\n"
-                        "Upgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n"),
+                    "Upgrade: websocket\r\nSec-WebSocket-Accept: x\r\n\r\n"),
               ParseStatus::Complete);
     EXPECT_TRUE(h_->switching_protocols);
     EXPECT_FALSE(h_->interim);
@@ -809,15 +807,12 @@ TEST_F(ResponseParseTest, FlagsSwitchingProtocols) {
 }
 
 TEST_F(ResponseParseTest, AcceptsEmptyOrMissingReason) {
-    ASSERT_EQ(parse("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n"),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse("HTTP/1.1 200 \r\nContent-Length: 0\r\n\r\n"), ParseStatus::Complete);
     EXPECT_EQ(h_->reason, "");
-    ASSERT_EQ(parse("HTTP/1.1 599\r\nContent-Length: 0\r\n\r\n"),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse("HTTP/1.1 599\r\nContent-Length: 0\r\n\r\n"), ParseStatus::Complete);
     EXPECT_EQ(h_->status, 599);
     EXPECT_EQ(h_->reason, "");
-    ASSERT_EQ(parse("HTTP/1.1 200 All\tGood \r\nContent-Length: 0\r\n\r\n"),
-              ParseStatus::Complete);
+    ASSERT_EQ(parse("HTTP/1.1 200 All\tGood \r\nContent-Length: 0\r\n\r\n"), ParseStatus::Complete);
     EXPECT_EQ(h_->reason, "All\tGood ");
 }
 
@@ -828,9 +823,9 @@ TEST_F(ResponseParseTest, EverySplitGivesTheSameResult) {
         size_t hint = 0;
         ASSERT_EQ(parseResponse(kApiResponse.data(), split, Limits{}, *h_, hint, false),
                   ParseStatus::Incomplete);
-        ASSERT_EQ(parseResponse(kApiResponse.data(), kApiResponse.size(), Limits{}, *h_, hint,
-                                false),
-                  ParseStatus::Complete);
+        ASSERT_EQ(
+            parseResponse(kApiResponse.data(), kApiResponse.size(), Limits{}, *h_, hint, false),
+            ParseStatus::Complete);
         EXPECT_EQ(h_->head_length, whole->head_length);
         EXPECT_EQ(h_->status, 200);
         EXPECT_EQ(h_->content_length, 1234u);
@@ -842,12 +837,11 @@ std::vector<RejectCase> responseRejections() {
     return {
         {"ContentLengthWithTransferEncoding",
          "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", 502},
-        {"DuplicateContentLength", "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n",
-         502},
+        {"DuplicateContentLength",
+         "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 5\r\n\r\n", 502},
         {"InvalidContentLength", "HTTP/1.1 200 OK\r\nContent-Length: five\r\n\r\n", 502},
         {"TransferEncodingGzip", "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", 502},
-        {"TransferEncodingInHttp10", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n",
-         502},
+        {"TransferEncodingInHttp10", "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", 502},
         {"ObsFold", "HTTP/1.1 200 OK\r\nX-A: b\r\n c\r\n\r\n", 502},
         {"BareLf", "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n", 502},
         {"BareLfInFields", "HTTP/1.1 200 OK\r\nContent-Length: 0\n\r\n", 502},
@@ -890,9 +884,9 @@ TEST(ResponseLimitsTest, RejectsLongStatusLineAndLargeHead) {
     EXPECT_EQ(h->error.status, 502);
     lim = Limits{};
     lim.max_header_bytes = 64;
-    ASSERT_EQ(parseResp("HTTP/1.1 200 OK\r\nX: " + std::string(80, 'x') + "\r\n\r\n", *h, false,
-                        lim),
-              ParseStatus::Error);
+    ASSERT_EQ(
+        parseResp("HTTP/1.1 200 OK\r\nX: " + std::string(80, 'x') + "\r\n\r\n", *h, false, lim),
+        ParseStatus::Error);
     EXPECT_EQ(h->error.status, 502);
 }
 
@@ -973,8 +967,7 @@ TEST_F(ChunkedDecoderTest, ByteAtATimeGivesTheSameResult) {
     ChunkedDecoder d;
     Collected out;
     size_t consumed = 0;
-    EXPECT_EQ(feedAll(d, kChunkedBody + "XYZ", 1, &consumed, &out),
-              ChunkedDecoder::Status::Done);
+    EXPECT_EQ(feedAll(d, kChunkedBody + "XYZ", 1, &consumed, &out), ChunkedDecoder::Status::Done);
     EXPECT_EQ(consumed, kChunkedBody.size());
     EXPECT_EQ(out.payload, "hello, world!0123456789");
 }

@@ -177,7 +177,7 @@ std::vector<Scenario> scenarios() {
             {"GET", "", "/api/users/42", "param_user"},
             {"GET", "", "/api/users/", "users_any"},
             {"GET", "", "/api/users/42/items", "star_users_items"},
-            {"GET", "", "/api/users//items", "exact_users"},  // normalises to /api/users/items
+            {"GET", "", "/api/users//items", "param_user"},  // normalises to /api/users/items
             {"GET", "", "/api/users/42/orders", "users_any"},
             {"GET", "", "/api/users/42/items/7", "users_any"},
             {"GET", "", "/api/orders", "api_star"},
@@ -406,13 +406,15 @@ std::vector<Scenario> scenarios() {
             route("catch", "/**"),
             route("specific", "/x/y"),
             route("re", "^/re$"),
-            route("star", "/*"),
+            route("star", "/q*"),
+            route("re_vs_glob", "^/q1$"),
         },
         {
             {"GET", "", "/x/y", "specific"},
             {"GET", "", "/re", "re"},
             {"GET", "", "/q", "star"},
-            {"GET", "", "/", "star"},
+            {"GET", "", "/q1", "star"},  // any glob but "/**" outranks a regex
+            {"GET", "", "/", "catch"},
             {"GET", "", "/a/b", "catch"},
             {"GET", "", "/x/y/z", "catch"},
         },
@@ -607,6 +609,8 @@ TEST(RouterTest, RejectsInvalidRoutesNamingThem) {
         {withRewrite("/u/{id}", "/v2/{id"), "routes[1].rewrite: ", "unterminated '{'"},
         {withRewrite("/u/{id}", "/v2/}"), "routes[1].rewrite: ", "unmatched '}'"},
         {withRewrite("/u/{id}", "/v2/ x"), "routes[1].rewrite: ", "invalid character"},
+        {withRewrite("/u/{id}", "/v2?a=1"), "routes[1].rewrite: ", "'?' or '#'"},
+        {withRewrite("/u/{id}", "/v2#f"), "routes[1].rewrite: ", "'?' or '#'"},
         {withRewrite("^/u/([0-9]+)$", "/v2/$2"), "routes[1].rewrite: ", "$2 does not exist"},
         {withRewrite("^/u/(?<n>[0-9]+)$", "/v2/{m}"), "routes[1].rewrite: ",
          "unknown capture \"m\""},
@@ -650,8 +654,8 @@ TEST(RouterTest, WarnsAboutRoutesThatCanNeverWin) {
 
 TEST(RouterTest, DoesNotWarnAboutDistinctRoutes) {
     std::vector<std::string> w;
-    compileOrDie({route("a", "/a/*"), route("b", "/a/{x}"), route("c", "/a/**"),
-                  route("d", "/a/*", "x.com"), route("e", "/a/*", "", {"GET"})},
+    compileOrDie({route("e", "/a/*", "", {"GET"}), route("a", "/a/*"), route("b", "/a/{x}"),
+                  route("c", "/a/**"), route("d", "/a/*", "x.com")},
                  &w);
     EXPECT_TRUE(w.empty()) << ::testing::PrintToString(w);
 }
@@ -750,7 +754,7 @@ TEST(RouterTest, StripsPrefixOnlyAtSegmentBoundaries) {
 
 TEST(RouterTest, RewritesFromTemplates) {
     RouteSpec user = route("user", "/users/{id}/posts/{post}");
-    user.rewrite = "/v2/posts/{post}?/by/$1";
+    user.rewrite = "/v2/posts/{post}/by/$1";
     RouteSpec old = route("old", "^/old/(.*)$");
     old.rewrite = "/new/$1";
     RouteSpec named = route("named", "^/n/(?<id>[0-9]+)$");
@@ -762,7 +766,7 @@ TEST(RouterTest, RewritesFromTemplates) {
     RouteSpec enc = route("enc", "/e/{v}");
     enc.rewrite = "/%7e/{v}";
     const Router r = compileOrDie({user, old, named, dots, dots2, enc});
-    EXPECT_EQ(forwarded(r, "/users/7/posts/99"), "/v2/posts/99?/by/7");
+    EXPECT_EQ(forwarded(r, "/users/7/posts/99"), "/v2/posts/99/by/7");
     EXPECT_EQ(forwarded(r, "/old/a/b/"), "/new/a/b/");
     EXPECT_EQ(forwarded(r, "/old/"), "/new/");
     EXPECT_EQ(forwarded(r, "/n/42"), "/items/42/$");
@@ -775,8 +779,8 @@ TEST(RouterTest, RewriteReportsTooSmallBuffersAndMisses) {
     RouteSpec user = route("user", "/users/{id}");
     user.rewrite = "/v2/users/{id}";
     const Router r = compileOrDie({user, route("plain", "/plain/**")});
-    EXPECT_EQ(forwarded(r, "/users/12345", 15), "<none>");
-    EXPECT_EQ(forwarded(r, "/users/12345", 16), "/v2/users/12345");
+    EXPECT_EQ(forwarded(r, "/users/12345", 14), "<none>");
+    EXPECT_EQ(forwarded(r, "/users/12345", 15), "/v2/users/12345");
     EXPECT_EQ(forwarded(r, "/plain/abc", 9), "<none>");
     EXPECT_EQ(forwarded(r, "/plain/abc", 10), "/plain/abc");
     EXPECT_EQ(forwarded(r, "/nothing"), "<none>");
@@ -868,7 +872,7 @@ TEST(RouterTest, ResolvesLargeTablesCorrectly) {
 
 TEST(RouterTest, SurvivesPathologicalInputs) {
     const Router r = compileOrDie({route("mid", "/a/**/z"), route("glob", "/g/a*a*a*a*a*b"),
-                                   route("re", "^/re/(a+)+b$")});
+                                   route("re", "^/re/(a|aa)+$")});
     std::string deep = "/a";
     for (int i = 0; i < 3000; ++i) {
         deep += "/x";
@@ -877,8 +881,8 @@ TEST(RouterTest, SurvivesPathologicalInputs) {
     EXPECT_EQ(outcome(r, "GET", "", deep + "/z"), "mid");
     EXPECT_EQ(outcome(r, "GET", "", "/g/" + std::string(2000, 'a')), "404");
     // Catastrophic backtracking hits the PCRE2 match limit and counts as no match.
-    EXPECT_EQ(outcome(r, "GET", "", "/re/" + std::string(40, 'a')), "404");
-    EXPECT_EQ(outcome(r, "GET", "", "/re/aab"), "re");
+    EXPECT_EQ(outcome(r, "GET", "", "/re/" + std::string(40, 'a') + "c"), "404");
+    EXPECT_EQ(outcome(r, "GET", "", "/re/aaa"), "re");
 }
 
 // ---- differential test against a brute-force reference ----------------------------------------
@@ -921,13 +925,16 @@ bool refGlob(const std::string& p, size_t i, const std::string& s, size_t j,
         }
         return false;
     }
-    if (j == s.size() || s[j] == '/') {
+    if (j == s.size()) {
         return false;
     }
     if (c == '?') {
-        return refGlob(p, i + 1, s, j + 1, caps);
+        return s[j] != '/' && refGlob(p, i + 1, s, j + 1, caps);
     }
     if (c == '[') {
+        if (s[j] == '/') {
+            return false;
+        }
         const size_t close = p.find(']', i + 2);
         const bool neg = p[i + 1] == '^';
         bool in = false;
