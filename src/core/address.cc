@@ -76,7 +76,8 @@ Result<std::pair<std::string_view, std::string_view>> splitHostPort(std::string_
     if (!text.empty() && text.front() == '[') {
         size_t close = text.find(']');
         if (close == std::string_view::npos) {
-            return fail("invalid ", what, " ", quoted(text), ": missing ']' after the IPv6 address");
+            return fail("invalid ", what, " ", quoted(text),
+                        ": missing ']' after the IPv6 address");
         }
         bracketed = true;
         std::string_view host = text.substr(1, close - 1);
@@ -329,7 +330,9 @@ Result<Cidr> parseCidr(std::string_view text) {
     unsigned bytes = max / 8;
     for (unsigned i = 0; i < bytes; ++i) {
         unsigned bit = i * 8;
-        uint8_t mask = bit + 8 <= len ? 0xff : bit >= len ? 0 : static_cast<uint8_t>(0xff << (8 - (len - bit)));
+        uint8_t mask = bit + 8 <= len ? 0xff
+                       : bit >= len   ? 0
+                                      : static_cast<uint8_t>(0xff << (8 - (len - bit)));
         masked.base.bytes[i] &= mask;
     }
     if (!(masked.base == c.base)) {

@@ -81,7 +81,7 @@ Result<HostPort> parseHostPort(std::string_view text);
 
 /// An address range from `server.trusted_proxies`.
 struct Cidr {
-    IpAddress base;      // masked to prefix_len bits
+    IpAddress base;  // masked to prefix_len bits
     uint8_t prefix_len = 0;
 
     /// True if `ip` lies in the range. An IPv4 range also matches the IPv4-mapped IPv6 form

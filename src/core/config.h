@@ -13,6 +13,11 @@
 //    a bare integer is also accepted as seconds.
 //  - Sizes are bytes; counts are plain integers. 0 never silently means "unlimited" unless the
 //    field says so.
+//  - Validated ranges: every duration must be greater than zero except server.shutdown_timeout,
+//    jwt.leeway and cors.max_age (which may be 0). Counts and limits must be at least 1 except
+//    weight, retries, max_fails, burst, requests_per_second and the max_body_size keys (0
+//    allowed, meaning as documented per field); server.max_request_line ≥ 16,
+//    server.max_header_size ≥ 64; u32 fields ≤ 4294967295, expected_status 100-599.
 //  - Everything here is built once in the master, validated, and then only read (workers see it
 //    through fork). The loader has already cross-checked references (route → backend, route →
 //    middleware block), so consumers need not re-validate.
@@ -20,7 +25,6 @@
 //    YAML, JSON and TOML spellings of one file yield one model.
 
 #include <cstdint>
-#include <map>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -69,8 +73,8 @@ struct ServerConfig {
     /// upgrade_sock (orig): Unix socket for the `--upgrade` listener hand-over.
     std::string upgrade_sock = "/tmp/photon_upgrade.sock";
 
-    /// worker_processes (new): integer ≥ 1 or "auto". Default "auto" = number of online CPUs;
-    /// the loader resolves it, so this field always holds the effective count.
+    /// worker_processes (new): integer 1-1024 or "auto". Default "auto" = number of online CPUs
+    /// (capped at 1024); the loader resolves it, so this field always holds the effective count.
     uint32_t worker_processes = 1;
     /// True when worker_processes was "auto" or absent.
     bool worker_processes_auto = true;
@@ -152,10 +156,10 @@ struct HashKey {
 
 /// Upstream `tcp_keepalive` (orig). Applied only when enabled.
 struct TcpKeepaliveConfig {
-    bool enabled = false;          // enabled: default false
-    Duration idle = std::chrono::seconds(60);           // idle: TCP_KEEPIDLE, default 60s
-    Duration interval = std::chrono::seconds(10);       // interval: TCP_KEEPINTVL, default 10s
-    uint32_t count = 9;            // count: TCP_KEEPCNT, default 9
+    bool enabled = false;                          // enabled: default false
+    Duration idle = std::chrono::seconds(60);      // idle: TCP_KEEPIDLE, default 60s
+    Duration interval = std::chrono::seconds(10);  // interval: TCP_KEEPINTVL, default 10s
+    uint32_t count = 9;                            // count: TCP_KEEPCNT, default 9
 
     bool operator==(const TcpKeepaliveConfig&) const = default;
 };
@@ -443,9 +447,9 @@ struct CorsConfig {
 
 /// One side (request or response) of `middleware.transform`.
 struct HeaderTransformConfig {
-    HeaderList add;                    // add (orig): appended, existing values kept
-    std::vector<std::string> remove;   // remove (orig): names deleted
-    HeaderList set;                    // set (orig): replace all values
+    HeaderList add;                   // add (orig): appended, existing values kept
+    std::vector<std::string> remove;  // remove (orig): names deleted
+    HeaderList set;                   // set (orig): replace all values
 
     bool operator==(const HeaderTransformConfig&) const = default;
 };

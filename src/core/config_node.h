@@ -106,9 +106,9 @@ private:
     std::string text_;
     std::string tag_;
     SourceMark mark_;
-    std::vector<ConfigNode> children_;    // list items or map values
-    std::vector<std::string> keys_;       // map keys, parallel to children_
-    std::vector<SourceMark> key_marks_;   // parallel to keys_
+    std::vector<ConfigNode> children_;   // list items or map values
+    std::vector<std::string> keys_;      // map keys, parallel to children_
+    std::vector<SourceMark> key_marks_;  // parallel to keys_
 };
 
 }  // namespace photon::core

@@ -25,21 +25,21 @@ constexpr int64_t kMonth = 2'630'016 * kSec;
 constexpr int64_t kYear = 31'557'600 * kSec;
 
 constexpr Unit kUnits[] = {
-    {"ns", kNs},          {"nsec", kNs},       {"nanos", kNs},
-    {"us", kUs},          {"usec", kUs},       {"\xC2\xB5s", kUs},  // U+00B5 MICRO SIGN
-    {"\xCE\xBCs", kUs},                                              // U+03BC GREEK SMALL MU
-    {"ms", kMs},          {"msec", kMs},       {"millis", kMs},
-    {"s", kSec},          {"sec", kSec},       {"secs", kSec},      {"second", kSec},
-    {"seconds", kSec},    {"m", kMin},         {"min", kMin},       {"mins", kMin},
-    {"minute", kMin},     {"minutes", kMin},   {"h", kHour},        {"hr", kHour},
-    {"hrs", kHour},       {"hour", kHour},     {"hours", kHour},    {"d", kDay},
-    {"day", kDay},        {"days", kDay},      {"w", kWeek},        {"wk", kWeek},
-    {"wks", kWeek},       {"week", kWeek},     {"weeks", kWeek},    {"M", kMonth},
-    {"month", kMonth},    {"months", kMonth},  {"y", kYear},        {"yr", kYear},
-    {"yrs", kYear},       {"year", kYear},     {"years", kYear},
+    {"ns", kNs},        {"nsec", kNs},    {"nanos", kNs},    {"us", kUs},        {"usec", kUs},
+    {"\xC2\xB5s", kUs},  // U+00B5 MICRO SIGN
+    {"\xCE\xBCs", kUs},  // U+03BC GREEK SMALL MU
+    {"ms", kMs},        {"msec", kMs},    {"millis", kMs},   {"s", kSec},        {"sec", kSec},
+    {"secs", kSec},     {"second", kSec}, {"seconds", kSec}, {"m", kMin},        {"min", kMin},
+    {"mins", kMin},     {"minute", kMin}, {"minutes", kMin}, {"h", kHour},       {"hr", kHour},
+    {"hrs", kHour},     {"hour", kHour},  {"hours", kHour},  {"d", kDay},        {"day", kDay},
+    {"days", kDay},     {"w", kWeek},     {"wk", kWeek},     {"wks", kWeek},     {"week", kWeek},
+    {"weeks", kWeek},   {"M", kMonth},    {"month", kMonth}, {"months", kMonth}, {"y", kYear},
+    {"yr", kYear},      {"yrs", kYear},   {"year", kYear},   {"years", kYear},
 };
 
-bool isSpace(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+bool isSpace(char c) {
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
 bool isDigit(char c) { return c >= '0' && c <= '9'; }
 
 std::string quoted(std::string_view s) {
@@ -108,8 +108,8 @@ Result<Duration> parseDuration(std::string_view text) {
                 return fail("invalid duration ", quoted(text),
                             ": decimals are not allowed (write '1s 500ms' instead of '1.5s')");
             }
-            return fail("invalid duration ", quoted(text), ": unknown time unit ",
-                        quoted(unit), " at offset ", std::to_string(b + unit_start),
+            return fail("invalid duration ", quoted(text), ": unknown time unit ", quoted(unit),
+                        " at offset ", std::to_string(b + unit_start),
                         " (known: ns us ms s m h d w M y and their long forms)");
         }
         int64_t part = 0;

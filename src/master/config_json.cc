@@ -92,8 +92,8 @@ public:
                     is_float = is_float || *p_ == '.' || *p_ == 'e' || *p_ == 'E';
                     ++p_;
                 }
-                return ConfigNode::scalar(std::string(start, p_), is_float ? Kind::Float : Kind::Int,
-                                          m);
+                return ConfigNode::scalar(std::string(start, p_),
+                                          is_float ? Kind::Float : Kind::Int, m);
             }
             case cJSON_True:
                 skipWord();
@@ -222,8 +222,7 @@ std::optional<core::ConfigNode> parseJsonDocument(std::string_view text,
         errors.push_back(std::move(d));
         return std::nullopt;
     }
-    JsonWalker walker(buf, std::make_shared<const std::string>(display_name), errors,
-                      display_name);
+    JsonWalker walker(buf, std::make_shared<const std::string>(display_name), errors, display_name);
     ConfigNode root = walker.walk(doc.get());
     if (walker.failed()) {
         return std::nullopt;

@@ -160,9 +160,7 @@ bool isTchar(char c) {
     return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
-bool isToken(std::string_view s) {
-    return !s.empty() && std::all_of(s.begin(), s.end(), isTchar);
-}
+bool isToken(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isTchar); }
 
 bool hasControlChars(std::string_view s) {
     return std::any_of(s.begin(), s.end(), [](char c) {
@@ -247,8 +245,7 @@ public:
 
     void walk(ConfigNode& node, const std::string& path) {
         if (node.isScalar()) {
-            if (node.scalarKind() == Kind::String &&
-                node.text().find('$') != std::string::npos) {
+            if (node.scalarKind() == Kind::String && node.text().find('$') != std::string::npos) {
                 substitute(node, path);
             }
             return;
@@ -295,8 +292,7 @@ private:
             }
             size_t close = in.find('}', i + 2);
             if (close == std::string::npos) {
-                error(node, path,
-                      "unterminated '${' in value (write '$${' for a literal '${')");
+                error(node, path, "unterminated '${' in value (write '$${' for a literal '${')");
                 return;
             }
             std::string_view body(in.data() + i + 2, close - i - 2);
@@ -321,9 +317,8 @@ private:
                 out.append(*fallback);
             } else {
                 error(node, path,
-                      "environment variable '" + std::string(name) +
-                          "' is not set (use ${" + std::string(name) +
-                          ":-default} to provide a default)");
+                      "environment variable '" + std::string(name) + "' is not set (use ${" +
+                          std::string(name) + ":-default} to provide a default)");
                 return;
             }
             substituted = true;
@@ -485,8 +480,7 @@ public:
 
     bool convert(const ConfigNode& n, const std::string& path, std::vector<std::string>& out) {
         if (!n.isList()) {
-            error(n, path, "expected a list of strings (e.g. [\"a\", \"b\"]), got " +
-                               n.describe());
+            error(n, path, "expected a list of strings (e.g. [\"a\", \"b\"]), got " + n.describe());
             return false;
         }
         bool ok = true;
@@ -540,8 +534,11 @@ private:
 class MapReader {
 public:
     // `node` may be null (block absent) or not a map (reported as an error here).
-    MapReader(Ctx& ctx, const ConfigNode* node, std::string path)
-        : ctx_(ctx), node_(node), path_(std::move(path)) {
+    MapReader(Ctx& ctx, const ConfigNode* node, std::string path, bool allow_extension_keys = false)
+        : ctx_(ctx),
+          node_(node),
+          path_(std::move(path)),
+          allow_extension_keys_(allow_extension_keys) {
         if (node_ != nullptr && !node_->isMap()) {
             ctx_.error(*node_, path_, "expected a map of keys, got " + node_->describe());
             node_ = nullptr;
@@ -556,6 +553,9 @@ public:
         }
         for (size_t i = 0; i < node_->size(); ++i) {
             const std::string& key = node_->keyAt(i);
+            if (allow_extension_keys_ && key.compare(0, 2, "x-") == 0) {
+                continue;  // extension fields, e.g. anchors for YAML merge keys
+            }
             if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
                 ctx_.warn(node_->keyMarkAt(i), childPath(path_, key),
                           "unknown key " + quoted(key) + " is ignored" + didYouMean(key, known_));
@@ -615,6 +615,7 @@ private:
     Ctx& ctx_;
     const ConfigNode* node_;
     std::string path_;
+    bool allow_extension_keys_;
     std::vector<std::string> known_;
 };
 
@@ -692,7 +693,7 @@ public:
                                            root.describe());
             return;
         }
-        MapReader r(ctx_, &root, "");
+        MapReader r(ctx_, &root, "", /*allow_extension_keys=*/true);
         // Read every section first (so unknown-key detection knows them all), then decode in
         // dependency order: backends need the health-check defaults, routes need the backends
         // and middleware blocks.
@@ -801,8 +802,7 @@ private:
 
         if (s.max_request_line > s.max_header_size) {
             ctx_.warn(r.markOf("max_request_line"), r.path("max_request_line"),
-                      "larger than server.max_header_size (" +
-                          std::to_string(s.max_header_size) +
+                      "larger than server.max_header_size (" + std::to_string(s.max_header_size) +
                           "), which also bounds the request line");
         }
         if (s.https_addr) {
@@ -957,8 +957,8 @@ private:
         std::optional<uint32_t> burst;
         ok = r.opt("burst", burst) && ok;
         rl.burst = burst ? *burst
-                         : static_cast<uint32_t>(std::min<uint64_t>(
-                               2ull * rl.requests_per_second, UINT32_MAX));
+                         : static_cast<uint32_t>(
+                               std::min<uint64_t>(2ull * rl.requests_per_second, UINT32_MAX));
         const ConfigNode* key = r.require("key");
         ok = key != nullptr && decodeRateLimitKey(*key, r.path("key"), rl.key) && ok;
         if (ok && rl.requests_per_second == 0) {
@@ -1002,8 +1002,7 @@ private:
                 k.kind = n.tag() == "!ip" ? K::Ip : K::Route;
                 return true;
             }
-            ctx_.error(n, path, "unknown rate-limit key tag " + quoted(n.tag()) + ": " +
-                                    kExpected);
+            ctx_.error(n, path, "unknown rate-limit key tag " + quoted(n.tag()) + ": " + kExpected);
             return false;
         }
         if (n.isMap()) {
@@ -1025,9 +1024,9 @@ private:
             k.name.clear();
             return true;
         }
-        for (auto [prefix, kind, what] : {std::tuple{"header:", K::Header, "header"},
-                                          std::tuple{"query_param:", K::QueryParam,
-                                                     "query parameter"}}) {
+        for (auto [prefix, kind, what] :
+             {std::tuple{"header:", K::Header, "header"},
+              std::tuple{"query_param:", K::QueryParam, "query parameter"}}) {
             std::string_view p(prefix);
             if (s.compare(0, p.size(), p) == 0) {
                 std::string name = s.substr(p.size());
@@ -1035,8 +1034,9 @@ private:
                     name.erase(0, 1);
                 }
                 if (!isToken(name)) {
-                    ctx_.error(n, path, std::string(what) + " name " + quoted(name) +
-                                            " is not a valid name");
+                    ctx_.error(
+                        n, path,
+                        std::string(what) + " name " + quoted(name) + " is not a valid name");
                     return false;
                 }
                 k.kind = kind;
@@ -1091,8 +1091,8 @@ private:
             const char* other = jwt ? "api_key" : "jwt";
             if (node.find(need) == nullptr || node.find(need)->isNull()) {
                 ctx_.error(r.markOf("auth_type"), r.path(need),
-                           std::string("auth_type '") + need + "' requires a " + path + "." +
-                               need + " block");
+                           std::string("auth_type '") + need + "' requires a " + path + "." + need +
+                               " block");
                 ok = false;
             }
             if (node.find(other) != nullptr) {
@@ -1284,8 +1284,8 @@ private:
 
     bool decodeHeaderMap(const ConfigNode& node, const std::string& path, core::HeaderList& out) {
         if (!node.isMap()) {
-            ctx_.error(node, path, "expected a map of header name to value, got " +
-                                       node.describe());
+            ctx_.error(node, path,
+                       "expected a map of header name to value, got " + node.describe());
             return false;
         }
         bool ok = true;
@@ -1456,7 +1456,8 @@ private:
             k.name.clear();
             return true;
         }
-        for (auto [prefix, kind] : {std::pair{"header:", K::Header}, std::pair{"cookie:", K::Cookie}}) {
+        for (auto [prefix, kind] :
+             {std::pair{"header:", K::Header}, std::pair{"cookie:", K::Cookie}}) {
             std::string_view p(prefix);
             if (s.compare(0, p.size(), p) == 0) {
                 std::string name = s.substr(p.size());
@@ -1469,9 +1470,9 @@ private:
                 return true;
             }
         }
-        ctx_.error(n, path,
-                   "unknown hash_key " + quoted(s) +
-                       " (expected ip, path, header:NAME or cookie:NAME)");
+        ctx_.error(
+            n, path,
+            "unknown hash_key " + quoted(s) + " (expected ip, path, header:NAME or cookie:NAME)");
         return false;
     }
 
@@ -1704,12 +1705,12 @@ private:
         }
         ok = positiveDuration(r, "timeout", rt.timeout) && ok;
         ok = r.opt("retries", rt.retries) && ok;
-        for (auto [key, field] : {std::pair{"strip_prefix", &rt.strip_prefix},
-                                  std::pair{"rewrite", &rt.rewrite}}) {
+        for (auto [key, field] :
+             {std::pair{"strip_prefix", &rt.strip_prefix}, std::pair{"rewrite", &rt.rewrite}}) {
             if (!r.opt(key, *field)) {
                 ok = false;
-            } else if (*field && ((*field)->empty() || (**field)[0] != '/' ||
-                                  hasControlChars(**field))) {
+            } else if (*field &&
+                       ((*field)->empty() || (**field)[0] != '/' || hasControlChars(**field))) {
                 ctx_.error(r.markOf(key), r.path(key),
                            "must start with '/', got " + quoted(**field));
                 ok = false;
@@ -1749,10 +1750,10 @@ private:
             const auto& known = knownMiddleware();
             if (std::find(known.begin(), known.end(), name) == known.end()) {
                 std::string hint = didYouMean(name, known);
-                ctx_.error(item, ipath,
-                           "unknown middleware " + quoted(name) +
-                               (hint.empty() ? " (known: auth, rate_limit, cors, transform)"
-                                             : hint));
+                ctx_.error(
+                    item, ipath,
+                    "unknown middleware " + quoted(name) +
+                        (hint.empty() ? " (known: auth, rate_limit, cors, transform)" : hint));
                 ok = false;
                 continue;
             }
@@ -1865,8 +1866,8 @@ private:
         }
         int code = 0;
         PCRE2_SIZE offset = 0;
-        pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()),
-                                       pattern.size(), PCRE2_UTF, &code, &offset, nullptr);
+        pcre2_code* re = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                                       PCRE2_UTF, &code, &offset, nullptr);
         if (re != nullptr) {
             pcre2_code_free(re);
             return true;
@@ -1875,8 +1876,7 @@ private:
         pcre2_get_error_message(code, buf, sizeof(buf));
         ctx_.error(r.markOf(key), r.path(key),
                    std::string("invalid ") + key + " regex " + quoted(pattern) + ": " +
-                       reinterpret_cast<const char*>(buf) + " at offset " +
-                       std::to_string(offset));
+                       reinterpret_cast<const char*>(buf) + " at offset " + std::to_string(offset));
         return false;
     }
 
@@ -2016,8 +2016,7 @@ public:
         kv("max_headers", std::to_string(s.max_headers));
         kv("header_read_timeout", dur(s.header_read_timeout));
         kv("keepalive_requests", std::to_string(s.keepalive_requests));
-        kv("request_id",
-           s.request_id == core::RequestIdMode::Keep ? "keep" : "always_generate");
+        kv("request_id", s.request_id == core::RequestIdMode::Keep ? "keep" : "always_generate");
         std::vector<std::string> cidrs;
         for (const auto& cidr : s.trusted_proxies) {
             cidrs.push_back(cidr.toString());
@@ -2060,8 +2059,7 @@ public:
         section("metrics");
         kv("prometheus", boolean(c.metrics.prometheus));
         kv("metrics_path", str(c.metrics.metrics_path));
-        kv("metrics_addr",
-           c.metrics.metrics_addr ? str(c.metrics.metrics_addr->toString()) : "~");
+        kv("metrics_addr", c.metrics.metrics_addr ? str(c.metrics.metrics_addr->toString()) : "~");
         kv("detailed_metrics", boolean(c.metrics.detailed_metrics));
         kv("expose_on_main", boolean(c.metrics.expose_on_main));
         end();
@@ -2175,10 +2173,10 @@ private:
             kv("burst", std::to_string(m.rate_limiting->burst));
             const auto& k = m.rate_limiting->key;
             using K = core::RateLimitKey::Kind;
-            kv("key", k.kind == K::Ip      ? "ip"
-                      : k.kind == K::Route ? "route"
+            kv("key", k.kind == K::Ip       ? "ip"
+                      : k.kind == K::Route  ? "route"
                       : k.kind == K::Header ? str("header:" + k.name)
-                                           : str("query_param:" + k.name));
+                                            : str("query_param:" + k.name));
             end();
         }
         if (m.authentication) {
@@ -2429,13 +2427,11 @@ LoadResult loadConfigFile(const std::string& path, const EnvLookup& env,
     } else if (endsWith(".toml")) {
         format = "toml";
     } else {
-        return fileError(path,
-                         "unsupported config file suffix; use .yaml, .yml, .json or .toml");
+        return fileError(path, "unsupported config file suffix; use .yaml, .yml, .json or .toml");
     }
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        return fileError(path, std::string("failed to read config file: ") +
-                                   std::strerror(errno));
+        return fileError(path, std::string("failed to read config file: ") + std::strerror(errno));
     }
     std::string text;
     char buf[65536];

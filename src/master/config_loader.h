@@ -18,10 +18,10 @@ namespace photon::master {
 /// One problem found while loading. Errors make the load fail; warnings do not.
 struct Diagnostic {
     enum class Severity { Error, Warning } severity = Severity::Error;
-    std::string file;   // display name of the config file ("" when not tied to a file)
-    int line = 0;       // 1-based; 0 = unknown
-    int column = 0;     // 1-based; 0 = unknown
-    std::string path;   // key path such as "routes[2].backend"; "" for document-level problems
+    std::string file;  // display name of the config file ("" when not tied to a file)
+    int line = 0;      // 1-based; 0 = unknown
+    int column = 0;    // 1-based; 0 = unknown
+    std::string path;  // key path such as "routes[2].backend"; "" for document-level problems
     std::string message;
 
     /// "file:line:col: path: message". Parts that are unknown are left out together with their
@@ -62,6 +62,10 @@ const HostResolver& systemResolver();
 ///   $${               a literal "${"
 /// A value that contained a substitution is typed by its key's schema, so `port: ${PORT}` works
 /// where an integer is expected (a value written quoted stays a string otherwise).
+/// Unknown keys are warnings (with a "did you mean" when a known key is close), except top-level
+/// keys starting with "x-", which are reserved for extensions such as YAML anchors:
+///   x-defaults: &defaults {read_timeout: 60s}     ...     - <<: *defaults
+/// (YAML `<<` merge keys are supported; keys written in the map itself win.)
 /// Relative paths inside the config (tls_cert, tls_key) are relative to the working directory.
 /// Never throws; master-only (reads files, resolves names, compiles regexes).
 LoadResult loadConfigFile(const std::string& path, const EnvLookup& env = processEnv(),

@@ -96,8 +96,8 @@ std::optional<core::ConfigNode> parseTomlDocument(std::string_view text,
     try {
         toml::table doc = toml::parse(text, std::string_view(display_name));
         TomlBuilder builder(display_name);
-        return builder.build(doc, SourceMark(std::make_shared<const std::string>(display_name),
-                                             1, 1));
+        return builder.build(doc,
+                             SourceMark(std::make_shared<const std::string>(display_name), 1, 1));
     } catch (const toml::parse_error& e) {
         Diagnostic d;
         d.file = display_name;

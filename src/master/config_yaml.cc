@@ -1,9 +1,12 @@
 // SPDX-License-Identifier: Apache-2.0
-// YAML front end (yaml-cpp): YAML 1.2 core-schema typing of plain scalars, tags, source marks.
+// YAML front end (yaml-cpp): YAML 1.2 core-schema typing of plain scalars, tags, `<<` merge
+// keys and source marks.
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <exception>
 #include <string>
+#include <vector>
 
 #include "master/config_loader.h"
 
@@ -89,8 +92,7 @@ bool resolvePlain(std::string_view s, Kind& kind) {
     if (s.empty() || s == "~" || s == "null" || s == "Null" || s == "NULL") {
         return false;
     }
-    if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" ||
-        s == "FALSE") {
+    if (s == "true" || s == "True" || s == "TRUE" || s == "false" || s == "False" || s == "FALSE") {
         kind = Kind::Bool;
     } else if (isYamlInt(s)) {
         kind = Kind::Int;
@@ -150,14 +152,15 @@ public:
                 ConfigNode list = ConfigNode::list(m);
                 setLocalTag(list, tag);
                 for (const auto& item : n) {
-                    list.append(build(item, mark(item.Mark()).line() ? mark(item.Mark()) : m,
-                                      depth + 1));
+                    list.append(
+                        build(item, mark(item.Mark()).line() ? mark(item.Mark()) : m, depth + 1));
                 }
                 return list;
             }
             case YAML::NodeType::Map: {
                 ConfigNode map = ConfigNode::map(m);
                 setLocalTag(map, tag);
+                std::vector<ConfigNode> merges;  // values of `<<` merge keys
                 for (auto it = n.begin(); it != n.end(); ++it) {
                     const YAML::Node& key = it->first;
                     SourceMark km = mark(key.Mark());
@@ -172,6 +175,10 @@ public:
                     }
                     ConfigNode value = build(it->second, km, depth + 1);
                     std::string k = key.Scalar();
+                    if (k == "<<" && key.Tag() == "?") {
+                        collectMerge(value, km, merges);
+                        continue;
+                    }
                     size_t first = map.indexOf(k);
                     if (first < map.size()) {
                         error(km, "duplicate key '" + k + "' (first defined at line " +
@@ -180,6 +187,13 @@ public:
                     }
                     map.insert(std::move(k), km, std::move(value));
                 }
+                // YAML merge keys: merged entries never override keys written in the map
+                // itself, and earlier merge sources win over later ones.
+                for (const ConfigNode& src : merges) {
+                    for (size_t i = 0; i < src.size(); ++i) {
+                        map.insert(src.keyAt(i), src.keyMarkAt(i), src.item(i));
+                    }
+                }
                 return map;
             }
         }
@@ -187,6 +201,23 @@ public:
     }
 
 private:
+    // `<<: *anchor` or `<<: [*a, *b]`: remembers the map(s) to merge in.
+    void collectMerge(const ConfigNode& value, const SourceMark& km,
+                      std::vector<ConfigNode>& merges) {
+        if (value.isMap()) {
+            merges.push_back(value);
+            return;
+        }
+        if (value.isList() && std::all_of(value.items().begin(), value.items().end(),
+                                          [](const ConfigNode& v) { return v.isMap(); })) {
+            for (const ConfigNode& v : value.items()) {
+                merges.push_back(v);
+            }
+            return;
+        }
+        error(km, "a '<<' merge key needs a map or a list of maps (e.g. '<<: *defaults')");
+    }
+
     static void setLocalTag(ConfigNode& node, const std::string& tag) {
         if (tag.size() > 1 && tag[0] == '!' && tag[1] != '!') {
             node.setTag(tag);

@@ -4,20 +4,109 @@
 
 #include <unistd.h>
 
+#include <time.h>
+
 #include <cstdint>
+#include <optional>
 
 #include "core/config.h"
 #include "core/log.h"
+#include "modules/balancer/balancer_layout.h"
+#include "modules/balancer/config.h"
+#include "modules/balancer/upstream_table.h"
+#include "shm/segment.h"
+#include "shm/slot_table.h"
 #include "worker/proxy.h"
+#include "worker/server_counters.h"
+#include "worker/shared_state.h"
 
 namespace photon::master {
 
 namespace {
 
+/// Everything the master maps; kept for the process lifetime (workers inherit the mappings).
+struct SharedState {
+    std::optional<shm::MappedSegment> slots_seg, upstreams_seg, server_seg;
+    std::optional<shm::SlotTable> slots;
+    std::optional<mod::balancer::UpstreamTable> upstreams;
+    worker::ServerCountersShm* server = nullptr;
+    std::string instance;
+};
+SharedState g_state;
 std::unique_ptr<worker::Proxy> g_proxy;
 std::vector<std::unique_ptr<worker::Proxy>> g_old_proxies;  // freed at teardown
-uint64_t g_slots_used = 0;  // bit i: slot i holds a live process
-constexpr int kMaxSlots = 64;
+
+uint64_t monoUs() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
+void zeroServerSlot(void*, uint32_t slot) {
+    // The dead process's connections died with it.
+    g_state.server->connections[slot].store(0);
+}
+
+core::Result<void> mapSegments(const core::Config& c, const std::string& pid_path) {
+    g_state.instance = shm::instanceName(pid_path);
+    auto name = [&](const char* seg) { return shm::segmentName(g_state.instance, seg); };
+    auto slots = shm::MappedSegment::create(name("slots"), shm::SlotTable::kBodyBytes,
+                                            shm::SlotTable::kLayoutVersion,
+                                            shm::SlotTable::kFingerprint);
+    if (!slots.ok()) {
+        return slots.error();
+    }
+    g_state.slots_seg.emplace(std::move(slots.value()));
+    auto st = shm::SlotTable::bind(*g_state.slots_seg);
+    if (!st.ok()) {
+        return st.error();
+    }
+    g_state.slots.emplace(std::move(st.value()));
+
+    size_t n = 0;
+    for (const auto& b : c.load_balancing.backends) {
+        n += b.upstreams.size();
+    }
+    // Room for growth on reload: twice what this configuration needs.
+    uint32_t cap = mod::balancer::UpstreamTable::capacityFor(n * 2);
+    uint32_t bcap = mod::balancer::UpstreamTable::backendCapacityFor(c.load_balancing.backends.size() * 2);
+    auto ups = shm::MappedSegment::create(name("upstreams"),
+                                          mod::balancer::UpstreamTable::bodyBytes(cap, bcap),
+                                          mod::balancer::kUpstreamLayoutVersion,
+                                          mod::balancer::UpstreamTable::fingerprint(cap, bcap));
+    if (!ups.ok()) {
+        return ups.error();
+    }
+    g_state.upstreams_seg.emplace(std::move(ups.value()));
+    auto ut = mod::balancer::UpstreamTable::bind(*g_state.upstreams_seg, cap, bcap);
+    if (!ut.ok()) {
+        return ut.error();
+    }
+    g_state.upstreams.emplace(std::move(ut.value()));
+
+    auto srv = shm::MappedSegment::create(name("server"), sizeof(worker::ServerCountersShm),
+                                          worker::kServerCountersLayoutVersion, shm::kMaxSlots);
+    if (!srv.ok()) {
+        return srv.error();
+    }
+    g_state.server_seg.emplace(std::move(srv.value()));
+    g_state.server = reinterpret_cast<worker::ServerCountersShm*>(g_state.server_seg->body());
+
+    // Repair what a previous master that died may have left behind.
+    g_state.slots->reclaimOrphans();
+    g_state.upstreams->reclaimInactive(*g_state.slots);
+    g_state.slots->addHook(g_state.upstreams->slotHook());
+    shm::SlotHook server_hook;
+    server_hook.name = "server_counters";
+    server_hook.on_reclaim = zeroServerSlot;
+    g_state.slots->addHook(server_hook);
+    worker::SharedSegments segs;
+    segs.slots = &*g_state.slots;
+    segs.upstreams = &*g_state.upstreams;
+    segs.server = g_state.server;
+    worker::setSharedSegments(segs);
+    return {};
+}
 
 }  // namespace
 
@@ -106,8 +195,11 @@ void closeListenersNotIn(std::vector<Listener>& old, const std::vector<Listener>
     }
 }
 
-core::Result<void> setupSharedState(const core::Config& c, const std::string&) {
-    auto p = worker::Proxy::build(c);
+core::Result<void> setupSharedState(const core::Config& c, const std::string& pid_path) {
+    if (auto r = mapSegments(c, pid_path); !r.ok()) {
+        return core::fail("shared memory: ", r.error().msg);
+    }
+    auto p = worker::Proxy::build(c, &*g_state.upstreams);
     if (!p.ok()) {
         return p.error();
     }
@@ -116,7 +208,7 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string&) {
 }
 
 core::Result<void> reloadSharedState(const core::Config& c) {
-    auto p = worker::Proxy::build(c);
+    auto p = worker::Proxy::build(c, &*g_state.upstreams);
     if (!p.ok()) {
         return p.error();
     }
@@ -128,25 +220,36 @@ core::Result<void> reloadSharedState(const core::Config& c) {
 void teardownSharedState() {
     g_old_proxies.clear();
     g_proxy.reset();
+    for (auto* seg : {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg}) {
+        if (*seg) {
+            std::string n = (*seg)->name();
+            seg->reset();
+            shm::MappedSegment::remove(n);
+        }
+    }
 }
 
 worker::Proxy* runtimeProxy() { return g_proxy.get(); }
 
 int acquireShmSlot() {
-    for (int i = 0; i < kMaxSlots; ++i) {
-        if (!(g_slots_used >> i & 1)) {
-            g_slots_used |= uint64_t{1} << i;
-            return i;
-        }
+    uint32_t gen = g_proxy && g_proxy->plan ? g_proxy->plan->generation() : 0;
+    auto r = g_state.slots->acquire(shm::SlotState::Worker, gen, monoUs());
+    if (!r.ok()) {
+        LOG_ERROR("%s", r.error().msg.c_str());
+        return -1;
     }
-    return -1;
+    return static_cast<int>(r.value());
 }
 
-void registerWorkerPid(int, pid_t) {}
+void registerWorkerPid(int slot, pid_t pid) { g_state.slots->setPid(static_cast<uint32_t>(slot), pid); }
 
 void releaseShmSlot(int slot) {
-    if (slot >= 0 && slot < kMaxSlots) {
-        g_slots_used &= ~(uint64_t{1} << slot);
+    if (slot < 0) {
+        return;
+    }
+    g_state.slots->reclaim(static_cast<uint32_t>(slot));
+    if (g_proxy && g_proxy->plan) {
+        g_state.upstreams->collectGarbage(g_proxy->plan->generation());
     }
 }
 

@@ -295,7 +295,7 @@ void resetRequestState(ClientConn* c) {
     c->send_continue = false;
     c->retryable = true;
     c->attempts = 0;
-    c->tried_mask = 0;
+    c->tried_count = 0;
     c->resp_scan_hint = 0;
     c->resp_head_done = false;
     c->resp_started = false;
@@ -640,6 +640,12 @@ void failRequest(ClientConn* c, int status, std::string_view why) {
 
 enum class UpFail : uint8_t { Connect, Reset, Timeout, BadResponse };
 
+void markTried(ClientConn* c, size_t upstream) {
+    if (c->tried_count < std::size(c->tried)) {
+        c->tried[c->tried_count++] = static_cast<uint32_t>(upstream);
+    }
+}
+
 /// An attempt failed before the response started: retry on another upstream when allowed.
 void upstreamFailed(ClientConn* c, UpFail kind) {
     UpstreamConn* u = c->up;
@@ -670,7 +676,7 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     } else if (retained && (kind == UpFail::Connect ||
                             (kind == UpFail::Reset && methodIdempotent(c->req.method_id)))) {
         may_retry = c->attempts <= route.retries;
-        c->tried_mask |= uint64_t{1} << (ui % 64);
+        markTried(c, ui);
     }
     if (may_retry) {
         attemptUpstream(c);
@@ -690,12 +696,13 @@ void attemptUpstream(ClientConn* c) {
     const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
     ++c->attempts;
     PickInput in;
-    in.client_addr = c->peer_ip;
-    in.client_addr_len = c->peer_ip_len;
-    in.exclude_mask = c->tried_mask;
+    in.client_addr = c->peer_bin;
+    in.client_addr_len = c->peer_bin_len;
+    in.exclude = c->tried;
+    in.exclude_count = c->tried_count;
     int ui = sharedPickAndAcquire(p, route.backend, in);
-    if (ui < 0 && c->tried_mask != 0) {
-        in.exclude_mask = 0;  // every candidate was tried once: any may take a second try
+    if (ui < 0 && c->tried_count != 0) {
+        in.exclude_count = 0;  // every candidate was tried once: any may take a second try
         ui = sharedPickAndAcquire(p, route.backend, in);
     }
     if (ui < 0) {
@@ -715,7 +722,7 @@ void attemptUpstream(ClientConn* c) {
                      std::strerror(errno));
             sharedRelease(p, static_cast<size_t>(ui));
             sharedReport(p, static_cast<size_t>(ui), false);
-            c->tried_mask |= uint64_t{1} << (static_cast<size_t>(ui) % 64);
+            markTried(c, static_cast<size_t>(ui));
             if (c->attempts <= route.retries) {
                 attemptUpstream(c);
             } else {
@@ -1294,11 +1301,15 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
     c->kind = listener_kind;
     c->id = ctx().next_conn_id++;
     if (peer->sa_family == AF_INET) {
-        inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr, c->peer_ip,
-                  sizeof c->peer_ip);
+        const auto* a = &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr;
+        inet_ntop(AF_INET, a, c->peer_ip, sizeof c->peer_ip);
+        std::memcpy(c->peer_bin, a, 4);
+        c->peer_bin_len = 4;
     } else if (peer->sa_family == AF_INET6) {
-        inet_ntop(AF_INET6, &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr, c->peer_ip,
-                  sizeof c->peer_ip);
+        const auto* a = &reinterpret_cast<const sockaddr_in6*>(peer)->sin6_addr;
+        inet_ntop(AF_INET6, a, c->peer_ip, sizeof c->peer_ip);
+        std::memcpy(c->peer_bin, a, 16);
+        c->peer_bin_len = 16;
     }
     c->peer_ip_len = static_cast<uint8_t>(std::strlen(c->peer_ip));
     ev_io_init(&c->rio, onClientRead, fd, EV_READ);

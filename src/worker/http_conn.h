@@ -69,6 +69,8 @@ public:
     ev_timer timer{};
     char peer_ip[48] = {};
     uint8_t peer_ip_len = 0;
+    uint8_t peer_bin[16] = {};  // the peer address octets (4 or 16), for ip_hash
+    uint8_t peer_bin_len = 0;
     Buffer in;   // bytes from the client (heads, bodies, pipelined requests)
     Buffer out;  // bytes to the client (response heads, local replies)
 
@@ -95,7 +97,8 @@ public:
     bool send_continue = false;     // answer "100 Continue" before reading the body
     bool retryable = true;          // request fully retained in the upstream's wbuf
     uint32_t attempts = 0;
-    uint64_t tried_mask = 0;        // upstream indices (mod 64) already tried for this request
+    uint32_t tried[8] = {};         // upstreams already tried for this request
+    uint8_t tried_count = 0;
     // Response side.
     UpstreamConn* up = nullptr;
     core::http::ResponseHead resp;

@@ -8,6 +8,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "modules/balancer/config.h"
 #include "modules/routing/router.h"
 #include "worker/http_conn.h"
 
@@ -36,9 +37,29 @@ bool resolve(const core::HostPort& hp, sockaddr_storage& sa, socklen_t& len) {
     return true;
 }
 
+mod::balancer::Algorithm algorithmOf(core::LbAlgorithm a) {
+    using mod::balancer::Algorithm;
+    switch (a) {
+        case core::LbAlgorithm::RoundRobin:
+            return Algorithm::RoundRobin;
+        case core::LbAlgorithm::LeastConnections:
+            return Algorithm::LeastConnections;
+        case core::LbAlgorithm::WeightedRoundRobin:
+            return Algorithm::WeightedRoundRobin;
+        case core::LbAlgorithm::IpHash:
+            return Algorithm::IpHash;
+        case core::LbAlgorithm::ConsistentHash:
+            return Algorithm::ConsistentHash;
+        case core::LbAlgorithm::Random:
+            return Algorithm::Random;
+    }
+    return Algorithm::RoundRobin;
+}
+
 }  // namespace
 
-core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg) {
+core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
+                                                  mod::balancer::UpstreamTable* table) {
     auto p = std::make_unique<Proxy>();
     // Upstreams and backends, in configuration order.
     size_t total = 0;
@@ -104,6 +125,37 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg) {
     p->router = std::make_unique<mod::routing::Router>(std::move(router.value()));
     p->has_health_route =
         p->router->match("GET", "", "/health").status == mod::routing::MatchStatus::Found;
+
+    if (table != nullptr) {
+        mod::balancer::BalancerInput in;
+        size_t ui = 0;
+        for (const auto& b : cfg.load_balancing.backends) {
+            mod::balancer::BackendSpec bs;
+            bs.name = b.name;
+            bs.algorithm = algorithmOf(b.algorithm);
+            bs.two_choices = b.two_choices;
+            bs.fail_open = b.fail_open;
+            bs.max_fails = b.max_fails;
+            bs.fail_timeout_us = static_cast<uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(b.fail_timeout).count());
+            for (const auto& uc : b.upstreams) {
+                mod::balancer::UpstreamSpec us;
+                us.address = uc.address.toString();
+                us.weight = uc.weight;
+                us.max_connections =
+                    uc.max_connections ? static_cast<uint32_t>(*uc.max_connections) : 0;
+                // An unresolvable name starts out of rotation (new records only).
+                us.start_healthy = p->upstreams[ui++].resolved;
+                bs.upstreams.push_back(std::move(us));
+            }
+            in.backends.push_back(std::move(bs));
+        }
+        auto plan = mod::balancer::BalancerPlan::build(in, *table);
+        if (!plan.ok()) {
+            return plan.error();
+        }
+        p->plan = std::make_unique<mod::balancer::BalancerPlan>(std::move(plan.value()));
+    }
     return p;
 }
 

@@ -19,6 +19,10 @@ struct Config;
 namespace photon::mod::routing {
 class Router;
 }
+namespace photon::mod::balancer {
+class BalancerPlan;
+class UpstreamTable;
+}
 
 namespace photon::worker {
 
@@ -68,13 +72,17 @@ public:
     /// Builds the model from a validated configuration (master side: compiles the router and
     /// resolves upstream addresses; an unresolvable name leaves that upstream unusable and is
     /// logged). Errors only for what validation should have caught.
-    static core::Result<std::unique_ptr<Proxy>> build(const core::Config& cfg);
+    /// `table` is the shared upstream table the balancing plan binds its records in (null in
+    /// tests that do not balance).
+    static core::Result<std::unique_ptr<Proxy>> build(const core::Config& cfg,
+                                                      mod::balancer::UpstreamTable* table);
     ~Proxy();
 
     std::vector<UpstreamRt> upstreams;
     std::vector<BackendRt> backends;
     std::vector<RouteRt> routes;
     std::unique_ptr<mod::routing::Router> router;
+    std::unique_ptr<mod::balancer::BalancerPlan> plan;  // upstream indices match `upstreams`
     uint32_t max_idle_per_upstream = 64;
     bool has_health_route = false;  // a configured route matches GET /health (it wins)
 

@@ -1,72 +1,162 @@
 // SPDX-License-Identifier: Apache-2.0
-// Shared state seam (process-local placeholder until the shared-memory tables are wired in).
+// The worker's calls into shared memory: connection gauges, balancing, passive health, /health.
 #include "worker/shared_state.h"
 
-#include <vector>
+#include <time.h>
+#include <unistd.h>
 
+#include <cstdio>
+#include <memory>
+
+#include "core/log.h"
+#include "modules/balancer/balancer.h"
+#include "modules/balancer/rng.h"
+#include "shm/slot_table.h"
+#include "worker/context.h"
+#include "worker/local_reply.h"
 #include "worker/proxy.h"
+#include "worker/server_counters.h"
 
 namespace photon::worker {
 
 namespace {
-uint64_t g_conns = 0;
-std::vector<uint32_t> g_inflight;
-std::vector<uint64_t> g_rr;
+
+SharedSegments g_seg;
+int g_slot = -1;
+std::unique_ptr<mod::balancer::Balancer> g_balancer;
+
+uint64_t monoUs() {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return static_cast<uint64_t>(ts.tv_sec) * 1000000u + static_cast<uint64_t>(ts.tv_nsec) / 1000u;
+}
+
 }  // namespace
 
-core::Result<void> attachWorkerSharedState(int) { return {}; }
+void setSharedSegments(const SharedSegments& s) { g_seg = s; }
+const SharedSegments& sharedSegments() { return g_seg; }
+
+core::Result<void> attachWorkerSharedState(int slot) {
+    if (g_seg.upstreams == nullptr || g_seg.server == nullptr || ctx().proxy == nullptr ||
+        ctx().proxy->plan == nullptr) {
+        return core::fail("shared memory segments are not mapped");
+    }
+    g_slot = slot;
+    const auto& plan = *ctx().proxy->plan;
+    g_seg.upstreams->pinSlot(static_cast<uint32_t>(slot), plan.generation());
+    g_balancer = std::make_unique<mod::balancer::Balancer>(
+        plan, *g_seg.upstreams, static_cast<uint32_t>(slot),
+        mod::balancer::Rng::seedFor(static_cast<uint64_t>(getpid()), static_cast<uint64_t>(slot),
+                                    monoUs()));
+    return {};
+}
+
+uint64_t sharedConnectionCount() {
+    uint64_t sum = 0;
+    for (const auto& c : g_seg.server->connections) {
+        sum += c.load(std::memory_order_relaxed);
+    }
+    return sum;
+}
 
 bool sharedTryAddConnection(uint32_t max) {
-    if (max && g_conns >= max) {
+    // A gauge check, not a reservation: two workers accepting at the same instant may each see
+    // room for one more, so the limit can be exceeded by at most the number of workers.
+    if (max != 0 && sharedConnectionCount() >= max) {
         return false;
     }
-    ++g_conns;
+    g_seg.server->connections[g_slot].fetchAdd(1, std::memory_order_relaxed);
     return true;
 }
-void sharedRemoveConnection() { --g_conns; }
-uint64_t sharedConnectionCount() { return g_conns; }
 
-int sharedPickAndAcquire(const Proxy& proxy, size_t backend, const PickInput& in) {
-    if (g_inflight.size() < proxy.upstreams.size()) {
-        g_inflight.resize(proxy.upstreams.size());
-    }
-    if (g_rr.size() < proxy.backends.size()) {
-        g_rr.resize(proxy.backends.size());
-    }
-    const auto& ups = proxy.backends[backend].upstreams;
-    for (size_t k = 0; k < ups.size(); ++k) {
-        size_t i = (g_rr[backend]++) % ups.size();
-        size_t ui = ups[i];
-        const UpstreamRt& u = proxy.upstreams[ui];
-        if (!u.resolved || (in.exclude_mask >> (ui % 64) & 1) ||
-            (u.max_connections && g_inflight[ui] >= u.max_connections)) {
-            continue;
-        }
-        ++g_inflight[ui];
-        return static_cast<int>(ui);
-    }
-    return -1;
+void sharedRemoveConnection() {
+    g_seg.server->connections[g_slot].fetchSub(1, std::memory_order_relaxed);
 }
 
-void sharedRelease(const Proxy&, size_t upstream) { --g_inflight[upstream]; }
-void sharedReport(const Proxy&, size_t, bool) {}
+int sharedPickAndAcquire(const Proxy& proxy, size_t backend, const PickInput& in) {
+    mod::balancer::ExcludeList ex;
+    for (size_t i = 0; i < in.exclude_count; ++i) {
+        ex.add(in.exclude[i]);
+    }
+    mod::balancer::PickContext pc;
+    pc.now_us = monoUs();
+    if (in.client_addr_len) {
+        pc.client_addr = std::span<const uint8_t>(in.client_addr, in.client_addr_len);
+    }
+    if (in.hash_key_len) {
+        pc.hash_key = std::string_view(in.hash_key, in.hash_key_len);
+    }
+    pc.exclude = in.exclude_count ? &ex : nullptr;
+    (void)proxy;
+    auto pick = g_balancer->pick(static_cast<uint32_t>(backend), pc);
+    if (!pick.ok()) {
+        return -1;
+    }
+    g_balancer->acquire(pick.upstream);
+    return static_cast<int>(pick.upstream);
+}
+
+void sharedRelease(const Proxy&, size_t upstream) {
+    g_balancer->release(static_cast<uint32_t>(upstream));
+}
+
+void sharedReport(const Proxy& proxy, size_t upstream, bool ok) {
+    if (ok) {
+        g_balancer->reportSuccess(static_cast<uint32_t>(upstream));
+        return;
+    }
+    if (g_balancer->reportFailure(static_cast<uint32_t>(upstream), monoUs())) {
+        LOG_WARN("upstream %s ejected after repeated failures", proxy.upstreams[upstream].address.c_str());
+    }
+}
 
 bool sharedHealthJson(const Proxy& proxy, std::string& out) {
-    out = "{";
-    for (size_t b = 0; b < proxy.backends.size(); ++b) {
-        if (b) {
-            out += ",";
+    uint64_t now = monoUs();
+    bool all_ok = true;
+    out += '{';
+    const auto& plan = g_balancer->plan();
+    for (uint32_t b = 0; b < plan.backendCount(); ++b) {
+        auto bh = g_balancer->backendHealth(b, now);
+        if (bh.healthy == 0 || bh.healthy == bh.ejected) {
+            all_ok = false;
         }
-        out += "\"" + proxy.backends[b].name + "\":{\"upstreams\":[";
-        for (size_t k = 0; k < proxy.backends[b].upstreams.size(); ++k) {
-            const auto& u = proxy.upstreams[proxy.backends[b].upstreams[k]];
-            out += std::string(k ? "," : "") + "{\"address\":\"" + u.address + "\",\"state\":\"" +
-                   (u.resolved ? "healthy" : "unresolved") + "\"}";
+        if (b) {
+            out += ',';
+        }
+        out += '"';
+        appendJsonEscaped(out, proxy.backends[b].name);
+        char buf[160];
+        snprintf(buf, sizeof buf, "\":{\"healthy\":%u,\"ejected\":%u,\"total\":%u,\"upstreams\":[",
+                 bh.healthy, bh.ejected, bh.total);
+        out += buf;
+        const auto& bp = plan.backend(b);
+        for (uint32_t k = 0; k < bp.count; ++k) {
+            uint32_t u = bp.first + k;
+            auto s = g_balancer->snapshot(u, now);
+            const char* state = s.drained   ? "drained"
+                                : s.ejected ? "ejected"
+                                : s.healthy ? "healthy"
+                                            : "unhealthy";
+            if (k) {
+                out += ',';
+            }
+            out += "{\"address\":\"";
+            appendJsonEscaped(out, proxy.upstreams[u].address);
+            long long ago = s.last_check_us ? static_cast<long long>((now - s.last_check_us) / 1000) : -1;
+            snprintf(buf, sizeof buf,
+                     "\",\"state\":\"%s\",\"inflight\":%llu,\"requests\":%llu,\"failures\":%llu,"
+                     "\"last_check_ms_ago\":%lld,\"last_error\":\"",
+                     state, static_cast<unsigned long long>(s.inflight),
+                     static_cast<unsigned long long>(s.requests_total),
+                     static_cast<unsigned long long>(s.failures_total), ago);
+            out += buf;
+            out += mod::balancer::healthErrorName(s.last_error);
+            out += "\"}";
         }
         out += "]}";
     }
-    out += "}";
-    return true;
+    out += '}';
+    return all_ok;
 }
 
 }  // namespace photon::worker

@@ -9,9 +9,27 @@
 
 #include "core/result.h"
 
+namespace photon::shm {
+class SlotTable;
+}
+namespace photon::mod::balancer {
+class UpstreamTable;
+}
+
 namespace photon::worker {
 
 class Proxy;
+struct ServerCountersShm;
+
+/// The shared-memory views the master maps before forking; workers inherit them.
+struct SharedSegments {
+    shm::SlotTable* slots = nullptr;
+    mod::balancer::UpstreamTable* upstreams = nullptr;
+    ServerCountersShm* server = nullptr;
+};
+/// Master: publishes the mapped segments (before the first fork).
+void setSharedSegments(const SharedSegments& s);
+const SharedSegments& sharedSegments();
 
 /// Maps this worker's slot; called once in the worker right after fork.
 core::Result<void> attachWorkerSharedState(int slot);
@@ -24,11 +42,12 @@ uint64_t sharedConnectionCount();
 
 /// Context a balancer may use for one pick.
 struct PickInput {
-    const char* client_addr = nullptr;  // textual client address (ip_hash)
+    const uint8_t* client_addr = nullptr;  // client IP octets (4 or 16), for ip_hash
     size_t client_addr_len = 0;
-    const char* hash_key = nullptr;     // consistent_hash key (header/cookie/path value)
+    const char* hash_key = nullptr;        // consistent_hash key (header/cookie/path value)
     size_t hash_key_len = 0;
-    uint64_t exclude_mask = 0;          // bit (i % 64) set: backend upstream i already tried
+    const uint32_t* exclude = nullptr;     // upstreams (Proxy::upstreams indices) already tried
+    size_t exclude_count = 0;
 };
 
 /// Picks an upstream of `backend` (index into proxy.upstreams) that is healthy, not ejected,

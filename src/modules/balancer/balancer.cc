@@ -142,7 +142,7 @@ uint32_t Balancer::pickLocal(const BackendPlan& bp, const PickContext& ctx, uint
         case Algorithm::RoundRobin: {
             uint32_t i = 0;
             for (int a = 0; a < kRotationAttempts; ++a) {
-                i = static_cast<uint32_t>(table_->nextRotation(bp.record) % n);
+                i = static_cast<uint32_t>(table_->nextRotation(bp.record, kFailOpen) % n);
                 if (e(i)) {
                     return i;
                 }
@@ -166,7 +166,7 @@ uint32_t Balancer::pickLocal(const BackendPlan& bp, const PickContext& ctx, uint
             const uint16_t* seq = plan_->wrrSequence() + bp.wrr_offset;
             uint32_t pos = 0;
             for (int a = 0; a < kRotationAttempts; ++a) {
-                pos = static_cast<uint32_t>(table_->nextRotation(bp.record) % period);
+                pos = static_cast<uint32_t>(table_->nextRotation(bp.record, kFailOpen) % period);
                 if (e(seq[pos])) {
                     return seq[pos];
                 }
@@ -186,7 +186,7 @@ uint32_t Balancer::pickLocal(const BackendPlan& bp, const PickContext& ctx, uint
             return kLocalNone;
         }
         case Algorithm::LeastConnections: {
-            const uint32_t start = static_cast<uint32_t>(table_->nextRotation(bp.record) % n);
+            const uint32_t start = static_cast<uint32_t>(table_->nextRotation(bp.record, kFailOpen) % n);
             uint32_t best = kLocalNone;
             uint64_t best_load = 0;
             uint32_t best_weight = 0;

@@ -87,9 +87,11 @@ struct BackendRecordShm {
     Atomic64 key_hash;    // as UpstreamRecordShm::key_hash
     Atomic64 rotation;    // pick counter shared by all workers (RR/WRR position, least-conn tie
                           // rotation); workers fetchAdd. Wraps harmlessly.
+    Atomic64 fail_open_rotation;  // the same for fail-open picks, kept apart so that a failed
+                                  // normal pass does not move fail-open picks in lockstep
     Atomic32 generation;  // last plan generation that bound this record; master
     Atomic32 reserved0;
-    Atomic64 reserved1[5];
+    Atomic64 reserved1[4];
 };
 static_assert(std::is_standard_layout_v<BackendRecordShm> &&
               std::is_trivially_copyable_v<BackendRecordShm>);

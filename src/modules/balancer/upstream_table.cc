@@ -260,6 +260,7 @@ core::Result<uint32_t> UpstreamTable::bindBackend(std::string_view name, uint32_
     if (!found) {
         storeKey(backend_keys_[r], name);
         rec.rotation.store(0);
+        rec.fail_open_rotation.store(0);
     }
     rec.generation.store(generation);
     if (!found) {

@@ -163,9 +163,11 @@ public:
     /// A success clears `slot`'s current failure window for `record`.
     void reportSuccess(uint32_t record, uint32_t slot);
 
-    /// Next value of the backend's shared rotation counter (fetchAdd).
-    uint64_t nextRotation(uint32_t backend_record) {
-        return backends_[backend_record].rotation.fetchAdd(1);
+    /// Next value of the backend's shared rotation counter (fetchAdd); fail-open picks use a
+    /// counter of their own.
+    uint64_t nextRotation(uint32_t backend_record, bool fail_open = false) {
+        BackendRecordShm& b = backends_[backend_record];
+        return (fail_open ? b.fail_open_rotation : b.rotation).fetchAdd(1);
     }
 
     // ---- health writer (helper; master for setDrained) ----------------------------------------

@@ -104,13 +104,13 @@ void expectWarning(const LoadResult& r, const std::string& path, const std::stri
 // A small valid YAML config; tests splice their own lines in through the placeholders.
 std::string baseYaml(const std::string& server_extra = "", const std::string& backend_extra = "",
                      const std::string& route_extra = "", const std::string& tail = "") {
-    return "server:\n"                              // 1
-           "  http_addr: \"127.0.0.1:8080\"\n" +    // 2
-           server_extra +                           //
-           "load_balancing:\n"                      //
-           "  backends:\n"                          //
-           "    web:\n"                             //
-           "      upstreams:\n"                     //
+    return "server:\n"                            // 1
+           "  http_addr: \"127.0.0.1:8080\"\n" +  // 2
+           server_extra +                         //
+           "load_balancing:\n"                    //
+           "  backends:\n"                        //
+           "    web:\n"                           //
+           "      upstreams:\n"                   //
            "        - address: \"127.0.0.1:3001\"\n" +
            backend_extra +
            "routes:\n"
@@ -224,7 +224,8 @@ TEST(ConfigLoaderTest, TomlSyntaxErrorCarriesLineAndColumn) {
 }
 
 TEST(ConfigLoaderTest, DuplicateKeysAreErrorsWithLines) {
-    LoadResult y = loadYaml("server:\n  http_addr: \"127.0.0.1:1\"\n  http_addr: \"127.0.0.1:2\"\n");
+    LoadResult y =
+        loadYaml("server:\n  http_addr: \"127.0.0.1:1\"\n  http_addr: \"127.0.0.1:2\"\n");
     ASSERT_FALSE(y.ok());
     EXPECT_NE(y.diagnostics[0].message.find("duplicate key 'http_addr' (first defined at line 2)"),
               std::string::npos)
@@ -235,6 +236,34 @@ TEST(ConfigLoaderTest, DuplicateKeysAreErrorsWithLines) {
     ASSERT_FALSE(j.ok());
     EXPECT_NE(j.diagnostics[0].message.find("duplicate key 'a'"), std::string::npos);
     EXPECT_EQ(j.diagnostics[0].line, 2);
+}
+
+TEST(ConfigLoaderTest, YamlAnchorsAndMergeKeysWork) {
+    LoadResult r = loadYaml(
+        "x-upstream: &up\n"
+        "  read_timeout: 7s\n"
+        "  weight: 5\n"
+        "server:\n"
+        "  http_addr: \"127.0.0.1:8080\"\n"
+        "load_balancing:\n"
+        "  backends:\n"
+        "    web:\n"
+        "      upstreams:\n"
+        "        - <<: *up\n"
+        "          address: \"127.0.0.1:1\"\n"
+        "          weight: 2\n"
+        "routes: []\n"
+        "health_check: {}\n"
+        "metrics: {prometheus: false}\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const auto& u = r.config->load_balancing.backends[0].upstreams[0];
+    EXPECT_EQ(u.read_timeout, seconds(7));
+    EXPECT_EQ(u.weight, 2u);  // keys written in the map win over merged ones
+    // Top-level x- keys hold anchors and are not reported as unknown.
+    EXPECT_EQ(find(r, Severity::Warning, "x-upstream", ""), nullptr) << describe(r);
+    LoadResult bad = loadYaml("a:\n  <<: 5\n");
+    ASSERT_FALSE(bad.ok());
+    EXPECT_NE(describe(bad).find("merge key needs a map"), std::string::npos) << describe(bad);
 }
 
 TEST(ConfigLoaderTest, EmptyDocumentIsAnError) {
@@ -257,9 +286,9 @@ TEST(ConfigLoaderTest, JsonValuesCarryLocations) {
         "  \"metrics\": {\"prometheus\": false}\n"
         "}\n");
     expectError(r, "load_balancing.backends.web.upstreams[0].weight", "out of range", 4);
-    EXPECT_EQ(find(r, Severity::Error, "load_balancing.backends.web.upstreams[0].weight", "")
-                  ->column,
-              44);
+    EXPECT_EQ(
+        find(r, Severity::Error, "load_balancing.backends.web.upstreams[0].weight", "")->column,
+        44);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -532,13 +561,12 @@ TEST(ConfigLoaderTest, GlobalAlgorithmIsTheBackendDefault) {
     LoadResult r = loadYaml(yaml);
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_EQ(r.config->load_balancing.findBackend("web")->algorithm, core::LbAlgorithm::IpHash);
-    EXPECT_EQ(r.config->load_balancing.findBackend("other")->algorithm,
-              core::LbAlgorithm::Random);
+    EXPECT_EQ(r.config->load_balancing.findBackend("other")->algorithm, core::LbAlgorithm::Random);
 }
 
 TEST(ConfigLoaderTest, NullForOptionalKeysMeansAbsent) {
-    LoadResult r = loadYaml(baseYaml("  https_addr: ~\n  log_level:\n", "",
-                                     "    timeout: null\n    host: ~\n"));
+    LoadResult r = loadYaml(
+        baseYaml("  https_addr: ~\n  log_level:\n", "", "    timeout: null\n    host: ~\n"));
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_FALSE(r.config->server.https_addr.has_value());
     EXPECT_FALSE(r.config->routes[0].timeout.has_value());
@@ -563,8 +591,9 @@ TEST(ConfigLoaderTest, WorkerProcessesAcceptsAutoOrACount) {
 }
 
 TEST(ConfigLoaderTest, ParsesServerEnumsAndLogSettings) {
-    LoadResult r = loadYaml(baseYaml("  log_level: trace\n  request_id: always_generate\n"
-                                     "  access_log: \"off\"\n  error_log: stderr\n"));
+    LoadResult r =
+        loadYaml(baseYaml("  log_level: trace\n  request_id: always_generate\n"
+                          "  access_log: \"off\"\n  error_log: stderr\n"));
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_EQ(r.config->server.log_level, core::LogLevel::Trace);
     EXPECT_EQ(r.config->server.request_id, core::RequestIdMode::AlwaysGenerate);
@@ -579,9 +608,10 @@ TEST(ConfigLoaderTest, ParsesServerEnumsAndLogSettings) {
 }
 
 TEST(ConfigLoaderTest, DurationsAcceptHumantimeAndBareSeconds) {
-    LoadResult r = loadYaml(baseYaml("  connection_timeout: \"1h 30m\"\n"
-                                     "  shutdown_timeout: 15\n"
-                                     "  header_read_timeout: \"15 seconds\"\n"));
+    LoadResult r =
+        loadYaml(baseYaml("  connection_timeout: \"1h 30m\"\n"
+                          "  shutdown_timeout: 15\n"
+                          "  header_read_timeout: \"15 seconds\"\n"));
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_EQ(r.config->server.connection_timeout, std::chrono::minutes(90));
     EXPECT_EQ(r.config->server.shutdown_timeout, seconds(15));
@@ -591,14 +621,14 @@ TEST(ConfigLoaderTest, DurationsAcceptHumantimeAndBareSeconds) {
 TEST(ConfigLoaderTest, BadDurationsAreErrors) {
     expectError(loadYaml(baseYaml("  connection_timeout: \"30 parsecs\"\n")),
                 "server.connection_timeout", "unknown time unit 'parsecs'", 3);
-    expectError(loadYaml(baseYaml("  connection_timeout: \"30\"\n")),
-                "server.connection_timeout", "time unit needed", 3);
+    expectError(loadYaml(baseYaml("  connection_timeout: \"30\"\n")), "server.connection_timeout",
+                "time unit needed", 3);
     expectError(loadYaml(baseYaml("  connection_timeout: 1.5\n")), "server.connection_timeout",
                 "expected a duration", 3);
     expectError(loadYaml(baseYaml("  connection_timeout: -5\n")), "server.connection_timeout",
                 "must not be negative", 3);
-    expectError(loadYaml(baseYaml("  connection_timeout: \"0s\"\n")),
-                "server.connection_timeout", "greater than zero", 3);
+    expectError(loadYaml(baseYaml("  connection_timeout: \"0s\"\n")), "server.connection_timeout",
+                "greater than zero", 3);
     expectError(loadYaml(baseYaml("", "", "    timeout: [1]\n")), "routes[0].timeout",
                 "expected a duration", 12);
 }
@@ -720,8 +750,8 @@ TEST(ConfigLoaderTest, RequiredKeyWithNullValueIsAnError) {
 }
 
 TEST(ConfigLoaderTest, WrongTypesAreErrors) {
-    LoadResult r = loadYaml(baseYaml("  reuse_port: yes\n  max_headers: [1]\n", "",
-                                     "    methods: GET\n"));
+    LoadResult r =
+        loadYaml(baseYaml("  reuse_port: yes\n  max_headers: [1]\n", "", "    methods: GET\n"));
     expectError(r, "server.reuse_port", "expected a boolean (true or false), got the string 'yes'",
                 3);
     expectError(r, "server.max_headers", "expected a non-negative integer, got a list", 4);
@@ -740,10 +770,10 @@ TEST(ConfigLoaderTest, HttpsWithoutCertificateIsAnError) {
 }
 
 TEST(ConfigLoaderTest, UnreadableCertificateIsAnError) {
-    LoadResult r = loadYaml(
-        baseYaml("  https_addr: \"127.0.0.1:8443\"\n"
-                 "  tls_cert: \"tests/fixtures/config/missing.crt\"\n"
-                 "  tls_key: \"conf/examples/tls/example-only.key\"\n"));
+    LoadResult r =
+        loadYaml(baseYaml("  https_addr: \"127.0.0.1:8443\"\n"
+                          "  tls_cert: \"tests/fixtures/config/missing.crt\"\n"
+                          "  tls_key: \"conf/examples/tls/example-only.key\"\n"));
     expectError(r, "server.tls_cert", "cannot read 'tests/fixtures/config/missing.crt'", 4);
     EXPECT_EQ(find(r, Severity::Error, "server.tls_key", ""), nullptr) << describe(r);
 }
@@ -758,8 +788,8 @@ TEST(ConfigLoaderTest, UnknownRouteBackendSuggestsTheClosestName) {
     std::string yaml = baseYaml("", "", "  - id: api\n    path: /api/**\n    backend: wbe\n");
     LoadResult r = loadYaml(yaml);
     expectError(r, "routes[1].backend", "unknown backend 'wbe'; did you mean 'web'?", 14);
-    LoadResult far = loadYaml(
-        baseYaml("", "", "  - id: api\n    path: /api/**\n    backend: payments\n"));
+    LoadResult far =
+        loadYaml(baseYaml("", "", "  - id: api\n    path: /api/**\n    backend: payments\n"));
     expectError(far, "routes[1].backend", "unknown backend 'payments'", 14);
 }
 
@@ -777,17 +807,21 @@ TEST(ConfigLoaderTest, DuplicateRouteIdsAreErrors) {
 }
 
 TEST(ConfigLoaderTest, BadRegexPatternsReportPcre2MessageAndOffset) {
-    LoadResult r = loadYaml(
-        baseYaml("", "", "  - id: re\n    path: \"^/users/([0-9]+$\"\n    backend: web\n"
-                         "    host: \"^(api|www.example.com$\"\n"));
-    expectError(r, "routes[1].path", "invalid path regex '^/users/([0-9]+$': missing closing "
-                                     "parenthesis at offset 16", 13);
+    LoadResult r =
+        loadYaml(baseYaml("", "",
+                          "  - id: re\n    path: \"^/users/([0-9]+$\"\n    backend: web\n"
+                          "    host: \"^(api|www.example.com$\"\n"));
+    expectError(r, "routes[1].path",
+                "invalid path regex '^/users/([0-9]+$': missing closing "
+                "parenthesis at offset 16",
+                13);
     expectError(r, "routes[1].host", "invalid host regex", 15);
 }
 
 TEST(ConfigLoaderTest, GlobPatternsAreNotCompiledAsRegexes) {
-    LoadResult r = loadYaml(baseYaml("", "", "  - id: g\n    path: \"/static/(*.js\"\n"
-                                             "    backend: web\n"));
+    LoadResult r = loadYaml(baseYaml("", "",
+                                     "  - id: g\n    path: \"/static/(*.js\"\n"
+                                     "    backend: web\n"));
     EXPECT_TRUE(r.ok()) << describe(r);
 }
 
@@ -809,15 +843,17 @@ TEST(ConfigLoaderTest, OverlappingListenersAreErrors) {
 }
 
 TEST(ConfigLoaderTest, MalformedUpstreamAddressIsAnError) {
-    LoadResult r = loadYaml(baseYaml("", "        - address: \"http://10.0.0.1:80\"\n"
-                                         "        - address: \"10.0.0.1\"\n"));
+    LoadResult r = loadYaml(baseYaml("",
+                                     "        - address: \"http://10.0.0.1:80\"\n"
+                                     "        - address: \"10.0.0.1\"\n"));
     expectError(r, "load_balancing.backends.web.upstreams[1].address", "without a scheme", 8);
     expectError(r, "load_balancing.backends.web.upstreams[2].address", "port is required", 9);
 }
 
 TEST(ConfigLoaderTest, UnresolvableUpstreamNameIsOnlyAWarning) {
-    LoadResult r = loadYaml(baseYaml("", "        - address: \"api.nowhere.invalid:80\"\n"
-                                         "        - address: \"api.resolvable:80\"\n"));
+    LoadResult r = loadYaml(baseYaml("",
+                                     "        - address: \"api.nowhere.invalid:80\"\n"
+                                     "        - address: \"api.resolvable:80\"\n"));
     ASSERT_TRUE(r.ok()) << describe(r);
     expectWarning(r, "load_balancing.backends.web.upstreams[1].address",
                   "host 'api.nowhere.invalid' does not resolve yet", 8);
@@ -854,8 +890,9 @@ TEST(ConfigLoaderTest, InvalidMiddlewareBlockIsReportedOnce) {
 }
 
 TEST(ConfigLoaderTest, AuthTypeNeedsItsBlock) {
-    LoadResult jwt = loadYaml(baseYaml("", "", "", "middleware:\n  authentication:\n"
-                                                   "    auth_type: jwt\n"));
+    LoadResult jwt = loadYaml(baseYaml("", "", "",
+                                       "middleware:\n  authentication:\n"
+                                       "    auth_type: jwt\n"));
     expectError(jwt, "middleware.authentication.jwt",
                 "auth_type 'jwt' requires a middleware.authentication.jwt block", 17);
     LoadResult key = loadYaml(baseYaml("", "", "",
@@ -866,16 +903,17 @@ TEST(ConfigLoaderTest, AuthTypeNeedsItsBlock) {
 }
 
 TEST(ConfigLoaderTest, BasicAuthIsRejectedWithAnExplanation) {
-    LoadResult r = loadYaml(baseYaml("", "", "", "middleware:\n  authentication:\n"
-                                                 "    auth_type: basic\n"));
-    expectError(r, "middleware.authentication.auth_type",
-                "auth_type 'basic' is not supported", 17);
+    LoadResult r = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n  authentication:\n"
+                                     "    auth_type: basic\n"));
+    expectError(r, "middleware.authentication.auth_type", "auth_type 'basic' is not supported", 17);
     EXPECT_NE(describe(r).find("accepted any credentials"), std::string::npos);
 }
 
 TEST(ConfigLoaderTest, UnknownAuthTypeIsAnError) {
-    LoadResult r = loadYaml(baseYaml("", "", "", "middleware:\n  authentication:\n"
-                                                 "    auth_type: jwtt\n"));
+    LoadResult r = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n  authentication:\n"
+                                     "    auth_type: jwtt\n"));
     expectError(r, "middleware.authentication.auth_type",
                 "unknown auth_type 'jwtt'; did you mean 'jwt'?", 17);
 }
@@ -924,13 +962,14 @@ TEST(ConfigLoaderTest, UnknownAlgorithmNamesAreErrors) {
 }
 
 TEST(ConfigLoaderTest, IntegerRangesAreChecked) {
-    LoadResult r = loadYaml(baseYaml("", "          weight: 4294967296\n"
-                                         "      health_check:\n"
-                                         "        check_type: http\n"
-                                         "        expected_status: 700\n"
-                                         "        failure_threshold: 0\n"));
-    expectError(r, "load_balancing.backends.web.upstreams[0].weight",
-                "out of range (0-4294967295)", 8);
+    LoadResult r = loadYaml(baseYaml("",
+                                     "          weight: 4294967296\n"
+                                     "      health_check:\n"
+                                     "        check_type: http\n"
+                                     "        expected_status: 700\n"
+                                     "        failure_threshold: 0\n"));
+    expectError(r, "load_balancing.backends.web.upstreams[0].weight", "out of range (0-4294967295)",
+                8);
     expectError(r, "load_balancing.backends.web.health_check.expected_status",
                 "out of range (100-599)", 11);
     expectError(r, "load_balancing.backends.web.health_check.failure_threshold", "out of range",
@@ -961,23 +1000,24 @@ TEST(ConfigLoaderTest, RouteFieldsAreValidated) {
 }
 
 TEST(ConfigLoaderTest, BackendOptionsAreValidated) {
-    LoadResult r = loadYaml(baseYaml("", "      hash_key: \"query:x\"\n"
-                                         "      health_check:\n"
-                                         "        path: health\n"));
+    LoadResult r = loadYaml(baseYaml("",
+                                     "      hash_key: \"query:x\"\n"
+                                     "      health_check:\n"
+                                     "        path: health\n"));
     expectError(r, "load_balancing.backends.web.hash_key", "unknown hash_key 'query:x'", 8);
-    expectError(r, "load_balancing.backends.web.health_check.check_type",
-                "missing required key", 10);
-    expectError(r, "load_balancing.backends.web.health_check.path", "must be an absolute path",
+    expectError(r, "load_balancing.backends.web.health_check.check_type", "missing required key",
                 10);
+    expectError(r, "load_balancing.backends.web.health_check.path", "must be an absolute path", 10);
 }
 
 TEST(ConfigLoaderTest, SettingsThatCannotApplyWarn) {
-    LoadResult r = loadYaml(baseYaml("", "      hash_key: path\n"
-                                         "      two_choices: true\n"
-                                         "      health_check:\n"
-                                         "        check_type: tcp\n"
-                                         "        path: /status\n"
-                                         "        method: GET\n"));
+    LoadResult r = loadYaml(baseYaml("",
+                                     "      hash_key: path\n"
+                                     "      two_choices: true\n"
+                                     "      health_check:\n"
+                                     "        check_type: tcp\n"
+                                     "        path: /status\n"
+                                     "        method: GET\n"));
     ASSERT_TRUE(r.ok()) << describe(r);
     expectWarning(r, "load_balancing.backends.web.hash_key", "only used with", 8);
     expectWarning(r, "load_balancing.backends.web.two_choices", "only used with algorithm 'random'",
@@ -992,8 +1032,9 @@ TEST(ConfigLoaderTest, SettingsThatCannotApplyWarn) {
 }
 
 TEST(ConfigLoaderTest, TrustedProxiesMustBeCidrs) {
-    LoadResult r = loadYaml(baseYaml("  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.1/8\", "
-                                     "\"proxy.local\"]\n"));
+    LoadResult r =
+        loadYaml(baseYaml("  trusted_proxies: [\"10.0.0.0/8\", \"10.0.0.1/8\", "
+                          "\"proxy.local\"]\n"));
     expectError(r, "server.trusted_proxies[1]", "did you mean '10.0.0.0/8'", 3);
     expectError(r, "server.trusted_proxies[2]", "invalid CIDR", 3);
 }
@@ -1004,8 +1045,7 @@ TEST(ConfigLoaderTest, HeaderTransformValuesMustBeSafe) {
                                      "      add:\n        X-A: \"line1\\r\\nInjected: 1\"\n"
                                      "        \"Bad Name\": x\n"));
     expectError(r, "middleware.transform.request_headers.add.X-A", "control characters", 19);
-    expectError(r, "middleware.transform.request_headers.add.Bad Name", "invalid header name",
-                20);
+    expectError(r, "middleware.transform.request_headers.add.Bad Name", "invalid header name", 20);
 }
 
 TEST(ConfigLoaderTest, ReportsAllErrorsInOneRunSortedByLine) {
@@ -1027,8 +1067,8 @@ TEST(ConfigLoaderTest, ReportsAllErrorsInOneRunSortedByLine) {
 // ---------------------------------------------------------------------------------------------
 
 TEST(ConfigLoaderTest, UnknownKeysWarnWithDidYouMean) {
-    LoadResult r = loadYaml(baseYaml("  conection_timeout: 5s\n", "", "    timout: 5s\n",
-                                     "middlewares: {}\nfoo: 1\n"));
+    LoadResult r = loadYaml(
+        baseYaml("  conection_timeout: 5s\n", "", "    timout: 5s\n", "middlewares: {}\nfoo: 1\n"));
     ASSERT_TRUE(r.ok()) << describe(r);
     expectWarning(r, "server.conection_timeout",
                   "unknown key 'conection_timeout' is ignored; did you mean 'connection_timeout'?",
@@ -1106,9 +1146,9 @@ TEST(ConfigLoaderTest, ModelsThatDifferCompareUnequal) {
 }
 
 TEST(ConfigLoaderTest, UnmaskedDumpReadsBackToTheSameModel) {
-    for (const char* path : {"tests/fixtures/config/full.yaml", "conf/photon.yaml",
-                             "tests/fixtures/config/config.example.yaml",
-                             "conf/examples/env.yaml"}) {
+    for (const char* path :
+         {"tests/fixtures/config/full.yaml", "conf/photon.yaml",
+          "tests/fixtures/config/config.example.yaml", "conf/examples/env.yaml"}) {
         LoadResult a = loadFile(path);
         ASSERT_TRUE(a.ok()) << path << "\n" << describe(a);
         std::string dump = dumpConfigUnmasked(*a.config);
@@ -1198,11 +1238,11 @@ TEST(ConfigLoaderTest, DefaultConfigIsTheDemoSetupInAllThreeFormats) {
 }
 
 TEST(ConfigLoaderTest, EnvExampleHonoursVariables) {
-    LoadResult r = loadFile("conf/examples/env.yaml",
-                            envOf({{"PHOTON_HTTP_ADDR", "127.0.0.1:18080"},
-                                   {"PHOTON_WORKERS", "2"},
-                                   {"PHOTON_REUSE_PORT", "false"},
-                                   {"HEALTH_INTERVAL", "3s"}}));
+    LoadResult r =
+        loadFile("conf/examples/env.yaml", envOf({{"PHOTON_HTTP_ADDR", "127.0.0.1:18080"},
+                                                  {"PHOTON_WORKERS", "2"},
+                                                  {"PHOTON_REUSE_PORT", "false"},
+                                                  {"HEALTH_INTERVAL", "3s"}}));
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_EQ(r.config->server.http_addr.port, 18080);
     EXPECT_EQ(r.config->server.worker_processes, 2u);
