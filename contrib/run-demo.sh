@@ -23,6 +23,7 @@ echo "demo backends on 127.0.0.1:9001 and 127.0.0.1:9002"
 echo "gateway: http://127.0.0.1:8080/   health: http://127.0.0.1:9090/health   (Ctrl-C stops)"
 # A pid file under build/ lets `make run` work without root.
 PHOTON_PID_FILE=${PHOTON_PID_FILE:-build/photon.pid}
+export PHOTON_PID_FILE
 "$BIN" -c "$CONF" &
 gw=$!
 pids="$pids $gw"

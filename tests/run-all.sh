@@ -24,6 +24,8 @@ failed=$((failed + fails))
 
 # Integration tests: the real binary against real backends on 127.0.0.1.
 echo "== integration tests"
+stamp=$B/test-logs/.shm-stamp
+touch "$stamp"
 /usr/bin/python3 tests/integration/run.py > $log/integration.txt 2>&1
 rc=$?
 tail -n 40 $log/integration.txt
@@ -35,6 +37,8 @@ if_=$(echo "$line" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
 if [ "$rc" -ne 0 ] && [ "$if_" -eq 0 ]; then if_=1; fi
 passed=$((passed + ip))
 failed=$((failed + if_))
+# Masters killed with SIGKILL by the tests cannot remove their shared-memory segments.
+find /dev/shm -maxdepth 1 -name 'photon.*' -newer "$stamp" -delete 2>/dev/null
 
 # Fuzz smoke: a short run of every fuzz target over its seed corpus.
 for f in $B/fuzz/*_fuzz; do

@@ -32,14 +32,15 @@ struct Env {
     Env(Algorithm algo, bool two_choices, uint32_t n) {
         photon::core::setLogLevel(photon::core::LogLevel::Warn);
         static int counter = 0;
-        name = photon::shm::segmentName(
-            photon::shm::instanceName("bench/" + std::to_string(getpid()) + "/" +
-                                      std::to_string(++counter)),
-            "upstreams");
+        name =
+            photon::shm::segmentName(photon::shm::instanceName("bench/" + std::to_string(getpid()) +
+                                                               "/" + std::to_string(++counter)),
+                                     "upstreams");
         const uint32_t cap = UpstreamTable::capacityFor(n);
         const uint32_t bcap = UpstreamTable::backendCapacityFor(1);
-        auto s = MappedSegment::create(name, UpstreamTable::bodyBytes(cap, bcap),
-                                       kUpstreamLayoutVersion, UpstreamTable::fingerprint(cap, bcap));
+        auto s =
+            MappedSegment::create(name, UpstreamTable::bodyBytes(cap, bcap), kUpstreamLayoutVersion,
+                                  UpstreamTable::fingerprint(cap, bcap));
         PHOTON_CHECK(s.ok());
         seg.emplace(std::move(s.value()));
         auto t = UpstreamTable::bind(*seg, cap, bcap);

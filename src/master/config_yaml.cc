@@ -162,7 +162,9 @@ public:
                 setLocalTag(map, tag);
                 std::vector<ConfigNode> merges;  // values of `<<` merge keys
                 for (auto it = n.begin(); it != n.end(); ++it) {
-                    const YAML::Node& key = it->first;
+                    // Copies: the iterator hands out a temporary proxy.
+                    const YAML::Node key = it->first;
+                    const YAML::Node value_node = it->second;
                     SourceMark km = mark(key.Mark());
                     if (km.line() == 0) {
                         km = m;
@@ -173,7 +175,7 @@ public:
                                                  "list or map");
                         continue;
                     }
-                    ConfigNode value = build(it->second, km, depth + 1);
+                    ConfigNode value = build(value_node, km, depth + 1);
                     std::string k = key.Scalar();
                     if (k == "<<" && key.Tag() == "?") {
                         collectMerge(value, km, merges);

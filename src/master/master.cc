@@ -394,6 +394,8 @@ void Master::reload() {
     }
     std::vector<Listener> old_listeners = std::move(listeners_);
     listeners_ = std::move(nl.value());
+    // New workers must not inherit sockets of addresses the new configuration dropped.
+    closeListenersNotIn(old_listeners, listeners_);
     old_configs_.push_back(std::move(config_));
     config_ = std::move(r.config);
     ++generation_;
@@ -413,7 +415,6 @@ void Master::reload() {
     for (size_t i = 0; i < n; ++i) {
         spawnWorker(i);
     }
-    closeListenersNotIn(old_listeners, listeners_);
     LOG_NOTICE("configuration generation %llu active", static_cast<unsigned long long>(generation_));
 }
 

@@ -67,9 +67,9 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     for (const auto& b : c.load_balancing.backends) {
         n += b.upstreams.size();
     }
-    // Room for growth on reload: twice what this configuration needs.
-    uint32_t cap = mod::balancer::UpstreamTable::capacityFor(n * 2);
-    uint32_t bcap = mod::balancer::UpstreamTable::backendCapacityFor(c.load_balancing.backends.size() * 2);
+    // capacityFor() leaves room for growth on reload (the next power of two above twice n).
+    uint32_t cap = mod::balancer::UpstreamTable::capacityFor(n);
+    uint32_t bcap = mod::balancer::UpstreamTable::backendCapacityFor(c.load_balancing.backends.size());
     auto ups = shm::MappedSegment::create(name("upstreams"),
                                           mod::balancer::UpstreamTable::bodyBytes(cap, bcap),
                                           mod::balancer::kUpstreamLayoutVersion,
@@ -93,9 +93,9 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     g_state.server = reinterpret_cast<worker::ServerCountersShm*>(g_state.server_seg->body());
 
     // Repair what a previous master that died may have left behind.
+    g_state.slots->addHook(g_state.upstreams->slotHook());
     g_state.slots->reclaimOrphans();
     g_state.upstreams->reclaimInactive(*g_state.slots);
-    g_state.slots->addHook(g_state.upstreams->slotHook());
     shm::SlotHook server_hook;
     server_hook.name = "server_counters";
     server_hook.on_reclaim = zeroServerSlot;

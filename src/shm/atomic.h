@@ -61,8 +61,8 @@ public:
 private:
     std::atomic_ref<T> ref() const noexcept { return std::atomic_ref<T>(v_); }
 
-    // `mutable` lets const readers form an atomic_ref (atomic_ref<const T> does not exist in C++20);
-    // it does not affect triviality or layout.
+    // `mutable` lets const readers form an atomic_ref (atomic_ref<const T> does not exist in
+    // C++20); it does not affect triviality or layout.
     alignas(std::atomic_ref<T>::required_alignment) mutable T v_;
 };
 

@@ -11,7 +11,8 @@ namespace photon::shm {
 /// CLOCK_MONOTONIC in microseconds. The clock is system-wide, so values written by one process are
 /// comparable in every other process on the host, including a re-executed binary after an upgrade.
 /// Never use libev's ev_now() (wall-clock based) for anything stored in shm. One vDSO call; workers
-/// should read it once per loop iteration and pass the value down instead of calling it per request.
+/// should read it once per loop iteration and pass the value down instead of calling it per
+/// request.
 inline uint64_t monotonicMicros() noexcept {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

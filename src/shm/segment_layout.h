@@ -30,7 +30,7 @@ struct SegmentHeader {
     Atomic64 fingerprint;     // capacity fingerprint chosen by the owner module; creator
     Atomic32 creator_pid;     // pid of the master that created the segment; creator
     Atomic32 reserved0;
-    Atomic64 created_us;      // CLOCK_MONOTONIC µs at creation; creator
+    Atomic64 created_us;  // CLOCK_MONOTONIC µs at creation; creator
     Atomic64 reserved1;
     Atomic64 reserved2;
 };

@@ -84,9 +84,7 @@ public:
     }
 
 private:
-    static constexpr uint64_t nextEven(uint64_t odd) {
-        return ((odd >> 8) + 1) << 8;
-    }
+    static constexpr uint64_t nextEven(uint64_t odd) { return ((odd >> 8) + 1) << 8; }
 };
 
 }  // namespace photon::shm

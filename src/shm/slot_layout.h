@@ -42,9 +42,9 @@ static_assert(sizeof(ProcessSlotShm) == 64, "layout changed: bump SlotTable::kLa
 
 /// The slot table segment body.
 struct SlotTableShm {
-    Atomic32 max_slots;      // kMaxSlots, written when formatted; master
+    Atomic32 max_slots;  // kMaxSlots, written when formatted; master
     Atomic32 reserved0;
-    Atomic64 acquisitions;   // total successful acquire() calls (statistics); master
+    Atomic64 acquisitions;  // total successful acquire() calls (statistics); master
     Atomic64 reserved1[6];
     ProcessSlotShm slots[kMaxSlots];
 };

@@ -22,7 +22,9 @@ bool processExists(pid_t pid) {
     return ::kill(pid, 0) == 0 || errno == EPERM;
 }
 
-bool sameName(const char* a, const char* b) { return a != nullptr && b != nullptr && strcmp(a, b) == 0; }
+bool sameName(const char* a, const char* b) {
+    return a != nullptr && b != nullptr && strcmp(a, b) == 0;
+}
 
 }  // namespace
 

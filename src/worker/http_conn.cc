@@ -14,6 +14,7 @@
 #include <cstring>
 #include <new>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "master/listener.h"
 #include "modules/routing/path_normalize.h"
@@ -148,8 +149,8 @@ void destroyUpstreamConn(UpstreamConn* u) {
 
 /// Starts a non-blocking connect. Returns nullptr (errno set) when it fails at once.
 UpstreamConn* connectUpstream(UpstreamRt& up) {
-    if (!up.resolved) {
-        errno = EHOSTUNREACH;
+    if (!up.resolved || up.tls) {
+        errno = up.tls ? EPROTONOSUPPORT : EHOSTUNREACH;
         return nullptr;
     }
     int fd = ::socket(up.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -585,6 +586,16 @@ void dispatch(ClientConn* c) {
     }
     c->meta.route = static_cast<int>(m.route);
     const RouteRt& route = p.routes[m.route];
+    if (route.unavailable_middleware != nullptr) {
+        // Fail closed: a route that asks for protection this build cannot give is never
+        // proxied unprotected.
+        c->in.consume(head_len);
+        char why[96];
+        snprintf(why, sizeof why, "middleware '%s' is not available in this version",
+                 route.unavailable_middleware);
+        sendLocal(c, 503, why, {}, false);
+        return;
+    }
 
     // Forwarded path: normalised, optionally rewritten.
     char rewritten[4096];
@@ -593,7 +604,7 @@ void dispatch(ClientConn* c) {
         size_t n = p.router->rewritePath(m, path, rewritten, sizeof rewritten);
         if (n == 0) {
             c->in.consume(head_len);
-            sendLocal(c, 414, "rewritten path too long", {}, true);
+            sendLocal(c, 400, "cannot rewrite the request path", {}, true);
             return;
         }
         fwd_path = std::string_view(rewritten, n);
@@ -740,7 +751,8 @@ void attemptUpstream(ClientConn* c) {
     ev_io_start(L(), &u->rio);
     if (u->connecting) {
         ev_io_start(L(), &u->wio);
-        upstreamTimer(u, up.connect_timeout);
+        upstreamTimer(u, route.timeout > 0 ? std::min(route.timeout, up.connect_timeout)
+                                           : up.connect_timeout);
         return;
     }
     sendUpstream(c);
@@ -842,7 +854,8 @@ void buildClientHead(ClientConn* c) {
         if (h.hop_by_hop) {
             continue;
         }
-        if ((h.name[0] | 0x20) == 'x' && equalsIgnoreCase(h.name, "x-request-id")) {
+        if ((h.name[0] | 0x20) == 'x' &&
+            (equalsIgnoreCase(h.name, "x-request-id") || equalsIgnoreCase(h.name, "x-gateway"))) {
             continue;
         }
         appendHeader(b, h.name, h.value);
@@ -851,6 +864,7 @@ void buildClientHead(ClientConn* c) {
         appendStr(b, "Transfer-Encoding: chunked\r\n");
     }
     appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
+    appendStr(b, "X-Gateway: Photon/1.0\r\n");
     bool client10 = c->req.version == core::http::Version::Http10;
     if (!c->keep_alive) {
         appendStr(b, "Connection: close\r\n");
@@ -1160,6 +1174,11 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
         destroyUpstreamConn(u);  // idle pooled connection: closed by the server (or garbage)
         return;
     }
+    if (u->connecting) {
+        // Readable before writable while connecting: the connect failed (refused, unreachable).
+        onUpstreamWrite(L(), &u->wio, EV_WRITE);
+        return;
+    }
     ctx().io_pool.acquire(u->rbuf);
     if (u->rbuf.space() == 0) {
         u->rbuf.compact();
@@ -1322,11 +1341,39 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
 }
 
 void closeIdleConnections() {
+    // Graceful stop: an idle keep-alive connection is closed, unless its next request is already
+    // waiting in the socket (then it is served, with Connection: close). A new connection that
+    // has not sent its first request yet is left alone: it gets its one answer, then closes.
     ListNode& head = ctx().idle_conns;
+    ListNode keep;
     while (head.linked()) {
         auto* c = reinterpret_cast<ClientConn*>(reinterpret_cast<char*>(head.next) -
                                                 offsetof(ClientConn, node));
-        closeClient(c);
+        c->node.unlink();
+        if (c->requests == 0) {
+            keep.pushBack(&c->node);
+            continue;
+        }
+        ssize_t n = readClient(c);
+        if (n > 0) {
+            keep.pushBack(&c->node);
+            processInput(c);
+        } else if (n != -1 || c->in.empty()) {
+            closeClient(c);
+        } else {
+            keep.pushBack(&c->node);
+        }
+    }
+    while (keep.linked()) {
+        ListNode* n = keep.next;
+        n->unlink();
+        if (auto* c = reinterpret_cast<ClientConn*>(reinterpret_cast<char*>(n) -
+                                                    offsetof(ClientConn, node));
+            c->state == ClientConn::State::Idle) {
+            head.pushBack(n);
+        } else {
+            ctx().busy_conns.pushBack(n);
+        }
     }
     if (ctx().proxy) {
         ctx().proxy->closeIdle();
@@ -1344,6 +1391,10 @@ void closeAllConnections() {
 }
 
 void reopenWorkerLogs() {
+    const std::string& path = ctx().init->config->server.error_log;
+    if (!path.empty() && path != "stderr" && !core::openLogFile(path.c_str())) {
+        LOG_ERROR("cannot reopen error log %s", path.c_str());
+    }
     if (ctx().access_log) {
         ctx().access_log->reopen();
     }

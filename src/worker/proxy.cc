@@ -75,6 +75,12 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             UpstreamRt u;
             u.address = uc.address.toString();
             u.resolved = resolve(uc.address, u.sa, u.salen);
+            u.tls = uc.tls;
+            if (u.tls) {
+                LOG_WARN("upstream %s of backend %s: TLS to upstreams is not available in this "
+                         "version; the upstream is kept out of rotation (never plaintext)",
+                         u.address.c_str(), b.name.c_str());
+            }
             if (!u.resolved) {
                 LOG_WARN("upstream %s of backend %s does not resolve; it stays unusable",
                          u.address.c_str(), b.name.c_str());
@@ -115,6 +121,15 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         rt.timeout = r.timeout ? seconds(*r.timeout) : 0;
         rt.retries = r.retries;
         rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();
+        for (const auto& m : r.middleware) {
+            if (m == "auth" || m == "rate_limit") {
+                rt.unavailable_middleware = m == "auth" ? "auth" : "rate_limit";
+                LOG_WARN("route %s: middleware '%s' is not available in this version; the route "
+                         "answers 503 instead of forwarding unprotected",
+                         r.id.c_str(), rt.unavailable_middleware);
+                break;
+            }
+        }
         p->routes.push_back(std::move(rt));
     }
     std::vector<std::string> warnings;
@@ -145,7 +160,8 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
                 us.max_connections =
                     uc.max_connections ? static_cast<uint32_t>(*uc.max_connections) : 0;
                 // An unresolvable name starts out of rotation (new records only).
-                us.start_healthy = p->upstreams[ui++].resolved;
+                us.start_healthy = p->upstreams[ui].resolved && !p->upstreams[ui].tls;
+                ++ui;
                 bs.upstreams.push_back(std::move(us));
             }
             in.backends.push_back(std::move(bs));

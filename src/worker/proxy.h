@@ -36,6 +36,7 @@ struct UpstreamRt {
     sockaddr_storage sa{};
     socklen_t salen = 0;
     bool resolved = false;
+    bool tls = false;  // TLS to this upstream is configured but not available: never plaintext
     double connect_timeout = 5;  // seconds
     double read_timeout = 30;
     double write_timeout = 30;
@@ -64,6 +65,9 @@ struct RouteRt {
     double timeout = 0;     // seconds; 0 = use the upstream's own read/write timeouts
     uint32_t retries = 0;   // extra attempts on another upstream (idempotent requests)
     bool rewrites = false;  // strip_prefix or rewrite configured
+    // A security middleware (auth, rate_limit) the route lists but this version cannot enforce:
+    // requests are refused with 503 rather than forwarded unprotected. Static string or null.
+    const char* unavailable_middleware = nullptr;
 };
 
 /// Everything the data path needs, immutable after build() except for the idle pools.

@@ -40,6 +40,9 @@ void stopAccepting() {
     c.stopping = true;
     for (auto& w : c.accept_watchers) {
         ev_io_stop(c.loop, &w);
+        // Our copy of the listening socket: once every old process closed it, a port the new
+        // configuration no longer uses refuses connections instead of queueing them.
+        ::close(w.fd);
     }
 }
 
@@ -167,12 +170,12 @@ int runWorker(const WorkerInit& init) {
     clock_gettime(CLOCK_REALTIME, &ts);
     c.ids.init(static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec),
                static_cast<unsigned>(init.slot));
+    c.proxy = init.proxy;
     if (auto r = attachWorkerSharedState(init.slot); !r.ok()) {
         LOG_ERROR("shared memory: %s", r.error().msg.c_str());
         return 1;
     }
     c.access_log = AccessLog::create(*init.config);
-    c.proxy = init.proxy;
 
     ev_signal_init(&g_sig_term, onSignal, SIGTERM);
     ev_signal_init(&g_sig_int, onSignal, SIGINT);

@@ -20,8 +20,8 @@ constexpr uint32_t kWords = kMaxUpstreamsPerBackend / 64;
 template <bool kFailOpen>
 class Eligibility {
 public:
-    Eligibility(const UpstreamTable& table, const UpstreamPlan* ups, uint32_t first,
-                uint32_t count, const PickContext& ctx, uint64_t mask)
+    Eligibility(const UpstreamTable& table, const UpstreamPlan* ups, uint32_t first, uint32_t count,
+                const PickContext& ctx, uint64_t mask)
         : table_(table), ups_(ups + first), first_(first), ctx_(ctx), mask_(mask) {
         const uint32_t words = (count + 63) / 64;
         std::fill_n(known_, words, 0);
@@ -186,7 +186,8 @@ uint32_t Balancer::pickLocal(const BackendPlan& bp, const PickContext& ctx, uint
             return kLocalNone;
         }
         case Algorithm::LeastConnections: {
-            const uint32_t start = static_cast<uint32_t>(table_->nextRotation(bp.record, kFailOpen) % n);
+            const uint32_t start =
+                static_cast<uint32_t>(table_->nextRotation(bp.record, kFailOpen) % n);
             uint32_t best = kLocalNone;
             uint64_t best_load = 0;
             uint32_t best_weight = 0;

@@ -30,10 +30,10 @@ inline constexpr uint64_t kFirstKeyHash = 2;
 inline constexpr uint32_t kMaxKeyBytes = 504;
 
 /// Bits of UpstreamRecordShm::health.
-inline constexpr uint64_t kHealthHealthy = 1ull << 0;   // passes active checks (or unchecked)
-inline constexpr uint64_t kHealthDrained = 1ull << 1;   // administratively removed from rotation
-inline constexpr unsigned kHealthFailShift = 16;        // 16 bits: consecutive failed checks
-inline constexpr unsigned kHealthOkShift = 32;          // 16 bits: consecutive passed checks
+inline constexpr uint64_t kHealthHealthy = 1ull << 0;  // passes active checks (or unchecked)
+inline constexpr uint64_t kHealthDrained = 1ull << 1;  // administratively removed from rotation
+inline constexpr unsigned kHealthFailShift = 16;       // 16 bits: consecutive failed checks
+inline constexpr unsigned kHealthOkShift = 32;         // 16 bits: consecutive passed checks
 
 /// Segment body prologue. Offsets of everything else follow from the two capacities (see
 /// TableGeometry in upstream_table.cc), which the segment fingerprint pins.
@@ -84,12 +84,12 @@ static_assert(sizeof(UpstreamRecordShm) == 64, "layout changed: bump kUpstreamLa
 
 /// Shared state of one backend, keyed by its name.
 struct BackendRecordShm {
-    Atomic64 key_hash;    // as UpstreamRecordShm::key_hash
-    Atomic64 rotation;    // pick counter shared by all workers (RR/WRR position, least-conn tie
-                          // rotation); workers fetchAdd. Wraps harmlessly.
+    Atomic64 key_hash;  // as UpstreamRecordShm::key_hash
+    Atomic64 rotation;  // pick counter shared by all workers (RR/WRR position, least-conn tie
+                        // rotation); workers fetchAdd. Wraps harmlessly.
     Atomic64 fail_open_rotation;  // the same for fail-open picks, kept apart so that a failed
                                   // normal pass does not move fail-open picks in lockstep
-    Atomic32 generation;  // last plan generation that bound this record; master
+    Atomic32 generation;          // last plan generation that bound this record; master
     Atomic32 reserved0;
     Atomic64 reserved1[4];
 };

@@ -11,9 +11,9 @@ namespace photon::mod::balancer {
 
 namespace {
 
-constexpr std::string_view kAlgorithmNames[] = {"round_robin", "weighted_round_robin",
-                                                "least_connections", "ip_hash",
-                                                "random", "consistent_hash"};
+constexpr std::string_view kAlgorithmNames[] = {
+    "round_robin", "weighted_round_robin", "least_connections", "ip_hash",
+    "random",      "consistent_hash"};
 
 }  // namespace
 
@@ -62,8 +62,7 @@ core::Result<BalancerPlan> BalancerPlan::build(const BalancerInput& in, Upstream
         }
         for (const UpstreamSpec& u : b.upstreams) {
             if (u.address.empty()) {
-                return core::fail("load_balancing.backends.", b.name,
-                                  ".upstreams: empty address");
+                return core::fail("load_balancing.backends.", b.name, ".upstreams: empty address");
             }
             if (upstreamKey(b.name, u.address, 0).size() + 8 > kMaxKeyBytes) {
                 return core::fail("load_balancing.backends.", b.name, ".upstreams: address '",

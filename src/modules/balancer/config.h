@@ -57,7 +57,7 @@ struct BalancerInput {
 
 /// Per-upstream plan entry; hot in pick, 16 bytes.
 struct UpstreamPlan {
-    uint32_t record;           // index in UpstreamTable
+    uint32_t record;  // index in UpstreamTable
     uint32_t weight;
     uint32_t max_connections;  // 0 = unlimited
     uint32_t backend;          // index in BalancerPlan::backend()
@@ -65,9 +65,9 @@ struct UpstreamPlan {
 
 /// Per-backend plan entry.
 struct BackendPlan {
-    uint32_t record = 0;  // backend record in UpstreamTable (rotation counter)
-    uint32_t first = 0;   // index of its first upstream in BalancerPlan::upstream()
-    uint32_t count = 0;   // number of upstreams
+    uint32_t record = 0;    // backend record in UpstreamTable (rotation counter)
+    uint32_t first = 0;     // index of its first upstream in BalancerPlan::upstream()
+    uint32_t count = 0;     // number of upstreams
     uint32_t weighted = 0;  // upstreams with weight > 0
     Algorithm algorithm = Algorithm::RoundRobin;
     bool two_choices = false;
@@ -76,7 +76,7 @@ struct BackendPlan {
     uint64_t fail_timeout_us = 0;
     uint32_t wrr_offset = 0;  // weighted_round_robin: sequence in BalancerPlan::wrrSequence()
     uint32_t wrr_period = 0;
-    HashRing ring;            // ip_hash / consistent_hash only
+    HashRing ring;  // ip_hash / consistent_hash only
 };
 
 /// The immutable, config-derived half of the balancer: backend and upstream lists, the upstream

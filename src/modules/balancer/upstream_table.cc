@@ -119,16 +119,26 @@ void bump(W& cell, typename W::value_type d) {
 
 std::string_view healthErrorName(HealthError e) {
     switch (e) {
-        case HealthError::None: return "none";
-        case HealthError::ConnectRefused: return "connect_refused";
-        case HealthError::ConnectTimeout: return "connect_timeout";
-        case HealthError::Timeout: return "timeout";
-        case HealthError::TlsHandshake: return "tls_handshake";
-        case HealthError::BadStatus: return "bad_status";
-        case HealthError::Io: return "io";
-        case HealthError::Resolve: return "resolve";
-        case HealthError::Protocol: return "protocol";
-        case HealthError::Admin: return "admin";
+        case HealthError::None:
+            return "none";
+        case HealthError::ConnectRefused:
+            return "connect_refused";
+        case HealthError::ConnectTimeout:
+            return "connect_timeout";
+        case HealthError::Timeout:
+            return "timeout";
+        case HealthError::TlsHandshake:
+            return "tls_handshake";
+        case HealthError::BadStatus:
+            return "bad_status";
+        case HealthError::Io:
+            return "io";
+        case HealthError::Resolve:
+            return "resolve";
+        case HealthError::Protocol:
+            return "protocol";
+        case HealthError::Admin:
+            return "admin";
     }
     return "unknown";
 }
@@ -448,8 +458,7 @@ void UpstreamTable::reportSuccess(uint32_t record, uint32_t slot) {
 }
 
 HealthTransition UpstreamTable::recordCheck(uint32_t record, uint32_t writer, bool ok,
-                                            uint64_t now_us, HealthError err,
-                                            uint16_t http_status,
+                                            uint64_t now_us, HealthError err, uint16_t http_status,
                                             const HealthThresholds& thresholds) {
     UpstreamRecordShm& rec = records_[record];
     uint64_t token = 0;
@@ -523,16 +532,14 @@ bool UpstreamTable::setDrained(uint32_t record, uint32_t writer, bool drained) {
     return true;
 }
 
-uint64_t UpstreamTable::sumCounter(const Atomic64* column0, uint32_t record,
-                                   uint64_t mask) const {
+uint64_t UpstreamTable::sumCounter(const Atomic64* column0, uint32_t record, uint64_t mask) const {
     // Relaxed inside the fold seqlock read section (see snapshot()).
     uint64_t sum = column0[static_cast<size_t>(kRetiredColumn) * capacity_ + record].load(
         std::memory_order_relaxed);
     while (mask != 0) {
         const unsigned s = static_cast<unsigned>(__builtin_ctzll(mask));
         mask &= mask - 1;
-        sum += column0[static_cast<size_t>(s) * capacity_ + record].load(
-            std::memory_order_relaxed);
+        sum += column0[static_cast<size_t>(s) * capacity_ + record].load(std::memory_order_relaxed);
     }
     return sum;
 }

@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// UpstreamTable: shared upstream state (health, ejection, in-flight gauges, counters) in one segment.
+// UpstreamTable: shared upstream state (health, ejection, in-flight gauges, counters).
 #pragma once
 
 #include <cstdint>
@@ -17,13 +17,13 @@ enum class HealthError : uint16_t {
     None = 0,
     ConnectRefused = 1,
     ConnectTimeout = 2,
-    Timeout = 3,        // connected, but no complete answer in time
+    Timeout = 3,  // connected, but no complete answer in time
     TlsHandshake = 4,
-    BadStatus = 5,      // HTTP status != expected_status (the status is stored alongside)
-    Io = 6,             // reset, EOF or another I/O error mid-check
-    Resolve = 7,        // the address did not resolve
-    Protocol = 8,       // unparsable HTTP answer
-    Admin = 9,          // set by an operator or by the master, not by a check
+    BadStatus = 5,  // HTTP status != expected_status (the status is stored alongside)
+    Io = 6,         // reset, EOF or another I/O error mid-check
+    Resolve = 7,    // the address did not resolve
+    Protocol = 8,   // unparsable HTTP answer
+    Admin = 9,      // set by an operator or by the master, not by a check
 };
 /// Lowercase snake_case name for /health and logs ("connect_refused"); "unknown" if out of range.
 std::string_view healthErrorName(HealthError e);
@@ -36,28 +36,28 @@ struct HealthThresholds {
 };
 
 enum class HealthTransition : uint8_t {
-    None,             // recorded, state unchanged
+    None,  // recorded, state unchanged
     BecameHealthy,
     BecameUnhealthy,
-    Busy,             // another writer holds the record's seqlock; nothing recorded, retry later
+    Busy,  // another writer holds the record's seqlock; nothing recorded, retry later
 };
 
 /// Consistent copy of one upstream record for /health, metrics and logs.
 struct UpstreamSnapshot {
     bool healthy = false;
     bool drained = false;
-    bool ejected = false;              // ejected_until_us > now
-    uint16_t consecutive_failures = 0; // active checks
+    bool ejected = false;               // ejected_until_us > now
+    uint16_t consecutive_failures = 0;  // active checks
     uint16_t consecutive_successes = 0;
     HealthError last_error = HealthError::None;
     uint16_t last_http_status = 0;
-    uint64_t last_check_us = 0;        // CLOCK_MONOTONIC µs; 0 = never checked
+    uint64_t last_check_us = 0;  // CLOCK_MONOTONIC µs; 0 = never checked
     uint64_t ejected_until_us = 0;
     uint64_t health_changes = 0;
-    uint64_t inflight = 0;             // summed over slots
-    uint64_t requests_total = 0;       // summed over slots + retired; never decreases
-    uint64_t failures_total = 0;       // passive failures, likewise
-    bool consistent = true;            // false if a seqlock stayed busy for every read attempt
+    uint64_t inflight = 0;        // summed over slots
+    uint64_t requests_total = 0;  // summed over slots + retired; never decreases
+    uint64_t failures_total = 0;  // passive failures, likewise
+    bool consistent = true;       // false if a seqlock stayed busy for every read attempt
 };
 
 /// View over the upstream table segment. Records are addressed by index ("record"); the
@@ -184,8 +184,8 @@ public:
     /// Forces the health state (e.g. unresolvable address at start, or a first check before
     /// serving), resets the consecutive counters and records the check time and error. Returns
     /// false (nothing written) if another writer is mid-update.
-    bool setHealth(uint32_t record, uint32_t writer, bool healthy, uint64_t now_us,
-                   HealthError err, uint16_t http_status = 0);
+    bool setHealth(uint32_t record, uint32_t writer, bool healthy, uint64_t now_us, HealthError err,
+                   uint16_t http_status = 0);
 
     /// Sets or clears the drained flag (upstream kept out of every pick, fail-open included).
     /// Returns false if another writer is mid-update.
@@ -227,9 +227,7 @@ public:
     UpstreamSnapshot snapshot(uint32_t record, uint64_t now_us) const;
 
     const UpstreamRecordShm& record(uint32_t record) const { return records_[record]; }
-    uint32_t pinnedGeneration(uint32_t slot) const {
-        return header_->slot_generation[slot].load();
-    }
+    uint32_t pinnedGeneration(uint32_t slot) const { return header_->slot_generation[slot].load(); }
     /// Generation of the record (0 for a free record).
     uint32_t recordGeneration(uint32_t record) const { return records_[record].generation.load(); }
     bool recordInUse(uint32_t record) const {

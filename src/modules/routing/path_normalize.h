@@ -45,8 +45,8 @@ NormalizeResult normalizePath(std::string_view raw_path, char* out, size_t out_c
 
 /// True for the RFC 3986 unreserved set: ALPHA DIGIT '-' '.' '_' '~'.
 constexpr bool isUnreserved(unsigned char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '-' || c == '.' || c == '_' || c == '~';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '.' || c == '_' || c == '~';
 }
 
 }  // namespace photon::mod::routing

@@ -61,25 +61,60 @@ inline uint64_t mix64(uint64_t x) {
     return x;
 }
 
-// Keys are config-defined (requests only probe), so flooding is not a concern.
+inline uint64_t load64(const char* p) {
+    uint64_t v;
+    std::memcpy(&v, p, 8);
+    return v;
+}
+
+inline uint64_t load32(const char* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// Keys are config-defined (requests only probe), so flooding is not a concern. Short inputs are
+// read with overlapping loads instead of a byte loop.
 inline uint64_t hashBytes(std::string_view s, uint64_t seed) {
-    uint64_t h = (seed * 0x9E3779B97F4A7C15ULL) ^ s.size();
+    constexpr uint64_t kMul = 0x9E3779B97F4A7C15ULL;
     const char* p = s.data();
-    size_t n = s.size();
-    while (n >= 8) {
-        uint64_t v;
-        std::memcpy(&v, p, 8);
-        h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
-        h ^= h >> 29;
-        p += 8;
-        n -= 8;
-    }
-    if (n != 0) {
-        uint64_t v = 0;
-        std::memcpy(&v, p, n);
-        h = (h ^ v) * 0x9E3779B97F4A7C15ULL;
+    const size_t n = s.size();
+    uint64_t h = (seed * kMul) ^ (n * 0xC2B2AE3D27D4EB4FULL);
+    if (n > 8) {
+        const char* last = p + n - 8;
+        for (; p < last; p += 8) {
+            h = (h ^ load64(p)) * kMul;
+            h ^= h >> 29;
+        }
+        h = (h ^ load64(last)) * kMul;
+    } else if (n >= 4) {
+        h = (h ^ ((load32(p) << 32) | load32(p + n - 4))) * kMul;
+    } else if (n > 0) {
+        const auto b0 = static_cast<uint64_t>(static_cast<unsigned char>(p[0]));
+        const auto b1 = static_cast<uint64_t>(static_cast<unsigned char>(p[n >> 1]));
+        const auto b2 = static_cast<uint64_t>(static_cast<unsigned char>(p[n - 1]));
+        h = (h ^ ((b0 << 16) | (b1 << 8) | b2)) * kMul;
     }
     return mix64(h);
+}
+
+// Equality of two byte ranges of the same length n, without a library call for short keys.
+inline bool sameBytes(const char* a, const char* b, size_t n) {
+    if (n >= 8) {
+        if (n > 16) {
+            return std::memcmp(a, b, n) == 0;
+        }
+        return load64(a) == load64(b) && load64(a + n - 8) == load64(b + n - 8);
+    }
+    if (n >= 4) {
+        return load32(a) == load32(b) && load32(a + n - 4) == load32(b + n - 4);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if (a[i] != b[i]) {
+            return false;
+        }
+    }
+    return true;
 }
 
 inline char lowerAscii(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : c; }
@@ -107,10 +142,22 @@ bool isTokenChar(char c) {
     return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
 }
 
-bool isRegNameChar(char c) {
-    return isUnreserved(static_cast<unsigned char>(c)) ||
-           (c != '\0' && std::strchr("!$&'()*+,;=%", c) != nullptr);
-}
+// reg-name bytes (RFC 3986: unreserved, sub-delims, '%') mapped to their lower-case form,
+// ':' to kHostPortMark, every other byte to 0.
+constexpr char kHostPortMark = 1;
+constexpr std::array<char, 256> kHostChars = [] {
+    std::array<char, 256> t{};
+    for (int c = 0; c < 256; ++c) {
+        const auto u = static_cast<unsigned char>(c);
+        if (isUnreserved(u) ||
+            (c != 0 && std::string_view("!$&'()*+,;=%").find(static_cast<char>(c)) !=
+                           std::string_view::npos)) {
+            t[u] = (c >= 'A' && c <= 'Z') ? static_cast<char>(c + 32) : static_cast<char>(c);
+        }
+    }
+    t[':'] = kHostPortMark;
+    return t;
+}();
 
 bool isIdentifier(std::string_view s) {
     if (s.empty() || !(std::isalpha(static_cast<unsigned char>(s[0])) || s[0] == '_')) {
@@ -171,7 +218,7 @@ public:
                 return kNone;
             }
             if (s.hash == h && s.parent == parent && s.len == key.size() &&
-                std::memcmp(keys_.data() + s.off, key.data(), key.size()) == 0) {
+                sameBytes(keys_.data() + s.off, key.data(), key.size())) {
                 return s.value;
             }
         }
@@ -209,8 +256,20 @@ struct Node {
     uint32_t star = kNone;         // '*' child
     uint32_t param = kNone;        // '{name}' child
     uint32_t dstar_child = kNone;  // continuation after a non-final '**'
-    uint32_t literal_children = 0;
+    uint32_t lit_begin = 0;        // literal children, compared one by one when few
+    uint32_t lit_end = 0;
+    bool lit_hashed = false;    // many literal children: look them up in Impl::edges
+    bool alternatives = false;  // has glob, '*', '{name}' or non-final '**' children
 };
+
+struct LitEdge {
+    uint32_t off;  // into Impl::lit_keys
+    uint32_t len;
+    uint32_t child;
+};
+
+// Up to this many literal children are compared one by one (cheaper than hashing a segment).
+constexpr size_t kLinearLiteralChildren = 8;
 
 struct GlobEdge {
     uint32_t glob;
@@ -244,8 +303,6 @@ struct RouteData {
     uint64_t rank = 0;
     uint64_t methods = kAllMethods;
     uint32_t regex = kNone;
-    std::vector<PatSeg> segs;
-    bool has_params = false;
     std::vector<std::string> capture_names;
     std::string strip_prefix;
     bool has_rewrite = false;
@@ -258,31 +315,42 @@ struct CompiledRegex {
     uint32_t captures = 0;
 };
 
+struct Span {  // a trivially default-constructible string_view
+    const char* p;
+    size_t n;
+};
+
 struct Search {
     std::string_view path;
     uint64_t mbit = 0;
     uint64_t best = kNoRank;
     uint32_t route = kNone;
-    bool regex_winner = false;
     uint8_t ncaps = 0;
-    std::array<std::string_view, kMaxCaptures> caps{};
+    uint8_t depth = 0;  // '{name}' segments on the current trie path
+    // Scratch, deliberately left uninitialised (only [0, ncaps) / [0, depth) are ever read).
+    Span caps[kMaxCaptures];   // of the current winner
+    Span stack[kMaxCaptures];  // of the current trie path
     // Second pass (405 detection).
     uint64_t allow = 0;
     bool any = false;
 };
 
+// Segments are short: a plain loop beats a memchr() call.
 inline size_t segmentEnd(std::string_view p, size_t pos) {
-    const void* q = std::memchr(p.data() + pos, '/', p.size() - pos);
-    return q != nullptr ? static_cast<size_t>(static_cast<const char*>(q) - p.data()) : p.size();
+    const char* b = p.data();
+    const size_t n = p.size();
+    while (pos < n && b[pos] != '/') {
+        ++pos;
+    }
+    return pos;
 }
 
 inline size_t nextSegment(std::string_view p, size_t end) {
     return end < p.size() ? end + 1 : kEnd;
 }
 
-constexpr std::string_view kStandardMethods[] = {"",       "GET",   "HEAD",    "POST",
-                                                 "PUT",    "DELETE", "PATCH",  "OPTIONS",
-                                                 "CONNECT", "TRACE"};
+constexpr std::string_view kStandardMethods[] = {"",       "GET",   "HEAD",    "POST",    "PUT",
+                                                 "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE"};
 
 // ---- config-side parsing -------------------------------------------------------------------
 
@@ -309,7 +377,8 @@ core::Result<HostPattern> parseHostPattern(std::string_view text, std::string& w
     std::string name = lowerString(text);
     if (name.front() == '[') {
         const size_t close = name.find(']');
-        if (close != std::string::npos && name.substr(1, close - 1).find(':') != std::string::npos) {
+        if (close != std::string::npos &&
+            name.substr(1, close - 1).find(':') != std::string::npos) {
             const std::string rest = name.substr(close + 1);
             name = name.substr(1, close - 1);
             if (!rest.empty()) {
@@ -468,8 +537,9 @@ core::Result<ParsedPath> parseGlobPath(std::string_view raw, std::vector<Segment
         return core::fail("must not be empty");
     }
     if (raw[0] != '/') {
-        return core::fail("must start with '/' (or be a regex starting with '^' and ending "
-                          "with '$')");
+        return core::fail(
+            "must start with '/' (or be a regex starting with '^' and ending "
+            "with '$')");
     }
     if (raw.size() > kMaxPatternLength) {
         return core::fail("longer than ", std::to_string(kMaxPatternLength), " bytes");
@@ -483,7 +553,8 @@ core::Result<ParsedPath> parseGlobPath(std::string_view raw, std::vector<Segment
     std::vector<std::string_view> parts;
     for (size_t pos = 1;;) {
         const size_t end = t.find('/', pos);
-        parts.push_back(std::string_view(t).substr(pos, end == std::string::npos ? end : end - pos));
+        parts.push_back(
+            std::string_view(t).substr(pos, end == std::string::npos ? end : end - pos));
         if (end == std::string::npos) {
             break;
         }
@@ -526,8 +597,8 @@ core::Result<ParsedPath> parseGlobPath(std::string_view raw, std::vector<Segment
                                   " '{name}' parameters");
             }
             pp.exact = false;
-            pp.segs.push_back(PatSeg{SegKind::Param, static_cast<uint32_t>(pp.params.size()),
-                                     std::string(name)});
+            pp.segs.push_back(
+                PatSeg{SegKind::Param, static_cast<uint32_t>(pp.params.size()), std::string(name)});
             pp.params.emplace_back(name);
             pp.canonical.append("{}");
             continue;
@@ -594,12 +665,18 @@ struct Router::Impl {
     std::vector<Entry> entries;
     std::vector<GlobEdge> glob_edges;
     std::vector<SegmentGlob> globs;
-    StringTable edges;  // (node, literal segment) -> child node
+    std::vector<LitEdge> lit_edges;
+    std::string lit_keys;
+    StringTable edges;  // (node, literal segment) -> child node, for nodes with many children
     std::vector<Group> groups;
     std::vector<Entry> regex_entries;
-    StringTable exact_hosts;   // (0, host) -> group
-    StringTable suffix_hosts;  // (0, ".suffix") -> group
-    std::vector<uint32_t> pattern_groups;  // regex / general-glob hosts, by min_rank
+    StringTable exact_hosts;                  // (0, host) -> group
+    StringTable suffix_hosts;                 // (0, ".suffix") -> group
+    size_t min_suffix = SIZE_MAX;             // length range of the suffixes, so that useless
+    size_t max_suffix = 0;                    // probes are skipped
+    bool any_host_routes = false;             // false: never look at the Host header
+    std::array<uint64_t, 4> exact_lengths{};  // lengths of exact hosts (bit set), to skip probes
+    std::vector<uint32_t> pattern_groups;     // regex / general-glob hosts, by min_rank
     uint32_t any_group = kNone;
     std::vector<CompiledRegex> regexes;
     pcre2_match_data* match_data = nullptr;
@@ -621,6 +698,13 @@ struct Router::Impl {
     }
 
     uint64_t methodBit(std::string_view m) const {
+        // Fast path: the usual spelling.
+        if (m == "GET") {
+            return method::kGet;
+        }
+        if (m == "POST") {
+            return method::kPost;
+        }
         char up[32];
         if (m.empty() || m.size() > sizeof(up)) {
             return method::kOther;
@@ -679,6 +763,19 @@ struct Router::Impl {
         return method::kOther;
     }
 
+    uint32_t literalChild(uint32_t ni, const Node& n, std::string_view seg) const {
+        if (n.lit_hashed) {
+            return edges.find(ni, seg);
+        }
+        for (uint32_t i = n.lit_begin; i < n.lit_end; ++i) {
+            const LitEdge& e = lit_edges[i];
+            if (e.len == seg.size() && sameBytes(lit_keys.data() + e.off, seg.data(), e.len)) {
+                return e.child;
+            }
+        }
+        return kNone;
+    }
+
     bool regexMatch(uint32_t re, std::string_view subject) const {
         const int rc = pcre2_match(regexes[re].code, reinterpret_cast<PCRE2_SPTR>(subject.data()),
                                    subject.size(), 0, 0, match_data, match_context);
@@ -688,57 +785,82 @@ struct Router::Impl {
     void copyRegexCaptures(uint32_t re, std::string_view subject, Search& s) const {
         const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(match_data);
         const uint32_t pairs = pcre2_get_ovector_count(match_data);
-        const uint32_t n =
-            std::min<uint32_t>({regexes[re].captures, static_cast<uint32_t>(kMaxCaptures),
-                                pairs > 0 ? pairs - 1 : 0});
+        const uint32_t n = std::min<uint32_t>(
+            {regexes[re].captures, static_cast<uint32_t>(kMaxCaptures), pairs > 0 ? pairs - 1 : 0});
         for (uint32_t i = 0; i < n; ++i) {
             const PCRE2_SIZE b = ov[2 * (i + 1)];
             const PCRE2_SIZE e = ov[2 * (i + 1) + 1];
-            s.caps[i] = b == PCRE2_UNSET ? std::string_view() : subject.substr(b, e - b);
+            s.caps[i] = b == PCRE2_UNSET ? Span{nullptr, 0} : Span{subject.data() + b, e - b};
         }
         s.ncaps = static_cast<uint8_t>(n);
+    }
+
+    static void win(const Entry& e, Search& s) {
+        s.best = e.rank;
+        s.route = e.route;
+        s.ncaps = s.depth;
+        for (uint8_t i = 0; i < s.depth; ++i) {
+            s.caps[i] = s.stack[i];
+        }
     }
 
     // First pass: the best (lowest-rank) route matching path, host and method. Subtrees whose
     // best possible rank cannot beat the current winner are skipped.
     void walk(uint32_t ni, size_t pos, Search& s) const {
-        const Node& n = nodes[ni];
-        if (pos == kEnd) {
-            for (uint32_t i = n.term_begin; i < n.term_end; ++i) {
+        // Chains of literal-only nodes are followed in this loop; recursion is needed only
+        // where a node also has wildcard children.
+        for (;;) {
+            const Node& n = nodes[ni];
+            if (pos == kEnd) {
+                for (uint32_t i = n.term_begin; i < n.term_end; ++i) {
+                    const Entry& e = entries[i];
+                    if (e.rank >= s.best) {
+                        break;
+                    }
+                    if ((e.methods & s.mbit) != 0) {
+                        win(e, s);
+                        break;
+                    }
+                }
+                return;
+            }
+            for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
                 const Entry& e = entries[i];
                 if (e.rank >= s.best) {
                     break;
                 }
                 if ((e.methods & s.mbit) != 0) {
-                    s.best = e.rank;
-                    s.route = e.route;
-                    s.regex_winner = false;
+                    win(e, s);
                     break;
                 }
             }
+            const size_t end = segmentEnd(s.path, pos);
+            const std::string_view seg(s.path.data() + pos, end - pos);
+            const size_t next = nextSegment(s.path, end);
+            uint32_t lit = kNone;
+            if (n.lit_end != n.lit_begin) {
+                lit = literalChild(ni, n, seg);
+                if (lit != kNone && nodes[lit].min_rank >= s.best) {
+                    lit = kNone;
+                }
+            }
+            if (!n.alternatives) {
+                if (lit == kNone) {
+                    return;
+                }
+                ni = lit;
+                pos = next;
+                continue;
+            }
+            if (lit != kNone) {
+                walk(lit, next, s);
+            }
+            walkAlternatives(n, seg, next, s);
             return;
         }
-        for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
-            const Entry& e = entries[i];
-            if (e.rank >= s.best) {
-                break;
-            }
-            if ((e.methods & s.mbit) != 0) {
-                s.best = e.rank;
-                s.route = e.route;
-                s.regex_winner = false;
-                break;
-            }
-        }
-        const size_t end = segmentEnd(s.path, pos);
-        const std::string_view seg = s.path.substr(pos, end - pos);
-        const size_t next = nextSegment(s.path, end);
-        if (n.literal_children != 0) {
-            const uint32_t c = edges.find(ni, seg);
-            if (c != kNone && nodes[c].min_rank < s.best) {
-                walk(c, next, s);
-            }
-        }
+    }
+
+    void walkAlternatives(const Node& n, std::string_view seg, size_t next, Search& s) const {
         for (uint32_t i = n.glob_begin; i < n.glob_end; ++i) {
             const GlobEdge& ge = glob_edges[i];
             if (nodes[ge.child].min_rank >= s.best) {
@@ -749,7 +871,9 @@ struct Router::Impl {
             }
         }
         if (n.param != kNone && !seg.empty() && nodes[n.param].min_rank < s.best) {
+            s.stack[s.depth++] = Span{seg.data(), seg.size()};  // <= kMaxCaptures per pattern
             walk(n.param, next, s);
+            --s.depth;
         }
         if (n.star != kNone && nodes[n.star].min_rank < s.best) {
             walk(n.star, next, s);
@@ -778,10 +902,10 @@ struct Router::Impl {
             s.any = true;
         }
         const size_t end = segmentEnd(s.path, pos);
-        const std::string_view seg = s.path.substr(pos, end - pos);
+        const std::string_view seg(s.path.data() + pos, end - pos);
         const size_t next = nextSegment(s.path, end);
-        if (n.literal_children != 0) {
-            const uint32_t c = edges.find(ni, seg);
+        if (n.lit_end != n.lit_begin) {
+            const uint32_t c = literalChild(ni, n, seg);
             if (c != kNone) {
                 walkAll(c, next, s);
             }
@@ -823,7 +947,6 @@ struct Router::Impl {
             if ((e.methods & s.mbit) != 0 && regexMatch(e.regex, s.path)) {
                 s.best = e.rank;
                 s.route = e.route;
-                s.regex_winner = true;
                 copyRegexCaptures(e.regex, s.path, s);
                 break;
             }
@@ -855,12 +978,15 @@ struct Router::Impl {
     template <typename Fn>
     void forEachGroup(std::string_view host, Fn&& fn) const {
         if (!host.empty()) {
-            const uint32_t g = exact_hosts.find(0, host);
-            if (g != kNone) {
-                fn(g);
+            if ((exact_lengths[host.size() >> 6] >> (host.size() & 63) & 1) != 0) {
+                const uint32_t g = exact_hosts.find(0, host);
+                if (g != kNone) {
+                    fn(g);
+                }
             }
-            if (!suffix_hosts.empty()) {
-                for (size_t i = 1; i < host.size(); ++i) {
+            if (!suffix_hosts.empty() && host.size() > min_suffix) {
+                const size_t from = host.size() > max_suffix ? host.size() - max_suffix : 1;
+                for (size_t i = from; i + min_suffix <= host.size(); ++i) {
                     if (host[i] == '.') {
                         const uint32_t w = suffix_hosts.find(0, host.substr(i));
                         if (w != kNone) {
@@ -876,42 +1002,6 @@ struct Router::Impl {
         if (any_group != kNone) {
             fn(any_group);
         }
-    }
-
-    bool matchSegs(const RouteData& r, size_t si, std::string_view p, size_t pos,
-                   std::array<std::string_view, kMaxCaptures>& caps) const {
-        if (si == r.segs.size()) {
-            return pos == kEnd;
-        }
-        if (pos == kEnd) {
-            return false;
-        }
-        const PatSeg& ps = r.segs[si];
-        const size_t end = segmentEnd(p, pos);
-        const std::string_view seg = p.substr(pos, end - pos);
-        const size_t next = nextSegment(p, end);
-        switch (ps.kind) {
-            case SegKind::Literal:
-                return seg == ps.text && matchSegs(r, si + 1, p, next, caps);
-            case SegKind::Star:
-                return matchSegs(r, si + 1, p, next, caps);
-            case SegKind::Param:
-                caps[ps.index] = seg;
-                return !seg.empty() && matchSegs(r, si + 1, p, next, caps);
-            case SegKind::Glob:
-                return globs[ps.index].matches(seg) && matchSegs(r, si + 1, p, next, caps);
-            case SegKind::DStar:
-                if (si + 1 == r.segs.size()) {
-                    return true;
-                }
-                for (size_t q = next; q != kEnd; q = nextSegment(p, segmentEnd(p, q))) {
-                    if (matchSegs(r, si + 1, p, q, caps)) {
-                        return true;
-                    }
-                }
-                return false;
-        }
-        return false;
     }
 };
 
@@ -949,22 +1039,29 @@ std::string_view canonicalHost(std::string_view h, char* buf) {
         }
         return {buf, n};
     }
-    const size_t colon = h.find(':');
-    std::string_view name = h.substr(0, colon);
-    if (colon != std::string_view::npos && !allDigits(h.substr(colon + 1))) {
-        return {};
-    }
-    if (!name.empty() && name.back() == '.') {
-        name.remove_suffix(1);
-    }
-    if (name.empty() || name.size() > kMaxHostLength) {
-        return {};
-    }
-    for (char c : name) {
-        if (!isRegNameChar(c)) {
-            return {};
+    // One pass: validate and lower-case the name (buf has room for one byte more than the
+    // longest accepted name, which may still carry a trailing dot), stop at the port.
+    const size_t lim = std::min(h.size(), kMaxHostLength + 1);
+    size_t i = 0;
+    for (; i < lim; ++i) {
+        const char t = kHostChars[static_cast<unsigned char>(h[i])];
+        if (t <= kHostPortMark) {
+            if (t == 0) {
+                return {};
+            }
+            break;
         }
-        buf[n++] = lowerAscii(c);
+        buf[i] = t;
+    }
+    if (i < h.size() && (h[i] != ':' || !allDigits(h.substr(i + 1)))) {
+        return {};  // too long, or a bad port
+    }
+    n = i;
+    if (n != 0 && buf[n - 1] == '.') {
+        --n;
+    }
+    if (n == 0 || n > kMaxHostLength) {
+        return {};
     }
     return {buf, n};
 }
@@ -1057,14 +1154,15 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                                               " distinct non-standard methods");
                         }
                         if (up.size() > 32) {
-                            return core::fail(where, ".methods: method name longer than 32 "
-                                                     "bytes");
+                            return core::fail(where,
+                                              ".methods: method name longer than 32 "
+                                              "bytes");
                         }
                         im.extra_methods.push_back(up);
                         it = im.extra_methods.end() - 1;
                     }
-                    bit = uint64_t{1}
-                          << (kFirstExtraMethodBit + static_cast<size_t>(it - im.extra_methods.begin()));
+                    bit = uint64_t{1} << (kFirstExtraMethodBit +
+                                          static_cast<size_t>(it - im.extra_methods.begin()));
                 }
                 rd.methods |= bit;
             }
@@ -1134,9 +1232,7 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                 return core::fail(where, ".path: ", parsed.error().msg);
             }
             pp = std::move(parsed.value());
-            rd.segs = pp.segs;
             rd.capture_names = pp.params;
-            rd.has_params = !pp.params.empty();
         }
         const PathClass pc = pp.regex       ? PathClass::Regex
                              : pp.exact     ? PathClass::Exact
@@ -1174,8 +1270,9 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                 return core::fail(where, ".rewrite: must start with '/'");
             }
             const size_t ncaps = rd.capture_names.size();
-            auto addCapture = [&](size_t idx) { rd.rewrite_ops.push_back(RewriteOp{
-                                                    static_cast<uint32_t>(idx), 0, 0}); };
+            auto addCapture = [&](size_t idx) {
+                rd.rewrite_ops.push_back(RewriteOp{static_cast<uint32_t>(idx), 0, 0});
+            };
             auto addLiteral = [&](char c) {
                 if (rd.rewrite_ops.empty() || rd.rewrite_ops.back().capture != kNone) {
                     rd.rewrite_ops.push_back(
@@ -1192,8 +1289,9 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                                       std::to_string(i));
                 }
                 if (c == '?' || c == '#') {
-                    return core::fail(where, ".rewrite: must not contain '?' or '#' (the query "
-                                             "is forwarded unchanged)");
+                    return core::fail(where,
+                                      ".rewrite: must not contain '?' or '#' (the query "
+                                      "is forwarded unchanged)");
                 }
                 if (c == '$') {
                     if (i + 1 < t.size() && t[i + 1] == '$') {
@@ -1202,18 +1300,20 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                         continue;
                     }
                     size_t j = i + 1;
-                    while (j < t.size() && j - i <= 2 && std::isdigit(static_cast<unsigned char>(t[j]))) {
+                    while (j < t.size() && j - i <= 2 &&
+                           std::isdigit(static_cast<unsigned char>(t[j]))) {
                         ++j;
                     }
                     if (j == i + 1) {
-                        return core::fail(where, ".rewrite: '$' must be followed by a capture "
-                                                 "number or another '$'");
+                        return core::fail(where,
+                                          ".rewrite: '$' must be followed by a capture "
+                                          "number or another '$'");
                     }
                     const size_t num = std::stoul(t.substr(i + 1, j - i - 1));
                     if (num < 1 || num > ncaps) {
                         return core::fail(where, ".rewrite: $", std::to_string(num),
-                                          " does not exist (the route has ",
-                                          std::to_string(ncaps), " usable captures)");
+                                          " does not exist (the route has ", std::to_string(ncaps),
+                                          " usable captures)");
                     }
                     addCapture(num - 1);
                     i = j - 1;
@@ -1252,8 +1352,10 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                 warn(where + " (" + quoted(spec.id) + "): can never win: " + first +
                      " has the same path and host and covers all its methods");
             } else if ((rd.methods & ~sp.covered) == 0) {
-                warn(where + " (" + quoted(spec.id) + "): can never win: earlier routes with the "
-                     "same path and host (the first is " + first + ") cover all its methods");
+                warn(where + " (" + quoted(spec.id) +
+                     "): can never win: earlier routes with the "
+                     "same path and host (the first is " +
+                     first + ") cover all its methods");
             }
             sp.covered |= rd.methods;
         }
@@ -1356,10 +1458,19 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
         n.star = b.star;
         n.param = b.param;
         n.dstar_child = b.dstar_child;
-        n.literal_children = static_cast<uint32_t>(b.literals.size());
+        n.alternatives =
+            !b.globs.empty() || b.star != kNone || b.param != kNone || b.dstar_child != kNone;
+        n.lit_begin = static_cast<uint32_t>(im.lit_edges.size());
+        n.lit_hashed = b.literals.size() > kLinearLiteralChildren;
         for (const auto& [seg, child] : b.literals) {
-            edge_items.push_back(StringTable::Item{static_cast<uint32_t>(i), seg, child});
+            if (n.lit_hashed) {
+                edge_items.push_back(StringTable::Item{static_cast<uint32_t>(i), seg, child});
+            }
+            im.lit_edges.push_back(LitEdge{static_cast<uint32_t>(im.lit_keys.size()),
+                                           static_cast<uint32_t>(seg.size()), child});
+            im.lit_keys.append(seg);
         }
+        n.lit_end = static_cast<uint32_t>(im.lit_edges.size());
     }
     im.edges.build(edge_items);
     for (size_t i = bnodes.size(); i-- > 0;) {
@@ -1412,11 +1523,17 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                 break;
             case HostClass::Exact:
                 exact_items.push_back(StringTable::Item{0, bg.host.text, gid});
+                im.exact_lengths[bg.host.text.size() >> 6] |= uint64_t{1}
+                                                              << (bg.host.text.size() & 63);
+                im.any_host_routes = true;
                 break;
             case HostClass::Wildcard:
             case HostClass::Regex:
+                im.any_host_routes = true;
                 if (bg.host_regex == kNone) {
                     suffix_items.push_back(StringTable::Item{0, bg.host.text, gid});
+                    im.min_suffix = std::min(im.min_suffix, bg.host.text.size());
+                    im.max_suffix = std::max(im.max_suffix, bg.host.text.size());
                 } else {
                     g.host_regex = bg.host_regex;
                     im.pattern_groups.push_back(gid);
@@ -1463,8 +1580,9 @@ Match Router::match(std::string_view method, std::string_view host_header,
     if (path.empty() || path[0] != '/') {
         return m;
     }
-    char host_buf[kMaxHostLength];
-    const std::string_view host = canonicalHost(host_header, host_buf);
+    char host_buf[kHostBufferSize];
+    const std::string_view host =
+        im.any_host_routes ? canonicalHost(host_header, host_buf) : std::string_view();
     Search s;
     s.path = path;
     s.mbit = im.methodBit(method);
@@ -1472,13 +1590,9 @@ Match Router::match(std::string_view method, std::string_view host_header,
     if (s.route != kNone) {
         m.status = MatchStatus::Found;
         m.route = s.route;
-        const RouteData& r = im.routes[s.route];
-        if (s.regex_winner) {
-            m.capture_count = s.ncaps;
-            m.captures = s.caps;
-        } else if (r.has_params) {
-            im.matchSegs(r, 0, path, 1, m.captures);
-            m.capture_count = static_cast<uint8_t>(r.capture_names.size());
+        m.capture_count = s.ncaps;
+        for (uint8_t i = 0; i < s.ncaps; ++i) {
+            m.captures[i] = std::string_view(s.caps[i].p, s.caps[i].n);
         }
         return m;
     }

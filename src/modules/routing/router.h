@@ -40,6 +40,8 @@ inline constexpr size_t kMaxCaptures = 8;
 inline constexpr uint32_t kNoRoute = UINT32_MAX;
 /// Longest Host (after dropping the port) that can match a host-restricted route.
 inline constexpr size_t kMaxHostLength = 255;
+/// Size of the scratch buffer canonicalHost() needs.
+inline constexpr size_t kHostBufferSize = kMaxHostLength + 1;
 
 /// Method bits used in Match::allow. Bit 0 stands for any method the route table does not name;
 /// methods named in the config beyond these get bits 10..63 in first-seen order.
@@ -80,7 +82,7 @@ struct Match {
 
 /// Canonical form of a Host header value for matching: surrounding blanks trimmed, port and the
 /// brackets of an IPv6 literal removed, one trailing dot removed, ASCII lower-cased. Returns a
-/// view into `buf` (which must hold kMaxHostLength bytes), or an empty view when the header is
+/// view into `buf` (which must hold kHostBufferSize bytes), or an empty view when the header is
 /// absent, empty, longer than kMaxHostLength or malformed (bad characters, a non-numeric port,
 /// an unclosed '['); an empty result matches only routes without a host. No allocation.
 std::string_view canonicalHost(std::string_view host_header, char* buf);

@@ -32,8 +32,7 @@ core::Result<SegmentGlob> SegmentGlob::parse(std::string_view text) {
         if (!g.tokens_.empty() && g.tokens_.back().kind == Kind::Literal) {
             g.tokens_.back().len++;
         } else {
-            g.tokens_.push_back(
-                Token{Kind::Literal, static_cast<uint32_t>(g.literals_.size()), 1});
+            g.tokens_.push_back(Token{Kind::Literal, static_cast<uint32_t>(g.literals_.size()), 1});
         }
         g.literals_.push_back(c);
         g.literal_bytes_++;
@@ -51,8 +50,9 @@ core::Result<SegmentGlob> SegmentGlob::parse(std::string_view text) {
         }
         if (c == '*') {
             if (i + 1 < text.size() && text[i + 1] == '*') {
-                return core::fail("'**' must be a whole segment (\"/a/**\"); use a ^...$ regex "
-                                  "for anything else");
+                return core::fail(
+                    "'**' must be a whole segment (\"/a/**\"); use a ^...$ regex "
+                    "for anything else");
             }
             seen_wildcard = true;
             g.tokens_.push_back(Token{Kind::Star, 0, 0});
@@ -84,8 +84,9 @@ core::Result<SegmentGlob> SegmentGlob::parse(std::string_view text) {
                 }
                 first = false;
                 if (lo == '[' && j + 1 < text.size() && text[j + 1] == ':') {
-                    return core::fail("POSIX classes like [[:alpha:]] are not supported in "
-                                      "globs; use a range such as [a-zA-Z]");
+                    return core::fail(
+                        "POSIX classes like [[:alpha:]] are not supported in "
+                        "globs; use a range such as [a-zA-Z]");
                 }
                 if (lo == '\\') {
                     if (j + 1 >= text.size()) {
@@ -155,13 +156,11 @@ bool SegmentGlob::stepMatches(const Token& t, std::string_view seg, size_t at) c
     switch (t.kind) {
         case Kind::Literal:
             return seg.size() - at >= t.len &&
-                   seg.compare(at, t.len, std::string_view(literals_).substr(t.index, t.len)) ==
-                       0;
+                   seg.compare(at, t.len, std::string_view(literals_).substr(t.index, t.len)) == 0;
         case Kind::AnyByte:
             return at < seg.size();
         case Kind::Set:
-            return at < seg.size() &&
-                   hasBit(sets_[t.index], static_cast<unsigned char>(seg[at]));
+            return at < seg.size() && hasBit(sets_[t.index], static_cast<unsigned char>(seg[at]));
         case Kind::Star:
             return true;
     }

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Tests for Balancer: distribution of every algorithm, eligibility rules, fail-open, exclusion,
-// in-flight accounting and health summaries.
+// Tests for Balancer: every algorithm's distribution, eligibility, fail-open and bookkeeping.
 #include "modules/balancer/balancer.h"
 
 #include <gtest/gtest.h>

@@ -20,8 +20,7 @@ inline std::string addr(uint32_t i) { return "10.0.0." + std::to_string(i) + ":8
 
 /// A backend with one upstream per weight (addresses addr(0), addr(1), ...).
 inline BackendSpec backendSpec(const std::string& name, Algorithm algo,
-                               const std::vector<uint32_t>& weights,
-                               uint32_t max_connections = 0) {
+                               const std::vector<uint32_t>& weights, uint32_t max_connections = 0) {
     BackendSpec b;
     b.name = name;
     b.algorithm = algo;

@@ -15,8 +15,9 @@ using testing::addr;
 using testing::backendSpec;
 
 TEST(AlgorithmTest, ParsesEveryConfigSpellingAndRejectsOthers) {
-    const char* const names[] = {"round_robin", "weighted_round_robin", "least_connections",
-                                 "ip_hash",     "random",               "consistent_hash"};
+    const char* const names[] = {
+        "round_robin", "weighted_round_robin", "least_connections", "ip_hash",
+        "random",      "consistent_hash"};
     for (const char* n : names) {
         Algorithm a = Algorithm::Random;
         ASSERT_TRUE(parseAlgorithm(n, a)) << n;
@@ -91,8 +92,8 @@ TEST_F(BalancerPlanTest, RejectsEmptyOrOverlongAddressesAndHugeBackends) {
 
 TEST_F(BalancerPlanTest, FailsWhenTheTableIsFull) {
     BalancerInput in;
-    in.backends.push_back(backendSpec("a", Algorithm::RoundRobin,
-                                      std::vector<uint32_t>(table().capacity() + 1, 1)));
+    in.backends.push_back(
+        backendSpec("a", Algorithm::RoundRobin, std::vector<uint32_t>(table().capacity() + 1, 1)));
     auto r = BalancerPlan::build(in, table());
     ASSERT_FALSE(r.ok());
     EXPECT_NE(r.error().msg.find("full"), std::string::npos);

@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Tests for UpstreamTable: geometry, keyed reuse, health writer, passive ejection, slot reclaim,
-// garbage collection, and a multi-process kill -9 + reclaim run.
+// Tests for UpstreamTable, including a multi-process kill -9 + reclaim run.
 #include "modules/balancer/upstream_table.h"
 
 #include <gtest/gtest.h>
@@ -363,8 +362,8 @@ struct Control {
 
 TEST_F(UpstreamTableTest, KilledWorkerIsRepairedByReclaimAndCountsStayExact) {
     BalancerInput in;
-    in.backends.push_back(backendSpec("lc", Algorithm::LeastConnections, {1, 1, 1, 1},
-                                      kMaxConnections));
+    in.backends.push_back(
+        backendSpec("lc", Algorithm::LeastConnections, {1, 1, 1, 1}, kMaxConnections));
     in.backends.push_back(backendSpec("hash", Algorithm::IpHash, {1, 1, 1, 1}, kMaxConnections));
     ASSERT_TRUE(build(in));
     // Upstream u of "lc" and upstream u of "hash" are separate records (state is per backend);
@@ -373,8 +372,8 @@ TEST_F(UpstreamTableTest, KilledWorkerIsRepairedByReclaimAndCountsStayExact) {
         return table().inflight(rec(i)) + table().inflight(rec(i + kUpstreams));
     };
 
-    void* mem = mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE,
-                     MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    void* mem =
+        mmap(nullptr, sizeof(Control), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
     ASSERT_NE(mem, MAP_FAILED);
     auto* ctl = static_cast<Control*>(mem);
 
