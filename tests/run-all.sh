@@ -15,9 +15,10 @@ $B/unit_tests --gtest_brief=1 > $log/unit.txt 2>&1
 rc=$?
 tail -n 25 $log/unit.txt
 total=$(sed -n 's/^\[==========\] \([0-9]*\) tests\{0,1\} from .* ran\..*/\1/p' $log/unit.txt | tail -n 1)
-fails=$(sed -n 's/^\[  FAILED  \] \([0-9]*\) tests\{0,1\}, listed below.*/\1/p' $log/unit.txt | tail -n 1)
+ok=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\..*/\1/p' $log/unit.txt | tail -n 1)
 [ -n "$total" ] || total=0
-[ -n "$fails" ] || fails=0
+[ -n "$ok" ] || ok=0
+fails=$((total - ok))
 if [ "$rc" -ne 0 ] && [ "$fails" -eq 0 ]; then fails=1; fi   # crashed before its summary
 passed=$((passed + total - fails))
 failed=$((failed + fails))

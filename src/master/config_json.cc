@@ -48,16 +48,22 @@ public:
                     skipString();
                     skipWs();
                     expect(':');
+                    std::string key = child->string != nullptr ? child->string : "";
+                    size_t saved = path_.size();
+                    path_ += (path_.empty() ? "" : ".") + key;
                     ConfigNode value = walk(child);
+                    std::string key_path = path_;
+                    path_.resize(saved);
                     skipWs();
                     if (p_ < end_ && *p_ == ',') {
                         ++p_;
                     }
-                    std::string key = child->string != nullptr ? child->string : "";
                     size_t first = map.indexOf(key);
                     if (first < map.size()) {
-                        error(km, "duplicate key '" + key + "' (first defined at line " +
-                                      std::to_string(map.keyMarkAt(first).line()) + ")");
+                        error(km,
+                              "duplicate key '" + key + "' (first defined at line " +
+                                  std::to_string(map.keyMarkAt(first).line()) + ")",
+                              key_path);
                         continue;
                     }
                     map.insert(std::move(key), km, std::move(value));
@@ -69,8 +75,12 @@ public:
             case cJSON_Array: {
                 ConfigNode list = ConfigNode::list(m);
                 expect('[');
+                size_t index = 0;
                 for (const cJSON* child = item->child; child != nullptr; child = child->next) {
+                    size_t saved = path_.size();
+                    path_ += "[" + std::to_string(index++) + "]";
                     list.append(walk(child));
+                    path_.resize(saved);
                     skipWs();
                     if (p_ < end_ && *p_ == ',') {
                         ++p_;
@@ -117,8 +127,9 @@ private:
         return SourceMark(file_, line_, static_cast<int>(p_ - line_start_) + 1);
     }
 
-    void error(const SourceMark& m, std::string msg) {
+    void error(const SourceMark& m, std::string msg, std::string path = {}) {
         Diagnostic d;
+        d.path = std::move(path);
         d.file = display_name_;
         d.line = m.line();
         d.column = m.column();
@@ -177,6 +188,7 @@ private:
     bool failed_ = false;
     std::shared_ptr<const std::string> file_;
     std::vector<Diagnostic>& errors_;
+    std::string path_;  // key path of the node being walked, for messages
     const std::string& display_name_;
 };
 

@@ -116,8 +116,9 @@ public:
         return SourceMark(file_, m.line + 1, m.column + 1);
     }
 
-    void error(const SourceMark& m, std::string msg) {
+    void error(const SourceMark& m, std::string msg, std::string path = {}) {
         Diagnostic d;
+        d.path = std::move(path);
         d.severity = Diagnostic::Severity::Error;
         d.file = *file_;
         d.line = m.line();
@@ -151,9 +152,13 @@ public:
             case YAML::NodeType::Sequence: {
                 ConfigNode list = ConfigNode::list(m);
                 setLocalTag(list, tag);
+                size_t index = 0;
                 for (const auto& item : n) {
+                    size_t saved = path_.size();
+                    path_ += "[" + std::to_string(index++) + "]";
                     list.append(
                         build(item, mark(item.Mark()).line() ? mark(item.Mark()) : m, depth + 1));
+                    path_.resize(saved);
                 }
                 return list;
             }
@@ -175,16 +180,22 @@ public:
                                                  "list or map");
                         continue;
                     }
-                    ConfigNode value = build(value_node, km, depth + 1);
                     std::string k = key.Scalar();
+                    size_t saved = path_.size();
+                    path_ += (path_.empty() ? "" : ".") + k;
+                    ConfigNode value = build(value_node, km, depth + 1);
+                    std::string key_path = path_;
+                    path_.resize(saved);
                     if (k == "<<" && key.Tag() == "?") {
                         collectMerge(value, km, merges);
                         continue;
                     }
                     size_t first = map.indexOf(k);
                     if (first < map.size()) {
-                        error(km, "duplicate key '" + k + "' (first defined at line " +
-                                      std::to_string(map.keyMarkAt(first).line()) + ")");
+                        error(km,
+                              "duplicate key '" + k + "' (first defined at line " +
+                                  std::to_string(map.keyMarkAt(first).line()) + ")",
+                              key_path);
                         continue;
                     }
                     map.insert(std::move(k), km, std::move(value));
@@ -265,6 +276,7 @@ private:
 
     std::shared_ptr<const std::string> file_;
     std::vector<Diagnostic>& errors_;
+    std::string path_;  // key path of the node being built, for messages
     bool failed_ = false;
 };
 

@@ -235,7 +235,7 @@ core::Result<MappedSegment> MappedSegment::create(std::string_view name, uint64_
         seg.region_ = std::move(region);
         seg.name_ = n;
         seg.reused_ = false;
-        LOG_INFO("shm segment %s: created (%llu bytes)", n.c_str(),
+        LOG_DEBUG("shm segment %s: created (%llu bytes)", n.c_str(),
                  static_cast<unsigned long long>(total));
         return seg;
     } catch (const bip::interprocess_exception& e) {

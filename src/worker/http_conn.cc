@@ -305,6 +305,7 @@ void resetRequestState(ClientConn* c) {
     c->resp_ready = 0;
     c->resp_framed_all = false;
     c->resp_decoder.reset();
+    c->resp_dechunk = false;
     c->req_was_head = false;
     c->keep_alive = true;
 }
@@ -463,6 +464,8 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         appendStr(b, "\r\n");
     } else if (r.framing == BodyFraming::Chunked) {
         appendStr(b, "Transfer-Encoding: chunked\r\n");
+    } else if (r.headers.find("content-length") != nullptr) {
+        appendStr(b, "Content-Length: 0\r\n");  // an explicitly empty body stays explicit
     }
     if (v10) {
         appendStr(b, "Connection: keep-alive\r\n");
@@ -528,6 +531,11 @@ void dispatch(ClientConn* c) {
     } else if (r.framing == BodyFraming::Chunked) {
         c->req_chunked = true;
         c->req_framed_all = c->req_body_done = false;
+        core::http::ChunkedLimits cl;
+        if (ctx().limits.max_body_size) {
+            cl.max_chunk_size = ctx().limits.max_body_size;
+        }
+        c->req_decoder = core::http::ChunkedDecoder(cl);
     }
 
     // Path normalisation, in place in the read buffer (the result is never longer). The head's
@@ -630,6 +638,11 @@ void dispatch(ClientConn* c) {
         c->send_continue = true;
     }
     c->state = ClientConn::State::Proxying;
+    // Validate the chunked body bytes already here before any upstream work: an oversized or
+    // malformed body is refused at once.
+    if (c->req_chunked && !frameRequestBody(c)) {
+        return;
+    }
     ev_timer_stop(L(), &c->timer);
     c->meta.upstream_start = now();
     attemptUpstream(c);
@@ -860,7 +873,7 @@ void buildClientHead(ClientConn* c) {
         }
         appendHeader(b, h.name, h.value);
     }
-    if (r.framing == BodyFraming::Chunked) {
+    if (r.framing == BodyFraming::Chunked && !c->resp_dechunk) {
         appendStr(b, "Transfer-Encoding: chunked\r\n");
     }
     appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
@@ -887,6 +900,11 @@ void onResponseHead(ClientConn* c) {
     if (!c->req_body_done) {
         c->keep_alive = false;  // answered before the whole upload: the rest cannot be resynced
     }
+    if (c->resp.framing == BodyFraming::Chunked &&
+        c->req.version == core::http::Version::Http10) {
+        c->resp_dechunk = true;  // HTTP/1.0 has no chunked coding: the close ends the body
+        c->keep_alive = false;
+    }
     sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()), true);
     buildClientHead(c);
     u->rbuf.consume(c->resp.head_length);
@@ -910,6 +928,31 @@ bool frameResponseBody(ClientConn* c) {
             return true;
         }
         case BodyFraming::Chunked: {
+            if (c->resp_dechunk) {
+                // HTTP/1.0 client: decode in place, moving each payload run down to the write
+                // cursor (payload never lies before it), then close the gap.
+                struct Cursor {
+                    char* base;
+                    size_t len;
+                } cur{const_cast<char*>(p), 0};
+                auto fr = c->resp_decoder.feed(
+                    p, avail,
+                    [](void* x, const char* d, size_t n) {
+                        auto* k = static_cast<Cursor*>(x);
+                        std::memmove(k->base + k->len, d, n);
+                        k->len += n;
+                    },
+                    &cur);
+                if (fr.status == core::http::ChunkedDecoder::Status::Error) {
+                    closeClient(c);
+                    return false;
+                }
+                std::memmove(cur.base + cur.len, p + fr.consumed, avail - fr.consumed);
+                u->rbuf.wpos -= static_cast<uint32_t>(fr.consumed - cur.len);
+                c->resp_ready += cur.len;
+                c->resp_framed_all = fr.status == core::http::ChunkedDecoder::Status::Done;
+                return true;
+            }
             auto fr = c->resp_decoder.feed(p, avail);
             c->resp_ready += fr.consumed;
             if (fr.status == core::http::ChunkedDecoder::Status::Error) {

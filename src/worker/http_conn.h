@@ -109,6 +109,7 @@ public:
     uint64_t resp_body_left = 0;    // Content-Length framing: bytes not yet framed
     size_t resp_ready = 0;          // framed, unsent bytes at the front of up->rbuf
     bool resp_framed_all = false;
+    bool resp_dechunk = false;      // HTTP/1.0 client and a chunked response: strip the framing
     core::http::ChunkedDecoder resp_decoder;
     bool req_was_head = false;
     bool in_process = false;        // inside processInput(): finishing must not recurse

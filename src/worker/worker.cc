@@ -111,11 +111,14 @@ void onAccept(struct ev_loop*, ev_io* w, int) noexcept {
         }
         if (!sharedTryAddConnection(c.limits.max_connections)) {
             // Over server.max_connections across all workers: refuse politely and close.
-            static const char kBusy[] =
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                "Retry-After: 1\r\nConnection: close\r\nContent-Length: 65\r\n\r\n"
+            static const char kBody[] =
                 "{\"error\":\"too many connections\",\"status\":503,\"request_id\":\"\"}\n";
-            ssize_t wr = ::send(fd, kBusy, sizeof kBusy - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+            static const char kHead[] =
+                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                "Retry-After: 1\r\nConnection: close\r\nContent-Length: ";
+            char busy[sizeof kHead + sizeof kBody + 16];
+            int bn = snprintf(busy, sizeof busy, "%s%zu\r\n\r\n%s", kHead, sizeof kBody - 1, kBody);
+            ssize_t wr = ::send(fd, busy, static_cast<size_t>(bn), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)wr;
             ::close(fd);
             continue;

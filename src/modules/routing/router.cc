@@ -6,6 +6,7 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cstring>
 #include <map>
@@ -313,7 +314,32 @@ struct RouteData {
 struct CompiledRegex {
     pcre2_code* code = nullptr;
     uint32_t captures = 0;
+    std::string prefix;  // every match starts with these bytes (a cheap pre-check)
 };
+
+// The literal bytes every match of `^...` must start with: the run after '^' up to the first
+// character with a meaning in PCRE2, minus the last one if a quantifier follows it. Empty when
+// the pattern has an alternation anywhere (a top-level '|' would make any prefix wrong), when
+// matching is caseless, or when the pattern starts with a group or an escape.
+std::string regexLiteralPrefix(std::string_view re, bool caseless) {
+    if (caseless || re.size() < 2 || re[0] != '^' || re.find('|') != std::string_view::npos) {
+        return {};
+    }
+    std::string out;
+    size_t i = 1;
+    for (; i < re.size(); ++i) {
+        const char c = re[i];
+        if (std::strchr("\\.[]()*+?{}|^$#", c) != nullptr || c == '\0' ||
+            static_cast<unsigned char>(c) <= 0x20 || static_cast<unsigned char>(c) >= 0x7F) {
+            break;
+        }
+        out.push_back(c);
+    }
+    if (i < re.size() && !out.empty() && std::strchr("*+?{", re[i]) != nullptr) {
+        out.pop_back();
+    }
+    return out;
+}
 
 struct Span {  // a trivially default-constructible string_view
     const char* p;
@@ -335,10 +361,23 @@ struct Search {
     bool any = false;
 };
 
-// Segments are short: a plain loop beats a memchr() call.
+// Position of the next '/' at or after pos (or p.size()): eight bytes at a time on
+// little-endian targets, which covers a typical segment in one step without a library call.
 inline size_t segmentEnd(std::string_view p, size_t pos) {
     const char* b = p.data();
     const size_t n = p.size();
+    if constexpr (std::endian::native == std::endian::little) {
+        constexpr uint64_t kOnes = 0x0101010101010101ULL;
+        constexpr uint64_t kHighs = 0x8080808080808080ULL;
+        constexpr uint64_t kSlashes = kOnes * '/';
+        for (; pos + 8 <= n; pos += 8) {
+            const uint64_t v = load64(b + pos) ^ kSlashes;  // a '/' byte becomes 0
+            const uint64_t z = (v - kOnes) & ~v & kHighs;   // lowest set bit: first zero byte
+            if (z != 0) {
+                return pos + (static_cast<size_t>(std::countr_zero(z)) >> 3);
+            }
+        }
+    }
     while (pos < n && b[pos] != '/') {
         ++pos;
     }
@@ -777,7 +816,12 @@ struct Router::Impl {
     }
 
     bool regexMatch(uint32_t re, std::string_view subject) const {
-        const int rc = pcre2_match(regexes[re].code, reinterpret_cast<PCRE2_SPTR>(subject.data()),
+        const CompiledRegex& r = regexes[re];
+        if (subject.size() < r.prefix.size() ||
+            std::memcmp(subject.data(), r.prefix.data(), r.prefix.size()) != 0) {
+            return false;
+        }
+        const int rc = pcre2_match(r.code, reinterpret_cast<PCRE2_SPTR>(subject.data()),
                                    subject.size(), 0, 0, match_data, match_context);
         return rc >= 0;
     }
@@ -1122,7 +1166,8 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
         }
         uint32_t caps = 0;
         pcre2_pattern_info(code, PCRE2_INFO_CAPTURECOUNT, &caps);
-        im.regexes.push_back(CompiledRegex{code, caps});
+        im.regexes.push_back(
+            CompiledRegex{code, caps, regexLiteralPrefix(src, (options & PCRE2_CASELESS) != 0)});
         max_regex_captures = std::max(max_regex_captures, caps);
         return static_cast<uint32_t>(im.regexes.size() - 1);
     };

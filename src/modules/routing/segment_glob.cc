@@ -2,6 +2,8 @@
 // SegmentGlob parsing and the single-backtrack-point matcher.
 #include "modules/routing/segment_glob.h"
 
+#include <cstring>
+
 namespace photon::mod::routing {
 
 namespace {
@@ -149,6 +151,26 @@ core::Result<SegmentGlob> SegmentGlob::parse(std::string_view text) {
         pushLiteral(c);
         ++i;
     }
+    bool has_star = false;
+    for (const Token& t : g.tokens_) {
+        has_star |= t.kind == Kind::Star;
+        g.min_len_ += t.kind == Kind::Star ? 0 : t.len;
+    }
+    g.core_begin_ = 0;
+    g.core_end_ = static_cast<uint32_t>(g.tokens_.size());
+    if (has_star) {
+        if (g.tokens_.front().kind == Kind::Literal) {
+            g.prefix_len_ = g.tokens_.front().len;
+            g.core_begin_ = 1;
+        }
+        if (g.tokens_.back().kind == Kind::Literal) {
+            g.suffix_off_ = g.tokens_.back().index;
+            g.suffix_len_ = g.tokens_.back().len;
+            g.core_end_--;
+        }
+        g.core_is_star_ =
+            g.core_end_ == g.core_begin_ + 1 && g.tokens_[g.core_begin_].kind == Kind::Star;
+    }
     return g;
 }
 
@@ -156,7 +178,7 @@ bool SegmentGlob::stepMatches(const Token& t, std::string_view seg, size_t at) c
     switch (t.kind) {
         case Kind::Literal:
             return seg.size() - at >= t.len &&
-                   seg.compare(at, t.len, std::string_view(literals_).substr(t.index, t.len)) == 0;
+                   std::memcmp(seg.data() + at, literals_.data() + t.index, t.len) == 0;
         case Kind::AnyByte:
             return at < seg.size();
         case Kind::Set:
@@ -167,12 +189,29 @@ bool SegmentGlob::stepMatches(const Token& t, std::string_view seg, size_t at) c
     return false;
 }
 
+bool SegmentGlob::matches(std::string_view seg) const noexcept {
+    if (seg.size() < min_len_) {
+        return false;
+    }
+    if (prefix_len_ != 0 && std::memcmp(seg.data(), literals_.data(), prefix_len_) != 0) {
+        return false;
+    }
+    if (suffix_len_ != 0 && std::memcmp(seg.data() + seg.size() - suffix_len_,
+                                        literals_.data() + suffix_off_, suffix_len_) != 0) {
+        return false;
+    }
+    if (core_is_star_) {
+        return true;
+    }
+    return matchCore(seg.substr(prefix_len_, seg.size() - prefix_len_ - suffix_len_));
+}
+
 // Classic glob matching: on a mismatch, let the most recent '*' swallow one more byte. This is
 // complete because every other token has a fixed width.
-bool SegmentGlob::matches(std::string_view seg) const noexcept {
+bool SegmentGlob::matchCore(std::string_view seg) const noexcept {
     constexpr size_t kNone = static_cast<size_t>(-1);
-    const size_t nt = tokens_.size();
-    size_t ti = 0;
+    const size_t nt = core_end_;
+    size_t ti = core_begin_;
     size_t si = 0;
     size_t star_ti = kNone;
     size_t star_si = 0;

@@ -48,6 +48,7 @@ private:
     using ByteSet = std::array<uint64_t, 4>;
 
     bool stepMatches(const Token& t, std::string_view seg, size_t at) const noexcept;
+    bool matchCore(std::string_view seg) const noexcept;
 
     std::vector<Token> tokens_;
     std::string literals_;
@@ -55,6 +56,15 @@ private:
     std::string source_;
     size_t leading_literal_ = 0;
     size_t literal_bytes_ = 0;
+    // Precomputed shortcut: a literal prefix and (after the last '*') a literal suffix are
+    // compared directly; tokens_[core_begin_, core_end_) match what lies between them.
+    size_t min_len_ = 0;
+    uint32_t prefix_len_ = 0;  // literal bytes at literals_[0]
+    uint32_t suffix_off_ = 0;  // literal bytes at literals_[suffix_off_]
+    uint32_t suffix_len_ = 0;
+    uint32_t core_begin_ = 0;
+    uint32_t core_end_ = 0;
+    bool core_is_star_ = false;
 };
 
 }  // namespace photon::mod::routing

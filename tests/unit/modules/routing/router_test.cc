@@ -212,6 +212,8 @@ Scenario scenarioRegexRoutes() {
                         route("glob_items", "/items/*", "", {"POST"}),
                         route("re_host", "^/h/(.*)$", "^(www|api)\\.example\\.com$"),
                         route("re_ci", "^/CaSe$"),
+                        route("re_quant", "^/qu?x{1,2}$"),
+                        route("re_alt", "^/alt|^/other$"),
                         route("catch", "/**", "", {"GET"}),
                     },
                     {
@@ -231,6 +233,11 @@ Scenario scenarioRegexRoutes() {
                         {"GET", "", "/h/x", "catch"},
                         {"GET", "", "/CaSe", "re_ci"},
                         {"GET", "", "/case", "catch"},
+                        {"GET", "", "/qx", "re_quant"},
+                        {"GET", "", "/quxx", "re_quant"},
+                        {"GET", "", "/quux", "catch"},
+                        {"GET", "", "/other", "re_alt"},
+                        {"GET", "", "/alt/anything", "re_alt"},
                     },
                     true};
 }

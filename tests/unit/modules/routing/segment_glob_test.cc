@@ -4,6 +4,7 @@
 
 #include <gtest/gtest.h>
 
+#include <random>
 #include <string>
 #include <vector>
 
@@ -63,6 +64,17 @@ TEST(SegmentGlobTest, MatchesTable) {
         {"%C3%A9*", "%C3%A9t%C3%A9", true},
         {"x.y", "x.y", true},
         {"x.y", "xzy", false},
+        {"a*a", "a", false},
+        {"a*a", "aa", true},
+        {"ab*ba", "aba", false},
+        {"ab*ba", "abba", true},
+        {"ab*ba", "abXba", true},
+        {"x*", "x", true},
+        {"x*", "yx", false},
+        {"*x?", "abxy", true},
+        {"*x?", "abyx", false},
+        {"a*?", "a", false},
+        {"a*?", "ab", true},
     };
     for (const GlobCase& c : cases) {
         SCOPED_TRACE("pattern=\"" + c.pattern + "\" segment=\"" + c.segment + "\"");
@@ -114,6 +126,62 @@ TEST(SegmentGlobTest, CountsLiteralBytes) {
     ASSERT_TRUE(q.ok());
     EXPECT_EQ(q->leadingLiteral(), 0u);
     EXPECT_EQ(q->literalBytes(), 1u);
+}
+
+// Straightforward recursive matcher over the pattern text ('*', '?', simple '[...]' sets).
+bool naiveGlob(const std::string& p, size_t i, const std::string& s, size_t j) {
+    if (i == p.size()) {
+        return j == s.size();
+    }
+    if (p[i] == '*') {
+        for (size_t k = j; k <= s.size(); ++k) {
+            if (naiveGlob(p, i + 1, s, k)) {
+                return true;
+            }
+        }
+        return false;
+    }
+    if (j == s.size()) {
+        return false;
+    }
+    if (p[i] == '?') {
+        return naiveGlob(p, i + 1, s, j + 1);
+    }
+    if (p[i] == '[') {
+        const size_t close = p.find(']', i + 1);
+        const bool in = p.find(s[j], i + 1) < close;
+        return in && naiveGlob(p, close + 1, s, j + 1);
+    }
+    return p[i] == s[j] && naiveGlob(p, i + 1, s, j + 1);
+}
+
+TEST(SegmentGlobTest, AgreesWithNaiveMatcherOnRandomInput) {
+    std::mt19937_64 rng(7);
+    const std::vector<std::string> atoms = {"a", "b", "ab", "*", "*", "?", "[ab]", "[c]"};
+    int matched = 0;
+    for (int iter = 0; iter < 20000; ++iter) {
+        std::string pattern;
+        const size_t n = 1 + rng() % 5;
+        for (size_t i = 0; i < n; ++i) {
+            const std::string& a = atoms[rng() % atoms.size()];
+            if (a == "*" && !pattern.empty() && pattern.back() == '*') {
+                continue;
+            }
+            pattern += a;
+        }
+        std::string seg;
+        const size_t len = rng() % 7;
+        for (size_t i = 0; i < len; ++i) {
+            seg.push_back("abc"[rng() % 3]);
+        }
+        auto g = SegmentGlob::parse(pattern);
+        ASSERT_TRUE(g.ok()) << pattern;
+        const bool want = naiveGlob(pattern, 0, seg, 0);
+        ASSERT_EQ(g->matches(seg), want)
+            << "pattern=\"" << pattern << "\" segment=\"" << seg << "\"";
+        matched += want;
+    }
+    EXPECT_GT(matched, 1000);
 }
 
 }  // namespace
