@@ -111,13 +111,17 @@ void onAccept(struct ev_loop*, ev_io* w, int) noexcept {
         }
         if (!sharedTryAddConnection(c.limits.max_connections)) {
             // Over server.max_connections across all workers: refuse politely and close.
-            static const char kBody[] =
-                "{\"error\":\"too many connections\",\"status\":503,\"request_id\":\"\"}\n";
-            static const char kHead[] =
-                "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                "Retry-After: 1\r\nConnection: close\r\nContent-Length: ";
-            char busy[sizeof kHead + sizeof kBody + 16];
-            int bn = snprintf(busy, sizeof busy, "%s%zu\r\n\r\n%s", kHead, sizeof kBody - 1, kBody);
+            char id[mod::requestid::kGeneratedMax + 1];
+            int idn = static_cast<int>(c.ids.next(id));
+            char body[160];
+            int bl = snprintf(body, sizeof body,
+                              "{\"error\":\"too many connections\",\"status\":503,"
+                              "\"request_id\":\"%.*s\"}\n", idn, id);
+            char busy[512];
+            int bn = snprintf(busy, sizeof busy,
+                              "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                              "Retry-After: 1\r\nX-Request-ID: %.*s\r\nConnection: close\r\n"
+                              "Content-Length: %d\r\n\r\n%s", idn, id, bl, body);
             ssize_t wr = ::send(fd, busy, static_cast<size_t>(bn), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)wr;
             ::close(fd);
