@@ -13,6 +13,7 @@
 #include "master/master.h"
 #include "master/process.h"
 #include "master/runtime.h"
+#include "worker/proxy.h"
 
 using namespace photon;
 
@@ -60,6 +61,20 @@ int main(int argc, char** argv) {
         return master::sendSignalCommand(o.signal, pid_path);
     }
     size_t errors = printDiagnostics(loaded);
+    if (loaded.ok()) {
+        // Route patterns are compiled as the workers will use them.
+        std::vector<std::string> warnings;
+        auto r = worker::Proxy::checkRoutes(*loaded.config, warnings);
+        for (const auto& w : warnings) {
+            std::fprintf(stderr, "photon: [warn] %s: %s\n", o.config_path.c_str(), w.c_str());
+        }
+        if (!r.ok()) {
+            std::fprintf(stderr, "photon: [error] %s: %s\n", o.config_path.c_str(),
+                         r.error().msg.c_str());
+            loaded.config.reset();
+            ++errors;
+        }
+    }
     if (o.test) {
         if (loaded.ok() && level >= core::LogLevel::Debug) {
             std::fputs(master::dumpConfigMasked(*loaded.config).c_str(), stdout);

@@ -37,6 +37,21 @@ bool resolve(const core::HostPort& hp, sockaddr_storage& sa, socklen_t& len) {
     return true;
 }
 
+std::vector<mod::routing::RouteSpec> routeSpecs(const core::Config& cfg) {
+    std::vector<mod::routing::RouteSpec> specs;
+    for (const auto& r : cfg.routes) {
+        mod::routing::RouteSpec s;
+        s.id = r.id;
+        s.path = r.path;
+        s.host = r.host.value_or("");
+        s.methods = r.methods;
+        s.strip_prefix = r.strip_prefix.value_or("");
+        s.rewrite = r.rewrite.value_or("");
+        specs.push_back(std::move(s));
+    }
+    return specs;
+}
+
 mod::balancer::Algorithm algorithmOf(core::LbAlgorithm a) {
     using mod::balancer::Algorithm;
     switch (a) {
@@ -105,16 +120,7 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         u.idle.prev = u.idle.next = &u.idle;
     }
 
-    std::vector<mod::routing::RouteSpec> specs;
     for (const auto& r : cfg.routes) {
-        mod::routing::RouteSpec s;
-        s.id = r.id;
-        s.path = r.path;
-        s.host = r.host.value_or("");
-        s.methods = r.methods;
-        s.strip_prefix = r.strip_prefix.value_or("");
-        s.rewrite = r.rewrite.value_or("");
-        specs.push_back(std::move(s));
         RouteRt rt;
         rt.id = r.id;
         rt.backend = r.backend_index;
@@ -133,9 +139,12 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         p->routes.push_back(std::move(rt));
     }
     std::vector<std::string> warnings;
-    auto router = mod::routing::Router::compile(specs, &warnings);
+    auto router = mod::routing::Router::compile(routeSpecs(cfg), &warnings);
     if (!router.ok()) {
         return router.error();
+    }
+    for (const auto& w : warnings) {
+        LOG_WARN("%s", w.c_str());
     }
     p->router = std::make_unique<mod::routing::Router>(std::move(router.value()));
     p->has_health_route =
@@ -176,6 +185,14 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
 }
 
 Proxy::~Proxy() = default;
+
+core::Result<void> Proxy::checkRoutes(const core::Config& cfg, std::vector<std::string>& warnings) {
+    auto router = mod::routing::Router::compile(routeSpecs(cfg), &warnings);
+    if (!router.ok()) {
+        return router.error();
+    }
+    return {};
+}
 
 void Proxy::closeIdle() {
     for (auto& u : upstreams) {

@@ -82,6 +82,11 @@ public:
                                                       mod::balancer::UpstreamTable* table);
     ~Proxy();
 
+    /// Compiles the routes of `cfg` the way build() does, without touching anything else (for
+    /// `photon -t`). Errors name the route; `warnings` receives routes that can never win etc.
+    static core::Result<void> checkRoutes(const core::Config& cfg,
+                                          std::vector<std::string>& warnings);
+
     std::vector<UpstreamRt> upstreams;
     std::vector<BackendRt> backends;
     std::vector<RouteRt> routes;
