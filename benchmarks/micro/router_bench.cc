@@ -99,8 +99,8 @@ std::vector<RouteSpec> apiRoutes(size_t target) {
         add(svc + "_list", base + "/items", "", {"GET", "POST"});
         add(svc + "_item", base + "/items/{id}", "", {"GET", "PUT", "DELETE"});
         add(svc + "_sub", base + "/items/{id}/*", "", {"GET"});
-        add(svc + "_admin", base + "/**",
-            "admin" + std::to_string(i % kHostCount) + ".example.com", {});
+        add(svc + "_admin", base + "/**", "admin" + std::to_string(i % kHostCount) + ".example.com",
+            {});
         add(svc + "_js", "/static/" + svc + "/*.js", "", {"GET"});
     }
     v.resize(target);
@@ -180,10 +180,8 @@ BENCHMARK(BM_Router_Match)->Arg(10)->Arg(100)->Arg(1000)->Arg(10000);
 // normalizePath() on typical request paths, some with escapes and dot segments.
 void BM_Router_NormalizePath(benchmark::State& state) {
     const std::vector<std::string> paths = {
-        "/api/v1/svc12/items/48213",
-        "/static/svc3/app.js",
-        "/api/v1/svc7/items/%7Euser/../9%2e1",
-        "//api//v1/svc1/./items/",
+        "/api/v1/svc12/items/48213",           "/static/svc3/app.js",
+        "/api/v1/svc7/items/%7Euser/../9%2e1", "//api//v1/svc1/./items/",
         "/search/caf%c3%a9/results",
     };
     char out[256];

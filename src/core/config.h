@@ -115,8 +115,11 @@ struct ServerConfig {
     /// the right-most X-Forwarded-For entry outside all of them is the client address.
     /// Default empty = trust nobody.
     std::vector<Cidr> trusted_proxies;
-    /// reuse_port (new): one SO_REUSEPORT listener per worker. Default true.
-    bool reuse_port = true;
+    /// reuse_port (new, reserved): accepted for forward compatibility; this version always
+    /// shares one listening socket among all workers, so a killed worker never takes queued
+    /// connections with it and a second instance on the same port fails with EADDRINUSE.
+    /// Default false.
+    bool reuse_port = false;
 
     bool operator==(const ServerConfig&) const = default;
 };

@@ -229,7 +229,10 @@ void releaseUpstream(ClientConn* c, bool reusable) {
         return;
     }
     c->up = nullptr;
-    sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
+    if (c->counted) {
+        c->counted = false;
+        sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
+    }
     if (reusable) {
         ++u->served;
         poolPut(u);
@@ -297,6 +300,7 @@ void resetRequestState(ClientConn* c) {
     c->retryable = true;
     c->attempts = 0;
     c->tried_count = 0;
+    c->hash_key_len = 0;
     c->resp_scan_hint = 0;
     c->resp_head_done = false;
     c->resp_started = false;
@@ -505,6 +509,129 @@ bool frameRequestBody(ClientConn* c) {
     return true;
 }
 
+/// Parses one X-Forwarded-For element (an IP, optionally "[v6]" or with ":port" for IPv4).
+bool parseForwardedIp(std::string_view s, core::IpAddress& out) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    if (!s.empty() && s.front() == '[') {
+        size_t rb = s.find(']');
+        if (rb == std::string_view::npos) {
+            return false;
+        }
+        s = s.substr(1, rb - 1);
+    } else if (size_t colon = s.find(':'); colon != std::string_view::npos &&
+                                           s.find(':', colon + 1) == std::string_view::npos) {
+        s = s.substr(0, colon);  // "1.2.3.4:5678"
+    }
+    char buf[64];
+    if (s.empty() || s.size() >= sizeof buf) {
+        return false;
+    }
+    std::memcpy(buf, s.data(), s.size());
+    buf[s.size()] = '\0';
+    out = core::IpAddress{};
+    if (inet_pton(AF_INET, buf, out.bytes.data()) == 1) {
+        out.family = core::AddressFamily::Ipv4;
+        return true;
+    }
+    if (inet_pton(AF_INET6, buf, out.bytes.data()) == 1) {
+        out.family = core::AddressFamily::Ipv6;
+        return true;
+    }
+    return false;
+}
+
+bool trusted(const Proxy& p, const core::IpAddress& ip) {
+    for (const auto& cidr : p.trusted_proxies) {
+        if (cidr.contains(ip)) {
+            return true;
+        }
+    }
+    return false;
+}
+
+/// The client address for balancing: the TCP peer, unless the peer is a trusted proxy; then the
+/// right-most X-Forwarded-For element that is not itself trusted (decision 7).
+void resolveClientAddress(ClientConn* c, const Proxy& p) {
+    std::memcpy(c->client_bin, c->peer_bin, sizeof c->peer_bin);
+    c->client_bin_len = c->peer_bin_len;
+    if (p.trusted_proxies.empty()) {
+        return;
+    }
+    core::IpAddress ip;
+    ip.family = c->peer_bin_len == 4 ? core::AddressFamily::Ipv4 : core::AddressFamily::Ipv6;
+    std::memcpy(ip.bytes.data(), c->peer_bin, c->peer_bin_len);
+    if (!trusted(p, ip)) {
+        return;
+    }
+    const auto& hs = c->req.headers;
+    for (size_t i = hs.size(); i-- > 0;) {
+        if (!core::http::equalsIgnoreCase(hs[i].name, "x-forwarded-for")) {
+            continue;
+        }
+        std::string_view v = hs[i].value;
+        while (!v.empty()) {
+            size_t comma = v.rfind(',');
+            std::string_view elem = comma == std::string_view::npos ? v : v.substr(comma + 1);
+            v = comma == std::string_view::npos ? std::string_view() : v.substr(0, comma);
+            core::IpAddress cand;
+            if (!parseForwardedIp(elem, cand)) {
+                return;  // garbage: keep the last trustworthy address
+            }
+            size_t n = cand.family == core::AddressFamily::Ipv4 ? 4 : 16;
+            std::memcpy(c->client_bin, cand.bytes.data(), n);
+            c->client_bin_len = static_cast<uint8_t>(n);
+            if (!trusted(p, cand)) {
+                return;
+            }
+        }
+    }
+}
+
+/// Copies the consistent_hash key of the backend out of the request (bounded).
+void captureHashKey(ClientConn* c, const BackendRt& be, std::string_view path) {
+    std::string_view key;
+    switch (be.hash_kind) {
+        case core::HashKey::Kind::Ip:
+            break;
+        case core::HashKey::Kind::Path:
+            key = path;
+            break;
+        case core::HashKey::Kind::Header:
+            if (const auto* h = c->req.headers.find(be.hash_name)) {
+                key = h->value;
+            }
+            break;
+        case core::HashKey::Kind::Cookie:
+            for (const auto& h : c->req.headers) {
+                if (!core::http::equalsIgnoreCase(h.name, "cookie")) {
+                    continue;
+                }
+                std::string_view v = h.value;
+                while (!v.empty() && key.empty()) {
+                    size_t semi = v.find(';');
+                    std::string_view pair = v.substr(0, semi);
+                    v = semi == std::string_view::npos ? std::string_view() : v.substr(semi + 1);
+                    while (!pair.empty() && pair.front() == ' ') {
+                        pair.remove_prefix(1);
+                    }
+                    if (pair.size() > be.hash_name.size() && pair[be.hash_name.size()] == '=' &&
+                        pair.substr(0, be.hash_name.size()) == be.hash_name) {
+                        key = pair.substr(be.hash_name.size() + 1);
+                    }
+                }
+            }
+            break;
+    }
+    size_t n = std::min(key.size(), sizeof c->hash_key);
+    std::memcpy(c->hash_key, key.data(), n);
+    c->hash_key_len = static_cast<uint16_t>(n);
+}
+
 void dispatch(ClientConn* c) {
     auto& r = c->req;
     ++c->requests;
@@ -594,6 +721,8 @@ void dispatch(ClientConn* c) {
     }
     c->meta.route = static_cast<int>(m.route);
     const RouteRt& route = p.routes[m.route];
+    resolveClientAddress(c, p);
+    captureHashKey(c, p.backends[route.backend], path);
     if (route.unavailable_middleware != nullptr) {
         // Fail closed: a route that asks for protection this build cannot give is never
         // proxied unprotected.
@@ -720,8 +849,10 @@ void attemptUpstream(ClientConn* c) {
     const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
     ++c->attempts;
     PickInput in;
-    in.client_addr = c->peer_bin;
-    in.client_addr_len = c->peer_bin_len;
+    in.client_addr = c->client_bin;
+    in.client_addr_len = c->client_bin_len;
+    in.hash_key = c->hash_key;
+    in.hash_key_len = c->hash_key_len;
     in.exclude = c->tried;
     in.exclude_count = c->tried_count;
     int ui = sharedPickAndAcquire(p, route.backend, in);
@@ -757,6 +888,7 @@ void attemptUpstream(ClientConn* c) {
     }
     u->owner = c;
     c->up = u;
+    c->counted = true;
     c->meta.upstream_addr = up.address.c_str();
     ctx().io_pool.acquire(u->wbuf);
     u->wbuf.clear();
@@ -905,7 +1037,9 @@ void onResponseHead(ClientConn* c) {
         c->resp_dechunk = true;  // HTTP/1.0 has no chunked coding: the close ends the body
         c->keep_alive = false;
     }
-    sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()), true);
+    // Passive health: a 5xx answer counts against the upstream like a connect error.
+    sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()),
+                 c->resp.status < 500);
     buildClientHead(c);
     u->rbuf.consume(c->resp.head_length);
 }
@@ -987,6 +1121,12 @@ void pumpResponse(ClientConn* c) {
     while (true) {
         if (!frameResponseBody(c)) {
             return;
+        }
+        if (c->resp_framed_all && c->counted) {
+            // The upstream's part is over: free its in-flight count before the last write, so a
+            // client's next request never finds the upstream "full" because of this one.
+            c->counted = false;
+            sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
         }
         struct iovec iov[2];
         int cnt = 0;

@@ -69,8 +69,15 @@ public:
     ev_timer timer{};
     char peer_ip[48] = {};
     uint8_t peer_ip_len = 0;
-    uint8_t peer_bin[16] = {};  // the peer address octets (4 or 16), for ip_hash
+    uint8_t peer_bin[16] = {};  // the peer address octets (4 or 16)
     uint8_t peer_bin_len = 0;
+    // Per request: the client address used for balancing (the peer, or the right-most untrusted
+    // X-Forwarded-For entry when the peer is a trusted proxy) and the consistent_hash key.
+    uint8_t client_bin[16] = {};
+    uint8_t client_bin_len = 0;
+    char hash_key[256];
+    uint16_t hash_key_len = 0;
+    bool counted = false;  // an in-flight request is counted on `up` in shared memory
     Buffer in;   // bytes from the client (heads, bodies, pipelined requests)
     Buffer out;  // bytes to the client (response heads, local replies)
 

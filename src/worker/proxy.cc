@@ -86,6 +86,8 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         const auto& b = cfg.load_balancing.backends[bi];
         BackendRt be;
         be.name = b.name;
+        be.hash_kind = b.hash_key.kind;
+        be.hash_name = b.hash_key.name;
         for (const auto& uc : b.upstreams) {
             UpstreamRt u;
             u.address = uc.address.toString();
@@ -147,6 +149,7 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         LOG_WARN("%s", w.c_str());
     }
     p->router = std::make_unique<mod::routing::Router>(std::move(router.value()));
+    p->trusted_proxies = cfg.server.trusted_proxies;
     p->has_health_route =
         p->router->match("GET", "", "/health").status == mod::routing::MatchStatus::Found;
 

@@ -10,6 +10,8 @@
 #include <string>
 #include <vector>
 
+#include "core/address.h"
+#include "core/config.h"
 #include "core/result.h"
 #include "worker/context.h"
 
@@ -56,6 +58,9 @@ struct BackendRt {
     std::string name;
     std::vector<size_t> upstreams;  // indices into Proxy::upstreams
     int shm_index = -1;
+    // consistent_hash key: what is hashed (see core::HashKey); Ip = the client address.
+    core::HashKey::Kind hash_kind = core::HashKey::Kind::Ip;
+    std::string hash_name;  // header or cookie name
 };
 
 /// A route as the worker runs it; index-aligned with the router's route list.
@@ -94,6 +99,7 @@ public:
     std::unique_ptr<mod::balancer::BalancerPlan> plan;  // upstream indices match `upstreams`
     uint32_t max_idle_per_upstream = 64;
     bool has_health_route = false;  // a configured route matches GET /health (it wins)
+    std::vector<core::Cidr> trusted_proxies;  // server.trusted_proxies
 
     /// Closes every pooled connection (worker exit).
     void closeIdle();

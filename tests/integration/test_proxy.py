@@ -235,15 +235,34 @@ class StreamingTest(ProxyTest):
         # the upstream chunks (this test upstream chunks whatever the request version).
         b = self.backend()
         self.start([b])
+        # Small chunks, chunks spanning reads, a chunk per byte.
+        for size, chunk in ((5000, 700), (3 * MiB, 65536), (100000, 1)):
+            c = self.conn(self.port, timeout=30)
+            c.send(b"GET /chunked?size=%d&chunk=%d HTTP/1.0\r\n\r\n" % (size, chunk))
+            data = c.recv_until_close(timeout=30)
+            self.assertEqual(c.last_close, "eof")
+            head, _, body = data.partition(b"\r\n\r\n")
+            self.assertTrue(head.startswith(b"HTTP/1."), head)
+            self.assertNotIn(b"\r\ntransfer-encoding:", head.lower() + b"\r\n",
+                             "chunked response sent to an HTTP/1.0 client: %r" % head)
+            self.assertEqual(len(body), size, "%d/%d" % (size, chunk))
+            self.assertEqual(sha(body), pattern_sha256(size), "%d/%d" % (size, chunk))
+
+    def test_http10_keep_alive_with_chunked_upstream_ends_with_close(self):
+        # Without chunked coding the only end of such a body is the close, so the connection
+        # cannot stay open and the pipelined request behind it must not be answered into it.
+        b = self.backend()
+        self.start([b])
         c = self.conn(self.port)
-        c.send(b"GET /chunked?size=5000&chunk=700 HTTP/1.0\r\n\r\n")
+        c.send(b"GET /chunked?size=3000&chunk=100 HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"
+               b"GET /fixed?size=3 HTTP/1.0\r\n\r\n")
         data = c.recv_until_close(timeout=5)
         self.assertEqual(c.last_close, "eof")
-        head, _, body = data.partition(b"\r\n\r\n")
-        self.assertTrue(head.startswith(b"HTTP/1."), head)
-        self.assertNotIn(b"\r\ntransfer-encoding:", head.lower() + b"\r\n",
-                         "chunked response sent to an HTTP/1.0 client: %r" % head)
-        self.assertEqual(body, pattern(5000))
+        resps = parse_responses(data)
+        self.assertEqual(len(resps), 1)
+        self.assertIsNone(resps[0].header("transfer-encoding"))
+        self.assertFalse(resps[0].keep_alive)
+        self.assertEqual(resps[0].body, pattern(3000))
 
 
 class BackPressureTest(ProxyTest):
@@ -369,13 +388,37 @@ class RetryTest(ProxyTest):
 
     def test_dead_upstream_is_skipped_by_retries(self):
         b = self.backend()
-        self.start([self.dead_address(), b], route={"retries": 1})
+        dead = self.dead_address()
+        self.start([dead, b], route={"retries": 1})
         for i in range(20):
             r = http_request(self.port, "GET", "/fixed?size=%d" % (100 + i))
             self.assertEqual(r.status, 200, "GET %d: %r %r" % (i, r, r.body))
             self.assertEqual(r.header("x-backend"), "b1")
             self.assertEqual(r.body, pattern(100 + i))
         self.assertEqual(b.requests_served, 20)
+        self.assertIn(dead, self.proxy.stderr_text(), "the dead upstream was never tried")
+
+    def test_uploads_fail_over_after_a_connect_failure(self):
+        # Nothing was sent to an upstream that refused the connection, so any request, body
+        # included, may go to the next one.
+        b = self.backend()
+        dead = self.dead_address()
+        self.start([dead, b], route={"retries": 1})
+        body = pattern(3 * MiB)
+        digest = sha(body)
+        for i in range(3):
+            for kind, kw in (("content-length", {"body": body}),
+                             ("chunked", {"body": [body[:100000], body[100000:]],
+                                          "chunked": True})):
+                r = http_request(self.port, "POST", "/echo", timeout=30, **kw)
+                self.assertEqual(r.status, 200, "%s upload %d: %r" % (kind, i, r.body))
+                self.assertEqual(r.json()["body_sha256"], digest, kind)
+            c = self.conn(self.port, timeout=30)
+            r = c.request("PUT", "/echo", headers=[("Expect", "100-continue")], body=body)
+            self.assertEqual(r.status, 200, "100-continue upload %d: %r" % (i, r.body))
+            self.assertEqual(r.json()["body_sha256"], digest)
+        self.assertEqual(b.requests_served, 9)
+        self.assertIn(dead, self.proxy.stderr_text(), "the dead upstream was never tried")
 
     def test_get_reset_before_response_is_retried_on_another_upstream(self):
         rs = self.stop_server_later(ResetServer())

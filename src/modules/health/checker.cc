@@ -190,24 +190,25 @@ void HealthChecker::record(Entry& e, const ProbeResult& r) {
     const uint64_t now_us = shm::monotonicMicros();
     HealthTransition tr = HealthTransition::Busy;
     for (int i = 0; i < kBusyRetries && tr == HealthTransition::Busy; ++i) {
-        tr = balancer_->recordCheck(t.upstream, r.ok, now_us, r.error, r.http_status,
-                                    t.thresholds);
+        tr = balancer_->recordCheck(t.upstream, r.ok, now_us, r.error, r.http_status, t.thresholds);
     }
     ++e.checks;
     char why[256];
     switch (tr) {
         case HealthTransition::BecameUnhealthy:
-            LOG_WARN("health check: upstream %s of backend %s is now unhealthy after %u failed "
-                     "check(s): %s",
-                     t.address.c_str(), t.backend.c_str(),
-                     std::max<uint32_t>(t.thresholds.failure_threshold, 1),
-                     describeResult(r, t.probe, why, sizeof why));
+            LOG_WARN(
+                "health check: upstream %s of backend %s is now unhealthy after %u failed "
+                "check(s): %s",
+                t.address.c_str(), t.backend.c_str(),
+                std::max<uint32_t>(t.thresholds.failure_threshold, 1),
+                describeResult(r, t.probe, why, sizeof why));
             break;
         case HealthTransition::BecameHealthy:
-            LOG_NOTICE("health check: upstream %s of backend %s is healthy again after %u "
-                       "successful check(s)",
-                       t.address.c_str(), t.backend.c_str(),
-                       std::max<uint32_t>(t.thresholds.success_threshold, 1));
+            LOG_NOTICE(
+                "health check: upstream %s of backend %s is healthy again after %u "
+                "successful check(s)",
+                t.address.c_str(), t.backend.c_str(),
+                std::max<uint32_t>(t.thresholds.success_threshold, 1));
             break;
         case HealthTransition::Busy:
             LOG_DEBUG("health check: upstream %s of backend %s: result dropped, record busy",

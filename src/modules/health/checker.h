@@ -27,10 +27,10 @@ namespace photon::mod::health {
 
 /// One upstream to check, with its backend's effective settings.
 struct CheckTarget {
-    uint32_t upstream = 0;  // global upstream index in the BalancerPlan (and Proxy::upstreams)
-    std::string backend;    // backend name, for logs
-    std::string address;    // upstream address as configured, for logs
-    double interval_s = 10; // > 0
+    uint32_t upstream = 0;   // global upstream index in the BalancerPlan (and Proxy::upstreams)
+    std::string backend;     // backend name, for logs
+    std::string address;     // upstream address as configured, for logs
+    double interval_s = 10;  // > 0
     balancer::HealthThresholds thresholds;
     ProbeSpec probe;
 };

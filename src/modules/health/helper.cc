@@ -71,8 +71,8 @@ int runHealthHelper(const HelperInit& init) {
         LOG_ERROR("health checks: shared upstream table or balancing plan missing");
         return 1;
     }
-    struct ev_loop* loop = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) |
-                                       static_cast<unsigned>(EVFLAG_NOENV));
+    struct ev_loop* loop =
+        ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV));
     if (loop == nullptr) {
         LOG_ERROR("health checks: cannot create event loop");
         return 1;
@@ -81,14 +81,14 @@ int runHealthHelper(const HelperInit& init) {
     ::signal(SIGHUP, SIG_IGN);
 
     const uint32_t slot = static_cast<uint32_t>(init.slot);
-    const uint64_t seed = balancer::Rng::seedFor(static_cast<uint64_t>(getpid()), slot,
-                                                 shm::monotonicMicros());
+    const uint64_t seed =
+        balancer::Rng::seedFor(static_cast<uint64_t>(getpid()), slot, shm::monotonicMicros());
     {
         // The constructor pins the plan's generation for this slot.
         balancer::Balancer writer(*init.proxy->plan, *table, slot, seed);
-        std::vector<CheckTarget> targets = buildTargets(
-            *init.config, *init.proxy->plan,
-            std::span<const worker::UpstreamRt>(init.proxy->upstreams));
+        std::vector<CheckTarget> targets =
+            buildTargets(*init.config, *init.proxy->plan,
+                         std::span<const worker::UpstreamRt>(init.proxy->upstreams));
         size_t backends = 0;
         for (size_t i = 0; i < targets.size(); ++i) {
             backends += (i == 0 || targets[i].backend != targets[i - 1].backend) ? 1 : 0;

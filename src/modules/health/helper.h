@@ -31,10 +31,16 @@ struct HelperInit {
 /// the plan is missing or the loop cannot be created. Called in the child right after fork();
 /// never returns to the master's code paths. Ignores SIGPIPE and SIGHUP.
 ///
-/// Reloads: the helper checks one configuration generation. On reload the master starts a new
+/// What the master does around it (as for a worker): acquire the slot as SlotState::Helper
+/// before fork; in the child close its own socketpair end and every listening socket (the
+/// helper never accepts, and an inherited listener would keep a port the master closed
+/// accepting connections), unblock signals and set the process title; after waitpid reclaim the
+/// slot (which also voids a health seqlock the helper left half-written) and respawn it.
+///
+/// Reloads: a helper checks one configuration generation. On reload the master starts a new
 /// helper with the new config and proxy and stops the old one (SIGTERM); upstream records keep
-/// their health across the switch. Two helpers overlapping briefly is harmless: the record
-/// seqlock serialises their writes.
+/// their health across the switch. While both run, both record checks (the record seqlock keeps
+/// each write whole); at worst a transition comes one check early.
 int runHealthHelper(const HelperInit& init);
 
 }  // namespace photon::mod::health

@@ -28,7 +28,8 @@ bool isIpLiteral(std::string_view name, std::string& bare) {
     }
     bare.assign(name);
     unsigned char tmp[sizeof(in6_addr)];
-    return inet_pton(AF_INET, bare.c_str(), tmp) == 1 || inet_pton(AF_INET6, bare.c_str(), tmp) == 1;
+    return inet_pton(AF_INET, bare.c_str(), tmp) == 1 ||
+           inet_pton(AF_INET6, bare.c_str(), tmp) == 1;
 }
 
 /// The OpenSSL reason for the last error in the queue (static storage), and clears the queue.
@@ -61,7 +62,8 @@ const char* describeResult(const ProbeResult& r, const ProbeSpec& spec, char* ou
         n = std::snprintf(out, cap, "%.*s %u (expected %u)", static_cast<int>(name.size()),
                           name.data(), static_cast<unsigned>(r.http_status),
                           static_cast<unsigned>(spec.expected_status));
-    } else if (!r.ok && (r.error == HealthError::Timeout || r.error == HealthError::ConnectTimeout)) {
+    } else if (!r.ok &&
+               (r.error == HealthError::Timeout || r.error == HealthError::ConnectTimeout)) {
         n = std::snprintf(out, cap, "%.*s after %.3fs", static_cast<int>(name.size()), name.data(),
                           spec.timeout_s);
     } else {
@@ -164,8 +166,9 @@ void Probe::start(const ProbeSpec& spec, SSL_CTX* tls) {
                 SSL_set_tlsext_host_name(ssl_, spec.tls_name.c_str());
             }
             if (SSL_get_verify_mode(ssl_) != SSL_VERIFY_NONE) {
-                const int set = ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), bare.c_str())
-                                   : SSL_set1_host(ssl_, spec.tls_name.c_str());
+                const int set =
+                    ip ? X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl_), bare.c_str())
+                       : SSL_set1_host(ssl_, spec.tls_name.c_str());
                 if (set != 1) {
                     failSoon(HealthError::TlsHandshake, 0, "invalid verification name");
                     return;
@@ -353,8 +356,8 @@ void Probe::readResponse() {
                 }
                 const int sys = e == SSL_ERROR_SYSCALL ? errno : 0;
                 std::string_view why = takeTlsReason();
-                fail(HealthError::Io, sys, why.empty() || e == SSL_ERROR_ZERO_RETURN ? kClosedEarly
-                                                                                      : why);
+                fail(HealthError::Io, sys,
+                     why.empty() || e == SSL_ERROR_ZERO_RETURN ? kClosedEarly : why);
                 return;
             }
             got = static_cast<size_t>(n);
@@ -379,8 +382,8 @@ void Probe::readResponse() {
         }
         len_ += got;
         while (true) {
-            const auto st = core::http::parseResponse(buf_, len_, lim, head_, scan_hint_,
-                                                      spec_->head_request);
+            const auto st =
+                core::http::parseResponse(buf_, len_, lim, head_, scan_hint_, spec_->head_request);
             if (st == core::http::ParseStatus::Incomplete) {
                 break;  // read more
             }

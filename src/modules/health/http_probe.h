@@ -95,8 +95,8 @@ private:
 
 /// One check at a time against one upstream, as a non-blocking state machine on a libev loop:
 ///
-///   connect ──▶ [TLS handshake] ──▶ send request ──▶ read until the response head is complete
-///      (tcp stops after connect)                       (the body is never read)
+///   connect -> [TLS handshake] -> send request -> read until the response head is complete
+///   (tcp stops after connect)                       (the body is never read)
 ///
 /// A single timer bounds the whole check (ProbeSpec::timeout_s): expiring while connecting
 /// reports ConnectTimeout, later Timeout. Errors map to HealthError: ECONNREFUSED →

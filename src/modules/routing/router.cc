@@ -6,11 +6,11 @@
 #include <pcre2.h>
 
 #include <algorithm>
+#include <array>
 #include <bit>
 #include <cctype>
 #include <cstring>
 #include <map>
-#include <tuple>
 #include <utility>
 
 #include "modules/routing/path_normalize.h"
@@ -681,6 +681,11 @@ struct BuildNode {
     std::vector<Entry> dstar;
 };
 
+bool isPassThrough(const BuildNode& b) {
+    return b.literals.size() == 1 && b.term.empty() && b.dstar.empty() && b.globs.empty() &&
+           b.star == kNone && b.param == kNone && b.dstar_child == kNone;
+}
+
 struct BuildGroup {
     HostPattern host;
     uint32_t root = kNone;
@@ -802,14 +807,30 @@ struct Router::Impl {
         return method::kOther;
     }
 
-    uint32_t literalChild(uint32_t ni, const Node& n, std::string_view seg) const {
+    // The literal child of n that matches the path at pos (kNone if none); sets next to the
+    // position after the matched text. Linear nodes hold path-compressed keys ("api/v1") that
+    // are compared in place, so no segment scan is needed there; hashed nodes are probed with
+    // the segment, whose end is stored in `end` for reuse.
+    [[gnu::always_inline]] uint32_t literalStep(uint32_t ni, const Node& n, std::string_view path,
+                                                size_t pos, size_t& end, size_t& next) const {
         if (n.lit_hashed) {
-            return edges.find(ni, seg);
+            end = segmentEnd(path, pos);
+            next = end < path.size() ? end + 1 : kEnd;
+            return edges.find(ni, std::string_view(path.data() + pos, end - pos));
         }
+        const size_t avail = path.size() - pos;
         for (uint32_t i = n.lit_begin; i < n.lit_end; ++i) {
             const LitEdge& e = lit_edges[i];
-            if (e.len == seg.size() && sameBytes(lit_keys.data() + e.off, seg.data(), e.len)) {
-                return e.child;
+            if (e.len <= avail && sameBytes(lit_keys.data() + e.off, path.data() + pos, e.len)) {
+                const size_t stop = pos + e.len;
+                if (stop == path.size()) {
+                    next = kEnd;
+                    return e.child;
+                }
+                if (path[stop] == '/') {
+                    next = stop + 1;
+                    return e.child;
+                }
             }
         }
         return kNone;
@@ -878,12 +899,11 @@ struct Router::Impl {
                     break;
                 }
             }
-            const size_t end = segmentEnd(s.path, pos);
-            const std::string_view seg(s.path.data() + pos, end - pos);
-            const size_t next = nextSegment(s.path, end);
+            size_t end = kEnd;  // end of the current segment, computed only when needed
             uint32_t lit = kNone;
-            if (n.lit_end != n.lit_begin) {
-                lit = literalChild(ni, n, seg);
+            size_t lit_next = kEnd;
+            if (n.lit_hashed || n.lit_end != n.lit_begin) {
+                lit = literalStep(ni, n, s.path, pos, end, lit_next);
                 if (lit != kNone && nodes[lit].min_rank >= s.best) {
                     lit = kNone;
                 }
@@ -893,13 +913,17 @@ struct Router::Impl {
                     return;
                 }
                 ni = lit;
-                pos = next;
+                pos = lit_next;
                 continue;
             }
             if (lit != kNone) {
-                walk(lit, next, s);
+                walk(lit, lit_next, s);
             }
-            walkAlternatives(n, seg, next, s);
+            if (end == kEnd) {
+                end = segmentEnd(s.path, pos);
+            }
+            walkAlternatives(n, std::string_view(s.path.data() + pos, end - pos),
+                             nextSegment(s.path, end), s);
             return;
         }
     }
@@ -945,15 +969,19 @@ struct Router::Impl {
             s.allow |= entries[i].methods;
             s.any = true;
         }
-        const size_t end = segmentEnd(s.path, pos);
-        const std::string_view seg(s.path.data() + pos, end - pos);
-        const size_t next = nextSegment(s.path, end);
-        if (n.lit_end != n.lit_begin) {
-            const uint32_t c = literalChild(ni, n, seg);
+        size_t end = kEnd;
+        if (n.lit_hashed || n.lit_end != n.lit_begin) {
+            size_t lit_next = kEnd;
+            const uint32_t c = literalStep(ni, n, s.path, pos, end, lit_next);
             if (c != kNone) {
-                walkAll(c, next, s);
+                walkAll(c, lit_next, s);
             }
         }
+        if (end == kEnd) {
+            end = segmentEnd(s.path, pos);
+        }
+        const std::string_view seg(s.path.data() + pos, end - pos);
+        const size_t next = nextSegment(s.path, end);
         for (uint32_t i = n.glob_begin; i < n.glob_end; ++i) {
             if (globs[glob_edges[i].glob].matches(seg)) {
                 walkAll(glob_edges[i].child, next, s);
@@ -1015,6 +1043,34 @@ struct Router::Impl {
                 s.any = true;
             }
         }
+    }
+
+    // Cheap pre-check on the raw Host value: false when no host-restricted group can match a
+    // name of its length, so that canonicalHost() can be skipped. Errs towards true.
+    bool hostMayMatch(std::string_view h) const {
+        if (!pattern_groups.empty()) {
+            return true;
+        }
+        while (!h.empty() && (h.back() == ' ' || h.back() == '\t')) {
+            h.remove_suffix(1);
+        }
+        while (!h.empty() && (h.front() == ' ' || h.front() == '\t')) {
+            h.remove_prefix(1);
+        }
+        if (h.empty()) {
+            return false;
+        }
+        if (h[0] == '[') {
+            return true;
+        }
+        size_t len = std::min(h.find(':'), h.size());
+        if (len != 0 && h[len - 1] == '.') {
+            --len;
+        }
+        if (len <= kMaxHostLength && (exact_lengths[len >> 6] >> (len & 63) & 1) != 0) {
+            return true;
+        }
+        return !suffix_hosts.empty() && len > min_suffix;
     }
 
     // Calls fn(group) for every group whose host pattern may match `host`: exact, then
@@ -1510,10 +1566,21 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
         for (const auto& [seg, child] : b.literals) {
             if (n.lit_hashed) {
                 edge_items.push_back(StringTable::Item{static_cast<uint32_t>(i), seg, child});
+                continue;
+            }
+            // Path compression: skip nodes that only lead to one literal child ("api" -> "v1"
+            // becomes one edge "api/v1"); their subtree minimum equals the child's.
+            std::string key = seg;
+            uint32_t target = child;
+            while (isPassThrough(bnodes[target])) {
+                const auto& only = *bnodes[target].literals.begin();
+                key += '/';
+                key += only.first;
+                target = only.second;
             }
             im.lit_edges.push_back(LitEdge{static_cast<uint32_t>(im.lit_keys.size()),
-                                           static_cast<uint32_t>(seg.size()), child});
-            im.lit_keys.append(seg);
+                                           static_cast<uint32_t>(key.size()), target});
+            im.lit_keys.append(key);
         }
         n.lit_end = static_cast<uint32_t>(im.lit_edges.size());
     }
@@ -1626,8 +1693,9 @@ Match Router::match(std::string_view method, std::string_view host_header,
         return m;
     }
     char host_buf[kHostBufferSize];
-    const std::string_view host =
-        im.any_host_routes ? canonicalHost(host_header, host_buf) : std::string_view();
+    const std::string_view host = im.any_host_routes && im.hostMayMatch(host_header)
+                                      ? canonicalHost(host_header, host_buf)
+                                      : std::string_view();
     Search s;
     s.path = path;
     s.mbit = im.methodBit(method);

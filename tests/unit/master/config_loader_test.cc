@@ -354,10 +354,10 @@ TEST(ConfigLoaderTest, SubstitutedScalarsConvertToTheExpectedType) {
     LoadResult r = loadYaml(
         baseYaml("  max_connections: ${MAXC}\n  reuse_port: \"${REUSE}\"\n"
                  "  connection_timeout: ${TIMEOUT}\n  worker_processes: ${WORKERS}\n"),
-        envOf({{"MAXC", "1234"}, {"REUSE", "false"}, {"TIMEOUT", "45"}, {"WORKERS", "3"}}));
+        envOf({{"MAXC", "1234"}, {"REUSE", "true"}, {"TIMEOUT", "45"}, {"WORKERS", "3"}}));
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_EQ(r.config->server.max_connections, 1234u);
-    EXPECT_FALSE(r.config->server.reuse_port);
+    EXPECT_TRUE(r.config->server.reuse_port);
     EXPECT_EQ(r.config->server.connection_timeout, seconds(45));
     EXPECT_EQ(r.config->server.worker_processes, 3u);
     EXPECT_FALSE(r.config->server.worker_processes_auto);
@@ -412,7 +412,7 @@ TEST(ConfigLoaderTest, AppliesDocumentedDefaults) {
     EXPECT_EQ(c.server.keepalive_requests, 10000u);
     EXPECT_EQ(c.server.request_id, core::RequestIdMode::Keep);
     EXPECT_TRUE(c.server.trusted_proxies.empty());
-    EXPECT_TRUE(c.server.reuse_port);
+    EXPECT_FALSE(c.server.reuse_port);
 
     EXPECT_EQ(c.load_balancing.algorithm, core::LbAlgorithm::RoundRobin);
     ASSERT_EQ(c.load_balancing.backends.size(), 1u);
@@ -1241,12 +1241,12 @@ TEST(ConfigLoaderTest, EnvExampleHonoursVariables) {
     LoadResult r =
         loadFile("conf/examples/env.yaml", envOf({{"PHOTON_HTTP_ADDR", "127.0.0.1:18080"},
                                                   {"PHOTON_WORKERS", "2"},
-                                                  {"PHOTON_REUSE_PORT", "false"},
+                                                  {"PHOTON_REUSE_PORT", "true"},
                                                   {"HEALTH_INTERVAL", "3s"}}));
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_EQ(r.config->server.http_addr.port, 18080);
     EXPECT_EQ(r.config->server.worker_processes, 2u);
-    EXPECT_FALSE(r.config->server.reuse_port);
+    EXPECT_TRUE(r.config->server.reuse_port);
     EXPECT_EQ(r.config->health_check.interval, seconds(3));
     const auto& set = r.config->middleware.transform->request_headers.set;
     ASSERT_EQ(set.size(), 2u);

@@ -31,8 +31,8 @@ using balancer::HealthError;
 using balancer::HealthTransition;
 using testing::BoundSocket;
 using testing::ScriptedServer;
-using testing::TestLoop;
 using testing::targetPort;
+using testing::TestLoop;
 
 // ---- jitter ------------------------------------------------------------------------------------
 
@@ -351,7 +351,8 @@ TEST_F(HealthCheckerTest, HysteresisAndOneLogLinePerTransition) {
         return std::count_if(seen_.begin(), seen_.end(),
                              [&](const Seen& s) { return s.transition == want; });
     };
-    ASSERT_TRUE(loop_.runUntil([&] { return transitions(HealthTransition::BecameUnhealthy) == 1; }));
+    ASSERT_TRUE(
+        loop_.runUntil([&] { return transitions(HealthTransition::BecameUnhealthy) == 1; }));
     ASSERT_EQ(seen_.size(), 2u);  // exactly failure_threshold failed checks
     EXPECT_FALSE(seen_[0].ok);
     EXPECT_EQ(seen_[0].transition, HealthTransition::None);

@@ -33,13 +33,16 @@ class TestLoop {
 public:
     TestLoop() {
         ::signal(SIGPIPE, SIG_IGN);
-        loop_ = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV));
+        loop_ = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) |
+                            static_cast<unsigned>(EVFLAG_NOENV));
     }
     ~TestLoop() { ev_loop_destroy(loop_); }
     TestLoop(const TestLoop&) = delete;
     TestLoop& operator=(const TestLoop&) = delete;
 
-    struct ev_loop* get() const { return loop_; }
+    struct ev_loop* get() const {
+        return loop_;
+    }
 
     /// True once pred() holds; false if the guard expired first.
     bool runUntil(const std::function<bool()>& pred, double guard_s = 20) {

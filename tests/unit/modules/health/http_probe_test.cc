@@ -17,8 +17,8 @@ namespace {
 using balancer::HealthError;
 using testing::BoundSocket;
 using testing::ScriptedServer;
-using testing::TestLoop;
 using testing::targetPort;
+using testing::TestLoop;
 
 class ProbeTest : public ::testing::Test {
 protected:
@@ -191,7 +191,8 @@ TEST_F(ProbeTest, UnparsableAnswerFailsWithProtocol) {
 
 TEST_F(ProbeTest, OversizedHeadFailsWithProtocol) {
     ScriptedServer server(loop_.get());
-    server.reply = "HTTP/1.1 200 OK\r\nX-Big: " + std::string(Probe::kBufferBytes, 'a') + "\r\n\r\n";
+    server.reply =
+        "HTTP/1.1 200 OK\r\nX-Big: " + std::string(Probe::kBufferBytes, 'a') + "\r\n\r\n";
     http(server.port());
     ProbeResult r = check();
     EXPECT_FALSE(r.ok);
