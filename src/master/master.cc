@@ -18,6 +18,8 @@
 #include "master/config_loader.h"
 #include "master/process.h"
 #include "master/runtime.h"
+#include "modules/health/helper.h"
+#include "worker/proxy.h"
 #include "worker/worker.h"
 
 namespace photon::master {
@@ -133,6 +135,9 @@ int Master::run() {
     for (size_t i = 0; i < slots_.size(); ++i) {
         spawnWorker(i);
     }
+    if (helperWanted()) {
+        spawnHelper();
+    }
     for (const auto& l : listeners_) {
         LOG_NOTICE("listening on %s%s", l.addr.c_str(),
                    l.kind == ListenerKind::Metrics ? " (metrics, /health)" : "");
@@ -190,6 +195,82 @@ int Master::run() {
     return exit_code;
 }
 
+void Master::closeSiblingChannels() {
+    // In a new child: the master's ends of the other children's socketpairs. Holding them would
+    // keep those children from seeing EOF when the master dies.
+    for (auto* list : {&slots_, &retiring_}) {
+        for (const auto& s : *list) {
+            if (s.fd >= 0) {
+                ::close(s.fd);
+            }
+        }
+    }
+    if (helper_.fd >= 0) {
+        ::close(helper_.fd);
+    }
+}
+
+bool Master::helperWanted() const {
+    for (const auto& b : config_->load_balancing.backends) {
+        if (b.health_check.enabled) {
+            return true;
+        }
+    }
+    return false;
+}
+
+bool Master::spawnHelper() {
+    WorkerSlot& s = helper_;
+    int sv[2];
+    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        LOG_ERROR("socketpair: %s", std::strerror(errno));
+        s.respawn_at_us = monoUs() + 1'000'000;
+        return false;
+    }
+    int slot_id = acquireShmSlot(true);
+    if (slot_id < 0) {
+        ::close(sv[0]);
+        ::close(sv[1]);
+        s.respawn_at_us = monoUs() + 1'000'000;
+        return false;
+    }
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        LOG_ERROR("fork: %s", std::strerror(errno));
+        releaseShmSlot(slot_id);
+        ::close(sv[0]);
+        ::close(sv[1]);
+        s.respawn_at_us = monoUs() + 1'000'000;
+        return false;
+    }
+    if (pid == 0) {
+        ::close(sv[0]);
+        closeSiblingChannels();
+        closeListeners(listeners_);  // the helper never accepts clients
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, nullptr);
+        core::setLogSlot(slot_id);
+        ProcTitle::set("photon: helper process");
+        mod::health::HelperInit init;
+        init.config = config_.get();
+        init.proxy = runtimeProxy();
+        init.slot = slot_id;
+        init.master_fd = sv[1];
+        std::_Exit(mod::health::runHealthHelper(init));
+    }
+    ::close(sv[1]);
+    s.pid = pid;
+    s.fd = sv[0];
+    s.shm_slot = slot_id;
+    s.generation = generation_;
+    s.started_us = monoUs();
+    s.respawn_at_us = 0;
+    registerWorkerPid(slot_id, pid);
+    LOG_INFO("started health-check helper %d in slot %d", static_cast<int>(pid), slot_id);
+    return true;
+}
+
 bool Master::spawnWorker(size_t i) {
     WorkerSlot& s = slots_[i];
     int sv[2];
@@ -217,6 +298,7 @@ bool Master::spawnWorker(size_t i) {
     }
     if (pid == 0) {
         ::close(sv[0]);
+        closeSiblingChannels();
         sigset_t empty;
         sigemptyset(&empty);
         sigprocmask(SIG_SETMASK, &empty, nullptr);
@@ -286,6 +368,23 @@ void Master::reapChildren() {
             }
             s.respawn_at_us = now + backoff;
         }
+        if (!found && helper_.pid == pid) {
+            found = true;
+            ::close(helper_.fd);
+            helper_.fd = -1;
+            helper_.pid = 0;
+            releaseShmSlot(helper_.shm_slot);
+            helper_.shm_slot = -1;
+            if (!stopping_) {
+                LOG_ERROR("health-check helper %d exited unexpectedly; respawning",
+                          static_cast<int>(pid));
+            }
+            helper_.fast_crashes = now - helper_.started_us < kCrashWindowUs ? helper_.fast_crashes + 1 : 0;
+            helper_.respawn_at_us =
+                now + (helper_.fast_crashes > 1
+                           ? std::min<int64_t>(kMaxBackoffUs, 100'000LL << std::min(helper_.fast_crashes - 2, 10))
+                           : 0);
+        }
         for (auto it = retiring_.begin(); !found && it != retiring_.end(); ++it) {
             if (it->pid == pid) {
                 ::close(it->fd);
@@ -314,6 +413,9 @@ void Master::respawnDue(int64_t now) {
             spawnWorker(i);
         }
     }
+    if (helper_.pid == 0 && helper_.respawn_at_us <= now && helperWanted()) {
+        spawnHelper();
+    }
 }
 
 int64_t Master::nextWakeUs(int64_t now) const {
@@ -323,6 +425,9 @@ int64_t Master::nextWakeUs(int64_t now) const {
             wake = std::min(wake, std::max<int64_t>(s.respawn_at_us - now, 1000));
         }
     }
+    if (helper_.pid == 0 && !stopping_ && helperWanted()) {
+        wake = std::min(wake, std::max<int64_t>(helper_.respawn_at_us - now, 1000));
+    }
     return wake;
 }
 
@@ -331,6 +436,9 @@ void Master::signalWorkers(int sig, bool include_retiring) {
         if (s.pid > 0) {
             ::kill(s.pid, sig);
         }
+    }
+    if (helper_.pid > 0) {
+        ::kill(helper_.pid, sig == SIGQUIT ? SIGTERM : sig);  // the helper has nothing to drain
     }
     if (include_retiring) {
         for (const auto& s : retiring_) {
@@ -349,7 +457,7 @@ bool Master::waitAllExited(int64_t deadline) {
                 return true;
             }
         }
-        return !retiring_.empty();
+        return !retiring_.empty() || helper_.pid > 0;
     };
     while (anyAlive()) {
         reapChildren();
@@ -414,6 +522,15 @@ void Master::reload() {
     slots_.assign(n, WorkerSlot{});
     for (size_t i = 0; i < n; ++i) {
         spawnWorker(i);
+    }
+    if (helper_.pid > 0) {
+        ::kill(helper_.pid, SIGTERM);  // checks the old upstream set; the new one takes over
+        helper_.retiring = true;
+        retiring_.push_back(helper_);
+    }
+    helper_ = WorkerSlot{};
+    if (helperWanted()) {
+        spawnHelper();
     }
     LOG_NOTICE("configuration generation %llu active", static_cast<unsigned long long>(generation_));
 }

@@ -40,6 +40,10 @@ public:
 
 private:
     bool spawnWorker(size_t slot);
+    /// Forks the health-check helper (when any backend has active checks enabled).
+    bool spawnHelper();
+    bool helperWanted() const;
+    void closeSiblingChannels();
     void reapChildren();
     void respawnDue(int64_t now_us);
     void signalWorkers(int sig, bool include_retiring = true);
@@ -54,6 +58,7 @@ private:
     std::vector<Listener> listeners_;
     std::vector<WorkerSlot> slots_;
     std::vector<WorkerSlot> retiring_;
+    WorkerSlot helper_;  // the health-check helper process
     uint64_t generation_ = 1;
     int64_t start_time_us_ = 0;
     std::string pid_path_;

@@ -231,9 +231,10 @@ void teardownSharedState() {
 
 worker::Proxy* runtimeProxy() { return g_proxy.get(); }
 
-int acquireShmSlot() {
+int acquireShmSlot(bool helper) {
     uint32_t gen = g_proxy && g_proxy->plan ? g_proxy->plan->generation() : 0;
-    auto r = g_state.slots->acquire(shm::SlotState::Worker, gen, monoUs());
+    auto r = g_state.slots->acquire(helper ? shm::SlotState::Helper : shm::SlotState::Worker, gen,
+                                    monoUs());
     if (!r.ok()) {
         LOG_ERROR("%s", r.error().msg.c_str());
         return -1;

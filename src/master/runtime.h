@@ -52,7 +52,7 @@ worker::Proxy* runtimeProxy();
 
 /// Process slots in shared memory: a free slot for a new worker (-1 if none), its pid, and the
 /// release after the worker was reaped (reclaims what it held: in-flight counts, connections).
-int acquireShmSlot();
+int acquireShmSlot(bool helper = false);
 void registerWorkerPid(int slot, pid_t pid);
 void releaseShmSlot(int slot);
 

@@ -11,7 +11,6 @@
 #include <string>
 #include <vector>
 
-#include "core/result.h"
 #include "modules/balancer/balancer.h"
 #include "modules/balancer/rng.h"
 #include "modules/health/http_probe.h"
