@@ -130,6 +130,12 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         rt.retries = r.retries;
         rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();
         for (const auto& m : r.middleware) {
+            if (m == "cors" || m == "transform") {
+                LOG_WARN("route %s: middleware '%s' is not available in this version; requests "
+                         "pass through unchanged",
+                         r.id.c_str(), m.c_str());
+                continue;
+            }
             if (m == "auth" || m == "rate_limit") {
                 rt.unavailable_middleware = m == "auth" ? "auth" : "rate_limit";
                 LOG_WARN("route %s: middleware '%s' is not available in this version; the route "
