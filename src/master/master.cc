@@ -49,6 +49,7 @@ sigset_t masterSignals() {
 
 constexpr int64_t kCrashWindowUs = 2'000'000;   // a worker dying sooner than this "crashed fast"
 constexpr int64_t kMaxBackoffUs = 10'000'000;   // crash-loop backoff ceiling
+constexpr int64_t kResolveEveryUs = 30'000'000; // upstream host names are re-resolved this often
 
 }  // namespace
 
@@ -147,8 +148,13 @@ int Master::run() {
     daemonReady(ready_fd, true);
 
     int exit_code = 0;
+    int64_t next_resolve = monoUs() + kResolveEveryUs;
     while (true) {
         int64_t now = monoUs();
+        if (now >= next_resolve) {
+            runtimeResolveTick();
+            next_resolve = monoUs() + kResolveEveryUs;
+        }
         int64_t wake = nextWakeUs(now);
         struct timespec ts = {static_cast<time_t>(wake / 1000000),
                               static_cast<long>((wake % 1000000) * 1000)};

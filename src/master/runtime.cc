@@ -16,6 +16,7 @@
 #include "modules/balancer/upstream_table.h"
 #include "shm/segment.h"
 #include "shm/slot_table.h"
+#include "worker/addr_table.h"
 #include "worker/proxy.h"
 #include "worker/server_counters.h"
 #include "worker/shared_state.h"
@@ -26,7 +27,7 @@ namespace {
 
 /// Everything the master maps; kept for the process lifetime (workers inherit the mappings).
 struct SharedState {
-    std::optional<shm::MappedSegment> slots_seg, upstreams_seg, server_seg;
+    std::optional<shm::MappedSegment> slots_seg, upstreams_seg, server_seg, addrs_seg;
     std::optional<shm::SlotTable> slots;
     std::optional<mod::balancer::UpstreamTable> upstreams;
     worker::ServerCountersShm* server = nullptr;
@@ -92,6 +93,13 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     g_state.server_seg.emplace(std::move(srv.value()));
     g_state.server = reinterpret_cast<worker::ServerCountersShm*>(g_state.server_seg->body());
 
+    auto addrs = shm::MappedSegment::create(name("addrs"), worker::AddrTable::bodyBytes(cap),
+                                            worker::kAddrTableLayoutVersion, cap);
+    if (!addrs.ok()) {
+        return addrs.error();
+    }
+    g_state.addrs_seg.emplace(std::move(addrs.value()));
+
     // Repair what a previous master that died may have left behind.
     g_state.slots->addHook(g_state.upstreams->slotHook());
     g_state.slots->reclaimOrphans();
@@ -104,11 +112,45 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     segs.slots = &*g_state.slots;
     segs.upstreams = &*g_state.upstreams;
     segs.server = g_state.server;
+    segs.addrs = worker::AddrTable(reinterpret_cast<worker::AddrEntryShm*>(g_state.addrs_seg->body()),
+                                   cap);
     worker::setSharedSegments(segs);
     return {};
 }
 
+/// Publishes the addresses a freshly built proxy resolved, so every process connects to them.
+void publishAddresses(const worker::Proxy& p) {
+    auto& table = const_cast<worker::AddrTable&>(worker::sharedSegments().addrs);
+    for (const auto& u : p.upstreams) {
+        if (u.shm_index >= 0) {
+            table.store(static_cast<uint32_t>(u.shm_index), u.sa, u.resolved ? u.salen : 0);
+        }
+    }
+}
+
 }  // namespace
+
+void runtimeResolveTick() {
+    if (!g_proxy) {
+        return;
+    }
+    auto& table = const_cast<worker::AddrTable&>(worker::sharedSegments().addrs);
+    for (const auto& u : g_proxy->upstreams) {
+        if (!u.is_name || u.shm_index < 0) {
+            continue;
+        }
+        sockaddr_storage sa{};
+        socklen_t len = 0;
+        if (!worker::resolveHostPort(u.host, u.port, true, sa, len)) {
+            LOG_DEBUG("upstream %s still does not resolve; keeping its last address",
+                      u.address.c_str());
+            continue;  // a lookup failure never removes an address that worked
+        }
+        if (table.store(static_cast<uint32_t>(u.shm_index), sa, len)) {
+            LOG_NOTICE("upstream %s resolves to a new address", u.address.c_str());
+        }
+    }
+}
 
 const std::string& runtimePidFile(const core::Config& c) { return c.server.pid_file; }
 
@@ -204,6 +246,7 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
         return p.error();
     }
     g_proxy = std::move(p.value());
+    publishAddresses(*g_proxy);
     return {};
 }
 
@@ -214,13 +257,15 @@ core::Result<void> reloadSharedState(const core::Config& c) {
     }
     g_old_proxies.push_back(std::move(g_proxy));
     g_proxy = std::move(p.value());
+    publishAddresses(*g_proxy);
     return {};
 }
 
 void teardownSharedState() {
     g_old_proxies.clear();
     g_proxy.reset();
-    for (auto* seg : {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg}) {
+    for (auto* seg : {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg,
+                      &g_state.addrs_seg}) {
         if (*seg) {
             std::string n = (*seg)->name();
             seg->reset();

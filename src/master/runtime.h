@@ -47,6 +47,9 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
 core::Result<void> reloadSharedState(const core::Config& c);
 /// Removes the segments (clean exit).
 void teardownSharedState();
+/// Re-resolves upstream host names (blocking DNS: master only, where no client waits) and
+/// publishes changed addresses to every process through shared memory.
+void runtimeResolveTick();
 /// The proxy model new workers inherit.
 worker::Proxy* runtimeProxy();
 

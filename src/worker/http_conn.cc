@@ -149,11 +149,23 @@ void destroyUpstreamConn(UpstreamConn* u) {
 
 /// Starts a non-blocking connect. Returns nullptr (errno set) when it fails at once.
 UpstreamConn* connectUpstream(UpstreamRt& up) {
-    if (!up.resolved || up.tls) {
-        errno = up.tls ? EPROTONOSUPPORT : EHOSTUNREACH;
+    if (up.tls) {
+        errno = EPROTONOSUPPORT;
         return nullptr;
     }
-    int fd = ::socket(up.sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    // The master re-resolves host names and publishes them in shared memory; fall back to the
+    // address resolved at load when no table is mapped.
+    sockaddr_storage sa;
+    socklen_t salen = 0;
+    if (up.shm_index < 0 || !sharedUpstreamAddress(static_cast<uint32_t>(up.shm_index), sa, salen)) {
+        if (!up.resolved) {
+            errno = EHOSTUNREACH;
+            return nullptr;
+        }
+        sa = up.sa;
+        salen = up.salen;
+    }
+    int fd = ::socket(sa.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0) {
         return nullptr;
     }
@@ -166,7 +178,7 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
         ::setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &up.ka_count, sizeof up.ka_count);
     }
     bool connecting = false;
-    if (::connect(fd, reinterpret_cast<const sockaddr*>(&up.sa), up.salen) != 0) {
+    if (::connect(fd, reinterpret_cast<const sockaddr*>(&sa), salen) != 0) {
         if (errno != EINPROGRESS) {
             int e = errno;
             ::close(fd);

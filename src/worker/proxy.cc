@@ -20,15 +20,22 @@ double seconds(core::Duration d) { return std::chrono::duration<double>(d).count
 
 /// Resolves host:port (master side, may block). First address wins.
 bool resolve(const core::HostPort& hp, sockaddr_storage& sa, socklen_t& len) {
+    return resolveHostPort(hp.host, hp.port, hp.kind == core::HostKind::Name, sa, len);
+}
+
+}  // namespace
+
+bool resolveHostPort(const std::string& host, uint16_t port_num, bool is_name,
+                     sockaddr_storage& sa, socklen_t& len) {
     struct addrinfo hints = {};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
-    if (hp.kind != core::HostKind::Name) {
+    if (!is_name) {
         hints.ai_flags = AI_NUMERICHOST;
     }
-    std::string port = std::to_string(hp.port);
+    std::string port = std::to_string(port_num);
     struct addrinfo* res = nullptr;
-    if (::getaddrinfo(hp.host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
+    if (::getaddrinfo(host.c_str(), port.c_str(), &hints, &res) != 0 || res == nullptr) {
         return false;
     }
     std::memcpy(&sa, res->ai_addr, res->ai_addrlen);
@@ -36,6 +43,8 @@ bool resolve(const core::HostPort& hp, sockaddr_storage& sa, socklen_t& len) {
     ::freeaddrinfo(res);
     return true;
 }
+
+namespace {
 
 std::vector<mod::routing::RouteSpec> routeSpecs(const core::Config& cfg) {
     std::vector<mod::routing::RouteSpec> specs;
@@ -91,6 +100,9 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         for (const auto& uc : b.upstreams) {
             UpstreamRt u;
             u.address = uc.address.toString();
+            u.host = uc.address.host;
+            u.port = uc.address.port;
+            u.is_name = uc.address.kind == core::HostKind::Name;
             u.resolved = resolve(uc.address, u.sa, u.salen);
             u.tls = uc.tls;
             if (u.tls) {
@@ -189,6 +201,10 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             return plan.error();
         }
         p->plan = std::make_unique<mod::balancer::BalancerPlan>(std::move(plan.value()));
+        for (size_t i = 0; i < p->upstreams.size(); ++i) {
+            p->upstreams[i].shm_index =
+                static_cast<int>(p->plan->upstream(static_cast<uint32_t>(i)).record);
+        }
     }
     return p;
 }

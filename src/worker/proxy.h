@@ -30,11 +30,19 @@ namespace photon::worker {
 
 class UpstreamConn;
 
+/// Blocking name resolution (master side only): first address of host:port. `is_name` false
+/// means a numeric literal (no DNS).
+bool resolveHostPort(const std::string& host, uint16_t port, bool is_name, sockaddr_storage& sa,
+                     socklen_t& len);
+
 /// One upstream server of a backend, as workers use it. Built by the master from the
 /// configuration (addresses resolved there, off every event loop) and inherited through fork;
 /// only the idle pool changes afterwards, privately in each worker.
 struct UpstreamRt {
     std::string address;  // as configured ("10.0.0.5:8080", "api.internal:80")
+    std::string host;     // host part; re-resolved periodically when it is a DNS name
+    uint16_t port = 0;
+    bool is_name = false;
     sockaddr_storage sa{};
     socklen_t salen = 0;
     bool resolved = false;
@@ -46,7 +54,7 @@ struct UpstreamRt {
     int ka_idle = 60, ka_interval = 10, ka_count = 9;
     uint32_t max_connections = 0;  // 0 = unlimited; enforced across workers via shared memory
     uint32_t weight = 1;
-    int shm_index = -1;            // index in the shared upstream table
+    int shm_index = -1;  // record in the shared upstream table (and the address table)
     size_t backend_index = 0;
     // Per-worker pool of idle keep-alive connections (most recently used at the back).
     ListNode idle;

@@ -34,6 +34,10 @@ uint64_t monoUs() {
 }  // namespace
 
 void setSharedSegments(const SharedSegments& s) { g_seg = s; }
+
+bool sharedUpstreamAddress(uint32_t record, sockaddr_storage& out, socklen_t& len) {
+    return g_seg.addrs.load(record, out, len);
+}
 const SharedSegments& sharedSegments() { return g_seg; }
 
 core::Result<void> attachWorkerSharedState(int slot) {

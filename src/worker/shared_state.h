@@ -8,6 +8,7 @@
 #include <string>
 
 #include "core/result.h"
+#include "worker/addr_table.h"
 
 namespace photon::shm {
 class SlotTable;
@@ -26,6 +27,7 @@ struct SharedSegments {
     shm::SlotTable* slots = nullptr;
     mod::balancer::UpstreamTable* upstreams = nullptr;
     ServerCountersShm* server = nullptr;
+    AddrTable addrs;  // resolved upstream addresses, by upstream-table record
 };
 /// Master: publishes the mapped segments (before the first fork).
 void setSharedSegments(const SharedSegments& s);
@@ -33,6 +35,10 @@ const SharedSegments& sharedSegments();
 
 /// Maps this worker's slot; called once in the worker right after fork.
 core::Result<void> attachWorkerSharedState(int slot);
+
+/// The current address of the upstream whose upstream-table record is `record` (as the master
+/// last resolved it). False when it has not resolved. Any process; lock-free.
+bool sharedUpstreamAddress(uint32_t record, sockaddr_storage& out, socklen_t& len);
 
 /// server.max_connections across all workers: true and counted when below `max` (0 = no limit).
 bool sharedTryAddConnection(uint32_t max);

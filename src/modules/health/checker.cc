@@ -9,6 +9,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "worker/shared_state.h"
 #include "shm/clock.h"
 #include "worker/proxy.h"
 
@@ -166,6 +167,15 @@ void HealthChecker::onTimer(struct ev_loop*, ev_timer* w, int) noexcept {
 
 void HealthChecker::beginCheck(Entry& e) {
     e.next_start = ev_now(loop_) + nextCheckDelay(e.target.interval_s, rng_.next());
+    // Host names are re-resolved by the master; check the address workers will connect to.
+    sockaddr_storage sa;
+    socklen_t len = 0;
+    if (e.target.upstream < balancer_->plan().upstreamCount() &&
+        worker::sharedUpstreamAddress(balancer_->plan().upstream(e.target.upstream).record, sa,
+                                      len)) {
+        e.target.probe.addr = sa;
+        e.target.probe.addr_len = len;
+    }
     SSL_CTX* tls = nullptr;
     if (e.target.probe.kind == core::HealthCheckType::Https) {
         tls = e.target.probe.tls_verify ? tls_verify_ : tls_no_verify_;
