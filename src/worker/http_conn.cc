@@ -720,7 +720,7 @@ void dispatch(ClientConn* c) {
             return;
         }
         if (!metrics_listener && m.status == mod::routing::MatchStatus::MethodNotAllowed) {
-            char allow[256];
+            char allow[1024];
             std::memcpy(allow, "Allow: ", 7);
             size_t n = 7 + p.router->formatAllow(m.allow, allow + 7, sizeof allow - 9);
             allow[n++] = '\r';
