@@ -187,9 +187,6 @@ core::Result<std::vector<Listener>> reopenRuntimeListeners(const core::Config& c
     if (c.metrics.metrics_addr) {
         want.push_back({c.metrics.metrics_addr->toString(), ListenerKind::Metrics});
     }
-    if (c.server.https_addr) {
-        LOG_WARN("server.https_addr: the TLS listener is not available in this build; ignored");
-    }
     std::vector<Listener> out;
     for (const auto& w : want) {
         bool reused = false;

@@ -61,6 +61,36 @@ std::vector<mod::routing::RouteSpec> routeSpecs(const core::Config& cfg) {
     return specs;
 }
 
+/// What the configuration asks for that this version does not do yet, in words for the operator.
+void unavailableFeatureWarnings(const core::Config& cfg, std::vector<std::string>& out) {
+    for (size_t i = 0; i < cfg.routes.size(); ++i) {
+        const auto& r = cfg.routes[i];
+        for (const auto& m : r.middleware) {
+            std::string where = "routes[" + std::to_string(i) + "] (\"" + r.id + "\"): middleware '" + m + "'";
+            if (m == "auth" || m == "rate_limit") {
+                out.push_back(where + " is not available in this version; the route answers 503 "
+                                      "instead of forwarding unprotected");
+            } else if (m == "cors" || m == "transform") {
+                out.push_back(where + " is not available in this version; requests pass "
+                                      "through unchanged");
+            }
+        }
+    }
+    for (const auto& b : cfg.load_balancing.backends) {
+        for (size_t k = 0; k < b.upstreams.size(); ++k) {
+            if (b.upstreams[k].tls) {
+                out.push_back("load_balancing.backends." + b.name + ".upstreams[" +
+                              std::to_string(k) + "]: TLS to upstreams is not available in this "
+                              "version; the upstream is never picked (never plaintext)");
+            }
+        }
+    }
+    if (cfg.server.https_addr) {
+        out.push_back("server.https_addr: the TLS listener is not available in this version; "
+                      "only http_addr is served");
+    }
+}
+
 mod::balancer::Algorithm algorithmOf(core::LbAlgorithm a) {
     using mod::balancer::Algorithm;
     switch (a) {
@@ -105,11 +135,6 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             u.is_name = uc.address.kind == core::HostKind::Name;
             u.resolved = resolve(uc.address, u.sa, u.salen);
             u.tls = uc.tls;
-            if (u.tls) {
-                LOG_WARN("upstream %s of backend %s: TLS to upstreams is not available in this "
-                         "version; the upstream is kept out of rotation (never plaintext)",
-                         u.address.c_str(), b.name.c_str());
-            }
             if (!u.resolved) {
                 LOG_WARN("upstream %s of backend %s does not resolve; it stays unusable",
                          u.address.c_str(), b.name.c_str());
@@ -121,7 +146,10 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             u.ka_idle = std::max(1, static_cast<int>(seconds(uc.tcp_keepalive.idle)));
             u.ka_interval = std::max(1, static_cast<int>(seconds(uc.tcp_keepalive.interval)));
             u.ka_count = static_cast<int>(uc.tcp_keepalive.count);
-            u.max_connections = uc.max_connections ? static_cast<uint32_t>(*uc.max_connections) : 0;
+            u.max_connections =
+                uc.max_connections
+                    ? static_cast<uint32_t>(std::min<uint64_t>(*uc.max_connections, UINT32_MAX))
+                    : 0;
             u.weight = uc.weight;
             u.backend_index = bi;
             be.upstreams.push_back(p->upstreams.size());
@@ -142,18 +170,8 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         rt.retries = r.retries;
         rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();
         for (const auto& m : r.middleware) {
-            if (m == "cors" || m == "transform") {
-                LOG_WARN("route %s: middleware '%s' is not available in this version; requests "
-                         "pass through unchanged",
-                         r.id.c_str(), m.c_str());
-                continue;
-            }
-            if (m == "auth" || m == "rate_limit") {
+            if (rt.unavailable_middleware == nullptr && (m == "auth" || m == "rate_limit")) {
                 rt.unavailable_middleware = m == "auth" ? "auth" : "rate_limit";
-                LOG_WARN("route %s: middleware '%s' is not available in this version; the route "
-                         "answers 503 instead of forwarding unprotected",
-                         r.id.c_str(), rt.unavailable_middleware);
-                break;
             }
         }
         p->routes.push_back(std::move(rt));
@@ -163,6 +181,7 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
     if (!router.ok()) {
         return router.error();
     }
+    unavailableFeatureWarnings(cfg, warnings);
     for (const auto& w : warnings) {
         LOG_WARN("%s", w.c_str());
     }
@@ -186,9 +205,14 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             for (const auto& uc : b.upstreams) {
                 mod::balancer::UpstreamSpec us;
                 us.address = uc.address.toString();
-                us.weight = uc.weight;
+                // TLS upstreams cannot be served yet and `max_connections: 0` means "never
+                // picked" (as in the original): both are drained (weight 0).
+                bool never = uc.tls || (uc.max_connections && *uc.max_connections == 0);
+                us.weight = never ? 0 : uc.weight;
                 us.max_connections =
-                    uc.max_connections ? static_cast<uint32_t>(*uc.max_connections) : 0;
+                    uc.max_connections
+                        ? static_cast<uint32_t>(std::min<uint64_t>(*uc.max_connections, UINT32_MAX))
+                        : 0;
                 // An unresolvable name starts out of rotation (new records only).
                 us.start_healthy = p->upstreams[ui].resolved && !p->upstreams[ui].tls;
                 ++ui;
@@ -216,6 +240,7 @@ core::Result<void> Proxy::checkRoutes(const core::Config& cfg, std::vector<std::
     if (!router.ok()) {
         return router.error();
     }
+    unavailableFeatureWarnings(cfg, warnings);
     return {};
 }
 

@@ -121,9 +121,7 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
     const auto& plan = g_balancer->plan();
     for (uint32_t b = 0; b < plan.backendCount(); ++b) {
         auto bh = g_balancer->backendHealth(b, now);
-        if (bh.healthy == 0 || bh.healthy == bh.ejected) {
-            all_ok = false;
-        }
+        uint32_t usable = 0;  // healthy, not ejected, not drained: what a pick can use now
         if (b) {
             out += ',';
         }
@@ -137,6 +135,9 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
         for (uint32_t k = 0; k < bp.count; ++k) {
             uint32_t u = bp.first + k;
             auto s = g_balancer->snapshot(u, now);
+            if (s.healthy && !s.ejected && !s.drained && plan.upstream(u).weight > 0) {
+                ++usable;
+            }
             const char* state = s.drained   ? "drained"
                                 : s.ejected ? "ejected"
                                 : s.healthy ? "healthy"
@@ -157,7 +158,11 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
             out += mod::balancer::healthErrorName(s.last_error);
             out += "\"}";
         }
-        out += "]}";
+        snprintf(buf, sizeof buf, "],\"usable\":%u}", usable);
+        out += buf;
+        if (usable == 0) {
+            all_ok = false;
+        }
     }
     out += '}';
     return all_ok;

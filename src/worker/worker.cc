@@ -120,7 +120,8 @@ void onAccept(struct ev_loop*, ev_io* w, int) noexcept {
             char busy[512];
             int bn = snprintf(busy, sizeof busy,
                               "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                              "Retry-After: 1\r\nX-Request-ID: %.*s\r\nConnection: close\r\n"
+                              "Cache-Control: no-store\r\nRetry-After: 1\r\nX-Request-ID: %.*s\r\n"
+                              "Connection: close\r\n"
                               "Content-Length: %d\r\n\r\n%s", idn, id, bl, body);
             ssize_t wr = ::send(fd, busy, static_cast<size_t>(bn), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)wr;
