@@ -31,6 +31,7 @@ WorkerCtx* g_ctx = nullptr;
 ev_signal g_sig_term, g_sig_int, g_sig_quit, g_sig_usr1;
 ev_io g_master_io;
 ev_timer g_shutdown_timer;
+ev_timer g_accept_pause;  // accepting paused: this worker holds more than its share
 
 void stopAccepting() {
     WorkerCtx& c = *g_ctx;
@@ -38,6 +39,7 @@ void stopAccepting() {
         return;
     }
     c.stopping = true;
+    ev_timer_stop(c.loop, &g_accept_pause);
     for (auto& w : c.accept_watchers) {
         ev_io_stop(c.loop, &w);
         // Our copy of the listening socket: once every old process closed it, a port the new
@@ -92,11 +94,44 @@ void onShutdownTimeout(struct ev_loop* loop, ev_timer*, int) noexcept {
     ev_break(loop, EVBREAK_ALL);
 }
 
-void onAccept(struct ev_loop*, ev_io* w, int) noexcept {
+void resumeAccepting(struct ev_loop* loop, ev_timer*, int) noexcept {
     WorkerCtx& c = *g_ctx;
+    if (c.stopping) {
+        return;
+    }
+    for (auto& w : c.accept_watchers) {
+        ev_io_start(loop, &w);
+    }
+}
+
+/// Balances connections over the workers that share a listening socket (the kernel wakes them
+/// in no fair order): a worker holding clearly more than its share of all client connections
+/// leaves the next ones to the others for a moment, like nginx's accept_disabled.
+bool overShare(const WorkerCtx& c) {
+    uint32_t workers = c.init->config->server.worker_processes;
+    if (workers < 2) {
+        return false;
+    }
+    uint64_t total = sharedConnectionCount();
+    return c.conn_count >= 4 && c.conn_count > total / workers + 2;
+}
+
+void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
+    WorkerCtx& c = *g_ctx;
+    if (overShare(c)) {
+        for (auto& aw : c.accept_watchers) {
+            ev_io_stop(loop, &aw);
+        }
+        ev_timer_set(&g_accept_pause, 0.002, 0.);
+        ev_timer_start(loop, &g_accept_pause);
+        return;
+    }
     int kind = c.accept_kinds[static_cast<size_t>(w - c.accept_watchers.data())];
-    // Bounded batch: other workers get their share, and the loop stays responsive.
-    for (int i = 0; i < 64; ++i) {
+    // With several workers on one shared socket, take one connection per wake-up (as nginx's
+    // default multi_accept off) so that connections spread over the workers instead of the
+    // first one to wake taking a whole burst; alone, drain a bounded batch.
+    const int batch = c.init->config->server.worker_processes > 1 ? 1 : 64;
+    for (int i = 0; i < batch; ++i) {
         sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = ::accept4(w->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -197,6 +232,7 @@ int runWorker(const WorkerInit& init) {
     ev_io_init(&g_master_io, onMasterGone, init.master_fd, EV_READ);
     ev_io_start(c.loop, &g_master_io);
     ev_timer_init(&g_shutdown_timer, onShutdownTimeout, c.limits.shutdown_timeout, 0.);
+    ev_timer_init(&g_accept_pause, resumeAccepting, 0.002, 0.);
 
     c.accept_watchers.resize(init.listeners->size());
     c.accept_kinds.resize(init.listeners->size());
