@@ -47,6 +47,9 @@ struct Buffer {
         if (n > space()) {
             n = space();
         }
+        if (n == 0) {
+            return 0;  // p may be null for an empty view
+        }
         std::memcpy(data + wpos, p, n);
         wpos += static_cast<uint32_t>(n);
         return n;
