@@ -11,6 +11,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 
 #include "config.h"
 #include "core/config.h"
@@ -225,78 +226,23 @@ bool Master::helperWanted() const {
     return false;
 }
 
-bool Master::spawnHelper() {
-    WorkerSlot& s = helper_;
+bool Master::forkChild(WorkerSlot& s, bool helper, const std::function<int(int, int)>& run) {
+    const char* what = helper ? "health-check helper" : "worker";
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
         LOG_ERROR("socketpair: %s", std::strerror(errno));
         s.respawn_at_us = monoUs() + 1'000'000;
         return false;
     }
-    int slot_id = acquireShmSlot(true);
-    if (slot_id < 0) {
-        ::close(sv[0]);
-        ::close(sv[1]);
-        s.respawn_at_us = monoUs() + 1'000'000;
-        return false;
-    }
-    pid_t pid = ::fork();
+    int slot_id = acquireShmSlot(helper);
+    pid_t pid = slot_id < 0 ? -1 : ::fork();
     if (pid < 0) {
-        LOG_ERROR("fork: %s", std::strerror(errno));
-        releaseShmSlot(slot_id);
-        ::close(sv[0]);
-        ::close(sv[1]);
-        s.respawn_at_us = monoUs() + 1'000'000;
-        return false;
-    }
-    if (pid == 0) {
-        ::close(sv[0]);
-        closeSiblingChannels();
-        closeListeners(listeners_);  // the helper never accepts clients
-        sigset_t empty;
-        sigemptyset(&empty);
-        sigprocmask(SIG_SETMASK, &empty, nullptr);
-        core::setLogSlot(slot_id);
-        ProcTitle::set("photon: helper process");
-        mod::health::HelperInit init;
-        init.config = config_.get();
-        init.proxy = runtimeProxy();
-        init.slot = slot_id;
-        init.master_fd = sv[1];
-        std::_Exit(mod::health::runHealthHelper(init));
-    }
-    ::close(sv[1]);
-    s.pid = pid;
-    s.fd = sv[0];
-    s.shm_slot = slot_id;
-    s.generation = generation_;
-    s.started_us = monoUs();
-    s.respawn_at_us = 0;
-    registerWorkerPid(slot_id, pid);
-    LOG_INFO("started health-check helper %d in slot %d", static_cast<int>(pid), slot_id);
-    return true;
-}
-
-bool Master::spawnWorker(size_t i) {
-    WorkerSlot& s = slots_[i];
-    int sv[2];
-    if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        LOG_ERROR("socketpair: %s", std::strerror(errno));
-        s.respawn_at_us = monoUs() + 1'000'000;
-        return false;
-    }
-    int slot_id = acquireShmSlot();
-    if (slot_id < 0) {
-        LOG_ERROR("no free process slot for a new worker");
-        ::close(sv[0]);
-        ::close(sv[1]);
-        s.respawn_at_us = monoUs() + 1'000'000;
-        return false;
-    }
-    pid_t pid = ::fork();
-    if (pid < 0) {
-        LOG_ERROR("fork: %s", std::strerror(errno));
-        releaseShmSlot(slot_id);
+        if (slot_id < 0) {
+            LOG_ERROR("no free process slot for a new %s", what);
+        } else {
+            LOG_ERROR("fork: %s", std::strerror(errno));
+            releaseShmSlot(slot_id);
+        }
         ::close(sv[0]);
         ::close(sv[1]);
         s.respawn_at_us = monoUs() + 1'000'000;
@@ -309,16 +255,8 @@ bool Master::spawnWorker(size_t i) {
         sigemptyset(&empty);
         sigprocmask(SIG_SETMASK, &empty, nullptr);
         core::setLogSlot(slot_id);
-        ProcTitle::set("photon: worker process");
-        worker::WorkerInit init;
-        init.config = config_.get();
-        init.proxy = runtimeProxy();
-        init.listeners = &listeners_;
-        init.slot = slot_id;
-        init.master_fd = sv[1];
-        init.generation = generation_;
-        init.start_time_us = start_time_us_;
-        std::_Exit(worker::runWorker(init));
+        ProcTitle::set(helper ? "photon: helper process" : "photon: worker process");
+        std::_Exit(run(slot_id, sv[1]));
     }
     ::close(sv[1]);
     s.pid = pid;
@@ -329,8 +267,34 @@ bool Master::spawnWorker(size_t i) {
     s.respawn_at_us = 0;
     s.retiring = false;
     registerWorkerPid(slot_id, pid);
-    LOG_INFO("started worker %d in slot %d", static_cast<int>(pid), slot_id);
+    LOG_INFO("started %s %d in slot %d", what, static_cast<int>(pid), slot_id);
     return true;
+}
+
+bool Master::spawnHelper() {
+    return forkChild(helper_, true, [this](int slot, int master_fd) {
+        closeListeners(listeners_);  // the helper never accepts clients
+        mod::health::HelperInit init;
+        init.config = config_.get();
+        init.proxy = runtimeProxy();
+        init.slot = slot;
+        init.master_fd = master_fd;
+        return mod::health::runHealthHelper(init);
+    });
+}
+
+bool Master::spawnWorker(size_t i) {
+    return forkChild(slots_[i], false, [this](int slot, int master_fd) {
+        worker::WorkerInit init;
+        init.config = config_.get();
+        init.proxy = runtimeProxy();
+        init.listeners = &listeners_;
+        init.slot = slot;
+        init.master_fd = master_fd;
+        init.generation = generation_;
+        init.start_time_us = start_time_us_;
+        return worker::runWorker(init);
+    });
 }
 
 void Master::reapChildren() {

@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -39,6 +40,10 @@ public:
     int run();
 
 private:
+    /// Forks a child in a new shared-memory slot with a socketpair to the master; `run(slot,
+    /// master_fd)` runs in the child and returns its exit code. Fills `s`; on failure sets
+    /// s.respawn_at_us and returns false.
+    bool forkChild(WorkerSlot& s, bool helper, const std::function<int(int, int)>& run);
     bool spawnWorker(size_t slot);
     /// Forks the health-check helper (when any backend has active checks enabled).
     bool spawnHelper();
