@@ -56,7 +56,8 @@ struct WorkerCtx {
     struct ev_loop* loop = nullptr;
     const WorkerInit* init = nullptr;
     WorkerLimits limits;
-    BufferPool io_pool{16384};  // client head/body buffers and upstream buffers
+    BufferPool io_pool{16384};    // client buffers and upstream request buffers
+    BufferPool body_pool{65536};  // upstream response buffers: large bodies move in few syscalls
     mod::requestid::Generator ids;
     Proxy* proxy = nullptr;  // from WorkerInit; this process's copy
     std::unique_ptr<AccessLog> access_log;

@@ -137,7 +137,7 @@ void destroyUpstreamConn(UpstreamConn* u) {
     if (u->fd >= 0) {
         ::close(u->fd);
     }
-    ctx().io_pool.release(u->rbuf);
+    ctx().body_pool.release(u->rbuf);
     ctx().io_pool.release(u->wbuf);
     u->~UpstreamConn();
     if (g_free_upstreams.size() < kMaxFreeObjects) {
@@ -219,7 +219,7 @@ void poolPut(UpstreamConn* u) {
     }
     u->owner = nullptr;
     ev_io_stop(L(), &u->wio);
-    ctx().io_pool.release(u->rbuf);
+    ctx().body_pool.release(u->rbuf);
     ctx().io_pool.release(u->wbuf);
     up.idle.pushBack(&u->pool_node);
     ++up.idle_count;
@@ -1187,6 +1187,14 @@ void pumpResponse(ClientConn* c) {
         return;
     }
     ev_io_start(L(), &u->rio);
+    // The last read filled the buffer, so more is almost surely waiting: read it now instead of
+    // after another trip through epoll (bounded, so a fast upstream cannot starve the loop).
+    if (u->read_full && u->readahead < 4) {
+        ++u->readahead;
+        onUpstreamRead(L(), &u->rio, EV_READ);
+        return;
+    }
+    u->readahead = 0;
     upstreamTimer(u, readTimeout(c, u));
 }
 
@@ -1374,7 +1382,7 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
         onUpstreamWrite(L(), &u->wio, EV_WRITE);
         return;
     }
-    ctx().io_pool.acquire(u->rbuf);
+    ctx().body_pool.acquire(u->rbuf);
     if (u->rbuf.space() == 0) {
         u->rbuf.compact();
     }
@@ -1387,10 +1395,14 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
         return;
     }
     ssize_t n;
+    size_t want = u->rbuf.space();
     do {
-        n = ::recv(u->fd, u->rbuf.writePtr(), u->rbuf.space(), 0);
+        n = ::recv(u->fd, u->rbuf.writePtr(), want, 0);
     } while (n < 0 && errno == EINTR);
+    u->read_full = n > 0 && static_cast<size_t>(n) == want;
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        u->readahead = 0;
+        upstreamTimer(u, readTimeout(c, u));
         return;
     }
     if (n <= 0) {

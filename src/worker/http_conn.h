@@ -32,6 +32,8 @@ public:
     ClientConn* owner = nullptr;
     bool connecting = false;
     bool reused = false;  // taken from the idle pool
+    bool read_full = false;  // the last recv filled all the space it was offered
+    uint8_t readahead = 0;   // reads done without waiting for epoll in a row
     uint32_t served = 0;  // requests completed on this connection
 };
 
