@@ -640,7 +640,9 @@ void captureHashKey(ClientConn* c, const BackendRt& be, std::string_view path) {
             break;
     }
     size_t n = std::min(key.size(), sizeof c->hash_key);
-    std::memcpy(c->hash_key, key.data(), n);
+    if (n != 0) {
+        std::memcpy(c->hash_key, key.data(), n);  // an empty view's data() may be null
+    }
     c->hash_key_len = static_cast<uint16_t>(n);
 }
 
