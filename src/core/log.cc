@@ -13,8 +13,8 @@
 namespace photon::core {
 
 namespace {
-constexpr std::string_view kNames[] = {"emerg", "alert", "crit", "error", "warn",
-                                       "notice", "info", "debug", "trace"};
+constexpr std::string_view kNames[] = {"emerg",  "alert", "crit",  "error", "warn",
+                                       "notice", "info",  "debug", "trace"};
 }
 
 LogState& logState() {

@@ -21,8 +21,8 @@ std::string_view logLevelName(LogLevel l);
 /// a child calls setLogSlot() to tag its lines with its slot number.
 struct LogState {
     LogLevel level = LogLevel::Info;
-    int fd = 2;      // stderr by default; a file opened O_APPEND when log_file is set
-    int slot = -1;   // worker slot, -1 for the master
+    int fd = 2;     // stderr by default; a file opened O_APPEND when log_file is set
+    int slot = -1;  // worker slot, -1 for the master
 };
 LogState& logState();
 
@@ -32,7 +32,9 @@ bool openLogFile(const char* path);
 void setLogLevel(LogLevel l);
 void setLogSlot(int slot);
 
-inline bool logEnabled(LogLevel l) { return static_cast<uint8_t>(l) <= static_cast<uint8_t>(logState().level); }
+inline bool logEnabled(LogLevel l) {
+    return static_cast<uint8_t>(l) <= static_cast<uint8_t>(logState().level);
+}
 
 /// printf-style; writes one line with a single write(2) so lines from several processes never
 /// interleave. Safe to call from any process; not async-signal-safe.
@@ -42,11 +44,11 @@ void logWriteV(LogLevel l, const char* fmt, va_list ap);
 }  // namespace photon::core
 
 // A disabled level costs one branch.
-#define PHOTON_LOG(lvl, ...)                                                   \
-    do {                                                                       \
-        if (::photon::core::logEnabled(::photon::core::LogLevel::lvl)) {       \
+#define PHOTON_LOG(lvl, ...)                                                      \
+    do {                                                                          \
+        if (::photon::core::logEnabled(::photon::core::LogLevel::lvl)) {          \
             ::photon::core::logWrite(::photon::core::LogLevel::lvl, __VA_ARGS__); \
-        }                                                                      \
+        }                                                                         \
     } while (0)
 #define LOG_ERROR(...) PHOTON_LOG(Error, __VA_ARGS__)
 #define LOG_WARN(...) PHOTON_LOG(Warn, __VA_ARGS__)
@@ -56,11 +58,11 @@ void logWriteV(LogLevel l, const char* fmt, va_list ap);
 
 /// Always-on invariant check: logs file:line and the condition, then aborts. Never use it for
 /// anything input or the environment can cause.
-#define PHOTON_CHECK(cond)                                                              \
-    do {                                                                                \
-        if (!(cond)) {                                                                  \
-            ::photon::core::logWrite(::photon::core::LogLevel::Emerg,                   \
-                                     "check failed at %s:%d: %s", __FILE__, __LINE__, #cond); \
-            __builtin_abort();                                                          \
-        }                                                                               \
+#define PHOTON_CHECK(cond)                                                                         \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            ::photon::core::logWrite(::photon::core::LogLevel::Emerg, "check failed at %s:%d: %s", \
+                                     __FILE__, __LINE__, #cond);                                   \
+            __builtin_abort();                                                                     \
+        }                                                                                          \
     } while (0)

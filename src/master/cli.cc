@@ -27,7 +27,7 @@ const char* longToShort(std::string_view name) {
         std::string_view lng;
         const char* shrt;
     };
-    static constexpr Map kMap[] = {{"config", "c"}, {"log-level", "l"}, {"daemon", "d"},
+    static constexpr Map kMap[] = {{"config", "c"},  {"log-level", "l"}, {"daemon", "d"},
                                    {"upgrade", "u"}, {"test", "t"},      {"signal", "s"},
                                    {"help", "h"},    {"version", "V"}};
     for (const auto& m : kMap) {

@@ -9,14 +9,14 @@ namespace photon::master {
 
 /// What the command line asked for. Filled by parseCli(); defaults are the compiled-in ones.
 struct CliOptions {
-    std::string config_path;          // -c/--config; default: the configured --conf-path
+    std::string config_path;               // -c/--config; default: the configured --conf-path
     std::optional<std::string> log_level;  // -l/--log-level, validated
-    bool daemon = false;              // -d/--daemon
-    bool upgrade = false;             // -u/--upgrade: take listening sockets over from an old master
-    bool test = false;                // -t/--test: load + validate, print diagnostics, exit
-    std::string signal;               // -s/--signal: reload|reopen|quit|stop
-    bool help = false;                // -h/--help
-    bool version = false;             // -V/--version
+    bool daemon = false;                   // -d/--daemon
+    bool upgrade = false;  // -u/--upgrade: take listening sockets over from an old master
+    bool test = false;     // -t/--test: load + validate, print diagnostics, exit
+    std::string signal;    // -s/--signal: reload|reopen|quit|stop
+    bool help = false;     // -h/--help
+    bool version = false;  // -V/--version
 };
 
 /// Outcome of parsing: options, or a usage error message (the caller prints usage on stderr and

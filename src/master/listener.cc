@@ -80,7 +80,8 @@ core::Result<Listener> openListener(const std::string& addr, ListenerKind kind, 
         ::freeaddrinfo(res);
         ::close(fd);
         if (e == EADDRINUSE) {
-            return core::fail(addr, ": address already in use (is another photon or server running?)");
+            return core::fail(addr,
+                              ": address already in use (is another photon or server running?)");
         }
         return core::fail(addr, ": bind(): ", std::strerror(e));
     }

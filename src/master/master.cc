@@ -48,9 +48,9 @@ sigset_t masterSignals() {
     return s;
 }
 
-constexpr int64_t kCrashWindowUs = 2'000'000;   // a worker dying sooner than this "crashed fast"
-constexpr int64_t kMaxBackoffUs = 10'000'000;   // crash-loop backoff ceiling
-constexpr int64_t kResolveEveryUs = 30'000'000; // upstream host names are re-resolved this often
+constexpr int64_t kCrashWindowUs = 2'000'000;    // a worker dying sooner than this "crashed fast"
+constexpr int64_t kMaxBackoffUs = 10'000'000;    // crash-loop backoff ceiling
+constexpr int64_t kResolveEveryUs = 30'000'000;  // upstream host names are re-resolved this often
 
 }  // namespace
 
@@ -88,7 +88,8 @@ int Master::run() {
     start_time_us_ = wallUs();
 
     // A second instance on the same pid file is refused before anything is opened.
-    if (pid_t other = PidFile::read(pid_path_); other != 0 && other != getpid() && PidFile::alive(other)) {
+    if (pid_t other = PidFile::read(pid_path_);
+        other != 0 && other != getpid() && PidFile::alive(other)) {
         std::fprintf(stderr, "photon: already running (pid %d, pid file %s)\n",
                      static_cast<int>(other), pid_path_.c_str());
         return 1;
@@ -332,7 +333,8 @@ void Master::reapChildren() {
             // First death respawns at once; a crash loop backs off exponentially.
             int64_t backoff = 0;
             if (s.fast_crashes > 1) {
-                backoff = std::min<int64_t>(kMaxBackoffUs, 100'000LL << std::min(s.fast_crashes - 2, 10));
+                backoff =
+                    std::min<int64_t>(kMaxBackoffUs, 100'000LL << std::min(s.fast_crashes - 2, 10));
                 LOG_WARN("slot %zu is crash-looping; next start in %lld ms", i,
                          static_cast<long long>(backoff / 1000));
             }
@@ -349,10 +351,12 @@ void Master::reapChildren() {
                 LOG_ERROR("health-check helper %d exited unexpectedly; respawning",
                           static_cast<int>(pid));
             }
-            helper_.fast_crashes = now - helper_.started_us < kCrashWindowUs ? helper_.fast_crashes + 1 : 0;
+            helper_.fast_crashes =
+                now - helper_.started_us < kCrashWindowUs ? helper_.fast_crashes + 1 : 0;
             helper_.respawn_at_us =
                 now + (helper_.fast_crashes > 1
-                           ? std::min<int64_t>(kMaxBackoffUs, 100'000LL << std::min(helper_.fast_crashes - 2, 10))
+                           ? std::min<int64_t>(kMaxBackoffUs,
+                                               100'000LL << std::min(helper_.fast_crashes - 2, 10))
                            : 0);
         }
         for (auto it = retiring_.begin(); !found && it != retiring_.end(); ++it) {
@@ -502,7 +506,8 @@ void Master::reload() {
     if (helperWanted()) {
         spawnHelper();
     }
-    LOG_NOTICE("configuration generation %llu active", static_cast<unsigned long long>(generation_));
+    LOG_NOTICE("configuration generation %llu active",
+               static_cast<unsigned long long>(generation_));
 }
 
 void Master::reopenLogs() {

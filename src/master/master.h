@@ -21,14 +21,14 @@ namespace photon::master {
 
 /// One worker process as the master sees it.
 struct WorkerSlot {
-    pid_t pid = 0;           // 0 = no process in this slot
-    int fd = -1;             // master's end of the socketpair
-    int shm_slot = -1;       // process slot in shared memory (distinct while old workers drain)
-    uint64_t generation = 0; // config generation the worker runs
-    int64_t started_us = 0;  // monotonic µs at fork
-    int fast_crashes = 0;    // consecutive deaths shortly after start (backoff)
+    pid_t pid = 0;              // 0 = no process in this slot
+    int fd = -1;                // master's end of the socketpair
+    int shm_slot = -1;          // process slot in shared memory (distinct while old workers drain)
+    uint64_t generation = 0;    // config generation the worker runs
+    int64_t started_us = 0;     // monotonic µs at fork
+    int fast_crashes = 0;       // consecutive deaths shortly after start (backoff)
     int64_t respawn_at_us = 0;  // when a dead slot may be refilled (0 = now)
-    bool retiring = false;   // sent QUIT as part of a reload; do not respawn
+    bool retiring = false;      // sent QUIT as part of a reload; do not respawn
 };
 
 /// Runs the master until shutdown. Takes ownership of the loaded configuration. Returns the

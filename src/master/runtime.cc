@@ -2,9 +2,8 @@
 // Master-side glue: listeners, proxy model, shared state and process slots.
 #include "master/runtime.h"
 
-#include <unistd.h>
-
 #include <time.h>
+#include <unistd.h>
 
 #include <cstdint>
 #include <optional>
@@ -51,9 +50,9 @@ void zeroServerSlot(void*, uint32_t slot) {
 core::Result<void> mapSegments(const core::Config& c, const std::string& pid_path) {
     g_state.instance = shm::instanceName(pid_path);
     auto name = [&](const char* seg) { return shm::segmentName(g_state.instance, seg); };
-    auto slots = shm::MappedSegment::create(name("slots"), shm::SlotTable::kBodyBytes,
-                                            shm::SlotTable::kLayoutVersion,
-                                            shm::SlotTable::kFingerprint);
+    auto slots =
+        shm::MappedSegment::create(name("slots"), shm::SlotTable::kBodyBytes,
+                                   shm::SlotTable::kLayoutVersion, shm::SlotTable::kFingerprint);
     if (!slots.ok()) {
         return slots.error();
     }
@@ -70,7 +69,8 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     }
     // capacityFor() leaves room for growth on reload (the next power of two above twice n).
     uint32_t cap = mod::balancer::UpstreamTable::capacityFor(n);
-    uint32_t bcap = mod::balancer::UpstreamTable::backendCapacityFor(c.load_balancing.backends.size());
+    uint32_t bcap =
+        mod::balancer::UpstreamTable::backendCapacityFor(c.load_balancing.backends.size());
     auto ups = shm::MappedSegment::create(name("upstreams"),
                                           mod::balancer::UpstreamTable::bodyBytes(cap, bcap),
                                           mod::balancer::kUpstreamLayoutVersion,
@@ -112,8 +112,8 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     segs.slots = &*g_state.slots;
     segs.upstreams = &*g_state.upstreams;
     segs.server = g_state.server;
-    segs.addrs = worker::AddrTable(reinterpret_cast<worker::AddrEntryShm*>(g_state.addrs_seg->body()),
-                                   cap);
+    segs.addrs =
+        worker::AddrTable(reinterpret_cast<worker::AddrEntryShm*>(g_state.addrs_seg->body()), cap);
     worker::setSharedSegments(segs);
     return {};
 }
@@ -159,7 +159,8 @@ std::string runtimeErrorLog(const core::Config& c) {
 }
 
 int runtimeWorkerCount(const core::Config& c) {
-    return static_cast<int>(std::min<uint32_t>(std::max<uint32_t>(c.server.worker_processes, 1), 32));
+    return static_cast<int>(
+        std::min<uint32_t>(std::max<uint32_t>(c.server.worker_processes, 1), 32));
 }
 
 int64_t runtimeShutdownTimeoutUs(const core::Config& c) {
@@ -261,8 +262,8 @@ core::Result<void> reloadSharedState(const core::Config& c) {
 void teardownSharedState() {
     g_old_proxies.clear();
     g_proxy.reset();
-    for (auto* seg : {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg,
-                      &g_state.addrs_seg}) {
+    for (auto* seg :
+         {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg, &g_state.addrs_seg}) {
         if (*seg) {
             std::string n = (*seg)->name();
             seg->reset();
@@ -284,7 +285,9 @@ int acquireShmSlot(bool helper) {
     return static_cast<int>(r.value());
 }
 
-void registerWorkerPid(int slot, pid_t pid) { g_state.slots->setPid(static_cast<uint32_t>(slot), pid); }
+void registerWorkerPid(int slot, pid_t pid) {
+    g_state.slots->setPid(static_cast<uint32_t>(slot), pid);
+}
 
 void releaseShmSlot(int slot) {
     if (slot < 0) {

@@ -236,7 +236,7 @@ core::Result<MappedSegment> MappedSegment::create(std::string_view name, uint64_
         seg.name_ = n;
         seg.reused_ = false;
         LOG_DEBUG("shm segment %s: created (%llu bytes)", n.c_str(),
-                 static_cast<unsigned long long>(total));
+                  static_cast<unsigned long long>(total));
         return seg;
     } catch (const bip::interprocess_exception& e) {
         return osError("cannot create", n, e);

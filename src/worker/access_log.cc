@@ -86,8 +86,8 @@ void AccessLog::write(const ClientConn& c, double now) {
     int n = snprintf(line, sizeof line,
                      "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"request_id\":\"%.*s\","
                      "\"client\":\"%s\",\"method\":\"",
-                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec, ts.tv_nsec / 1000000, static_cast<int>(m.id_len), m.id, c.peer_ip);
+                     tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                     ts.tv_nsec / 1000000, static_cast<int>(m.id_len), m.id, c.peer_ip);
     buf_.append(line, static_cast<size_t>(n));
     appendJsonEscaped(buf_, std::string_view(m.method, m.method_len));
     buf_ += "\",\"path\":\"";

@@ -31,7 +31,9 @@ class AddrTable {
 public:
     AddrTable() = default;
     AddrTable(AddrEntryShm* entries, uint32_t capacity) : e_(entries), cap_(capacity) {}
-    static uint64_t bodyBytes(uint32_t capacity) { return uint64_t{capacity} * sizeof(AddrEntryShm); }
+    static uint64_t bodyBytes(uint32_t capacity) {
+        return uint64_t{capacity} * sizeof(AddrEntryShm);
+    }
 
     /// Copies record's address into `out`. False when it never resolved, the record is out of
     /// range, or a write stayed in progress for every attempt (the caller treats it as absent).

@@ -46,9 +46,9 @@ struct WorkerLimits {
     double keepalive_timeout = 60;       // seconds: idle between requests
     double send_timeout = 60;            // seconds: client not reading our response
     uint32_t keepalive_requests = 10000;
-    uint32_t max_connections = 10000;    // global across workers
+    uint32_t max_connections = 10000;  // global across workers
     bool keep_request_id = true;
-    double shutdown_timeout = 10;        // seconds: graceful stop bound (QUIT)
+    double shutdown_timeout = 10;  // seconds: graceful stop bound (QUIT)
 };
 
 /// The worker process. One instance, created in runWorker().
@@ -61,8 +61,8 @@ struct WorkerCtx {
     mod::requestid::Generator ids;
     Proxy* proxy = nullptr;  // from WorkerInit; this process's copy
     std::unique_ptr<AccessLog> access_log;
-    ListNode idle_conns;    // keep-alive connections waiting for a request
-    ListNode busy_conns;    // connections with a request in progress
+    ListNode idle_conns;  // keep-alive connections waiting for a request
+    ListNode busy_conns;  // connections with a request in progress
     uint64_t conn_count = 0;
     uint64_t next_conn_id = 1;
     bool graceful = false;  // QUIT received: close idle connections, finish busy ones

@@ -157,7 +157,8 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
     // address resolved at load when no table is mapped.
     sockaddr_storage sa;
     socklen_t salen = 0;
-    if (up.shm_index < 0 || !sharedUpstreamAddress(static_cast<uint32_t>(up.shm_index), sa, salen)) {
+    if (up.shm_index < 0 ||
+        !sharedUpstreamAddress(static_cast<uint32_t>(up.shm_index), sa, salen)) {
         if (!up.resolved) {
             errno = EHOSTUNREACH;
             return nullptr;
@@ -1046,8 +1047,7 @@ void onResponseHead(ClientConn* c) {
     if (!c->req_body_done) {
         c->keep_alive = false;  // answered before the whole upload: the rest cannot be resynced
     }
-    if (c->resp.framing == BodyFraming::Chunked &&
-        c->req.version == core::http::Version::Http10) {
+    if (c->resp.framing == BodyFraming::Chunked && c->req.version == core::http::Version::Http10) {
         c->resp_dechunk = true;  // HTTP/1.0 has no chunked coding: the close ends the body
         c->keep_alive = false;
     }
@@ -1251,8 +1251,8 @@ void processInput(ClientConn* c) {
             moveToList(c, ctx().busy_conns);
             clientTimer(c, lim.header_timeout);
         }
-        ParseStatus st = core::http::parseRequest(c->in.readPtr(), c->in.size(), pl, c->req,
-                                                  c->scan_hint);
+        ParseStatus st =
+            core::http::parseRequest(c->in.readPtr(), c->in.size(), pl, c->req, c->scan_hint);
         if (st == ParseStatus::Incomplete) {
             if (c->in.space() == 0) {
                 c->in.compact();
@@ -1433,7 +1433,8 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
             }
             if (st == ParseStatus::Error) {
                 LOG_WARN("upstream %s: %.*s", u->up->address.c_str(),
-                         static_cast<int>(c->resp.error.reason.size()), c->resp.error.reason.data());
+                         static_cast<int>(c->resp.error.reason.size()),
+                         c->resp.error.reason.data());
                 upstreamFailed(c, UpFail::BadResponse);
                 return;
             }

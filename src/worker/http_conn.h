@@ -26,15 +26,15 @@ public:
     ev_io rio{};
     ev_io wio{};
     ev_timer timer{};
-    Buffer rbuf;          // bytes received from the upstream
-    Buffer wbuf;          // request head (and a small body) still to send
+    Buffer rbuf;  // bytes received from the upstream
+    Buffer wbuf;  // request head (and a small body) still to send
     UpstreamRt* up = nullptr;
     ClientConn* owner = nullptr;
     bool connecting = false;
-    bool reused = false;  // taken from the idle pool
+    bool reused = false;     // taken from the idle pool
     bool read_full = false;  // the last recv filled all the space it was offered
     uint8_t readahead = 0;   // reads done without waiting for epoll in a row
-    uint32_t served = 0;  // requests completed on this connection
+    uint32_t served = 0;     // requests completed on this connection
 };
 
 /// What the access log and error replies need about the current request, copied out of the
@@ -64,7 +64,7 @@ public:
 
     ListNode node;  // in ctx().idle_conns or ctx().busy_conns
     int fd = -1;
-    int kind = 0;   // master::ListenerKind of the listener that accepted it
+    int kind = 0;  // master::ListenerKind of the listener that accepted it
     uint64_t id = 0;
     ev_io rio{};
     ev_io wio{};
@@ -80,49 +80,49 @@ public:
     char hash_key[256];
     uint16_t hash_key_len = 0;
     bool counted = false;  // an in-flight request is counted on `up` in shared memory
-    Buffer in;   // bytes from the client (heads, bodies, pipelined requests)
-    Buffer out;  // bytes to the client (response heads, local replies)
+    Buffer in;             // bytes from the client (heads, bodies, pipelined requests)
+    Buffer out;            // bytes to the client (response heads, local replies)
 
     enum class State : uint8_t { Idle, ReadingHead, Proxying, WritingLocal, Lingering };
     State state = State::Idle;
     size_t scan_hint = 0;
     uint32_t requests = 0;
-    bool keep_alive = true;        // decided per response
-    bool client_eof = false;       // client half-closed while we were busy
-    bool reading = false;          // rio started
-    bool writing = false;          // wio started
+    bool keep_alive = true;   // decided per response
+    bool client_eof = false;  // client half-closed while we were busy
+    bool reading = false;     // rio started
+    bool writing = false;     // wio started
 
     core::http::RequestHead req;
     RequestMeta meta;
     // Request body still to forward. Bytes are first "framed" (counted against Content-Length
     // or validated by the chunked decoder), then sent; req_ready counts framed, unsent bytes at
     // the front of `in`.
-    uint64_t req_body_left = 0;     // Content-Length framing: bytes not yet framed
+    uint64_t req_body_left = 0;  // Content-Length framing: bytes not yet framed
     bool req_chunked = false;
-    bool req_framed_all = true;     // the whole body has been framed
-    bool req_body_done = true;      // ... and sent
+    bool req_framed_all = true;  // the whole body has been framed
+    bool req_body_done = true;   // ... and sent
     size_t req_ready = 0;
     core::http::ChunkedDecoder req_decoder;
-    bool send_continue = false;     // answer "100 Continue" before reading the body
-    bool retryable = true;          // request fully retained in the upstream's wbuf
+    bool send_continue = false;  // answer "100 Continue" before reading the body
+    bool retryable = true;       // request fully retained in the upstream's wbuf
     uint32_t attempts = 0;
-    uint32_t tried[8] = {};         // upstreams already tried for this request
+    uint32_t tried[8] = {};  // upstreams already tried for this request
     uint8_t tried_count = 0;
     // Response side.
     UpstreamConn* up = nullptr;
     core::http::ResponseHead resp;
     size_t resp_scan_hint = 0;
     bool resp_head_done = false;
-    bool resp_started = false;      // a response byte reached the client (no retry/5xx page now)
+    bool resp_started = false;  // a response byte reached the client (no retry/5xx page now)
     core::http::BodyFraming resp_framing = core::http::BodyFraming::None;
-    uint64_t resp_body_left = 0;    // Content-Length framing: bytes not yet framed
-    size_t resp_ready = 0;          // framed, unsent bytes at the front of up->rbuf
+    uint64_t resp_body_left = 0;  // Content-Length framing: bytes not yet framed
+    size_t resp_ready = 0;        // framed, unsent bytes at the front of up->rbuf
     bool resp_framed_all = false;
-    bool resp_dechunk = false;      // HTTP/1.0 client and a chunked response: strip the framing
+    bool resp_dechunk = false;  // HTTP/1.0 client and a chunked response: strip the framing
     core::http::ChunkedDecoder resp_decoder;
     bool req_was_head = false;
-    bool in_process = false;        // inside processInput(): finishing must not recurse
-    bool dead = false;              // closed while in_process; recycled when the loop unwinds
+    bool in_process = false;  // inside processInput(): finishing must not recurse
+    bool dead = false;        // closed while in_process; recycled when the loop unwinds
 };
 
 /// Ends the current request with a local JSON error (or a close when the response already

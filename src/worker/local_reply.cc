@@ -79,7 +79,8 @@ void buildLocalReply(Buffer& out, int status, std::string_view error, std::strin
     };
     put("{\"error\":\"");
     escapeInto(body, sizeof body - 64, len, error);
-    len += static_cast<size_t>(snprintf(body + len, sizeof body - len, "\",\"status\":%d,\"request_id\":\"", status));
+    len += static_cast<size_t>(
+        snprintf(body + len, sizeof body - len, "\",\"status\":%d,\"request_id\":\"", status));
     escapeInto(body, sizeof body - 8, len, request_id);
     put("\"}\n");
     head(out, status, len, request_id, extra_headers, keep_alive);
@@ -105,7 +106,8 @@ int healthBody(std::string& out) {
     bool healthy = sharedHealthJson(*ctx().proxy, backends);
     char buf[256];
     snprintf(buf, sizeof buf,
-             "{\"status\":\"%s\",\"version\":\"" PHOTON_VERSION "\",\"uptime_seconds\":%lld,"
+             "{\"status\":\"%s\",\"version\":\"" PHOTON_VERSION
+             "\",\"uptime_seconds\":%lld,"
              "\"pid\":%d,\"worker_slot\":%d,\"workers\":%u,\"generation\":%llu,"
              "\"connections\":%llu,\"backends\":",
              healthy ? "ok" : "degraded",

@@ -25,8 +25,8 @@ bool resolve(const core::HostPort& hp, sockaddr_storage& sa, socklen_t& len) {
 
 }  // namespace
 
-bool resolveHostPort(const std::string& host, uint16_t port_num, bool is_name,
-                     sockaddr_storage& sa, socklen_t& len) {
+bool resolveHostPort(const std::string& host, uint16_t port_num, bool is_name, sockaddr_storage& sa,
+                     socklen_t& len) {
     struct addrinfo hints = {};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -66,13 +66,16 @@ void unavailableFeatureWarnings(const core::Config& cfg, std::vector<std::string
     for (size_t i = 0; i < cfg.routes.size(); ++i) {
         const auto& r = cfg.routes[i];
         for (const auto& m : r.middleware) {
-            std::string where = "routes[" + std::to_string(i) + "] (\"" + r.id + "\"): middleware '" + m + "'";
+            std::string where =
+                "routes[" + std::to_string(i) + "] (\"" + r.id + "\"): middleware '" + m + "'";
             if (m == "auth" || m == "rate_limit") {
-                out.push_back(where + " is not available in this version; the route answers 503 "
-                                      "instead of forwarding unprotected");
+                out.push_back(where +
+                              " is not available in this version; the route answers 503 "
+                              "instead of forwarding unprotected");
             } else if (m == "cors" || m == "transform") {
-                out.push_back(where + " is not available in this version; requests pass "
-                                      "through unchanged");
+                out.push_back(where +
+                              " is not available in this version; requests pass "
+                              "through unchanged");
             }
         }
     }
@@ -80,14 +83,16 @@ void unavailableFeatureWarnings(const core::Config& cfg, std::vector<std::string
         for (size_t k = 0; k < b.upstreams.size(); ++k) {
             if (b.upstreams[k].tls) {
                 out.push_back("load_balancing.backends." + b.name + ".upstreams[" +
-                              std::to_string(k) + "]: TLS to upstreams is not available in this "
+                              std::to_string(k) +
+                              "]: TLS to upstreams is not available in this "
                               "version; the upstream is never picked (never plaintext)");
             }
         }
     }
     if (cfg.server.https_addr) {
-        out.push_back("server.https_addr: the TLS listener is not available in this version; "
-                      "only http_addr is served");
+        out.push_back(
+            "server.https_addr: the TLS listener is not available in this version; "
+            "only http_addr is served");
     }
 }
 

@@ -24,7 +24,7 @@ class Router;
 namespace photon::mod::balancer {
 class BalancerPlan;
 class UpstreamTable;
-}
+}  // namespace photon::mod::balancer
 
 namespace photon::worker {
 
@@ -106,7 +106,7 @@ public:
     std::unique_ptr<mod::routing::Router> router;
     std::unique_ptr<mod::balancer::BalancerPlan> plan;  // upstream indices match `upstreams`
     uint32_t max_idle_per_upstream = 64;
-    bool has_health_route = false;  // a configured route matches GET /health (it wins)
+    bool has_health_route = false;            // a configured route matches GET /health (it wins)
     std::vector<core::Cidr> trusted_proxies;  // server.trusted_proxies
 
     /// Closes every pooled connection (worker exit).

@@ -110,7 +110,8 @@ void sharedReport(const Proxy& proxy, size_t upstream, bool ok) {
         return;
     }
     if (g_balancer->reportFailure(static_cast<uint32_t>(upstream), monoUs())) {
-        LOG_WARN("upstream %s ejected after repeated failures", proxy.upstreams[upstream].address.c_str());
+        LOG_WARN("upstream %s ejected after repeated failures",
+                 proxy.upstreams[upstream].address.c_str());
     }
 }
 
@@ -147,7 +148,8 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
             }
             out += "{\"address\":\"";
             appendJsonEscaped(out, proxy.upstreams[u].address);
-            long long ago = s.last_check_us ? static_cast<long long>((now - s.last_check_us) / 1000) : -1;
+            long long ago =
+                s.last_check_us ? static_cast<long long>((now - s.last_check_us) / 1000) : -1;
             snprintf(buf, sizeof buf,
                      "\",\"state\":\"%s\",\"inflight\":%llu,\"requests\":%llu,\"failures\":%llu,"
                      "\"last_check_ms_ago\":%lld,\"last_error\":\"",

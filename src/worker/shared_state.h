@@ -50,9 +50,9 @@ uint64_t sharedConnectionCount();
 struct PickInput {
     const uint8_t* client_addr = nullptr;  // client IP octets (4 or 16), for ip_hash
     size_t client_addr_len = 0;
-    const char* hash_key = nullptr;        // consistent_hash key (header/cookie/path value)
+    const char* hash_key = nullptr;  // consistent_hash key (header/cookie/path value)
     size_t hash_key_len = 0;
-    const uint32_t* exclude = nullptr;     // upstreams (Proxy::upstreams indices) already tried
+    const uint32_t* exclude = nullptr;  // upstreams (Proxy::upstreams indices) already tried
     size_t exclude_count = 0;
 };
 

@@ -134,7 +134,8 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
     for (int i = 0; i < batch; ++i) {
         sockaddr_storage ss;
         socklen_t sl = sizeof ss;
-        int fd = ::accept4(w->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        int fd =
+            ::accept4(w->fd, reinterpret_cast<sockaddr*>(&ss), &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED) {
                 continue;
@@ -151,13 +152,16 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
             char body[160];
             int bl = snprintf(body, sizeof body,
                               "{\"error\":\"too many connections\",\"status\":503,"
-                              "\"request_id\":\"%.*s\"}\n", idn, id);
+                              "\"request_id\":\"%.*s\"}\n",
+                              idn, id);
             char busy[512];
-            int bn = snprintf(busy, sizeof busy,
-                              "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                              "Cache-Control: no-store\r\nRetry-After: 1\r\nX-Request-ID: %.*s\r\n"
-                              "Connection: close\r\n"
-                              "Content-Length: %d\r\n\r\n%s", idn, id, bl, body);
+            int bn =
+                snprintf(busy, sizeof busy,
+                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                         "Cache-Control: no-store\r\nRetry-After: 1\r\nX-Request-ID: %.*s\r\n"
+                         "Connection: close\r\n"
+                         "Content-Length: %d\r\n\r\n%s",
+                         idn, id, bl, body);
             ssize_t wr = ::send(fd, busy, static_cast<size_t>(bn), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)wr;
             ::close(fd);
@@ -203,7 +207,8 @@ int runWorker(const WorkerInit& init) {
     WorkerCtx c;
     g_ctx = &c;
     c.init = &init;
-    c.loop = ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV));
+    c.loop =
+        ev_loop_new(static_cast<unsigned>(EVBACKEND_EPOLL) | static_cast<unsigned>(EVFLAG_NOENV));
     if (c.loop == nullptr) {
         LOG_ERROR("cannot create event loop");
         return 1;

@@ -22,9 +22,9 @@ struct WorkerInit {
     const core::Config* config = nullptr;
     Proxy* proxy = nullptr;  // compiled routes/backends/upstreams (see worker/proxy.h)
     const std::vector<master::Listener>* listeners = nullptr;
-    int slot = 0;             // process slot in shared memory (0-based)
-    int master_fd = -1;       // our end of the socketpair to the master; EOF = master is gone
-    uint64_t generation = 0;  // configuration generation (bumped by each reload)
+    int slot = 0;               // process slot in shared memory (0-based)
+    int master_fd = -1;         // our end of the socketpair to the master; EOF = master is gone
+    uint64_t generation = 0;    // configuration generation (bumped by each reload)
     int64_t start_time_us = 0;  // master start time (CLOCK_REALTIME µs), for /health uptime
 };
 

@@ -9,9 +9,9 @@
 
 #include "core/config.h"
 #include "core/log.h"
-#include "worker/shared_state.h"
 #include "shm/clock.h"
 #include "worker/proxy.h"
+#include "worker/shared_state.h"
 
 namespace photon::mod::health {
 

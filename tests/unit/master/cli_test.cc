@@ -70,9 +70,9 @@ TEST(CliTest, RejectsUnknownOptionsAndBadValues) {
 
 TEST(CliTest, HelpNamesEveryOptionAndSignal) {
     std::string h = helpText();
-    for (const char* opt : {"--config", "--log-level", "--daemon", "--upgrade", "--test",
-                            "--signal", "--help", "--version", "reload", "reopen", "quit",
-                            "stop", "QUIT", "HUP", "USR1"}) {
+    for (const char* opt :
+         {"--config", "--log-level", "--daemon", "--upgrade", "--test", "--signal", "--help",
+          "--version", "reload", "reopen", "quit", "stop", "QUIT", "HUP", "USR1"}) {
         EXPECT_NE(h.find(opt), std::string::npos) << opt;
     }
 }

@@ -351,10 +351,10 @@ TEST(ConfigLoaderTest, MalformedReferencesAreErrors) {
 }
 
 TEST(ConfigLoaderTest, SubstitutedScalarsConvertToTheExpectedType) {
-    LoadResult r = loadYaml(
-        baseYaml("  max_connections: ${MAXC}\n  reuse_port: \"${REUSE}\"\n"
-                 "  connection_timeout: ${TIMEOUT}\n  worker_processes: ${WORKERS}\n"),
-        envOf({{"MAXC", "1234"}, {"REUSE", "true"}, {"TIMEOUT", "45"}, {"WORKERS", "3"}}));
+    LoadResult r =
+        loadYaml(baseYaml("  max_connections: ${MAXC}\n  reuse_port: \"${REUSE}\"\n"
+                          "  connection_timeout: ${TIMEOUT}\n  worker_processes: ${WORKERS}\n"),
+                 envOf({{"MAXC", "1234"}, {"REUSE", "true"}, {"TIMEOUT", "45"}, {"WORKERS", "3"}}));
     ASSERT_TRUE(r.ok()) << describe(r);
     EXPECT_EQ(r.config->server.max_connections, 1234u);
     EXPECT_TRUE(r.config->server.reuse_port);
