@@ -9,8 +9,8 @@ import re
 import subprocess
 import textwrap
 
-from harness import (REPO_ROOT, IntegrationTest, base_config, free_port, http_request,
-                     port_listening, run_photon, write_config)
+from harness import (REPO_ROOT, IntegrationTest, base_config, cmdline, free_port,
+                     http_request, port_listening, run_photon, wait_until, write_config)
 
 SUCCESS_RE = r"configuration file %s test is successful"
 FAILED_RE = r"configuration file %s test failed"
@@ -407,7 +407,9 @@ class EnvSubstitutionTest(CheckMixin, IntegrationTest):
         self.assertEqual(r.header("x-backend"), "b1")
         with open(os.path.join(self.tmpdir, "${lit}.pid")) as f:
             self.assertEqual(int(f.read()), p.pid)
-        self.assertEqual(len(p.worker_pids()), 2)
+        wait_until(lambda: len([c for c in p.worker_pids()
+                                if cmdline(c) == "photon: worker process"]) == 2,
+                   timeout=5, msg="expected 2 workers (${IT_WORKERS:-2})")
 
 
 class SecretMaskingTest(CheckMixin, IntegrationTest):
