@@ -782,13 +782,13 @@ void dispatch(ClientConn* c) {
         c->send_continue = true;
     }
     c->state = ClientConn::State::Proxying;
+    c->meta.upstream_start = now();
     // Validate the chunked body bytes already here before any upstream work: an oversized or
     // malformed body is refused at once.
     if (c->req_chunked && !frameRequestBody(c)) {
         return;
     }
     ev_timer_stop(L(), &c->timer);
-    c->meta.upstream_start = now();
     attemptUpstream(c);
 }
 
