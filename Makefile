@@ -68,8 +68,11 @@ $(B)/fuzz/%: tests/fuzz/%.cc $(LIB_SRCS)
 	$(CLANGXX) -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc -I$(B) $(PKG_CFLAGS) \
 		$< $$(sed -n 's|^// fuzz-sources: ||p' $<) -o $@ $(LIBS)
 
+# make check builds on every core unless the caller chose a job count.
+CHECK_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
+
 check:
-	@$(MAKE) --no-print-directory WERROR=1 $(B)/photon $(B)/unit_tests $(if $(CLANGXX),$(FUZZ_BINS),)
+	@$(MAKE) --no-print-directory $(CHECK_JOBS) WERROR=1 $(B)/photon $(B)/unit_tests $(if $(CLANGXX),$(FUZZ_BINS),)
 	@sh tests/run-all.sh
 
 unit: $(B)/unit_tests
