@@ -77,7 +77,7 @@ void sharedRemoveConnection() {
     g_seg.server->connections[g_slot].fetchSub(1, std::memory_order_relaxed);
 }
 
-int sharedPickAndAcquire(const Proxy& proxy, size_t backend, const PickInput& in) {
+int sharedPickAndAcquire(const Proxy&, size_t backend, const PickInput& in) {
     mod::balancer::ExcludeList ex;
     for (size_t i = 0; i < in.exclude_count; ++i) {
         ex.add(in.exclude[i]);
@@ -91,7 +91,6 @@ int sharedPickAndAcquire(const Proxy& proxy, size_t backend, const PickInput& in
         pc.hash_key = std::string_view(in.hash_key, in.hash_key_len);
     }
     pc.exclude = in.exclude_count ? &ex : nullptr;
-    (void)proxy;
     auto pick = g_balancer->pick(static_cast<uint32_t>(backend), pc);
     if (!pick.ok()) {
         return -1;
