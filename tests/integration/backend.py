@@ -337,7 +337,8 @@ class Backend:
                 self._conns[s] = t
                 self._threads = [x for x in self._threads if x.is_alive()]
                 self._threads.append(t)
-            t.start()
+                # Started under the lock: stop() never sees a listed thread it cannot join.
+                t.start()
 
     def _serve(self, s, conn_id, stop_event):
         c = _Conn(self, s, conn_id, stop_event)
