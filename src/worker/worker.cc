@@ -116,9 +116,14 @@ bool overShare(const WorkerCtx& c) {
     return c.conn_count >= 4 && c.conn_count > total / workers + 2;
 }
 
+int g_accept_pauses = 0;  // consecutive pauses; bounded so a lone worker never starves
+
 void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
     WorkerCtx& c = *g_ctx;
-    if (overShare(c)) {
+    // After a few pauses nobody else took the connection (the other workers may be down or
+    // busy): take it anyway.
+    if (g_accept_pauses < 3 && overShare(c)) {
+        ++g_accept_pauses;
         for (auto& aw : c.accept_watchers) {
             ev_io_stop(loop, &aw);
         }
@@ -126,6 +131,7 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
         ev_timer_start(loop, &g_accept_pause);
         return;
     }
+    g_accept_pauses = 0;
     int kind = c.accept_kinds[static_cast<size_t>(w - c.accept_watchers.data())];
     // With several workers on one shared socket, take one connection per wake-up (as nginx's
     // default multi_accept off) so that connections spread over the workers instead of the
