@@ -565,3 +565,24 @@ class SharedGaugeTest(BalancingTest):
         e = wait_until(lambda: (lambda x: x["inflight"] == 0 and x)(self.entry(c, "static")),
                        timeout=5)
         self.assertEqual(e["requests"], 5, e)
+
+
+class AcceptSpreadTest(BalancingTest):
+    """Workers share one listening socket; connections must still spread over them."""
+
+    def test_concurrent_connections_spread_over_both_workers(self):
+        b = self.backend("b1")
+        self.start([b], "round_robin")
+        conns = []
+        for _ in range(40):
+            c = Conn(self.port, timeout=10)
+            self.addCleanup(c.close)
+            c.send_request("GET", "/name")  # opened at once, like a load generator's pool
+            conns.append(c)
+        per = Counter()
+        for c in conns:
+            self.assertEqual(c.read_response().status, 200)
+            per[accepting_worker(self.workers, self.port, c)] += 1
+        # Without balancing one worker commonly takes 48 of 64; each must hold at least a third.
+        self.assertEqual(set(per), set(self.workers), per)
+        self.assertGreaterEqual(min(per.values()), 14, per)
