@@ -147,7 +147,14 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
                 continue;
             }
             if (errno != EAGAIN && errno != EWOULDBLOCK) {
-                LOG_ERROR("accept(): %s", std::strerror(errno));  // EMFILE etc: retry next event
+                // EMFILE, ENFILE, ENOBUFS...: the socket stays readable, so back off for 100 ms
+                // instead of spinning (and logging) on it.
+                LOG_ERROR("accept(): %s; pausing accepts for 100 ms", std::strerror(errno));
+                for (auto& aw : c.accept_watchers) {
+                    ev_io_stop(loop, &aw);
+                }
+                ev_timer_set(&g_accept_pause, 0.1, 0.);
+                ev_timer_start(loop, &g_accept_pause);
             }
             return;
         }
