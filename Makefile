@@ -82,9 +82,9 @@ integration: $(B)/photon
 	/usr/bin/python3 tests/integration/run.py
 
 fuzz: $(FUZZ_BINS)
-	@for f in $(FUZZ_BINS); do n=$${f##*/}; mkdir -p $(B)/fuzz/corpus-$$n; \
+	@for f in $(FUZZ_BINS); do n=$${f##*/}; mkdir -p $(B)/fuzz/$$n.corpus; \
 		echo "fuzzing $$n for $(FUZZ_SECONDS)s"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus-$$n tests/fuzz/corpus/$${n%_fuzz} || exit 1; done
+		$$f -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/$$n.corpus tests/fuzz/corpus/$${n%_fuzz} || exit 1; done
 
 bench: $(B)/micro_bench
 	$(B)/micro_bench $(BENCH_ARGS)

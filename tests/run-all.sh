@@ -43,10 +43,10 @@ find /dev/shm -maxdepth 1 -name 'photon.*' -newer "$stamp" -delete 2>/dev/null
 
 # Fuzz smoke: a short run of every fuzz target over its seed corpus.
 for f in $B/fuzz/*_fuzz; do
-    [ -x "$f" ] || continue
+    [ -f "$f" ] && [ -x "$f" ] || continue  # the fuzzer binaries, not corpus directories
     n=${f##*/}
     echo "== fuzz smoke: $n"
-    corpus=$B/fuzz/smoke-$n
+    corpus=$B/fuzz/$n.smoke-corpus
     mkdir -p "$corpus"
     if "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-15}" "$corpus" "tests/fuzz/corpus/${n%_fuzz}" > $log/$n.txt 2>&1; then
         passed=$((passed + 1)); tail -n 1 $log/$n.txt
