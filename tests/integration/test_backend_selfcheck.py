@@ -499,7 +499,8 @@ class ProcessControlTest(IntegrationTest):
     def test_start_waits_for_listener_and_finds_workers(self):
         p = self.photon(self.cfg(), binary=self.fake)
         self.assertTrue(p.alive())
-        self.assertIn("master ready pid=%d" % p.pid, p.stderr_text())
+        # The fake master may print after it starts listening: wait (bounded) for the line.
+        wait_until(lambda: "master ready pid=%d" % p.pid in p.stderr_text(), timeout=5)
         workers = wait_until(lambda: len(p.worker_pids()) == 2 and p.worker_pids())
         self.assertEqual(sorted(harness.descendant_pids(p.pid)), workers)
         self.assertEqual(p.group_pids(), sorted([p.pid] + workers))
@@ -516,8 +517,8 @@ class ProcessControlTest(IntegrationTest):
         p2 = self.photon(self.cfg(), binary=self.fake)
         self.assertNotEqual(p1.config, p2.config)
         self.assertNotEqual(p1.stderr_path, p2.stderr_path)
-        self.assertIn("pid=%d" % p1.pid, p1.stderr_text())
-        self.assertIn("pid=%d" % p2.pid, p2.stderr_text())
+        wait_until(lambda: "pid=%d" % p1.pid in p1.stderr_text(), timeout=5)
+        wait_until(lambda: "pid=%d" % p2.pid in p2.stderr_text(), timeout=5)
         self.assertNotIn("pid=%d" % p1.pid, p2.stderr_text())
 
     def test_start_failure_raises_with_stderr(self):
