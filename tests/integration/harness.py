@@ -507,6 +507,45 @@ def config_ports(path):
     return [int(m.group(2)) for m in _ADDR_RE.finditer(text)]
 
 
+def server_inode(port, client_port):
+    """Inode of the server side of the established 127.0.0.1 connection client_port -> port,
+    or 0 while it is not accepted yet (a connection still in the accept queue has no inode)."""
+    want_local = ":%04X" % port
+    want_remote = ":%04X" % client_port
+    with open("/proc/net/tcp") as f:
+        for line in f.readlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(want_local) and fields[2].endswith(want_remote) \
+                    and fields[3] == "01":
+                return int(fields[9])
+    return 0
+
+
+def socket_holder(pids, inode):
+    """The pid among ``pids`` that has socket ``inode`` open, or None."""
+    target = "socket:[%d]" % inode
+    for pid in pids:
+        try:
+            fds = os.listdir("/proc/%d/fd" % pid)
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
+                    return pid
+            except OSError:
+                continue
+    return None
+
+
+def accepting_pid(pids, port, conn):
+    """The pid among ``pids`` holding the accepted server side of ``conn`` (a Conn or a
+    socket), or None while no process has accepted it yet."""
+    sock = conn.sock if isinstance(conn, Conn) else conn
+    inode = server_inode(port, sock.getsockname()[1])
+    return socket_holder(pids, inode) if inode else None
+
+
 def port_listening(port):
     """True if some socket is in LISTEN state on TCP ``port`` (any address), read from
     /proc/net/tcp and tcp6 without connecting, so the server sees no extra connection."""

@@ -8,9 +8,9 @@ import socket
 import subprocess
 import threading
 
-from harness import (IntegrationTest, ProtocolError, base_config, cmdline, free_port,
-                     http_request, pattern, pid_alive, port_listening, run_photon, wait_until,
-                     write_config)
+from harness import (IntegrationTest, ProtocolError, accepting_pid, base_config, cmdline,
+                     free_port, http_request, pattern, pid_alive, port_listening, run_photon,
+                     wait_until, write_config)
 
 MASTER_TITLE = "photon: master process"
 WORKER_TITLE = "photon: worker process"
@@ -40,38 +40,6 @@ def read_pid(path):
 def titled(pids, title):
     return [p for p in pids if cmdline(p).startswith(title)]
 
-
-def _server_inode(port, client_port):
-    """Inode of photon's side of the 127.0.0.1 connection client_port -> port, or 0 while it
-    is not accepted yet (a connection still in the accept queue has no socket inode)."""
-    want_local = ":%04X" % port
-    want_remote = ":%04X" % client_port
-    with open("/proc/net/tcp") as f:
-        for line in f.readlines()[1:]:
-            fields = line.split()
-            if fields[1].endswith(want_local) and fields[2].endswith(want_remote):
-                return int(fields[9])
-    return 0
-
-
-def accepting_process(pids, port, conn):
-    """The pid among ``pids`` that holds the accepted server side of ``conn``, or None."""
-    inode = _server_inode(port, conn.sock.getsockname()[1])
-    if not inode:
-        return None
-    target = "socket:[%d]" % inode
-    for pid in pids:
-        try:
-            fds = os.listdir("/proc/%d/fd" % pid)
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == target:
-                    return pid
-            except OSError:
-                continue
-    return None
 
 
 class FoundationTest(IntegrationTest):
@@ -254,7 +222,7 @@ class SignalTest(FoundationTest):
         p = self.start_gateway(workers=1)
         workers = self.workers_of(p, 1)
         c = self.conn(self.port)
-        wait_until(lambda: accepting_process(workers, self.port, c), timeout=5,
+        wait_until(lambda: accepting_pid(workers, self.port, c), timeout=5,
                    msg="the worker never accepted the connection")
         p.signal(signal.SIGQUIT)
         self.wait_worker_draining(p, workers[0])
@@ -386,7 +354,7 @@ class ReloadTest(FoundationTest):
         p = self.start_gateway(workers=1)
         old = self.workers_of(p, 1)
         c = self.conn(self.port)
-        wait_until(lambda: accepting_process(old, self.port, c), timeout=5,
+        wait_until(lambda: accepting_pid(old, self.port, c), timeout=5,
                    msg="the worker never accepted the connection")
         p.signal(signal.SIGHUP)
         self.wait_replaced(p, old, 1, old_may_linger=True)
