@@ -176,8 +176,24 @@ std::string quoted(std::string_view s) {
     return out;
 }
 
+// The bytes of a key of at most 8 bytes as one integer (zero-padded), read with at most three
+// loads and no loop; overlapping loads OR together the same bytes.
+inline uint64_t shortKey(const char* p, size_t n) {
+    if (n >= 4) {
+        return load32(p) | (load32(p + n - 4) << (8 * (n - 4)));
+    }
+    if (n == 0) {
+        return 0;
+    }
+    const auto b0 = static_cast<uint64_t>(static_cast<unsigned char>(p[0]));
+    const auto b1 = static_cast<uint64_t>(static_cast<unsigned char>(p[n >> 1]));
+    const auto b2 = static_cast<uint64_t>(static_cast<unsigned char>(p[n - 1]));
+    return b0 | (b1 << (8 * (n >> 1))) | (b2 << (8 * (n - 1)));
+}
+
 // Open-addressing table from (parent id, byte string) to a uint32 value; built once, probed
-// without allocation.
+// without allocation. Keys of up to 8 bytes (most path segments) are hashed and compared as one
+// integer; the slot index comes from the high bits of a multiplicative hash.
 class StringTable {
 public:
     struct Item {
@@ -188,46 +204,59 @@ public:
 
     void build(const std::vector<Item>& items) {
         size_t cap = 8;
+        unsigned bits = 3;
         while (cap < items.size() * 2) {
             cap <<= 1;
+            ++bits;
         }
         slots_.assign(items.empty() ? 0 : cap, Slot{});
         mask_ = cap - 1;
+        shift_ = 64 - bits;
         keys_.clear();
         for (const Item& it : items) {
-            const uint64_t h = hashBytes(it.key, it.parent);
-            size_t i = h & mask_;
+            const size_t n = it.key.size();
+            const uint64_t k8 = n <= 8 ? shortKey(it.key.data(), n) : load64(it.key.data());
+            size_t i = hash(k8, it.key, it.parent) >> shift_;
             while (slots_[i].value != kNone) {
                 i = (i + 1) & mask_;
             }
-            slots_[i] = Slot{h, it.parent, it.value, static_cast<uint32_t>(keys_.size()),
-                             static_cast<uint32_t>(it.key.size())};
+            slots_[i] = Slot{k8, it.parent, it.value, static_cast<uint32_t>(keys_.size()),
+                             static_cast<uint32_t>(n)};
             keys_.append(it.key);
         }
     }
 
     bool empty() const { return slots_.empty(); }
 
-    uint32_t find(uint32_t parent, std::string_view key) const {
+    [[gnu::always_inline]] uint32_t find(uint32_t parent, std::string_view key) const {
         if (slots_.empty()) {
             return kNone;
         }
-        const uint64_t h = hashBytes(key, parent);
-        for (size_t i = h & mask_;; i = (i + 1) & mask_) {
+        const size_t n = key.size();
+        const uint64_t k8 = n <= 8 ? shortKey(key.data(), n) : load64(key.data());
+        for (size_t i = hash(k8, key, parent) >> shift_;; i = (i + 1) & mask_) {
             const Slot& s = slots_[i];
             if (s.value == kNone) {
                 return kNone;
             }
-            if (s.hash == h && s.parent == parent && s.len == key.size() &&
-                sameBytes(keys_.data() + s.off, key.data(), key.size())) {
+            if (s.key8 == k8 && s.parent == parent && s.len == n &&
+                (n <= 8 || sameBytes(keys_.data() + s.off + 8, key.data() + 8, n - 8))) {
                 return s.value;
             }
         }
     }
 
 private:
+    static uint64_t hash(uint64_t k8, std::string_view key, uint32_t parent) {
+        constexpr uint64_t kMul = 0x9E3779B97F4A7C15ULL;
+        if (key.size() <= 8) {
+            return ((k8 ^ (uint64_t{parent} * 0xC2B2AE3D27D4EB4FULL)) + key.size()) * kMul;
+        }
+        return hashBytes(key, parent);
+    }
+
     struct Slot {
-        uint64_t hash = 0;
+        uint64_t key8 = 0;  // the first min(len, 8) bytes, zero-padded
         uint32_t parent = 0;
         uint32_t value = kNone;
         uint32_t off = 0;
@@ -236,6 +265,7 @@ private:
     std::vector<Slot> slots_;
     std::string keys_;
     size_t mask_ = 0;
+    unsigned shift_ = 61;
 };
 
 // A route reference stored in a trie node or a regex list, sorted by rank.
@@ -259,12 +289,21 @@ struct Node {
     uint32_t dstar_child = kNone;  // continuation after a non-final '**'
     uint32_t lit_begin = 0;        // literal children, compared one by one when few
     uint32_t lit_end = 0;
-    bool lit_hashed = false;    // many literal children: look them up in Impl::edges
-    bool alternatives = false;  // has glob, '*', '{name}' or non-final '**' children
+    uint8_t flags = 0;  // kNode* bits below
 };
 
+constexpr uint8_t kNodeLiterals = 1;      // has literal children
+constexpr uint8_t kNodeHashed = 2;        // many literal children: look them up in Impl::edges
+constexpr uint8_t kNodeAlternatives = 4;  // has glob, '*', '{name}' or non-final '**' children
+constexpr uint8_t kNodeOnlyParam = 8;     // the only alternative is a '{name}' child
+constexpr uint8_t kNodeOnlyStar = 16;     // the only alternative is a '*' child
+constexpr uint8_t kNodeDStar = 32;        // some routes end here with a trailing '**'
+
+
 struct LitEdge {
-    uint32_t off;  // into Impl::lit_keys
+    uint64_t key8;  // the first min(len, 8) bytes of the key, zero-padded
+    uint64_t mask;  // the bytes of key8 that belong to the key
+    uint32_t off;   // into Impl::lit_keys
     uint32_t len;
     uint32_t child;
 };
@@ -363,7 +402,7 @@ struct Search {
 
 // Position of the next '/' at or after pos (or p.size()): eight bytes at a time on
 // little-endian targets, which covers a typical segment in one step without a library call.
-inline size_t segmentEnd(std::string_view p, size_t pos) {
+[[gnu::always_inline]] inline size_t segmentEnd(std::string_view p, size_t pos) {
     const char* b = p.data();
     const size_t n = p.size();
     if constexpr (std::endian::native == std::endian::little) {
@@ -376,6 +415,14 @@ inline size_t segmentEnd(std::string_view p, size_t pos) {
             if (z != 0) {
                 return pos + (static_cast<size_t>(std::countr_zero(z)) >> 3);
             }
+        }
+        if (pos < n && n >= 8) {
+            // Fewer than 8 bytes left: load the last 8 bytes of the path and shift the ones
+            // before pos out; the zero bytes shifted in never look like a '/'.
+            const uint64_t v = (load64(b + n - 8) >> (8 * (pos + 8 - n))) ^ kSlashes;
+            const uint64_t z = (v - kOnes) & ~v & kHighs;
+            const size_t at = pos + (static_cast<size_t>(std::countr_zero(z)) >> 3);
+            return z != 0 && at < n ? at : n;
         }
     }
     while (pos < n && b[pos] != '/') {
@@ -741,14 +788,36 @@ struct Router::Impl {
         pcre2_jit_stack_free(jit_stack);
     }
 
-    uint64_t methodBit(std::string_view m) const {
-        // Fast path: the usual spelling.
-        if (m == "GET") {
-            return method::kGet;
+    // The usual upper-case spellings are recognised with one or two integer compares; any other
+    // spelling goes through methodBitSlow().
+    [[gnu::always_inline]] uint64_t methodBit(std::string_view m) const {
+        const char* p = m.data();
+        switch (m.size()) {
+            case 3:
+                if (p[0] == 'G' && p[1] == 'E' && p[2] == 'T') {
+                    return method::kGet;
+                }
+                if (p[0] == 'P' && p[1] == 'U' && p[2] == 'T') {
+                    return method::kPut;
+                }
+                break;
+            case 4: {
+                const uint64_t v = load32(p);
+                if (v == load32("POST")) {
+                    return method::kPost;
+                }
+                if (v == load32("HEAD")) {
+                    return method::kHead;
+                }
+                break;
+            }
+            default:
+                break;
         }
-        if (m == "POST") {
-            return method::kPost;
-        }
+        return methodBitSlow(m);
+    }
+
+    [[gnu::noinline]] uint64_t methodBitSlow(std::string_view m) const {
         char up[32];
         if (m.empty() || m.size() > sizeof(up)) {
             return method::kOther;
@@ -813,24 +882,29 @@ struct Router::Impl {
     // the segment, whose end is stored in `end` for reuse.
     [[gnu::always_inline]] uint32_t literalStep(uint32_t ni, const Node& n, std::string_view path,
                                                 size_t pos, size_t& end, size_t& next) const {
-        if (n.lit_hashed) {
+        if ((n.flags & kNodeHashed) != 0) {
             end = segmentEnd(path, pos);
             next = end < path.size() ? end + 1 : kEnd;
             return edges.find(ni, std::string_view(path.data() + pos, end - pos));
         }
         const size_t avail = path.size() - pos;
+        const char* p = path.data() + pos;
+        // Up to 8 bytes of the path at pos in one integer, so that most keys compare in one step.
+        const uint64_t head = avail >= 8 ? load64(p) : shortKey(p, avail);
         for (uint32_t i = n.lit_begin; i < n.lit_end; ++i) {
             const LitEdge& e = lit_edges[i];
-            if (e.len <= avail && sameBytes(lit_keys.data() + e.off, path.data() + pos, e.len)) {
-                const size_t stop = pos + e.len;
-                if (stop == path.size()) {
-                    next = kEnd;
-                    return e.child;
-                }
-                if (path[stop] == '/') {
-                    next = stop + 1;
-                    return e.child;
-                }
+            if ((head & e.mask) != e.key8 || e.len > avail ||
+                (e.len > 8 && !sameBytes(lit_keys.data() + e.off + 8, p + 8, e.len - 8))) {
+                continue;
+            }
+            const size_t stop = pos + e.len;
+            if (stop == path.size()) {
+                next = kEnd;
+                return e.child;
+            }
+            if (path[stop] == '/') {
+                next = stop + 1;
+                return e.child;
             }
         }
         return kNone;
@@ -864,18 +938,30 @@ struct Router::Impl {
         s.best = e.rank;
         s.route = e.route;
         s.ncaps = s.depth;
+        // Most winners have no or one capture: a plain loop, never a memcpy call.
         for (uint8_t i = 0; i < s.depth; ++i) {
             s.caps[i] = s.stack[i];
+            asm("" ::: "memory");  // keeps GCC from turning the loop into memcpy
         }
     }
 
     // First pass: the best (lowest-rank) route matching path, host and method. Subtrees whose
     // best possible rank cannot beat the current winner are skipped.
     void walk(uint32_t ni, size_t pos, Search& s) const {
-        // Chains of literal-only nodes are followed in this loop; recursion is needed only
-        // where a node also has wildcard children.
+        const uint8_t depth = s.depth;
+        walkFrom(ni, pos, s);
+        s.depth = depth;
+    }
+
+    // Chains of nodes with one way on (literal children only, or only a '{name}' or '*' child)
+    // are followed in this loop; recursion is needed only where the search branches. Leaves
+    // s.depth as it was on entry or deeper; walk() restores it.
+    void walkFrom(uint32_t ni, size_t pos, Search& s) const {
         for (;;) {
             const Node& n = nodes[ni];
+            if (n.min_rank >= s.best) {
+                return;
+            }
             if (pos == kEnd) {
                 for (uint32_t i = n.term_begin; i < n.term_end; ++i) {
                     const Entry& e = entries[i];
@@ -889,26 +975,26 @@ struct Router::Impl {
                 }
                 return;
             }
-            for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
-                const Entry& e = entries[i];
-                if (e.rank >= s.best) {
-                    break;
-                }
-                if ((e.methods & s.mbit) != 0) {
-                    win(e, s);
-                    break;
+            const uint8_t flags = n.flags;
+            if ((flags & kNodeDStar) != 0) {
+                for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
+                    const Entry& e = entries[i];
+                    if (e.rank >= s.best) {
+                        break;
+                    }
+                    if ((e.methods & s.mbit) != 0) {
+                        win(e, s);
+                        break;
+                    }
                 }
             }
             size_t end = kEnd;  // end of the current segment, computed only when needed
             uint32_t lit = kNone;
             size_t lit_next = kEnd;
-            if (n.lit_hashed || n.lit_end != n.lit_begin) {
+            if ((flags & kNodeLiterals) != 0) {
                 lit = literalStep(ni, n, s.path, pos, end, lit_next);
-                if (lit != kNone && nodes[lit].min_rank >= s.best) {
-                    lit = kNone;
-                }
             }
-            if (!n.alternatives) {
+            if ((flags & kNodeAlternatives) == 0) {
                 if (lit == kNone) {
                     return;
                 }
@@ -922,8 +1008,22 @@ struct Router::Impl {
             if (end == kEnd) {
                 end = segmentEnd(s.path, pos);
             }
-            walkAlternatives(n, std::string_view(s.path.data() + pos, end - pos),
-                             nextSegment(s.path, end), s);
+            const size_t next = nextSegment(s.path, end);
+            if ((flags & kNodeOnlyParam) != 0) {
+                if (end == pos) {
+                    return;
+                }
+                s.stack[s.depth++] = Span{s.path.data() + pos, end - pos};  // <= kMaxCaptures
+                ni = n.param;
+                pos = next;
+                continue;
+            }
+            if ((flags & kNodeOnlyStar) != 0) {
+                ni = n.star;
+                pos = next;
+                continue;
+            }
+            walkAlternatives(n, std::string_view(s.path.data() + pos, end - pos), next, s);
             return;
         }
     }
@@ -970,7 +1070,7 @@ struct Router::Impl {
             s.any = true;
         }
         size_t end = kEnd;
-        if (n.lit_hashed || n.lit_end != n.lit_begin) {
+        if ((n.flags & kNodeLiterals) != 0) {
             size_t lit_next = kEnd;
             const uint32_t c = literalStep(ni, n, s.path, pos, end, lit_next);
             if (c != kNone) {
@@ -1050,6 +1150,17 @@ struct Router::Impl {
     bool hostMayMatch(std::string_view h) const {
         if (!pattern_groups.empty()) {
             return true;
+        }
+        if (h.empty()) {
+            return false;
+        }
+        // Usual case: a bare name ending in a letter (no port, blanks, dot or bracket) whose
+        // first byte is not a blank; its length is the canonical length.
+        const auto last = static_cast<unsigned char>(h.back() | 0x20);
+        if (last >= 'a' && last <= 'z' && h.front() != ' ' && h.front() != '\t') {
+            const size_t len = h.size();
+            return (len <= kMaxHostLength && (exact_lengths[len >> 6] >> (len & 63) & 1) != 0) ||
+                   (!suffix_hosts.empty() && len > min_suffix);
         }
         while (!h.empty() && (h.back() == ' ' || h.back() == '\t')) {
             h.remove_suffix(1);
@@ -1559,12 +1670,22 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
         n.star = b.star;
         n.param = b.param;
         n.dstar_child = b.dstar_child;
-        n.alternatives =
+        const bool alternatives =
             !b.globs.empty() || b.star != kNone || b.param != kNone || b.dstar_child != kNone;
+        const bool hashed = b.literals.size() > kLinearLiteralChildren;
+        n.flags = static_cast<uint8_t>(
+            (b.literals.empty() ? 0 : kNodeLiterals) | (hashed ? kNodeHashed : 0) |
+            (alternatives ? kNodeAlternatives : 0) | (b.dstar.empty() ? 0 : kNodeDStar));
+        if (b.globs.empty() && b.dstar_child == kNone) {
+            if (b.param != kNone && b.star == kNone) {
+                n.flags |= kNodeOnlyParam;
+            } else if (b.star != kNone && b.param == kNone) {
+                n.flags |= kNodeOnlyStar;
+            }
+        }
         n.lit_begin = static_cast<uint32_t>(im.lit_edges.size());
-        n.lit_hashed = b.literals.size() > kLinearLiteralChildren;
         for (const auto& [seg, child] : b.literals) {
-            if (n.lit_hashed) {
+            if (hashed) {
                 edge_items.push_back(StringTable::Item{static_cast<uint32_t>(i), seg, child});
                 continue;
             }
@@ -1578,7 +1699,10 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                 key += only.first;
                 target = only.second;
             }
-            im.lit_edges.push_back(LitEdge{static_cast<uint32_t>(im.lit_keys.size()),
+            const size_t k = std::min<size_t>(key.size(), 8);
+            im.lit_edges.push_back(LitEdge{shortKey(key.data(), k),
+                                           k == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * k)) - 1,
+                                           static_cast<uint32_t>(im.lit_keys.size()),
                                            static_cast<uint32_t>(key.size()), target});
             im.lit_keys.append(key);
         }
