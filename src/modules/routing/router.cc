@@ -758,7 +758,9 @@ struct Router::Impl {
     std::vector<SegmentGlob> globs;
     std::vector<LitEdge> lit_edges;
     std::string lit_keys;
-    StringTable edges;  // (node, literal segment) -> child node, for nodes with many children
+    // (node, literal segment) -> index into lit_edges, for nodes with many children; that edge
+    // holds the path-compressed rest ("/items" after "svc1"), empty when there is none.
+    StringTable edges;
     std::vector<Group> groups;
     std::vector<Entry> regex_entries;
     StringTable exact_hosts;                  // (0, host) -> group
@@ -880,30 +882,56 @@ struct Router::Impl {
     // position after the matched text. Linear nodes hold path-compressed keys ("api/v1") that
     // are compared in place, so no segment scan is needed there; hashed nodes are probed with
     // the segment, whose end is stored in `end` for reuse.
+    // Whether edge key e matches the path at `at` up to a segment boundary; sets next to the
+    // position after it (kEnd at the end of the path).
+    [[gnu::always_inline]] bool edgeMatches(const LitEdge& e, std::string_view path, size_t at,
+                                            uint64_t head, size_t& next) const {
+        const size_t avail = path.size() - at;
+        if ((head & e.mask) != e.key8 || e.len > avail ||
+            (e.len > 8 && !sameBytes(lit_keys.data() + e.off + 8, path.data() + at + 8, e.len - 8))) {
+            return false;
+        }
+        const size_t stop = at + e.len;
+        if (stop == path.size()) {
+            next = kEnd;
+            return true;
+        }
+        if (path[stop] == '/') {
+            next = stop + 1;
+            return true;
+        }
+        return false;
+    }
+
+    // Up to 8 bytes of the path at `at` in one integer, so that most keys compare in one step.
+    static uint64_t headAt(std::string_view path, size_t at) {
+        const size_t avail = path.size() - at;
+        return avail >= 8 ? load64(path.data() + at) : shortKey(path.data() + at, avail);
+    }
+
+    // The literal child of n that matches the path at pos (kNone if none); sets next to the
+    // position after the matched text. Linear nodes hold path-compressed keys ("api/v1") that
+    // are compared in place, so no segment scan is needed there; hashed nodes are probed with
+    // the segment, whose end is stored in `end` for reuse, then the compressed rest is compared.
     [[gnu::always_inline]] uint32_t literalStep(uint32_t ni, const Node& n, std::string_view path,
                                                 size_t pos, size_t& end, size_t& next) const {
         if ((n.flags & kNodeHashed) != 0) {
             end = segmentEnd(path, pos);
-            next = end < path.size() ? end + 1 : kEnd;
-            return edges.find(ni, std::string_view(path.data() + pos, end - pos));
-        }
-        const size_t avail = path.size() - pos;
-        const char* p = path.data() + pos;
-        // Up to 8 bytes of the path at pos in one integer, so that most keys compare in one step.
-        const uint64_t head = avail >= 8 ? load64(p) : shortKey(p, avail);
-        for (uint32_t i = n.lit_begin; i < n.lit_end; ++i) {
-            const LitEdge& e = lit_edges[i];
-            if ((head & e.mask) != e.key8 || e.len > avail ||
-                (e.len > 8 && !sameBytes(lit_keys.data() + e.off + 8, p + 8, e.len - 8))) {
-                continue;
+            const uint32_t ei = edges.find(ni, std::string_view(path.data() + pos, end - pos));
+            if (ei == kNone) {
+                return kNone;
             }
-            const size_t stop = pos + e.len;
-            if (stop == path.size()) {
-                next = kEnd;
+            const LitEdge& e = lit_edges[ei];
+            if (e.len == 0) {
+                next = end < path.size() ? end + 1 : kEnd;
                 return e.child;
             }
-            if (path[stop] == '/') {
-                next = stop + 1;
+            return edgeMatches(e, path, end, headAt(path, end), next) ? e.child : kNone;
+        }
+        const uint64_t head = headAt(path, pos);
+        for (uint32_t i = n.lit_begin; i < n.lit_end; ++i) {
+            const LitEdge& e = lit_edges[i];
+            if (edgeMatches(e, path, pos, head, next)) {
                 return e.child;
             }
         }
@@ -957,6 +985,8 @@ struct Router::Impl {
     // are followed in this loop; recursion is needed only where the search branches. Leaves
     // s.depth as it was on entry or deeper; walk() restores it.
     void walkFrom(uint32_t ni, size_t pos, Search& s) const {
+        const std::string_view path = s.path;
+        const uint64_t mbit = s.mbit;
         for (;;) {
             const Node& n = nodes[ni];
             if (n.min_rank >= s.best) {
@@ -968,7 +998,7 @@ struct Router::Impl {
                     if (e.rank >= s.best) {
                         break;
                     }
-                    if ((e.methods & s.mbit) != 0) {
+                    if ((e.methods & mbit) != 0) {
                         win(e, s);
                         break;
                     }
@@ -982,7 +1012,7 @@ struct Router::Impl {
                     if (e.rank >= s.best) {
                         break;
                     }
-                    if ((e.methods & s.mbit) != 0) {
+                    if ((e.methods & mbit) != 0) {
                         win(e, s);
                         break;
                     }
@@ -992,7 +1022,7 @@ struct Router::Impl {
             uint32_t lit = kNone;
             size_t lit_next = kEnd;
             if ((flags & kNodeLiterals) != 0) {
-                lit = literalStep(ni, n, s.path, pos, end, lit_next);
+                lit = literalStep(ni, n, path, pos, end, lit_next);
             }
             if ((flags & kNodeAlternatives) == 0) {
                 if (lit == kNone) {
@@ -1006,14 +1036,14 @@ struct Router::Impl {
                 walk(lit, lit_next, s);
             }
             if (end == kEnd) {
-                end = segmentEnd(s.path, pos);
+                end = segmentEnd(path, pos);
             }
-            const size_t next = nextSegment(s.path, end);
+            const size_t next = nextSegment(path, end);
             if ((flags & kNodeOnlyParam) != 0) {
                 if (end == pos) {
                     return;
                 }
-                s.stack[s.depth++] = Span{s.path.data() + pos, end - pos};  // <= kMaxCaptures
+                s.stack[s.depth++] = Span{path.data() + pos, end - pos};  // <= kMaxCaptures
                 ni = n.param;
                 pos = next;
                 continue;
@@ -1023,7 +1053,7 @@ struct Router::Impl {
                 pos = next;
                 continue;
             }
-            walkAlternatives(n, std::string_view(s.path.data() + pos, end - pos), next, s);
+            walkAlternatives(n, std::string_view(path.data() + pos, end - pos), next, s);
             return;
         }
     }
@@ -1652,6 +1682,7 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
     // Flatten the build nodes (a child always has a larger index than its parent).
     auto byRank = [](const Entry& a, const Entry& b) { return a.rank < b.rank; };
     std::vector<StringTable::Item> edge_items;
+    std::vector<LitEdge> hashed_edges;  // appended to lit_edges after the linear ones
     im.nodes.resize(bnodes.size());
     for (size_t i = 0; i < bnodes.size(); ++i) {
         BuildNode& b = bnodes[i];
@@ -1685,13 +1716,11 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
         }
         n.lit_begin = static_cast<uint32_t>(im.lit_edges.size());
         for (const auto& [seg, child] : b.literals) {
-            if (hashed) {
-                edge_items.push_back(StringTable::Item{static_cast<uint32_t>(i), seg, child});
-                continue;
-            }
             // Path compression: skip nodes that only lead to one literal child ("api" -> "v1"
-            // becomes one edge "api/v1"); their subtree minimum equals the child's.
-            std::string key = seg;
+            // becomes one edge "api/v1"); their subtree minimum equals the child's. A hashed
+            // node is probed with one segment, so its edge keeps only the rest ("/v1"), which is
+            // compared from the '/' that ends the probed segment.
+            std::string key = hashed ? std::string() : seg;
             uint32_t target = child;
             while (isPassThrough(bnodes[target])) {
                 const auto& only = *bnodes[target].literals.begin();
@@ -1699,15 +1728,24 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                 key += only.first;
                 target = only.second;
             }
+            if (hashed) {
+                edge_items.push_back(StringTable::Item{
+                    static_cast<uint32_t>(i), seg, static_cast<uint32_t>(hashed_edges.size())});
+            }
             const size_t k = std::min<size_t>(key.size(), 8);
-            im.lit_edges.push_back(LitEdge{shortKey(key.data(), k),
-                                           k == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * k)) - 1,
-                                           static_cast<uint32_t>(im.lit_keys.size()),
-                                           static_cast<uint32_t>(key.size()), target});
+            (hashed ? hashed_edges : im.lit_edges)
+                .push_back(LitEdge{shortKey(key.data(), k),
+                                   k == 8 ? ~uint64_t{0} : (uint64_t{1} << (8 * k)) - 1,
+                                   static_cast<uint32_t>(im.lit_keys.size()),
+                                   static_cast<uint32_t>(key.size()), target});
             im.lit_keys.append(key);
         }
         n.lit_end = static_cast<uint32_t>(im.lit_edges.size());
     }
+    for (StringTable::Item& it : edge_items) {
+        it.value += static_cast<uint32_t>(im.lit_edges.size());
+    }
+    im.lit_edges.insert(im.lit_edges.end(), hashed_edges.begin(), hashed_edges.end());
     im.edges.build(edge_items);
     for (size_t i = bnodes.size(); i-- > 0;) {
         Node& n = im.nodes[i];

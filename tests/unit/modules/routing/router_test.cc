@@ -1173,6 +1173,15 @@ TEST(RouterTest, AgreesWithBruteForceReferenceOnRandomTables) {
     const std::vector<std::string> pat_segs = {"a",      "b",     "ab", "api", "v1",    "x",  "12",
                                                "*",      "?",     "a*", "*b",  "[ab]*", "?b", "v?",
                                                "[0-9]*", "[^a]?", "{}", "{}",  "**",    "**"};
+    // Every third table is wide: many literal siblings (so that nodes switch to hashed lookup
+    // and path-compressed edges), keys longer than 8 bytes, keys sharing their first 8 bytes.
+    const std::vector<std::string> wide_lits = {
+        "a", "b",     "ab",    "api",       "v1",        "x",        "12",
+        "c", "items", "users", "abcdefgh1", "abcdefgh2", "abcdefgh", "long-segment-name"};
+    std::vector<std::string> wide_pat_segs = wide_lits;
+    wide_pat_segs.insert(wide_pat_segs.end(), {"*", "{}", "**", "a*", "abcdefgh?"});
+    std::vector<std::string> wide_vocab = wide_lits;
+    wide_vocab.insert(wide_vocab.end(), {"ba", "b1", "abcdefgh12", "abcdefg", "long-segment-nam"});
     const std::vector<std::string> regexes = {
         "^/a/([0-9]+)$", "^/(a|b)/.*$", "^/v[0-9]+/([^/]+)$",        "^/api(/.*)?$",
         "^/[ab]+$",      "^/x/(.*)/b$", "^/(?:ab|ba)/([a-z0-9]+)/?$"};
@@ -1204,8 +1213,9 @@ TEST(RouterTest, AgreesWithBruteForceReferenceOnRandomTables) {
     size_t found = 0;
     size_t not_allowed = 0;
     for (int iter = 0; iter < 1500; ++iter) {
+        const bool wide = iter % 3 == 0;
         std::vector<RouteSpec> routes;
-        const size_t nroutes = 1 + rng() % 24;
+        const size_t nroutes = 1 + rng() % (wide ? 120 : 24);
         for (size_t k = 0; k < nroutes; ++k) {
             RouteSpec r;
             r.id = "r" + std::to_string(k);
@@ -1219,7 +1229,7 @@ TEST(RouterTest, AgreesWithBruteForceReferenceOnRandomTables) {
                 bool used_dstar = false;
                 int params = 0;
                 for (size_t i = 0; i < nseg; ++i) {
-                    std::string seg = pick(pat_segs);
+                    std::string seg = pick(wide ? wide_pat_segs : pat_segs);
                     if (seg == "**") {
                         if (used_dstar) {
                             seg = "*";
@@ -1256,7 +1266,7 @@ TEST(RouterTest, AgreesWithBruteForceReferenceOnRandomTables) {
             std::string path;
             const size_t depth = rng() % 5;
             for (size_t i = 0; i < depth; ++i) {
-                path += "/" + pick(vocab);
+                path += "/" + pick(wide ? wide_vocab : vocab);
             }
             if (depth == 0 || rng() % 5 == 0) {
                 path += "/";
