@@ -1867,7 +1867,7 @@ Match Router::match(std::string_view method, std::string_view host_header,
         m.route = s.route;
         m.capture_count = s.ncaps;
         for (uint8_t i = 0; i < s.ncaps; ++i) {
-            m.captures[i] = std::string_view(s.caps[i].p, s.caps[i].n);
+            m.captures[i] = Capture{s.caps[i].p, s.caps[i].n};
         }
         return m;
     }

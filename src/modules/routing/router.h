@@ -64,6 +64,20 @@ enum class MatchStatus : uint8_t {
     MethodNotAllowed,  // 405: some route matches path and host, none the method; see `allow`
 };
 
+/// A captured part of the path: a view into the normalized path given to Router::match().
+/// Trivially constructible, so that creating a Match writes nothing for unused captures.
+struct Capture {
+    const char* ptr;
+    size_t len;
+
+    std::string_view view() const { return {ptr, len}; }
+    operator std::string_view() const { return view(); }  // NOLINT: a view by design
+    const char* data() const { return ptr; }
+    size_t size() const { return len; }
+    bool empty() const { return len == 0; }
+    friend bool operator==(const Capture& a, std::string_view b) { return a.view() == b; }
+};
+
 /// Result of Router::match(). Plain value, no heap memory. The captures are views into the
 /// normalized_path passed to match() and live exactly as long as that buffer.
 struct Match {
@@ -77,7 +91,8 @@ struct Match {
     uint64_t allow = 0;
     /// Glob route: the `{name}` segments in pattern order (names via Router::captureName()).
     /// Regex route: groups 1..min(groups, kMaxCaptures); an unset group is an empty view.
-    std::array<std::string_view, kMaxCaptures> captures{};
+    /// Only [0, capture_count) are set; the others are left uninitialised.
+    std::array<Capture, kMaxCaptures> captures;
 };
 
 /// Canonical form of a Host header value for matching: surrounding blanks trimmed, port and the
