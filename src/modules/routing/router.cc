@@ -178,7 +178,7 @@ std::string quoted(std::string_view s) {
 
 // The bytes of a key of at most 8 bytes as one integer (zero-padded), read with at most three
 // loads and no loop; overlapping loads OR together the same bytes.
-inline uint64_t shortKey(const char* p, size_t n) {
+[[gnu::always_inline]] inline uint64_t shortKey(const char* p, size_t n) {
     if (n >= 4) {
         return load32(p) | (load32(p + n - 4) << (8 * (n - 4)));
     }
@@ -904,7 +904,7 @@ struct Router::Impl {
     }
 
     // Up to 8 bytes of the path at `at` in one integer, so that most keys compare in one step.
-    static uint64_t headAt(std::string_view path, size_t at) {
+    [[gnu::always_inline]] static uint64_t headAt(std::string_view path, size_t at) {
         const size_t avail = path.size() - at;
         return avail >= 8 ? load64(path.data() + at) : shortKey(path.data() + at, avail);
     }
@@ -1130,7 +1130,7 @@ struct Router::Impl {
         }
     }
 
-    void searchGroup(uint32_t gi, std::string_view host, Search& s) const {
+    [[gnu::always_inline]] void searchGroup(uint32_t gi, std::string_view host, Search& s) const {
         const Group& g = groups[gi];
         if (g.min_rank >= s.best) {
             return;
@@ -1177,7 +1177,7 @@ struct Router::Impl {
 
     // Cheap pre-check on the raw Host value: false when no host-restricted group can match a
     // name of its length, so that canonicalHost() can be skipped. Errs towards true.
-    bool hostMayMatch(std::string_view h) const {
+    [[gnu::always_inline]] bool hostMayMatch(std::string_view h) const {
         if (!pattern_groups.empty()) {
             return true;
         }
