@@ -395,7 +395,7 @@ struct Search {
     // Scratch, deliberately left uninitialised (only [0, ncaps) / [0, depth) are ever read).
     Span caps[kMaxCaptures];   // of the current winner
     Span stack[kMaxCaptures];  // of the current trie path
-    // Second pass (405 detection).
+    // Methods of the routes that matched path and host but not the method (405 detection).
     uint64_t allow = 0;
     bool any = false;
 };
@@ -973,8 +973,28 @@ struct Router::Impl {
         }
     }
 
-    // First pass: the best (lowest-rank) route matching path, host and method. Subtrees whose
-    // best possible rank cannot beat the current winner are skipped.
+    // Routes matching path and host, in rank order: the first one that takes the method wins
+    // unless the current winner ranks better. The methods of those passed over are collected
+    // for a 405: while nothing has won, nothing is pruned, so a search that ends without a
+    // winner has seen every route that matches path and host (regex routes aside).
+    [[gnu::always_inline]] void scanEntries(uint32_t begin, uint32_t end, uint64_t mbit,
+                                            Search& s) const {
+        for (uint32_t i = begin; i < end; ++i) {
+            const Entry& e = entries[i];
+            if (e.rank >= s.best) {
+                break;
+            }
+            if ((e.methods & mbit) != 0) {
+                win(e, s);
+                break;
+            }
+            s.allow |= e.methods;
+            s.any = true;
+        }
+    }
+
+    // The best (lowest-rank) route matching path, host and method. Subtrees whose best
+    // possible rank cannot beat the current winner are skipped.
     void walk(uint32_t ni, size_t pos, Search& s) const {
         const uint8_t depth = s.depth;
         walkFrom(ni, pos, s);
@@ -993,30 +1013,12 @@ struct Router::Impl {
                 return;
             }
             if (pos == kEnd) {
-                for (uint32_t i = n.term_begin; i < n.term_end; ++i) {
-                    const Entry& e = entries[i];
-                    if (e.rank >= s.best) {
-                        break;
-                    }
-                    if ((e.methods & mbit) != 0) {
-                        win(e, s);
-                        break;
-                    }
-                }
+                scanEntries(n.term_begin, n.term_end, mbit, s);
                 return;
             }
             const uint8_t flags = n.flags;
             if ((flags & kNodeDStar) != 0) {
-                for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
-                    const Entry& e = entries[i];
-                    if (e.rank >= s.best) {
-                        break;
-                    }
-                    if ((e.methods & mbit) != 0) {
-                        win(e, s);
-                        break;
-                    }
-                }
+                scanEntries(n.dstar_begin, n.dstar_end, mbit, s);
             }
             size_t end = kEnd;  // end of the current segment, computed only when needed
             uint32_t lit = kNone;
@@ -1085,51 +1087,6 @@ struct Router::Impl {
         }
     }
 
-    // Second pass: union of the methods of every route matching path and host.
-    void walkAll(uint32_t ni, size_t pos, Search& s) const {
-        const Node& n = nodes[ni];
-        if (pos == kEnd) {
-            for (uint32_t i = n.term_begin; i < n.term_end; ++i) {
-                s.allow |= entries[i].methods;
-                s.any = true;
-            }
-            return;
-        }
-        for (uint32_t i = n.dstar_begin; i < n.dstar_end; ++i) {
-            s.allow |= entries[i].methods;
-            s.any = true;
-        }
-        size_t end = kEnd;
-        if ((n.flags & kNodeLiterals) != 0) {
-            size_t lit_next = kEnd;
-            const uint32_t c = literalStep(ni, n, s.path, pos, end, lit_next);
-            if (c != kNone) {
-                walkAll(c, lit_next, s);
-            }
-        }
-        if (end == kEnd) {
-            end = segmentEnd(s.path, pos);
-        }
-        const std::string_view seg(s.path.data() + pos, end - pos);
-        const size_t next = nextSegment(s.path, end);
-        for (uint32_t i = n.glob_begin; i < n.glob_end; ++i) {
-            if (globs[glob_edges[i].glob].matches(seg)) {
-                walkAll(glob_edges[i].child, next, s);
-            }
-        }
-        if (n.param != kNone && !seg.empty()) {
-            walkAll(n.param, next, s);
-        }
-        if (n.star != kNone) {
-            walkAll(n.star, next, s);
-        }
-        if (n.dstar_child != kNone) {
-            for (size_t q = next; q != kEnd; q = nextSegment(s.path, segmentEnd(s.path, q))) {
-                walkAll(n.dstar_child, q, s);
-            }
-        }
-    }
-
     [[gnu::always_inline]] void searchGroup(uint32_t gi, std::string_view host, Search& s) const {
         const Group& g = groups[gi];
         if (g.min_rank >= s.best) {
@@ -1155,18 +1112,18 @@ struct Router::Impl {
         }
     }
 
-    void collectGroup(uint32_t gi, std::string_view host, Search& s) const {
+    // After a search without a winner: adds the methods of the regex routes that match path
+    // and host but were skipped for their method (the others were tried and did not match).
+    void collectRegexes(uint32_t gi, std::string_view host, Search& s) const {
         const Group& g = groups[gi];
-        if (g.host_regex != kNone && !regexMatch(g.host_regex, host)) {
+        if (g.regex_begin == g.regex_end ||
+            (g.host_regex != kNone && !regexMatch(g.host_regex, host))) {
             return;
-        }
-        if (g.root != kNone) {
-            walkAll(g.root, 1, s);
         }
         for (uint32_t i = g.regex_begin; i < g.regex_end; ++i) {
             const Entry& e = regex_entries[i];
-            if (s.any && (e.methods & ~s.allow) == 0) {
-                continue;  // cannot change the outcome
+            if ((e.methods & s.mbit) != 0 || (s.any && (e.methods & ~s.allow) == 0)) {
+                continue;  // already tried, or cannot change the outcome
             }
             if (regexMatch(e.regex, s.path)) {
                 s.allow |= e.methods;
@@ -1871,7 +1828,7 @@ Match Router::match(std::string_view method, std::string_view host_header,
         }
         return m;
     }
-    im.forEachGroup(host, [&](uint32_t g) { im.collectGroup(g, host, s); });
+    im.forEachGroup(host, [&](uint32_t g) { im.collectRegexes(g, host, s); });
     if (s.any) {
         m.status = MatchStatus::MethodNotAllowed;
         m.allow = s.allow & ~method::kOther;
