@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import sys
+import time
 
 import harness
 from harness import (IntegrationTest, ProtocolError, free_port, http_request,
@@ -602,6 +603,62 @@ class MaxConnectionsTest(ProxyTest):
             except (ProtocolError, OSError):
                 return False
         wait_until(fresh_ok, msg="no connection accepted after one was closed")
+
+
+class DescriptorExhaustionTest(ProxyTest):
+    """A worker out of file descriptors (EMFILE) pauses accepting instead of spinning on the
+    still-readable listener, keeps serving the connections it has, and accepts again once
+    descriptors are free."""
+
+    NOFILE = 40
+
+    def cpu_seconds(self, pid):
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def test_accept_pauses_on_emfile_and_recovers(self):
+        import resource
+        import socket
+        b = self.backend()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        # The limit is inherited by photon and its worker; the test process gets its own back
+        # at once.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (self.NOFILE, hard))
+        try:
+            self.start([b], workers=1)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        first = self.conn(self.port)
+        self.assertEqual(first.request("GET", "/name").status, 200)
+        (worker,) = [p for p in self.proxy.worker_pids()]
+        # More connections than the worker has descriptors: the kernel completes them all, the
+        # worker accepts until EMFILE.
+        flood = []
+        for _ in range(self.NOFILE + 20):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+            flood.append(s)
+        self.addCleanup(lambda: [s.close() for s in flood])
+        wait_until(lambda: "pausing accepts" in self.proxy.stderr_text(),
+                   msg="no EMFILE back-off logged")
+        before = self.cpu_seconds(worker)
+        time.sleep(2.0)
+        spent = self.cpu_seconds(worker) - before
+        self.assertLess(spent, 0.5, "worker used %.2f s of CPU in 2 s while out of descriptors"
+                        % spent)
+        # The connection it already had is still served.
+        self.assertEqual(first.request("GET", "/name").status, 200)
+        for s in flood:
+            s.close()
+        flood.clear()
+
+        def fresh_ok():
+            try:
+                return http_request(self.port, "GET", "/name", timeout=2).status == 200
+            except (ProtocolError, OSError):
+                return False
+        wait_until(fresh_ok, timeout=15, msg="no new connection served after descriptors freed")
+        self.assertEqual(self.proxy.worker_pids(), [worker], "the worker was replaced")
 
 
 # --------------------------------------------------------------------------------------------
