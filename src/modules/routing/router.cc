@@ -299,7 +299,6 @@ constexpr uint8_t kNodeOnlyParam = 8;     // the only alternative is a '{name}' 
 constexpr uint8_t kNodeOnlyStar = 16;     // the only alternative is a '*' child
 constexpr uint8_t kNodeDStar = 32;        // some routes end here with a trailing '**'
 
-
 struct LitEdge {
     uint64_t key8;  // the first min(len, 8) bytes of the key, zero-padded
     uint64_t mask;  // the bytes of key8 that belong to the key
@@ -888,7 +887,8 @@ struct Router::Impl {
                                             uint64_t head, size_t& next) const {
         const size_t avail = path.size() - at;
         if ((head & e.mask) != e.key8 || e.len > avail ||
-            (e.len > 8 && !sameBytes(lit_keys.data() + e.off + 8, path.data() + at + 8, e.len - 8))) {
+            (e.len > 8 &&
+             !sameBytes(lit_keys.data() + e.off + 8, path.data() + at + 8, e.len - 8))) {
             return false;
         }
         const size_t stop = at + e.len;
@@ -1686,8 +1686,8 @@ core::Result<Router> Router::compile(const std::vector<RouteSpec>& specs,
                 target = only.second;
             }
             if (hashed) {
-                edge_items.push_back(StringTable::Item{
-                    static_cast<uint32_t>(i), seg, static_cast<uint32_t>(hashed_edges.size())});
+                edge_items.push_back(StringTable::Item{static_cast<uint32_t>(i), seg,
+                                                       static_cast<uint32_t>(hashed_edges.size())});
             }
             const size_t k = std::min<size_t>(key.size(), 8);
             (hashed ? hashed_edges : im.lit_edges)
