@@ -340,8 +340,12 @@ class Backend:
                 # Started under the lock: stop() never sees a listed thread it cannot join.
                 t.start()
 
+    # The per-connection handler; a subclass may extend it (see WorkBackend in the balancing
+    # fixtures).
+    conn_class = None  # _Conn, set below once it is defined
+
     def _serve(self, s, conn_id, stop_event):
-        c = _Conn(self, s, conn_id, stop_event)
+        c = self.conn_class(self, s, conn_id, stop_event)
         try:
             c.run()
         except (_PeerGone, OSError):
@@ -783,6 +787,9 @@ class _Conn:
             elif opcode in (0, 1, 2):
                 self._send(ws_frame(opcode, payload, fin=bool(fin)))
         return False
+
+
+Backend.conn_class = _Conn
 
 
 def ws_frame(opcode, payload, fin=True, mask=None):
