@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "../../fixtures/http_samples.h"
+
 namespace photon::core::http {
 namespace {
 
@@ -707,19 +709,7 @@ protected:
     std::string buf_;
 };
 
-const std::string kApiResponse =
-    "HTTP/1.1 200 OK\r\n"
-    "Date: Tue, 26 Nov 2024 07:08:09 GMT\r\n"
-    "Content-Type: application/json; charset=utf-8\r\n"
-    "Content-Length: 1234\r\n"
-    "Connection: keep-alive\r\n"
-    "Cache-Control: private, max-age=60\r\n"
-    "ETag: \"33a64df551425fcc55e4d42a148795d9f25f89d4\"\r\n"
-    "Vary: Accept-Encoding\r\n"
-    "X-Request-ID: req-6f1c2a9e-3b7d-4e55-9a1f-0c8d2e4b7a61\r\n"
-    "Strict-Transport-Security: max-age=31536000; includeSubDomains\r\n"
-    "Server: backend/2.3\r\n"
-    "\r\n";
+using photon::testdata::kApiResponse;
 
 TEST_F(ResponseParseTest, ParsesApiResponse) {
     ASSERT_EQ(parse(kApiResponse + "{...}"), ParseStatus::Complete);
