@@ -298,6 +298,33 @@ bool Master::spawnWorker(size_t i) {
     });
 }
 
+namespace {
+
+// Frees what a dead child held: the master's end of its socketpair and its process slot in
+// shared memory.
+void releaseChild(WorkerSlot& s) {
+    ::close(s.fd);
+    s.fd = -1;
+    s.pid = 0;
+    releaseShmSlot(s.shm_slot);
+    s.shm_slot = -1;
+}
+
+// When a dead child may be started again: at once after its first death, with an exponential
+// back-off (100 ms doubling, at most kMaxBackoffUs) while it keeps dying within kCrashWindowUs
+// of its start. Returns the back-off.
+int64_t scheduleRespawn(WorkerSlot& s, int64_t now) {
+    s.fast_crashes = now - s.started_us < kCrashWindowUs ? s.fast_crashes + 1 : 0;
+    const int64_t backoff =
+        s.fast_crashes > 1
+            ? std::min<int64_t>(kMaxBackoffUs, 100'000LL << std::min(s.fast_crashes - 2, 10))
+            : 0;
+    s.respawn_at_us = now + backoff;
+    return backoff;
+}
+
+}  // namespace
+
 void Master::reapChildren() {
     int status;
     pid_t pid;
@@ -310,11 +337,7 @@ void Master::reapChildren() {
                 continue;
             }
             found = true;
-            ::close(s.fd);
-            s.fd = -1;
-            s.pid = 0;
-            releaseShmSlot(s.shm_slot);
-            s.shm_slot = -1;
+            releaseChild(s);
             bool crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
             if (crashed && !stopping_) {
                 if (WIFSIGNALED(status)) {
@@ -325,44 +348,24 @@ void Master::reapChildren() {
                               static_cast<int>(pid), i, WEXITSTATUS(status));
                 }
             }
-            if (now - s.started_us < kCrashWindowUs) {
-                ++s.fast_crashes;
-            } else {
-                s.fast_crashes = 0;
-            }
-            // First death respawns at once; a crash loop backs off exponentially.
-            int64_t backoff = 0;
-            if (s.fast_crashes > 1) {
-                backoff =
-                    std::min<int64_t>(kMaxBackoffUs, 100'000LL << std::min(s.fast_crashes - 2, 10));
+            const int64_t backoff = scheduleRespawn(s, now);
+            if (backoff > 0) {
                 LOG_WARN("slot %zu is crash-looping; next start in %lld ms", i,
                          static_cast<long long>(backoff / 1000));
             }
-            s.respawn_at_us = now + backoff;
         }
         if (!found && helper_.pid == pid) {
             found = true;
-            ::close(helper_.fd);
-            helper_.fd = -1;
-            helper_.pid = 0;
-            releaseShmSlot(helper_.shm_slot);
-            helper_.shm_slot = -1;
+            releaseChild(helper_);
             if (!stopping_) {
                 LOG_ERROR("health-check helper %d exited unexpectedly; respawning",
                           static_cast<int>(pid));
             }
-            helper_.fast_crashes =
-                now - helper_.started_us < kCrashWindowUs ? helper_.fast_crashes + 1 : 0;
-            helper_.respawn_at_us =
-                now + (helper_.fast_crashes > 1
-                           ? std::min<int64_t>(kMaxBackoffUs,
-                                               100'000LL << std::min(helper_.fast_crashes - 2, 10))
-                           : 0);
+            scheduleRespawn(helper_, now);
         }
         for (auto it = retiring_.begin(); !found && it != retiring_.end(); ++it) {
             if (it->pid == pid) {
-                ::close(it->fd);
-                releaseShmSlot(it->shm_slot);
+                releaseChild(*it);
                 LOG_INFO("old worker %d exited", static_cast<int>(pid));
                 retiring_.erase(it);
                 found = true;
