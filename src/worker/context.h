@@ -10,6 +10,7 @@
 
 #include "modules/requestid/request_id.h"
 #include "worker/buffer.h"
+#include "worker/pipe_pool.h"
 #include "worker/worker.h"
 
 namespace photon::worker {
@@ -58,6 +59,7 @@ struct WorkerCtx {
     WorkerLimits limits;
     BufferPool io_pool{16384};    // client buffers and upstream request buffers
     BufferPool body_pool{65536};  // upstream response buffers: large bodies move in few syscalls
+    PipePool pipes;               // splice(2) pipes for large response bodies
     mod::requestid::Generator ids;
     Proxy* proxy = nullptr;  // from WorkerInit; this process's copy
     std::unique_ptr<AccessLog> access_log;

@@ -3,6 +3,7 @@
 #include "worker/http_conn.h"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
@@ -34,6 +35,12 @@ using core::http::ParseStatus;
 std::vector<ClientConn*> g_free_clients;
 std::vector<UpstreamConn*> g_free_upstreams;
 constexpr size_t kMaxFreeObjects = 4096;
+// The first read of a response takes at most this much, so that the rest of a large body can
+// be spliced instead of copied through user space; a typical head and a small body still come
+// in one read.
+constexpr size_t kHeadRead = 16384;
+// A Content-Length body with at least this much left after the first read is spliced.
+constexpr uint64_t kSpliceMin = 8192;
 
 inline struct ev_loop* L() { return ctx().loop; }
 inline double now() { return ev_now(ctx().loop); }
@@ -50,6 +57,8 @@ void attemptUpstream(ClientConn* c);
 void sendUpstream(ClientConn* c);
 void pumpRequestBody(ClientConn* c);
 void pumpResponse(ClientConn* c);
+void pumpSplice(ClientConn* c);
+void finishProxy(ClientConn* c);
 void finishRequest(ClientConn* c);
 void closeClient(ClientConn* c);
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
@@ -242,6 +251,10 @@ void releaseUpstream(ClientConn* c, bool reusable) {
         return;
     }
     c->up = nullptr;
+    if (c->splicing) {
+        c->splicing = false;
+        ctx().pipes.release(c->pipe);  // closed if the response was abandoned with bytes in it
+    }
     if (c->counted) {
         c->counted = false;
         sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
@@ -1058,6 +1071,96 @@ void onResponseHead(ClientConn* c) {
     u->rbuf.consume(c->resp.head_length);
 }
 
+/// Moves the rest of a Content-Length body upstream socket → pipe → client socket. Called for
+/// upstream readability and client writability while c->splicing.
+void pumpSplice(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    Pipe& p = c->pipe;
+    constexpr uint32_t kPipeCap = 65536;  // the default pipe size: 16 pages
+    bool upstream_dry = false;            // the last splice-in found the socket drained
+    while (true) {
+        upstream_dry = upstream_dry || c->resp_body_left == 0;
+        if (!upstream_dry && p.len < kPipeCap) {
+            size_t want =
+                static_cast<size_t>(std::min<uint64_t>(c->resp_body_left, kPipeCap - p.len));
+            ssize_t n =
+                ::splice(u->fd, nullptr, p.wfd, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n > 0) {
+                c->resp_body_left -= static_cast<uint64_t>(n);
+                p.len += static_cast<uint32_t>(n);
+                // Short: the socket is (almost surely) drained. Epoll is level-triggered, so
+                // if it was the pipe that ran out of slots instead, the wait ends at once.
+                upstream_dry = static_cast<size_t>(n) < want;
+            } else if (n == 0) {
+                LOG_WARN("upstream %s closed the connection in the middle of a response",
+                         u->up->address.c_str());
+                closeClient(c);
+                return;
+            } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                upstream_dry = true;  // nothing to read yet (or the pipe is out of slots)
+            } else if (errno == EINTR) {
+                continue;
+            } else if (p.len == 0 && (errno == EINVAL || errno == ENOSYS || errno == EOPNOTSUPP)) {
+                // This kernel cannot splice these descriptors: nothing moved yet, so fall back
+                // to copying, for this response and all later ones.
+                LOG_WARN("splice(2) unavailable (%s); copying response bodies instead",
+                         std::strerror(errno));
+                ctx().pipes.disable();
+                c->splicing = false;
+                ctx().pipes.release(c->pipe);
+                pumpResponse(c);
+                return;
+            } else {
+                LOG_WARN("upstream %s: %s", u->up->address.c_str(), std::strerror(errno));
+                closeClient(c);
+                return;
+            }
+        }
+        if (c->resp_body_left == 0 && c->counted) {
+            // All read from the upstream: free its in-flight count before the last write.
+            c->counted = false;
+            sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
+        }
+        if (p.len > 0) {
+            ssize_t n =
+                ::splice(p.rfd, nullptr, c->fd, nullptr, p.len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+                // Back-pressure: the pipe stays full and the upstream unread until the client
+                // takes more.
+                ev_io_stop(L(), &u->rio);
+                upstreamTimer(u, 0);
+                startWrite(c);
+                clientTimer(c, ctx().limits.send_timeout);
+                return;
+            }
+            if (n <= 0) {
+                closeClient(c);  // the client went away
+                return;
+            }
+            p.len -= static_cast<uint32_t>(n);
+            c->meta.bytes_out += static_cast<uint64_t>(n);
+            continue;  // more room in the pipe: read again before waiting
+        }
+        if (c->resp_body_left == 0) {
+            c->resp_framed_all = true;
+            stopWrite(c);
+            clientTimer(c, 0);
+            finishProxy(c);
+            return;
+        }
+        if (upstream_dry) {
+            stopWrite(c);
+            clientTimer(c, 0);
+            ev_io_start(L(), &u->rio);
+            upstreamTimer(u, readTimeout(c, u));
+            return;
+        }
+    }
+}
+
 /// Frames more response-body bytes of up->rbuf. Returns false when the upstream's framing is
 /// invalid (the client connection was closed).
 bool frameResponseBody(ClientConn* c) {
@@ -1131,6 +1234,10 @@ void finishProxy(ClientConn* c) {
 }
 
 void pumpResponse(ClientConn* c) {
+    if (c->splicing) {
+        pumpSplice(c);
+        return;
+    }
     UpstreamConn* u = c->up;
     while (true) {
         if (!frameResponseBody(c)) {
@@ -1186,6 +1293,15 @@ void pumpResponse(ClientConn* c) {
     clientTimer(c, 0);
     if (c->resp_framed_all) {
         finishProxy(c);
+        return;
+    }
+    // Everything read so far is sent; a large remainder of a Content-Length body goes through
+    // a pipe from here on.
+    if (c->resp_framing == BodyFraming::ContentLength && c->resp_body_left >= kSpliceMin &&
+        u->rbuf.empty() && ctx().pipes.enabled() && ctx().pipes.acquire(c->pipe)) {
+        c->splicing = true;
+        ctx().body_pool.release(u->rbuf);
+        pumpSplice(c);
         return;
     }
     ev_io_start(L(), &u->rio);
@@ -1379,6 +1495,10 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
         destroyUpstreamConn(u);  // idle pooled connection: closed by the server (or garbage)
         return;
     }
+    if (c->splicing) {
+        pumpSplice(c);
+        return;
+    }
     if (u->connecting) {
         // Readable before writable while connecting: the connect failed (refused, unreachable).
         onUpstreamWrite(L(), &u->wio, EV_WRITE);
@@ -1398,6 +1518,9 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
     }
     ssize_t n;
     size_t want = u->rbuf.space();
+    if (!c->resp_head_done && want > kHeadRead) {
+        want = kHeadRead;
+    }
     do {
         n = ::recv(u->fd, u->rbuf.writePtr(), want, 0);
     } while (n < 0 && errno == EINTR);

@@ -11,6 +11,7 @@
 #include "core/http_parser.h"
 #include "worker/buffer.h"
 #include "worker/context.h"
+#include "worker/pipe_pool.h"
 
 namespace photon::worker {
 
@@ -120,6 +121,10 @@ public:
     bool resp_framed_all = false;
     bool resp_dechunk = false;  // HTTP/1.0 client and a chunked response: strip the framing
     core::http::ChunkedDecoder resp_decoder;
+    // Large Content-Length bodies move upstream → pipe → client with splice(2), never through
+    // user space; resp_body_left then counts bytes not yet spliced in from the upstream.
+    Pipe pipe;
+    bool splicing = false;
     bool req_was_head = false;
     bool in_process = false;  // inside processInput(): finishing must not recurse
     bool dead = false;        // closed while in_process; recycled when the loop unwinds

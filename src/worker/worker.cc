@@ -150,6 +150,7 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
                 // EMFILE, ENFILE, ENOBUFS...: the socket stays readable, so back off for 100 ms
                 // instead of spinning (and logging) on it.
                 LOG_ERROR("accept(): %s; pausing accepts for 100 ms", std::strerror(errno));
+                c.pipes.trim();  // cached splice pipes hold descriptors too
                 for (auto& aw : c.accept_watchers) {
                     ev_io_stop(loop, &aw);
                 }

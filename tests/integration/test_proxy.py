@@ -6,6 +6,8 @@ basics and the access log. Every test runs the real binary on 127.0.0.1."""
 import hashlib
 import json
 import os
+import socket
+import struct
 import sys
 import time
 
@@ -299,6 +301,113 @@ class BackPressureTest(ProxyTest):
                         "%d / %d bytes at the stalls)" % (growth_kib, sent1, sent2))
         cl.read_body(size)
         self.assertEqual(cl.hash.hexdigest(), bulk_sha256(size), "64 MiB body differs")
+
+
+class SpliceTest(ProxyTest):
+    """The rest of a large Content-Length body moves upstream → pipe → client with splice(2)
+    (the first read of a response takes at most 16 KiB; 8 KiB or more left then goes through a
+    pipe). These cover the edges of that switch and what happens to a pipe that still holds
+    bytes when a response is abandoned."""
+
+    def worker_fds(self, p):
+        total = 0
+        for pid in p.worker_pids():
+            if "worker" not in harness.cmdline(pid):
+                continue
+            try:
+                total += len(os.listdir("/proc/%d/fd" % pid))
+            except FileNotFoundError:
+                pass
+        return total
+
+    def test_bodies_around_the_switch_arrive_intact_on_one_connection(self):
+        b = self.backend()
+        self.start([b])
+        c = self.conn(self.port, timeout=30)
+        sizes = (8191, 16000, 16384, 16384 + 8191, 16384 + 8192, 24576, 65535, 65536, 65537,
+                 131072 + 3, 1000, 4 * MiB + 1, 0)
+        for size in sizes:
+            r = c.request("GET", "/fixed?size=%d" % size)
+            self.assertEqual(r.status, 200, size)
+            self.assertEqual(len(r.body), size)
+            self.assertEqual(sha(r.body), pattern_sha256(size), "body of %d bytes differs" % size)
+            self.assertTrue(r.keep_alive, size)
+        self.assertLessEqual(b.connections_accepted, 2,
+                             "%d upstream connections: not reused after splicing"
+                             % b.connections_accepted)
+
+    def test_pipelined_large_responses_stay_in_order(self):
+        b = self.backend()
+        self.start([b])
+        c = self.conn(self.port, timeout=30)
+        sizes = (300000, 20000, 100000, 5, 70000)
+        c.send(b"".join(b"GET /fixed?size=%d HTTP/1.1\r\nHost: t\r\n\r\n" % n for n in sizes))
+        data = b""
+        want = sum(sizes)
+        while True:
+            try:
+                resps = parse_responses(data)
+                if len(resps) == len(sizes):
+                    break
+            except ProtocolError:
+                pass
+            chunk = c.sock.recv(1 << 20)
+            self.assertTrue(chunk, "connection closed after %d bytes" % len(data))
+            data += chunk
+        self.assertEqual([len(r.body) for r in resps], list(sizes))
+        for r, n in zip(resps, sizes):
+            self.assertEqual(r.body, pattern(n), "pipelined body of %d bytes differs" % n)
+        self.assertGreaterEqual(len(data), want)
+
+    def test_trickled_body_is_spliced_as_it_arrives(self):
+        b = self.backend()
+        self.start([b])
+        c = self.conn(self.port, timeout=20)
+        r = c.request("GET", "/slowbody?size=60000&interval_ms=2&piece=3000")
+        self.assertEqual((r.status, len(r.body)), (200, 60000))
+        self.assertEqual(r.body, pattern(60000))
+        r = c.request("GET", "/fixed?size=10")
+        self.assertEqual((r.status, r.body), (200, pattern(10)))
+
+    def test_upstream_stalling_while_spliced_times_out_and_closes(self):
+        b = self.backend()
+        self.start([b], route={"timeout": "1s"})
+        c = self.conn(self.port, timeout=10)
+        c.send_request("GET", "/slowbody?size=100000&interval_ms=5000&piece=30000")
+        data = c.recv_until_close(timeout=8)
+        self.assertNotEqual(c.last_close, "timeout", "stalled spliced response left hanging")
+        self.assertTrue(data.startswith(b"HTTP/1.1 200"), data[:100])
+        with self.assertRaises(ProtocolError):
+            parse_responses(data)
+        r = http_request(self.port, "GET", "/fixed?size=100000")
+        self.assertEqual((r.status, r.body), (200, pattern(100000)))
+
+    def test_abandoned_pipes_are_closed_not_leaked(self):
+        b = self.backend()
+        p = self.start([b])
+        warm = http_request(self.port, "GET", "/fixed?size=200000")
+        self.assertEqual(warm.body, pattern(200000))
+        wait_until(lambda: self.worker_fds(p) > 0)
+        baseline = self.worker_fds(p)
+        for i in range(6):
+            cl = RawClient(self.port, rcvbuf=16 * 1024, timeout=10)
+            cl.send(b"GET /fixed?size=%d HTTP/1.1\r\nHost: t\r\n\r\n" % (8 * MiB))
+            self.assertEqual(cl.read_head()[0], 200)
+            cl.read_body(100000)
+            # Stop reading: the client's socket fills, then the pipe behind it.
+            time.sleep(0.3)
+            if i % 2:
+                cl.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            cl.close()
+            wait_until(lambda: b.open_connections == 0, 5,
+                       msg="upstream connection still open after the client left")
+        # The client sockets and upstream connections are gone; so must be the pipes that held
+        # bytes of the abandoned responses (a cached empty pipe may stay: at most two fds).
+        wait_until(lambda: self.worker_fds(p) <= baseline + 2, 5,
+                   msg="worker descriptors: %d before, %d after"
+                   % (baseline, self.worker_fds(p)))
+        r = http_request(self.port, "GET", "/fixed?size=200000")
+        self.assertEqual((r.status, r.body), (200, pattern(200000)))
 
 
 # --------------------------------------------------------------------------------------------
