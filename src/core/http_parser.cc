@@ -195,6 +195,7 @@ struct Facts {
     uint16_t host_count = 0;
     std::string_view host;
     uint16_t connection_count = 0;
+    std::string_view connection;  // the first Connection field's value
     bool expect_continue = false;
     bool expect_other = false;
     bool has_upgrade = false;
@@ -269,7 +270,9 @@ inline ParseStatus noteField(const Ctx& c, const HeaderField& h, Facts& f, bool&
         case 10:
             if (tokenIs(n, "connection")) {
                 hop = true;
-                ++f.connection_count;
+                if (f.connection_count++ == 0) {
+                    f.connection = h.value;
+                }
             } else {
                 hop = tokenIs(n, "keep-alive");
             }
@@ -388,6 +391,7 @@ ParseStatus parseFields(const Ctx& c, const char*& pos, HeaderList& hl, Facts& f
         HeaderField& h = hl.items[n++];
         h.name = std::string_view(name, static_cast<size_t>(name_end - name));
         h.value = std::string_view(value, static_cast<size_t>(value_end - value));
+        h.line_len = static_cast<uint32_t>(p - name);
         bool hop = false;
         if (noteField(c, h, f, hop) == ParseStatus::Error) {
             return ParseStatus::Error;
@@ -406,7 +410,18 @@ struct ConnectionTokens {
 };
 
 // Parses every Connection field's token list; marks the fields it names as hop-by-hop.
-ParseStatus applyConnection(const Ctx& c, HeaderList& hl, ConnectionTokens& out) {
+ParseStatus applyConnection(const Ctx& c, const Facts& f, HeaderList& hl, ConnectionTokens& out) {
+    // The usual case, one "Connection: keep-alive" or "close", without the token walk.
+    if (f.connection_count == 1) {
+        if (equalsIgnoreCase(f.connection, "keep-alive")) {
+            out.keep_alive = true;
+            return ParseStatus::Complete;
+        }
+        if (equalsIgnoreCase(f.connection, "close")) {
+            out.close = true;
+            return ParseStatus::Complete;
+        }
+    }
     size_t options = 0;
     for (size_t i = 0; i < hl.count; ++i) {
         const HeaderField& conn = hl.items[i];
@@ -477,6 +492,10 @@ bool validHost(std::string_view h) {
 ParseStatus parseVersion(const Ctx& c, const char* p, Version& v) {
     static constexpr char kShape[] = "HTTP/0.0";
     size_t avail = static_cast<size_t>(c.end - p);
+    if (avail >= 8 && std::memcmp(p, "HTTP/1.", 7) == 0 && (p[7] == '1' || p[7] == '0')) {
+        v = p[7] == '1' ? Version::Http11 : Version::Http10;  // the usual case: one compare
+        return ParseStatus::Complete;
+    }
     size_t n = avail < 8 ? avail : 8;
     for (size_t i = 0; i < n; ++i) {
         bool ok = (i == 5 || i == 7) ? (p[i] >= '0' && p[i] <= '9') : p[i] == kShape[i];
@@ -753,7 +772,7 @@ ParseStatus parseRequestHead(const Ctx& c, RequestHead& out) {
     }
 
     ConnectionTokens ct;
-    if (f.connection_count > 0 && applyConnection(c, out.headers, ct) == ParseStatus::Error) {
+    if (f.connection_count > 0 && applyConnection(c, f, out.headers, ct) == ParseStatus::Error) {
         return ParseStatus::Error;
     }
     out.keep_alive = v11 ? !ct.close : (ct.keep_alive && !ct.close);
@@ -885,7 +904,7 @@ ParseStatus parseResponseHead(const Ctx& c, ResponseHead& out, bool request_was_
     }
 
     ConnectionTokens ct;
-    if (f.connection_count > 0 && applyConnection(c, out.headers, ct) == ParseStatus::Error) {
+    if (f.connection_count > 0 && applyConnection(c, f, out.headers, ct) == ParseStatus::Error) {
         return ParseStatus::Error;
     }
     out.keep_alive = v11 ? !ct.close : (ct.keep_alive && !ct.close);

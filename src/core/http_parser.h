@@ -101,6 +101,9 @@ struct HeaderField {
     // Upgrade, Proxy-*, and every field named as an option in Connection (except Host and
     // Content-Length, which a Connection header can never hide; such options are ignored).
     bool hop_by_hop = false;
+    // Bytes of the whole field line as received, from the name through its CRLF: a proxy
+    // forwards runs of kept lines with one copy.
+    uint32_t line_len = 0;
 };
 
 /// ASCII case-insensitive equality, as header names compare.

@@ -73,7 +73,8 @@ struct WorkerCtx {
     std::vector<int> accept_kinds;  // master::ListenerKind per watcher
 };
 
-WorkerCtx& ctx();
+extern WorkerCtx* g_ctx;  // set once by runWorker()
+inline WorkerCtx& ctx() { return *g_ctx; }
 
 /// Called when a connection finished (closed); lets a graceful shutdown complete.
 void onConnectionClosed();

@@ -376,10 +376,47 @@ void appendHeader(Buffer& b, std::string_view name, std::string_view value) {
     appendStr(b, "\r\n");
 }
 
+/// Copies the field lines it is given into `b`, each run of lines that were adjacent on the
+/// wire with one copy (the lines are validated by the parser, so they go out as received).
+/// Fields that did not come from the wire (line_len 0) are written out as "name: value".
+class LineRuns {
+public:
+    explicit LineRuns(Buffer& b) : b_(b) {}
+    void add(const core::http::HeaderField& h) {
+        const char* s = h.name.data();
+        if (h.line_len == 0) {
+            flush();
+            appendHeader(b_, h.name, h.value);
+            return;
+        }
+        if (s != end_) {
+            flush();
+            start_ = s;
+        }
+        end_ = s + h.line_len;
+    }
+    void flush() {
+        if (start_ != end_) {
+            b_.append(start_, static_cast<size_t>(end_ - start_));
+        }
+        start_ = end_ = nullptr;
+    }
+
+private:
+    Buffer& b_;
+    const char* start_ = nullptr;
+    const char* end_ = nullptr;
+};
+
 void appendUint(Buffer& b, uint64_t v) {
-    char tmp[24];
-    int n = snprintf(tmp, sizeof tmp, "%llu", static_cast<unsigned long long>(v));
-    b.append(tmp, static_cast<size_t>(n));
+    char tmp[20];
+    char* e = tmp + sizeof tmp;
+    char* p = e;
+    do {
+        *--p = static_cast<char>('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    b.append(p, static_cast<size_t>(e - p));
 }
 
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
@@ -444,6 +481,7 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     }
     appendHeader(b, "Host", host);
     const core::http::HeaderField* first_xff = nullptr;
+    LineRuns lines(b);
     for (const auto& h : r.headers) {
         if (h.hop_by_hop) {
             continue;
@@ -470,8 +508,9 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
             }
             continue;
         }
-        appendHeader(b, h.name, h.value);
+        lines.add(h);
     }
+    lines.flush();
     // X-Forwarded-For: the incoming chain (all fields, in order), then the peer.
     appendStr(b, "X-Forwarded-For: ");
     if (first_xff != nullptr) {
@@ -1014,15 +1053,19 @@ void buildClientHead(ClientConn* c) {
     const auto& r = c->resp;
     Buffer& b = c->out;
     b.clear();
-    char line[64];
     std::string_view reason = core::http::reasonPhrase(r.status);
     if (reason.empty()) {
         reason = "Unknown";
     }
-    int n = snprintf(line, sizeof line, "HTTP/1.1 %u ", static_cast<unsigned>(r.status));
-    b.append(line, static_cast<size_t>(n));
+    char line[13] = {'H', 'T', 'T', 'P', '/', '1', '.', '1', ' ', '0', '0', '0', ' '};
+    unsigned st = r.status % 1000;  // the parser accepts exactly three digits
+    line[9] = static_cast<char>('0' + st / 100);
+    line[10] = static_cast<char>('0' + st / 10 % 10);
+    line[11] = static_cast<char>('0' + st % 10);
+    b.append(line, sizeof line);
     appendStr(b, reason);
     appendStr(b, "\r\n");
+    LineRuns lines(b);
     for (const auto& h : r.headers) {
         if (h.hop_by_hop) {
             continue;
@@ -1031,8 +1074,9 @@ void buildClientHead(ClientConn* c) {
             (equalsIgnoreCase(h.name, "x-request-id") || equalsIgnoreCase(h.name, "x-gateway"))) {
             continue;
         }
-        appendHeader(b, h.name, h.value);
+        lines.add(h);
     }
+    lines.flush();
     if (r.framing == BodyFraming::Chunked && !c->resp_dechunk) {
         appendStr(b, "Transfer-Encoding: chunked\r\n");
     }

@@ -25,9 +25,10 @@
 
 namespace photon::worker {
 
+WorkerCtx* g_ctx = nullptr;
+
 namespace {
 
-WorkerCtx* g_ctx = nullptr;
 ev_signal g_sig_term, g_sig_int, g_sig_quit, g_sig_usr1;
 ev_io g_master_io;
 ev_timer g_shutdown_timer;
@@ -188,8 +189,6 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
 }
 
 }  // namespace
-
-WorkerCtx& ctx() { return *g_ctx; }
 
 void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
     auto secs = [](core::Duration d) { return std::chrono::duration<double>(d).count(); };

@@ -524,6 +524,34 @@ TEST_F(RequestParseTest, Http10KeepAliveSemantics) {
     }
 }
 
+TEST_F(RequestParseTest, FieldLineLengthCoversTheLineAsReceived) {
+    const std::string head =
+        "GET / HTTP/1.1\r\nHost: a\r\nX-A:  v w \t\r\nX-B:\r\nUser-Agent: t\r\n\r\n";
+    ASSERT_EQ(parse(head), ParseStatus::Complete);
+    ASSERT_EQ(h_->headers.count, 4u);
+    const char* expect[] = {"Host: a\r\n", "X-A:  v w \t\r\n", "X-B:\r\n", "User-Agent: t\r\n"};
+    for (size_t i = 0; i < 4; ++i) {
+        const HeaderField& f = h_->headers.items[i];
+        EXPECT_EQ(std::string(f.name.data(), f.line_len), expect[i]) << i;
+        if (i + 1 < 4) {  // lines are adjacent: a proxy may copy runs of them at once
+            EXPECT_EQ(f.name.data() + f.line_len, h_->headers.items[i + 1].name.data()) << i;
+        }
+    }
+    EXPECT_EQ(h_->headers.items[1].value, "v w");
+}
+
+TEST_F(RequestParseTest, ConnectionKeepAliveStillHidesNamedFieldsWhenListed) {
+    ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: a\r\nX-Hop: 1\r\nConnection: x-hop, keep-alive\r\n"
+                    "Keep-Alive: timeout=5\r\nX-End: 2\r\n\r\n"),
+              ParseStatus::Complete);
+    ASSERT_EQ(h_->headers.count, 5u);
+    EXPECT_TRUE(h_->headers.items[1].hop_by_hop);   // X-Hop, named by Connection
+    EXPECT_TRUE(h_->headers.items[2].hop_by_hop);   // Connection
+    EXPECT_TRUE(h_->headers.items[3].hop_by_hop);   // Keep-Alive
+    EXPECT_FALSE(h_->headers.items[4].hop_by_hop);  // X-End
+    EXPECT_TRUE(h_->keep_alive);
+}
+
 TEST_F(RequestParseTest, Http10WithoutHostIsAccepted) {
     ASSERT_EQ(parse("GET /x HTTP/1.0\r\nAccept: */*\r\n\r\n"), ParseStatus::Complete);
     EXPECT_EQ(h_->version, Version::Http10);
