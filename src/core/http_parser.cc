@@ -64,7 +64,6 @@ inline bool is(char c, uint8_t cls) { return (kClass[static_cast<unsigned char>(
 inline bool isToken(char c) { return is(c, kTokenChar); }
 inline bool isHex(char c) { return is(c, kHexChar); }
 inline bool isWs(char c) { return c == ' ' || c == '\t'; }
-inline char lower(char c) { return (c >= 'A' && c <= 'Z') ? static_cast<char>(c | 0x20) : c; }
 
 inline int hexValue(char c) {
     if (c >= '0' && c <= '9') {
@@ -77,11 +76,29 @@ inline int hexValue(char c) {
 // token byte onto such a literal byte from its own upper/lower-case pair, because the other
 // preimages (CR, 0x10..0x19, '@'..) are not token bytes.
 inline bool tokenIs(std::string_view name, std::string_view lit) {
-    if (name.size() != lit.size()) {
+    size_t n = lit.size();
+    if (name.size() != n) {
         return false;
     }
-    for (size_t i = 0; i < lit.size(); ++i) {
-        if ((name[i] | 0x20) != lit[i]) {
+    const char* a = name.data();
+    const char* b = lit.data();
+    using detail::loadWord;
+    if (n >= 8) {
+        constexpr uint64_t k = 0x2020202020202020ull;
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            if ((loadWord<uint64_t>(a + i) | k) != loadWord<uint64_t>(b + i)) {
+                return false;
+            }
+        }
+        return (loadWord<uint64_t>(a + n - 8) | k) == loadWord<uint64_t>(b + n - 8);
+    }
+    if (n >= 4) {
+        constexpr uint32_t k = 0x20202020u;
+        return (loadWord<uint32_t>(a) | k) == loadWord<uint32_t>(b) &&
+               (loadWord<uint32_t>(a + n - 4) | k) == loadWord<uint32_t>(b + n - 4);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        if ((a[i] | 0x20) != b[i]) {
             return false;
         }
     }
@@ -1009,18 +1026,6 @@ ParseStatus parseIncremental(const char* buf, size_t len, const Limits& lim, Hea
 }
 
 }  // namespace
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < a.size(); ++i) {
-        if (lower(a[i]) != lower(b[i])) {
-            return false;
-        }
-    }
-    return true;
-}
 
 bool isHopByHopName(std::string_view n) {
     return equalsIgnoreCase(n, "connection") || equalsIgnoreCase(n, "keep-alive") ||

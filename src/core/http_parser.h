@@ -5,6 +5,7 @@
 #include <array>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <string_view>
 
@@ -106,8 +107,63 @@ struct HeaderField {
     uint32_t line_len = 0;
 };
 
-/// ASCII case-insensitive equality, as header names compare.
-bool equalsIgnoreCase(std::string_view a, std::string_view b);
+namespace detail {
+
+// ASCII upper-case letters of each byte of a word lowered (SWAR); other bytes unchanged.
+template <typename W>
+inline W asciiLower(W w) {
+    constexpr W ones = static_cast<W>(~W{0}) / 0xff;
+    W h = w & static_cast<W>(0x7f * ones);
+    W ge_a = h + static_cast<W>((0x80 - 'A') * ones);      // high bit: byte >= 'A'
+    W gt_z = h + static_cast<W>((0x80 - 'Z' - 1) * ones);  // high bit: byte > 'Z'
+    W upper = (ge_a ^ gt_z) & ~w & static_cast<W>(0x80 * ones);
+    return w | (upper >> 2);
+}
+
+template <typename W>
+inline W loadWord(const char* p) {
+    W w;
+    std::memcpy(&w, p, sizeof w);
+    return w;
+}
+
+template <typename W>
+inline bool sameLowered(const char* a, const char* b) {
+    return asciiLower(loadWord<W>(a)) == asciiLower(loadWord<W>(b));
+}
+
+}  // namespace detail
+
+/// ASCII case-insensitive equality, as header names compare. Word-at-a-time: the last word
+/// overlaps the previous one instead of finishing byte by byte.
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+    size_t n = a.size();
+    if (n != b.size()) {
+        return false;
+    }
+    const char* x = a.data();
+    const char* y = b.data();
+    if (n >= 8) {
+        for (size_t i = 0; i + 8 < n; i += 8) {
+            if (!detail::sameLowered<uint64_t>(x + i, y + i)) {
+                return false;
+            }
+        }
+        return detail::sameLowered<uint64_t>(x + n - 8, y + n - 8);
+    }
+    if (n >= 4) {
+        return detail::sameLowered<uint32_t>(x, y) &&
+               detail::sameLowered<uint32_t>(x + n - 4, y + n - 4);
+    }
+    for (size_t i = 0; i < n; ++i) {
+        char p = x[i], q = y[i];
+        if (p != q &&
+            ((p | 0x20) != (q | 0x20) || static_cast<unsigned char>((p | 0x20) - 'a') > 25)) {
+            return false;
+        }
+    }
+    return true;
+}
 
 /// True for the names that are hop-by-hop by definition (Connection, Keep-Alive, TE, Trailer,
 /// Transfer-Encoding, Upgrade, Proxy-*), whatever a Connection header says. For use when a proxy

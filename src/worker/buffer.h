@@ -42,6 +42,17 @@ struct Buffer {
             wpos = static_cast<uint32_t>(n);
         }
     }
+    /// Appends a string literal (its size known at compile time, so the copy is inlined).
+    template <size_t N>
+    void appendLit(const char (&s)[N]) {
+        constexpr size_t n = N - 1;
+        if (n <= space()) {
+            std::memcpy(data + wpos, s, n);
+            wpos += static_cast<uint32_t>(n);
+        } else {
+            append(s, n);
+        }
+    }
     /// Appends what fits; returns the number of bytes copied.
     size_t append(const void* p, size_t n) {
         if (n > space()) {

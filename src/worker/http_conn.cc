@@ -90,15 +90,9 @@ void stopWrite(ClientConn* c) {
         c->writing = false;
     }
 }
-/// (Re)arms the client timer for `seconds` from now; 0 stops it.
-void clientTimer(ClientConn* c, double seconds) {
-    c->timer.repeat = seconds;
-    ev_timer_again(L(), &c->timer);
-}
-void upstreamTimer(UpstreamConn* u, double seconds) {
-    u->timer.repeat = seconds;
-    ev_timer_again(L(), &u->timer);
-}
+/// The client's timeout is due `seconds` from now; 0 turns it off.
+void clientTimer(ClientConn* c, double seconds) { c->timer.set(L(), seconds); }
+void upstreamTimer(UpstreamConn* u, double seconds) { u->timer.set(L(), seconds); }
 
 double readTimeout(const ClientConn* c, const UpstreamConn* u) {
     const Proxy& p = *ctx().proxy;
@@ -138,7 +132,7 @@ UpstreamConn* newUpstreamConn() {
 void destroyUpstreamConn(UpstreamConn* u) {
     ev_io_stop(L(), &u->rio);
     ev_io_stop(L(), &u->wio);
-    ev_timer_stop(L(), &u->timer);
+    u->timer.stop(L());
     if (u->pool_node.linked()) {
         u->pool_node.unlink();
         --u->up->idle_count;
@@ -203,8 +197,8 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
     u->connecting = connecting;
     ev_io_init(&u->rio, onUpstreamRead, fd, EV_READ);
     ev_io_init(&u->wio, onUpstreamWrite, fd, EV_WRITE);
-    ev_init(&u->timer, onUpstreamTimer);
-    u->rio.data = u->wio.data = u->timer.data = u;
+    u->timer.init(onUpstreamTimer, u);
+    u->rio.data = u->wio.data = u;
     return u;
 }
 
@@ -283,7 +277,7 @@ void closeClient(ClientConn* c) {
     releaseUpstream(c, false);
     stopRead(c);
     stopWrite(c);
-    ev_timer_stop(L(), &c->timer);
+    c->timer.stop(L());
     if (c->fd >= 0) {
         ::close(c->fd);
         c->fd = -1;
@@ -368,12 +362,29 @@ bool flushOut(ClientConn* c) {
 }
 
 void appendStr(Buffer& b, std::string_view s) { b.append(s.data(), s.size()); }
+template <size_t N>
+void appendStr(Buffer& b, const char (&lit)[N]) {
+    b.appendLit(lit);
+}
 
 void appendHeader(Buffer& b, std::string_view name, std::string_view value) {
-    appendStr(b, name);
-    appendStr(b, ": ");
-    appendStr(b, value);
-    appendStr(b, "\r\n");
+    size_t n = name.size() + value.size() + 4;
+    if (n > b.space()) {
+        appendStr(b, name);  // only what fits: the caller checks the total
+        appendStr(b, ": ");
+        appendStr(b, value);
+        appendStr(b, "\r\n");
+        return;
+    }
+    char* w = b.writePtr();
+    std::memcpy(w, name.data(), name.size());
+    w += name.size();
+    std::memcpy(w, ": ", 2);
+    w += 2;
+    std::memcpy(w, value.data(), value.size());
+    w += value.size();
+    std::memcpy(w, "\r\n", 2);
+    b.produce(n);
 }
 
 /// Copies the field lines it is given into `b`, each run of lines that were adjacent on the
@@ -820,6 +831,13 @@ void dispatch(ClientConn* c) {
     c->out.clear();
     buildUpstreamHead(c, c->out, fwd_path);
     c->in.consume(head_len);
+    if (c->out.space() == 0) {
+        // What we add (Host, X-Forwarded-*, the request id) did not fit next to the client's
+        // fields: refuse rather than send a truncated head.
+        c->out.clear();
+        sendLocal(c, 431, "request header too large", {}, true);
+        return;
+    }
     // A whole Content-Length body that is already here and fits travels with the head: one
     // write, and the request stays retryable.
     if (!c->req_chunked && !c->req_framed_all && c->in.size() >= c->req_body_left &&
@@ -840,7 +858,7 @@ void dispatch(ClientConn* c) {
     if (c->req_chunked && !frameRequestBody(c)) {
         return;
     }
-    ev_timer_stop(L(), &c->timer);
+    clientTimer(c, 0);
     attemptUpstream(c);
 }
 
@@ -1523,6 +1541,9 @@ void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
 
 void onClientTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     auto* c = static_cast<ClientConn*>(w->data);
+    if (!c->timer.expired(L())) {
+        return;
+    }
     if (c->state == ClientConn::State::ReadingHead && !c->in.empty()) {
         c->in.clear();
         c->req_body_done = true;
@@ -1655,6 +1676,9 @@ void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept {
 
 void onUpstreamTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     auto* u = static_cast<UpstreamConn*>(w->data);
+    if (!u->timer.expired(L())) {
+        return;
+    }
     ClientConn* c = u->owner;
     if (c == nullptr) {
         destroyUpstreamConn(u);  // pooled too long
@@ -1710,8 +1734,8 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
     c->peer_ip_len = static_cast<uint8_t>(std::strlen(c->peer_ip));
     ev_io_init(&c->rio, onClientRead, fd, EV_READ);
     ev_io_init(&c->wio, onClientWrite, fd, EV_WRITE);
-    ev_init(&c->timer, onClientTimer);
-    c->rio.data = c->wio.data = c->timer.data = c;
+    c->timer.init(onClientTimer, c);
+    c->rio.data = c->wio.data = c;
     ++ctx().conn_count;
     goIdle(c);
     clientTimer(c, ctx().limits.header_timeout);

@@ -11,6 +11,7 @@
 #include "core/http_parser.h"
 #include "worker/buffer.h"
 #include "worker/context.h"
+#include "worker/lazy_timer.h"
 #include "worker/pipe_pool.h"
 
 namespace photon::worker {
@@ -26,7 +27,7 @@ public:
     int fd = -1;
     ev_io rio{};
     ev_io wio{};
-    ev_timer timer{};
+    LazyTimer timer;
     Buffer rbuf;  // bytes received from the upstream
     Buffer wbuf;  // request head (and a small body) still to send
     UpstreamRt* up = nullptr;
@@ -69,7 +70,7 @@ public:
     uint64_t id = 0;
     ev_io rio{};
     ev_io wio{};
-    ev_timer timer{};
+    LazyTimer timer;
     char peer_ip[48] = {};
     uint8_t peer_ip_len = 0;
     uint8_t peer_bin[16] = {};  // the peer address octets (4 or 16)

@@ -783,6 +783,18 @@ class HeaderHygieneTest(ProxyTest):
     def upstream_headers(doc, name):
         return [v for n, v in doc["headers"] if n.lower() == name.lower()]
 
+    def test_head_that_outgrows_the_buffer_when_forwarded_is_refused_not_truncated(self):
+        b = self.backend()
+        self.start([b])
+        # Within server.max_header_size (16 KiB) as received, but Host is sent on twice (Host
+        # and X-Forwarded-Host), which no longer fits the 20 KiB request buffer.
+        r = http_request(self.port, "GET", "/echo", headers={"Host": "a" * 10300})
+        check_error_reply(self, r, 431)
+        self.assertEqual(b.requests_served, 0, "a truncated head reached the upstream")
+        r, doc = self.echo({"Host": "h" * 5000})
+        self.assertEqual(self.upstream_headers(doc, "host"), ["h" * 5000])
+        self.assertEqual(self.upstream_headers(doc, "x-forwarded-host"), ["h" * 5000])
+
     def test_hop_by_hop_request_headers_are_not_forwarded(self):
         b = self.backend()
         self.start([b])

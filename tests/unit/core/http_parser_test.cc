@@ -1148,6 +1148,42 @@ TEST(EqualsIgnoreCaseTest, ComparesAsciiCaseInsensitively) {
     EXPECT_TRUE(equalsIgnoreCase("Content-Length", "content-LENGTH"));
     EXPECT_FALSE(equalsIgnoreCase("Content-Length", "Content-Lengt"));
     EXPECT_FALSE(equalsIgnoreCase("a^", "a~"));
+    EXPECT_FALSE(equalsIgnoreCase("x-request-i^", "X-REQUEST-I~"));
+    EXPECT_FALSE(equalsIgnoreCase("@", "`"));
+    EXPECT_FALSE(equalsIgnoreCase("abcd[", "ABCD{"));
+    EXPECT_FALSE(equalsIgnoreCase("\xc1\xc1\xc1\xc1\xc1", "\xe1\xe1\xe1\xe1\xe1"));
+    EXPECT_TRUE(equalsIgnoreCase("", ""));
+    EXPECT_TRUE(equalsIgnoreCase("TRANSFER-ENCODING", "transfer-encoding"));
+}
+
+TEST(EqualsIgnoreCase, MatchesAByteByByteReferenceForEveryLengthAndByte) {
+    auto ref = [](std::string_view a, std::string_view b) {
+        if (a.size() != b.size()) {
+            return false;
+        }
+        for (size_t i = 0; i < a.size(); ++i) {
+            auto lo = [](unsigned char c) { return c >= 'A' && c <= 'Z' ? c | 0x20 : c; };
+            if (lo(static_cast<unsigned char>(a[i])) != lo(static_cast<unsigned char>(b[i]))) {
+                return false;
+            }
+        }
+        return true;
+    };
+    // Every pair of byte values at every position of strings of length 1..20, the other bytes
+    // equal: covers the word, overlapping-tail and byte-loop paths.
+    for (size_t len = 1; len <= 20; ++len) {
+        for (size_t pos = 0; pos < len; pos += (len > 9 ? 3 : 1)) {
+            std::string a(len, 'k'), b(len, 'K');
+            for (int x = 0; x < 256; ++x) {
+                for (int y = 0; y < 256; y += 1) {
+                    a[pos] = static_cast<char>(x);
+                    b[pos] = static_cast<char>(y);
+                    ASSERT_EQ(equalsIgnoreCase(a, b), ref(a, b))
+                        << "len " << len << " pos " << pos << " bytes " << x << "," << y;
+                }
+            }
+        }
+    }
 }
 
 }  // namespace
