@@ -138,6 +138,38 @@ inline const char* findCtl(const char* p, const char* end) {
     return p;
 }
 
+// End of the token starting at p: the first byte in [p, end) that is not a tchar, or end.
+// Field names are almost always letters, digits and '-': those go 16 at a time, and the
+// byte-wise loop takes over at the first other byte (usually the ':').
+inline const char* findTokenEnd(const char* p, const char* end) {
+#if defined(__SSE2__)
+    const __m128i k20 = _mm_set1_epi8(0x20);
+    const __m128i kA = _mm_set1_epi8('a' - 1);
+    const __m128i kZ = _mm_set1_epi8('z' + 1);
+    const __m128i k0 = _mm_set1_epi8('0' - 1);
+    const __m128i k9 = _mm_set1_epi8('9' + 1);
+    const __m128i kDash = _mm_set1_epi8('-');
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+        // Signed compares: bytes 0x80-0xff are negative and fail every range test.
+        __m128i l = _mm_or_si128(v, k20);  // letters to lower case ('@', '[' etc. stay out)
+        __m128i alpha = _mm_and_si128(_mm_cmpgt_epi8(l, kA), _mm_cmplt_epi8(l, kZ));
+        __m128i digit = _mm_and_si128(_mm_cmpgt_epi8(v, k0), _mm_cmplt_epi8(v, k9));
+        __m128i ok = _mm_or_si128(_mm_or_si128(alpha, digit), _mm_cmpeq_epi8(v, kDash));
+        unsigned m = static_cast<unsigned>(_mm_movemask_epi8(ok)) ^ 0xffffu;
+        if (m != 0) {
+            p += __builtin_ctz(m);
+            break;
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && isToken(*p)) {
+        ++p;
+    }
+    return p;
+}
+
 // First byte in [p, end) that may not appear in a request target (not visible ASCII, or '#').
 inline const char* findTargetEnd(const char* p, const char* end) {
 #if defined(__SSE2__)
@@ -353,9 +385,7 @@ ParseStatus parseFields(const Ctx& c, const char*& pos, HeaderList& hl, Facts& f
             return c.fail(431, "too many header fields");
         }
         const char* name = p;
-        while (p < end && isToken(*p)) {
-            ++p;
-        }
+        p = findTokenEnd(p, end);
         if (p >= end) {
             return c.incomplete(false);
         }
@@ -430,11 +460,12 @@ struct ConnectionTokens {
 ParseStatus applyConnection(const Ctx& c, const Facts& f, HeaderList& hl, ConnectionTokens& out) {
     // The usual case, one "Connection: keep-alive" or "close", without the token walk.
     if (f.connection_count == 1) {
-        if (equalsIgnoreCase(f.connection, "keep-alive")) {
+        // tokenIs is exact on field values too: they hold no CTL but HT, whose |0x20 is ')'.
+        if (tokenIs(f.connection, "keep-alive")) {
             out.keep_alive = true;
             return ParseStatus::Complete;
         }
-        if (equalsIgnoreCase(f.connection, "close")) {
+        if (tokenIs(f.connection, "close")) {
             out.close = true;
             return ParseStatus::Complete;
         }

@@ -524,6 +524,34 @@ TEST_F(RequestParseTest, Http10KeepAliveSemantics) {
     }
 }
 
+TEST_F(RequestParseTest, LongFieldNamesAreScannedExactlyAtEveryPosition) {
+    // Names of 1..40 bytes; one byte at each position replaced by another tchar (accepted,
+    // name intact) or by a non-tchar (rejected): checks the 16-byte scan and its hand-over to
+    // the byte-wise loop at every offset.
+    const std::string others = "!#$%&'*+.^_`|~";
+    const std::string bad = std::string("\"(),/;<=>?@[\\]{}\x7f\x80\xff\x01", 20);
+    for (size_t len = 1; len <= 40; ++len) {
+        for (size_t pos = 0; pos < len; ++pos) {
+            std::string name(len, 'a');
+            for (size_t i = 0; i < len; ++i) {
+                name[i] = "aZ9-"[i % 4];
+            }
+            name[pos] = others[(len + pos) % others.size()];
+            ASSERT_EQ(parse("GET / HTTP/1.1\r\nHost: h\r\n" + name + ": v\r\n\r\n"),
+                      ParseStatus::Complete)
+                << name;
+            ASSERT_EQ(h_->headers.count, 2u);
+            EXPECT_EQ(h_->headers.items[1].name, name);
+            EXPECT_EQ(h_->headers.items[1].value, "v");
+            name[pos] = bad[(len * 7 + pos) % bad.size()];
+            EXPECT_EQ(parse("GET / HTTP/1.1\r\nHost: h\r\n" + name + ": v\r\n\r\n"),
+                      ParseStatus::Error)
+                << len << " " << pos;
+            EXPECT_EQ(h_->error.status, 400);
+        }
+    }
+}
+
 TEST_F(RequestParseTest, FieldLineLengthCoversTheLineAsReceived) {
     const std::string head =
         "GET / HTTP/1.1\r\nHost: a\r\nX-A:  v w \t\r\nX-B:\r\nUser-Agent: t\r\n\r\n";
