@@ -41,6 +41,8 @@ constexpr size_t kMaxFreeObjects = 4096;
 constexpr size_t kHeadRead = 16384;
 // A Content-Length body with at least this much left after the first read is spliced.
 constexpr uint64_t kSpliceMin = 8192;
+// A response body of at most this much that came with the head is sent in one piece with it.
+constexpr size_t kJoinBody = 2048;
 
 inline struct ev_loop* L() { return ctx().loop; }
 inline double now() { return ev_now(ctx().loop); }
@@ -308,7 +310,7 @@ void lingerClose(ClientConn* c) {
 }
 
 void resetRequestState(ClientConn* c) {
-    c->meta = RequestMeta{};
+    c->meta.reset();
     c->scan_hint = 0;
     c->req_body_left = 0;
     c->req_chunked = false;
@@ -1311,6 +1313,13 @@ void pumpResponse(ClientConn* c) {
             c->counted = false;
             sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
         }
+        // A small body joins the head in `out`: one contiguous send instead of a writev.
+        if (!c->out.empty() && c->resp_ready != 0 && c->resp_ready <= kJoinBody &&
+            c->resp_ready <= c->out.space()) {
+            c->out.append(u->rbuf.readPtr(), c->resp_ready);
+            u->rbuf.consume(c->resp_ready);
+            c->resp_ready = 0;
+        }
         struct iovec iov[2];
         int cnt = 0;
         if (!c->out.empty()) {
@@ -1326,7 +1335,8 @@ void pumpResponse(ClientConn* c) {
         if (cnt == 0) {
             break;
         }
-        ssize_t n = ::writev(c->fd, iov, cnt);
+        ssize_t n = cnt == 1 ? ::send(c->fd, iov[0].iov_base, iov[0].iov_len, 0)
+                             : ::writev(c->fd, iov, cnt);
         if (n < 0) {
             if (errno == EINTR) {
                 continue;

@@ -41,13 +41,12 @@ public:
 
 /// What the access log and error replies need about the current request, copied out of the
 /// read buffer at dispatch so the buffer can be reused while the request runs.
+/// The scalars come first and reset() clears only them: the text fields are read only up to
+/// their lengths, so a request does not rewrite ~400 bytes of them.
 struct RequestMeta {
-    char method[16];
     uint8_t method_len = 0;
-    char path[256];
-    uint16_t path_len = 0;
-    char id[130];
     uint8_t id_len = 0;
+    uint16_t path_len = 0;
     int route = -1;
     int status = 0;
     uint64_t bytes_in = 0;
@@ -56,6 +55,19 @@ struct RequestMeta {
     double upstream_start = 0;  // when the upstream attempt began
     double upstream_time = 0;   // first attempt start → response complete
     const char* upstream_addr = nullptr;
+    char method[16];
+    char id[130];
+    char path[256];
+
+    void reset() {
+        method_len = id_len = 0;
+        path_len = 0;
+        route = -1;
+        status = 0;
+        bytes_in = bytes_out = 0;
+        start = upstream_start = upstream_time = 0;
+        upstream_addr = nullptr;
+    }
 };
 
 /// One client connection. Created on accept, destroyed on close (objects are recycled).
