@@ -72,14 +72,18 @@ $(B)/fuzz/%: tests/fuzz/%.cc $(LIB_SRCS)
 CHECK_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
 
 check:
-	@$(MAKE) --no-print-directory $(CHECK_JOBS) WERROR=1 $(B)/photon $(B)/unit_tests $(if $(CLANGXX),$(FUZZ_BINS),)
+	@$(MAKE) --no-print-directory $(CHECK_JOBS) WERROR=1 $(B)/photon $(B)/unit_tests $(B)/fake_resolver.so $(if $(CLANGXX),$(FUZZ_BINS),)
 	@sh tests/run-all.sh
 
 unit: $(B)/unit_tests
 	$(B)/unit_tests
 
-integration: $(B)/photon
+integration: $(B)/photon $(B)/fake_resolver.so
 	/usr/bin/python3 tests/integration/run.py
+
+# Test-only getaddrinfo() shim the integration tests preload (tests/integration/test_resolve.py).
+$(B)/fake_resolver.so: tests/integration/fixtures/fake_resolver.cc
+	$(CXX) -std=c++20 -O1 -fPIC -shared $(WFLAGS) -o $@ $< -ldl
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do n=$${f##*/}; mkdir -p $(B)/fuzz/$$n.corpus; \

@@ -106,6 +106,9 @@ struct ServerConfig {
     /// header_read_timeout (new): time allowed to receive a complete request head once its first
     /// byte arrived; 408 on expiry. Default 10s.
     Duration header_read_timeout = std::chrono::seconds(10);
+    /// resolve_interval (new): how often the master looks upstream host names up again (off
+    /// the workers' event loops); a changed address is used by new connections. Default 30s.
+    Duration resolve_interval = std::chrono::seconds(30);
     /// keepalive_requests (new): requests served on one client connection before it is closed.
     /// Default 10000.
     uint32_t keepalive_requests = 10000;

@@ -779,6 +779,7 @@ private:
         uintAtLeast(r, "max_header_size", 64, s.max_header_size);
         uintAtLeast(r, "max_headers", 1, s.max_headers);
         positiveDuration(r, "header_read_timeout", s.header_read_timeout);
+        positiveDuration(r, "resolve_interval", s.resolve_interval);
         uintAtLeast(r, "keepalive_requests", 1, s.keepalive_requests);
         if (const ConfigNode* v = r.get("request_id")) {
             decodeEnum(ctx_, *v, r.path("request_id"), "request_id mode", kRequestIdModes,
@@ -2015,6 +2016,7 @@ public:
         kv("max_header_size", std::to_string(s.max_header_size));
         kv("max_headers", std::to_string(s.max_headers));
         kv("header_read_timeout", dur(s.header_read_timeout));
+        kv("resolve_interval", dur(s.resolve_interval));
         kv("keepalive_requests", std::to_string(s.keepalive_requests));
         kv("request_id", s.request_id == core::RequestIdMode::Keep ? "keep" : "always_generate");
         std::vector<std::string> cidrs;

@@ -48,9 +48,8 @@ sigset_t masterSignals() {
     return s;
 }
 
-constexpr int64_t kCrashWindowUs = 2'000'000;    // a worker dying sooner than this "crashed fast"
-constexpr int64_t kMaxBackoffUs = 10'000'000;    // crash-loop backoff ceiling
-constexpr int64_t kResolveEveryUs = 30'000'000;  // upstream host names are re-resolved this often
+constexpr int64_t kCrashWindowUs = 2'000'000;  // a worker dying sooner than this "crashed fast"
+constexpr int64_t kMaxBackoffUs = 10'000'000;  // crash-loop backoff ceiling
 
 }  // namespace
 
@@ -150,12 +149,17 @@ int Master::run() {
     daemonReady(ready_fd, true);
 
     int exit_code = 0;
-    int64_t next_resolve = monoUs() + kResolveEveryUs;
+    auto resolveEveryUs = [this] {
+        return std::chrono::duration_cast<std::chrono::microseconds>(
+                   config_->server.resolve_interval)
+            .count();
+    };
+    int64_t next_resolve = monoUs() + resolveEveryUs();
     while (true) {
         int64_t now = monoUs();
         if (now >= next_resolve) {
             runtimeResolveTick();
-            next_resolve = monoUs() + kResolveEveryUs;
+            next_resolve = monoUs() + resolveEveryUs();
         }
         int64_t wake = nextWakeUs(now);
         struct timespec ts = {static_cast<time_t>(wake / 1000000),

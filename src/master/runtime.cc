@@ -14,6 +14,7 @@
 #include "modules/balancer/config.h"
 #include "modules/balancer/upstream_table.h"
 #include "shm/segment.h"
+#include "shm/seqlock.h"
 #include "shm/slot_table.h"
 #include "worker/addr_table.h"
 #include "worker/proxy.h"
@@ -135,7 +136,7 @@ void runtimeResolveTick() {
         return;
     }
     auto& table = const_cast<worker::AddrTable&>(worker::sharedSegments().addrs);
-    for (const auto& u : g_proxy->upstreams) {
+    for (auto& u : g_proxy->upstreams) {
         if (!u.is_name || u.shm_index < 0) {
             continue;
         }
@@ -148,6 +149,19 @@ void runtimeResolveTick() {
         }
         if (table.store(static_cast<uint32_t>(u.shm_index), sa, len)) {
             LOG_NOTICE("upstream %s resolves to a new address", u.address.c_str());
+        }
+        if (!u.resolved) {
+            // First successful lookup of a name that did not resolve at load: it started out of
+            // rotation. With active checks its probes bring it in once they pass; without any,
+            // nothing else would, so it is usable from now on.
+            u.resolved = true;
+            auto* ups = worker::sharedSegments().upstreams;
+            if (!u.active_checks && !u.tls && ups != nullptr &&
+                ups->setHealth(static_cast<uint32_t>(u.shm_index), shm::SeqLock::kMasterWriter,
+                               true, monoUs(), mod::balancer::HealthError::None)) {
+                LOG_NOTICE("upstream %s now resolves; in rotation (no active checks)",
+                           u.address.c_str());
+            }
         }
     }
 }

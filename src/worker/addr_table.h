@@ -40,6 +40,12 @@ public:
     bool load(uint32_t record, sockaddr_storage& out, socklen_t& len) const;
     /// Master: publishes an address (len 0 marks it unresolved). Returns true if it changed.
     bool store(uint32_t record, const sockaddr_storage& sa, socklen_t len);
+    /// The entry's version word: changes whenever the address does (0 for a missing table).
+    /// Connections remember it, so one made to an address the name no longer has is not reused.
+    uint64_t stamp(uint32_t record) const {
+        return e_ == nullptr || record >= cap_ ? 0
+                                               : e_[record].version.load(std::memory_order_acquire);
+    }
     uint32_t capacity() const { return cap_; }
 
 private:

@@ -162,6 +162,8 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
     // address resolved at load when no table is mapped.
     sockaddr_storage sa;
     socklen_t salen = 0;
+    uint64_t stamp =
+        up.shm_index < 0 ? 0 : sharedUpstreamAddressStamp(static_cast<uint32_t>(up.shm_index));
     if (up.shm_index < 0 ||
         !sharedUpstreamAddress(static_cast<uint32_t>(up.shm_index), sa, salen)) {
         if (!up.resolved) {
@@ -197,6 +199,7 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
     u->fd = fd;
     u->up = &up;
     u->connecting = connecting;
+    u->addr_stamp = stamp;
     ev_io_init(&u->rio, onUpstreamRead, fd, EV_READ);
     ev_io_init(&u->wio, onUpstreamWrite, fd, EV_WRITE);
     u->timer.init(onUpstreamTimer, u);
@@ -205,15 +208,21 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
 }
 
 UpstreamConn* takeIdle(UpstreamRt& up) {
-    if (!up.idle.linked()) {
-        return nullptr;
+    uint64_t stamp =
+        up.shm_index < 0 ? 0 : sharedUpstreamAddressStamp(static_cast<uint32_t>(up.shm_index));
+    while (up.idle.linked()) {
+        ListNode* n = up.idle.prev;  // most recently used
+        n->unlink();
+        --up.idle_count;
+        auto* u = reinterpret_cast<UpstreamConn*>(n);
+        if (u->addr_stamp != stamp) {
+            destroyUpstreamConn(u);  // made to an address the name no longer has
+            continue;
+        }
+        u->reused = true;
+        return u;
     }
-    ListNode* n = up.idle.prev;  // most recently used
-    n->unlink();
-    --up.idle_count;
-    auto* u = reinterpret_cast<UpstreamConn*>(n);
-    u->reused = true;
-    return u;
+    return nullptr;
 }
 
 void poolPut(UpstreamConn* u) {

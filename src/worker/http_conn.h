@@ -33,10 +33,11 @@ public:
     UpstreamRt* up = nullptr;
     ClientConn* owner = nullptr;
     bool connecting = false;
-    bool reused = false;     // taken from the idle pool
-    bool read_full = false;  // the last recv filled all the space it was offered
-    uint8_t readahead = 0;   // reads done without waiting for epoll in a row
-    uint32_t served = 0;     // requests completed on this connection
+    bool reused = false;      // taken from the idle pool
+    bool read_full = false;   // the last recv filled all the space it was offered
+    uint8_t readahead = 0;    // reads done without waiting for epoll in a row
+    uint32_t served = 0;      // requests completed on this connection
+    uint64_t addr_stamp = 0;  // version of the upstream's published address when connected
 };
 
 /// What the access log and error replies need about the current request, copied out of the

@@ -140,9 +140,12 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             u.is_name = uc.address.kind == core::HostKind::Name;
             u.resolved = resolve(uc.address, u.sa, u.salen);
             u.tls = uc.tls;
+            u.active_checks = b.health_check.enabled;
             if (!u.resolved) {
-                LOG_WARN("upstream %s of backend %s does not resolve; it stays unusable",
-                         u.address.c_str(), b.name.c_str());
+                LOG_WARN(
+                    "upstream %s of backend %s does not resolve; it stays unusable until it "
+                    "does",
+                    u.address.c_str(), b.name.c_str());
             }
             u.connect_timeout = seconds(uc.connection_timeout);
             u.read_timeout = seconds(uc.read_timeout);

@@ -46,6 +46,7 @@ struct UpstreamRt {
     sockaddr_storage sa{};
     socklen_t salen = 0;
     bool resolved = false;
+    bool active_checks = false;  // its backend runs active health checks
     bool tls = false;  // TLS to this upstream is configured but not available: never plaintext
     double connect_timeout = 5;  // seconds
     double read_timeout = 30;

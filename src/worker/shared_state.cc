@@ -38,6 +38,7 @@ void setSharedSegments(const SharedSegments& s) { g_seg = s; }
 bool sharedUpstreamAddress(uint32_t record, sockaddr_storage& out, socklen_t& len) {
     return g_seg.addrs.load(record, out, len);
 }
+uint64_t sharedUpstreamAddressStamp(uint32_t record) { return g_seg.addrs.stamp(record); }
 const SharedSegments& sharedSegments() { return g_seg; }
 
 core::Result<void> attachWorkerSharedState(int slot) {

@@ -39,6 +39,8 @@ core::Result<void> attachWorkerSharedState(int slot);
 /// The current address of the upstream whose upstream-table record is `record` (as the master
 /// last resolved it). False when it has not resolved. Any process; lock-free.
 bool sharedUpstreamAddress(uint32_t record, sockaddr_storage& out, socklen_t& len);
+/// Changes whenever the record's published address does (see AddrTable::stamp).
+uint64_t sharedUpstreamAddressStamp(uint32_t record);
 
 /// server.max_connections across all workers: true and counted when below `max` (0 = no limit).
 bool sharedTryAddConnection(uint32_t max);

@@ -55,6 +55,26 @@ TEST(AddrTableTest, StoreThenLoadRoundTripsAndReportsChanges) {
     EXPECT_FALSE(t.load(2, out, len));
 }
 
+TEST(AddrTableTest, StampChangesWithTheAddressOnly) {
+    std::vector<AddrEntryShm> mem(4);
+    std::memset(mem.data(), 0, mem.size() * sizeof(AddrEntryShm));
+    AddrTable t(mem.data(), 4);
+    socklen_t l;
+    sockaddr_storage a = v4("10.1.2.3", 8080, l);
+    sockaddr_storage b = v4("10.1.2.4", 8080, l);
+    uint64_t s0 = t.stamp(2);
+    ASSERT_TRUE(t.store(2, a, l));
+    uint64_t s1 = t.stamp(2);
+    EXPECT_NE(s1, s0);
+    EXPECT_FALSE(t.store(2, a, l));  // same address: connections to it stay reusable
+    EXPECT_EQ(t.stamp(2), s1);
+    EXPECT_EQ(t.stamp(1), s0);  // other records untouched
+    ASSERT_TRUE(t.store(2, b, l));
+    EXPECT_NE(t.stamp(2), s1);
+    EXPECT_EQ(t.stamp(99), 0u);  // out of range
+    EXPECT_EQ(AddrTable().stamp(0), 0u);
+}
+
 TEST(AddrTableTest, ReaderTreatsAStuckWriteAsAbsent) {
     std::vector<AddrEntryShm> mem(1);
     std::memset(mem.data(), 0, sizeof(AddrEntryShm));
