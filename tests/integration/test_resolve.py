@@ -46,12 +46,17 @@ class ResolveTest(IntegrationTest):
         r = http_request(self.port, "GET", "/name", headers={"Connection": "close"})
         return r.status, r.body.decode(errors="replace")
 
-    @harness.timeout(60)
-    def test_name_that_appears_and_moves_is_followed(self):
+    def two_addresses(self):
+        """Backends "first" on 127.0.0.1 and "second" on 127.0.0.2, on the same port."""
         b1 = Backend(name="first", host="127.0.0.1").start()
         self.addCleanup(b1.stop)
         b2 = Backend(name="second", host="127.0.0.2", port=b1.port).start()
         self.addCleanup(b2.stop)
+        return b1, b2
+
+    @harness.timeout(60)
+    def test_name_that_appears_and_moves_is_followed(self):
+        b1, b2 = self.two_addresses()
         p = self.start_gateway("upstream.test:%d" % b1.port)
         self.assertIn("does not resolve yet", p.stderr_text())
         # Unresolvable at load: the upstream is out of rotation, and the answer says so.
@@ -69,10 +74,7 @@ class ResolveTest(IntegrationTest):
 
     @harness.timeout(60)
     def test_lookups_follow_the_configured_interval(self):
-        b1 = Backend(name="first", host="127.0.0.1").start()
-        self.addCleanup(b1.stop)
-        b2 = Backend(name="second", host="127.0.0.2", port=b1.port).start()
-        self.addCleanup(b2.stop)
+        b1, b2 = self.two_addresses()
         self.set_hosts("upstream.test 127.0.0.1\n")
         self.start_gateway("upstream.test:%d" % b1.port, interval="1h")
         self.assertEqual(self.served_by(), (200, "first"))
