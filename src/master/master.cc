@@ -154,12 +154,13 @@ int Master::run() {
                    config_->server.resolve_interval)
             .count();
     };
-    int64_t next_resolve = monoUs() + resolveEveryUs();
+    // The interval is read every time round: a reload that shortens it applies at once.
+    int64_t last_resolve = monoUs();
     while (true) {
         int64_t now = monoUs();
-        if (now >= next_resolve) {
+        if (now - last_resolve >= resolveEveryUs()) {
             runtimeResolveTick();
-            next_resolve = monoUs() + resolveEveryUs();
+            last_resolve = monoUs();
         }
         int64_t wake = nextWakeUs(now);
         struct timespec ts = {static_cast<time_t>(wake / 1000000),

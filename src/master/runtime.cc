@@ -154,11 +154,13 @@ void runtimeResolveTick() {
             // First successful lookup of a name that did not resolve at load: it started out of
             // rotation. With active checks its probes bring it in once they pass; without any,
             // nothing else would, so it is usable from now on.
-            u.resolved = true;
             auto* ups = worker::sharedSegments().upstreams;
-            if (!u.active_checks && !u.tls && ups != nullptr &&
-                ups->setHealth(static_cast<uint32_t>(u.shm_index), shm::SeqLock::kMasterWriter,
-                               true, monoUs(), mod::balancer::HealthError::None)) {
+            if (u.active_checks || u.tls || ups == nullptr) {
+                u.resolved = true;
+            } else if (ups->setHealth(static_cast<uint32_t>(u.shm_index),
+                                      shm::SeqLock::kMasterWriter, true, monoUs(),
+                                      mod::balancer::HealthError::None)) {
+                u.resolved = true;  // else: another writer was mid-update; next tick retries
                 LOG_NOTICE("upstream %s now resolves; in rotation (no active checks)",
                            u.address.c_str());
             }

@@ -16,6 +16,7 @@ struct Buffer {
     uint32_t cap = 0;
     uint32_t rpos = 0;
     uint32_t wpos = 0;
+    bool overflowed = false;  // an append since clear() did not fit whole
 
     size_t size() const { return wpos - rpos; }
     bool empty() const { return wpos == rpos; }
@@ -30,7 +31,10 @@ struct Buffer {
         }
     }
     void produce(size_t n) { wpos += static_cast<uint32_t>(n); }
-    void clear() { rpos = wpos = 0; }
+    void clear() {
+        rpos = wpos = 0;
+        overflowed = false;
+    }
     /// Moves pending data to the front so the free space is contiguous at the end.
     void compact() {
         if (rpos > 0) {
@@ -56,6 +60,7 @@ struct Buffer {
     /// Appends what fits; returns the number of bytes copied.
     size_t append(const void* p, size_t n) {
         if (n > space()) {
+            overflowed = true;
             n = space();
         }
         if (n == 0) {

@@ -234,6 +234,7 @@ void poolPut(UpstreamConn* u) {
     }
     u->owner = nullptr;
     ev_io_stop(L(), &u->wio);
+    ev_io_start(L(), &u->rio);  // idle: readable means closed or garbage (stopped by back-pressure)
     ctx().body_pool.release(u->rbuf);
     ctx().io_pool.release(u->wbuf);
     up.idle.pushBack(&u->pool_node);
@@ -842,7 +843,7 @@ void dispatch(ClientConn* c) {
     c->out.clear();
     buildUpstreamHead(c, c->out, fwd_path);
     c->in.consume(head_len);
-    if (c->out.space() == 0) {
+    if (c->out.overflowed) {
         // What we add (Host, X-Forwarded-*, the request id) did not fit next to the client's
         // fields: refuse rather than send a truncated head.
         c->out.clear();
@@ -1120,7 +1121,10 @@ void buildClientHead(ClientConn* c) {
     appendStr(b, "\r\n");
 }
 
-void onResponseHead(ClientConn* c) {
+/// Takes the parsed response head: framing, passive health, the client's head built in `out`.
+/// False when that head does not fit the client buffer (max_header_size + 4 KiB): a truncated
+/// head must never reach the client, whose parser would take body bytes for fields.
+bool onResponseHead(ClientConn* c) {
     UpstreamConn* u = c->up;
     c->resp_head_done = true;
     c->meta.status = c->resp.status;
@@ -1141,7 +1145,15 @@ void onResponseHead(ClientConn* c) {
     sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()),
                  c->resp.status < 500);
     buildClientHead(c);
+    if (c->out.overflowed) {
+        c->out.clear();
+        c->resp_head_done = false;  // nothing sent: the client gets a 502
+        LOG_WARN("upstream %s sent a response head too large to forward (%zu bytes)",
+                 u->up->address.c_str(), static_cast<size_t>(c->resp.head_length));
+        return false;
+    }
     u->rbuf.consume(c->resp.head_length);
+    return true;
 }
 
 /// Moves the rest of a Content-Length body upstream socket → pipe → client socket. Called for
@@ -1150,17 +1162,30 @@ void pumpSplice(ClientConn* c) {
     UpstreamConn* u = c->up;
     Pipe& p = c->pipe;
     constexpr uint32_t kPipeCap = 65536;  // the default pipe size: 16 pages
-    bool upstream_dry = false;            // the last splice-in found the socket drained
+    // Bytes moved per call before yielding to the other connections of the loop (the copy
+    // path's bounded read-ahead plays the same role).
+    constexpr uint64_t kBudget = 1u << 20;
+    uint64_t moved = 0;
+    bool upstream_dry = false;  // the last splice-in found the socket drained
     while (true) {
         upstream_dry = upstream_dry || c->resp_body_left == 0;
         if (!upstream_dry && p.len < kPipeCap) {
+            // One byte more than the body when there is room: an upstream that sends more than
+            // its Content-Length shows itself here, and its connection is not pooled.
             size_t want =
-                static_cast<size_t>(std::min<uint64_t>(c->resp_body_left, kPipeCap - p.len));
+                static_cast<size_t>(std::min<uint64_t>(c->resp_body_left + 1, kPipeCap - p.len));
             ssize_t n =
                 ::splice(u->fd, nullptr, p.wfd, nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
             if (n > 0) {
-                c->resp_body_left -= static_cast<uint64_t>(n);
-                p.len += static_cast<uint32_t>(n);
+                uint64_t body = std::min<uint64_t>(static_cast<uint64_t>(n), c->resp_body_left);
+                if (body < static_cast<uint64_t>(n)) {
+                    p.junk = true;  // never spliced out: the pipe is closed on release
+                    c->resp.keep_alive = false;
+                    LOG_WARN("upstream %s sent more than its Content-Length",
+                             u->up->address.c_str());
+                }
+                c->resp_body_left -= body;
+                p.len += static_cast<uint32_t>(body);
                 // Short: the socket is (almost surely) drained. Epoll is level-triggered, so
                 // if it was the pipe that ran out of slots instead, the wait ends at once.
                 upstream_dry = static_cast<size_t>(n) < want;
@@ -1215,6 +1240,15 @@ void pumpSplice(ClientConn* c) {
             }
             p.len -= static_cast<uint32_t>(n);
             c->meta.bytes_out += static_cast<uint64_t>(n);
+            moved += static_cast<uint64_t>(n);
+            if (moved >= kBudget && (p.len > 0 || c->resp_body_left > 0)) {
+                // Yield: resume when the client is writable (at once, level-triggered).
+                ev_io_stop(L(), &u->rio);
+                upstreamTimer(u, 0);
+                startWrite(c);
+                clientTimer(c, ctx().limits.send_timeout);
+                return;
+            }
             continue;  // more room in the pipe: read again before waiting
         }
         if (c->resp_body_left == 0) {
@@ -1659,7 +1693,10 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
             }
             break;
         }
-        onResponseHead(c);
+        if (!onResponseHead(c)) {
+            upstreamFailed(c, UpFail::BadResponse);
+            return;
+        }
     }
     pumpResponse(c);
 }

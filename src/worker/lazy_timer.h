@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ev.h>
+#include <time.h>
 
 namespace photon::worker {
 
@@ -13,8 +14,17 @@ namespace photon::worker {
 /// request. The callback must call expired() first and act only when it returns true.
 struct LazyTimer {
     ev_timer w{};
-    double deadline = 0;  // loop time at which the timeout is due; 0: off
-    double armed = 0;     // loop time at which the started libev timer fires; 0: stopped
+    double deadline = 0;  // monotonic time at which the timeout is due; 0: off
+    double armed = 0;     // monotonic time at which the started libev timer fires; 0: stopped
+
+    /// Monotonic seconds (as libev's timers run; ev_now() is wall-clock time and would move
+    /// every deadline when the clock is stepped). The coarse clock is a few nanoseconds to
+    /// read and ticks every few milliseconds, plenty for timeouts of seconds.
+    static double now() {
+        timespec ts;
+        clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+        return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) * 1e-9;
+    }
 
     void init(void (*cb)(struct ev_loop*, ev_timer*, int), void* data) {
         ev_init(&w, cb);
@@ -28,7 +38,7 @@ struct LazyTimer {
             deadline = 0;  // the libev timer may still fire once; expired() ignores it
             return;
         }
-        double d = ev_now(loop) + seconds;
+        double d = now() + seconds;
         deadline = d;
         if (armed != 0 && armed <= d) {
             return;  // fires first; re-armed then for what is left
@@ -42,7 +52,7 @@ struct LazyTimer {
         if (deadline == 0) {
             return false;
         }
-        double left = deadline - ev_now(loop);
+        double left = deadline - now();
         if (left > kSlack) {
             arm(loop, left, deadline);
             return false;
@@ -58,7 +68,8 @@ struct LazyTimer {
     }
 
 private:
-    static constexpr double kSlack = 0.001;  // seconds; libev's timer granularity order
+    // Seconds: the coarse clock's tick (4 ms at HZ=250) plus libev's own rounding.
+    static constexpr double kSlack = 0.005;
 
     void arm(struct ev_loop* loop, double after, double at) {
         ev_timer_stop(loop, &w);

@@ -45,7 +45,7 @@ void PipePool::release(Pipe& p) {
     if (!p.open()) {
         return;
     }
-    if (p.len != 0 || free_.size() >= kMaxFree) {
+    if (p.len != 0 || p.junk || free_.size() >= kMaxFree) {
         closePipe(p);
         return;
     }

@@ -13,7 +13,8 @@ namespace photon::worker {
 struct Pipe {
     int rfd = -1;
     int wfd = -1;
-    uint32_t len = 0;  // bytes spliced in and not yet spliced out
+    uint32_t len = 0;   // body bytes spliced in and not yet spliced out
+    bool junk = false;  // also holds bytes the upstream sent beyond the body
     bool open() const { return rfd >= 0; }
 };
 
@@ -30,7 +31,7 @@ public:
     /// copies through user space instead.
     bool acquire(Pipe& p);
     /// Takes `p` back. A pipe that still holds bytes is closed (its data belonged to a response
-    /// that was abandoned); an empty one is kept for reuse.
+    /// that was abandoned, or is junk after a body); an empty one is kept for reuse.
     void release(Pipe& p);
     /// Closes the cached pipes (descriptor pressure, shutdown).
     void trim();

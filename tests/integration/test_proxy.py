@@ -17,8 +17,9 @@ from harness import (IntegrationTest, ProtocolError, free_port, http_request,
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "proxy"))
 
-from proxy_support import (BulkServer, RawClient, ResetServer, bulk_sha256,  # noqa: E402
-                           check_error_reply, proxy_config, sample_max, worker_rss_kib)
+from proxy_support import (BulkServer, CannedServer, RawClient, ResetServer,  # noqa: E402
+                           bulk_sha256, check_error_reply, proxy_config, sample_max,
+                           worker_rss_kib)
 
 MiB = 1024 * 1024
 
@@ -319,6 +320,52 @@ class SpliceTest(ProxyTest):
             except FileNotFoundError:
                 pass
         return total
+
+    def worker_pipes(self, p):
+        n = 0
+        for pid in p.worker_pids():
+            if "worker" not in harness.cmdline(pid):
+                continue
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("pipe:")
+                except OSError:
+                    pass
+        return n
+
+    def test_large_bodies_do_go_through_a_pipe(self):
+        b = self.backend()
+        p = self.start([b])
+        c = self.conn(self.port, timeout=30)
+        self.assertEqual(c.request("GET", "/fixed?size=1000").body, pattern(1000))
+        before = self.worker_pipes(p)
+        self.assertEqual(c.request("GET", "/fixed?size=300000").body, pattern(300000))
+        # The emptied pipe stays cached for the next large body: two more descriptors.
+        self.assertEqual(self.worker_pipes(p), before + 2, "no pipe: the body was copied")
+
+    def test_bytes_beyond_content_length_never_reach_the_next_request(self):
+        body = pattern(100000)
+        junk = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nEVIL!"
+        up = self.stop_server_later(CannedServer(
+            b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n" % len(body) + body + junk))
+        self.start([up.address])
+        c = self.conn(self.port, timeout=20)
+        # Pipelined: the second request is dispatched the moment the first response ends, before
+        # the event loop could notice the junk on an idle pooled connection.
+        c.send(b"GET /a HTTP/1.1\r\nHost: t\r\n\r\nGET /b HTTP/1.1\r\nHost: t\r\n\r\n")
+        data = b""
+        resps = []
+        while len(resps) < 2:
+            chunk = c.sock.recv(1 << 20)
+            self.assertTrue(chunk, "closed after %d bytes" % len(data))
+            data += chunk
+            try:
+                resps = parse_responses(data)
+            except ProtocolError:
+                pass
+        self.assertEqual([r.body for r in resps], [body, body],
+                         "the upstream's junk was served as the next response")
+        self.assertEqual(up.requests, 2, "the connection with junk after the body was reused")
 
     def test_bodies_around_the_switch_arrive_intact_on_one_connection(self):
         b = self.backend()
@@ -794,6 +841,14 @@ class HeaderHygieneTest(ProxyTest):
         r, doc = self.echo({"Host": "h" * 5000})
         self.assertEqual(self.upstream_headers(doc, "host"), ["h" * 5000])
         self.assertEqual(self.upstream_headers(doc, "x-forwarded-host"), ["h" * 5000])
+
+    def test_response_head_too_large_to_forward_is_a_502_not_truncated(self):
+        up = self.stop_server_later(CannedServer(
+            b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 30000 + b"\r\nContent-Length: 2\r\n\r\nok"))
+        self.start([up.address])
+        r = http_request(self.port, "GET", "/big-head")
+        check_error_reply(self, r, 502)
+        self.assertEqual(up.requests, 1)
 
     def test_hop_by_hop_request_headers_are_not_forwarded(self):
         b = self.backend()

@@ -54,7 +54,7 @@ TEST_F(LazyTimerTest, FiresAtTheDeadline) {
     p_.t.set(loop_, 0.05);
     runFor(0.3);
     EXPECT_EQ(p_.expiries, 1);
-    EXPECT_GE(p_.expired_at - start, 0.05 - 0.002);
+    EXPECT_GE(p_.expired_at - start, 0.05 - 0.006);
     EXPECT_EQ(p_.t.deadline, 0);
 }
 
@@ -68,7 +68,7 @@ TEST_F(LazyTimerTest, LaterDeadlineDoesNotTouchTheArmedTimerButIsHonoured) {
     runFor(0.5);
     EXPECT_EQ(p_.expiries, 1);
     EXPECT_EQ(p_.wakeups, 2);  // the early wake-up re-armed for the rest
-    EXPECT_GE(p_.expired_at - start, 0.2 - 0.002);
+    EXPECT_GE(p_.expired_at - start, 0.2 - 0.006);
 }
 
 TEST_F(LazyTimerTest, EarlierDeadlineRearms) {
@@ -76,7 +76,7 @@ TEST_F(LazyTimerTest, EarlierDeadlineRearms) {
     double start = ev_now(loop_);
     p_.t.set(loop_, 5.0);
     p_.t.set(loop_, 0.05);
-    EXPECT_LT(p_.t.armed, start + 1.0);
+    EXPECT_LT(p_.t.armed, LazyTimer::now() + 1.0);
     runFor(0.3);
     EXPECT_EQ(p_.expiries, 1);
     EXPECT_LT(p_.expired_at - start, 1.0);

@@ -73,11 +73,14 @@ TEST(PipePool, AcquireFailsCleanlyWithoutDescriptors) {
     rlimit old{};
     ASSERT_EQ(::getrlimit(RLIMIT_NOFILE, &old), 0);
     std::vector<int> held;
+    int base = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+    ASSERT_GE(base, 0);
+    held.push_back(base);
     rlimit low = old;
     low.rlim_cur = 64;
     ASSERT_EQ(::setrlimit(RLIMIT_NOFILE, &low), 0);
     while (true) {
-        int fd = ::dup(0);
+        int fd = ::dup(base);
         if (fd < 0) {
             break;
         }
