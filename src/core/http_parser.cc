@@ -76,33 +76,11 @@ inline int hexValue(char c) {
 // token byte onto such a literal byte from its own upper/lower-case pair, because the other
 // preimages (CR, 0x10..0x19, '@'..) are not token bytes.
 inline bool tokenIs(std::string_view name, std::string_view lit) {
-    size_t n = lit.size();
-    if (name.size() != n) {
-        return false;
-    }
-    const char* a = name.data();
-    const char* b = lit.data();
-    using detail::loadWord;
-    if (n >= 8) {
-        constexpr uint64_t k = 0x2020202020202020ull;
-        for (size_t i = 0; i + 8 < n; i += 8) {
-            if ((loadWord<uint64_t>(a + i) | k) != loadWord<uint64_t>(b + i)) {
-                return false;
-            }
-        }
-        return (loadWord<uint64_t>(a + n - 8) | k) == loadWord<uint64_t>(b + n - 8);
-    }
-    if (n >= 4) {
-        constexpr uint32_t k = 0x20202020u;
-        return (loadWord<uint32_t>(a) | k) == loadWord<uint32_t>(b) &&
-               (loadWord<uint32_t>(a + n - 4) | k) == loadWord<uint32_t>(b + n - 4);
-    }
-    for (size_t i = 0; i < n; ++i) {
-        if ((a[i] | 0x20) != b[i]) {
-            return false;
-        }
-    }
-    return true;
+    return name.size() == lit.size() &&
+           detail::wordwiseEqual(name.data(), lit.data(), lit.size(), [](auto x, auto y) {
+               using W = decltype(x);
+               return static_cast<W>(x | detail::bytes<W>(0x20)) == y;
+           });
 }
 
 inline bool tokenHasPrefix(std::string_view name, std::string_view lit) {

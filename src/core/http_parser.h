@@ -110,9 +110,15 @@ struct HeaderField {
 namespace detail {
 
 // ASCII upper-case letters of each byte of a word lowered (SWAR); other bytes unchanged.
+// The byte `b` in every byte of a W.
+template <typename W>
+constexpr W bytes(uint8_t b) {
+    return static_cast<W>(static_cast<W>(~W{0}) / 0xff * b);
+}
+
 template <typename W>
 inline W asciiLower(W w) {
-    constexpr W ones = static_cast<W>(~W{0}) / 0xff;
+    constexpr W ones = bytes<W>(1);
     W h = w & static_cast<W>(0x7f * ones);
     W ge_a = h + static_cast<W>((0x80 - 'A') * ones);      // high bit: byte >= 'A'
     W gt_z = h + static_cast<W>((0x80 - 'Z' - 1) * ones);  // high bit: byte > 'Z'
@@ -127,42 +133,39 @@ inline W loadWord(const char* p) {
     return w;
 }
 
-template <typename W>
-inline bool sameLowered(const char* a, const char* b) {
-    return asciiLower(loadWord<W>(a)) == asciiLower(loadWord<W>(b));
-}
-
-}  // namespace detail
-
-/// ASCII case-insensitive equality, as header names compare. Word-at-a-time: the last word
-/// overlaps the previous one instead of finishing byte by byte.
-inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    size_t n = a.size();
-    if (n != b.size()) {
-        return false;
-    }
-    const char* x = a.data();
-    const char* y = b.data();
+// Whether n bytes at a and b are equal under `same`, a word at a time: same(x, y) is called
+// with uint64_t, uint32_t or uint8_t values; the last word overlaps the previous one instead of
+// finishing byte by byte.
+template <typename Same>
+inline bool wordwiseEqual(const char* a, const char* b, size_t n, Same same) {
     if (n >= 8) {
         for (size_t i = 0; i + 8 < n; i += 8) {
-            if (!detail::sameLowered<uint64_t>(x + i, y + i)) {
+            if (!same(loadWord<uint64_t>(a + i), loadWord<uint64_t>(b + i))) {
                 return false;
             }
         }
-        return detail::sameLowered<uint64_t>(x + n - 8, y + n - 8);
+        return same(loadWord<uint64_t>(a + n - 8), loadWord<uint64_t>(b + n - 8));
     }
     if (n >= 4) {
-        return detail::sameLowered<uint32_t>(x, y) &&
-               detail::sameLowered<uint32_t>(x + n - 4, y + n - 4);
+        return same(loadWord<uint32_t>(a), loadWord<uint32_t>(b)) &&
+               same(loadWord<uint32_t>(a + n - 4), loadWord<uint32_t>(b + n - 4));
     }
     for (size_t i = 0; i < n; ++i) {
-        char p = x[i], q = y[i];
-        if (p != q &&
-            ((p | 0x20) != (q | 0x20) || static_cast<unsigned char>((p | 0x20) - 'a') > 25)) {
+        if (!same(static_cast<uint8_t>(a[i]), static_cast<uint8_t>(b[i]))) {
             return false;
         }
     }
     return true;
+}
+
+}  // namespace detail
+
+/// ASCII case-insensitive equality, as header names compare; a word at a time.
+inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
+    return a.size() == b.size() &&
+           detail::wordwiseEqual(a.data(), b.data(), a.size(), [](auto x, auto y) {
+               return detail::asciiLower(x) == detail::asciiLower(y);
+           });
 }
 
 /// True for the names that are hop-by-hop by definition (Connection, Keep-Alive, TE, Trailer,

@@ -251,19 +251,32 @@ void moveToList(ClientConn* c, ListNode& list) {
     list.pushBack(&c->node);
 }
 
+/// Frees the request's in-flight count on its upstream (shared across workers), once.
+void releaseInflight(ClientConn* c) {
+    if (c->counted) {
+        c->counted = false;
+        sharedRelease(*ctx().proxy, static_cast<size_t>(c->up->up - ctx().proxy->upstreams.data()));
+    }
+}
+
+/// Back-pressure: the upstream is not read until the client takes more of the response.
+void waitForClient(ClientConn* c) {
+    ev_io_stop(L(), &c->up->rio);
+    upstreamTimer(c->up, 0);
+    startWrite(c);
+    clientTimer(c, ctx().limits.send_timeout);
+}
+
 void releaseUpstream(ClientConn* c, bool reusable) {
     UpstreamConn* u = c->up;
     if (u == nullptr) {
         return;
     }
+    releaseInflight(c);
     c->up = nullptr;
     if (c->splicing) {
         c->splicing = false;
         ctx().pipes.release(c->pipe);  // closed if the response was abandoned with bytes in it
-    }
-    if (c->counted) {
-        c->counted = false;
-        sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
     }
     if (reusable) {
         ++u->served;
@@ -382,10 +395,7 @@ void appendStr(Buffer& b, const char (&lit)[N]) {
 void appendHeader(Buffer& b, std::string_view name, std::string_view value) {
     size_t n = name.size() + value.size() + 4;
     if (n > b.space()) {
-        appendStr(b, name);  // only what fits: the caller checks the total
-        appendStr(b, ": ");
-        appendStr(b, value);
-        appendStr(b, "\r\n");
+        b.overflowed = true;  // the callers refuse a head that did not fit
         return;
     }
     char* w = b.writePtr();
@@ -1214,10 +1224,8 @@ void pumpSplice(ClientConn* c) {
                 return;
             }
         }
-        if (c->resp_body_left == 0 && c->counted) {
-            // All read from the upstream: free its in-flight count before the last write.
-            c->counted = false;
-            sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
+        if (c->resp_body_left == 0) {
+            releaseInflight(c);  // all read from the upstream: before the last write
         }
         if (p.len > 0) {
             ssize_t n =
@@ -1226,12 +1234,7 @@ void pumpSplice(ClientConn* c) {
                 continue;
             }
             if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-                // Back-pressure: the pipe stays full and the upstream unread until the client
-                // takes more.
-                ev_io_stop(L(), &u->rio);
-                upstreamTimer(u, 0);
-                startWrite(c);
-                clientTimer(c, ctx().limits.send_timeout);
+                waitForClient(c);  // the pipe stays full meanwhile
                 return;
             }
             if (n <= 0) {
@@ -1242,11 +1245,7 @@ void pumpSplice(ClientConn* c) {
             c->meta.bytes_out += static_cast<uint64_t>(n);
             moved += static_cast<uint64_t>(n);
             if (moved >= kBudget && (p.len > 0 || c->resp_body_left > 0)) {
-                // Yield: resume when the client is writable (at once, level-triggered).
-                ev_io_stop(L(), &u->rio);
-                upstreamTimer(u, 0);
-                startWrite(c);
-                clientTimer(c, ctx().limits.send_timeout);
+                waitForClient(c);  // yield: writable at once (level-triggered), so it resumes
                 return;
             }
             continue;  // more room in the pipe: read again before waiting
@@ -1350,11 +1349,10 @@ void pumpResponse(ClientConn* c) {
         if (!frameResponseBody(c)) {
             return;
         }
-        if (c->resp_framed_all && c->counted) {
+        if (c->resp_framed_all) {
             // The upstream's part is over: free its in-flight count before the last write, so a
             // client's next request never finds the upstream "full" because of this one.
-            c->counted = false;
-            sharedRelease(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()));
+            releaseInflight(c);
         }
         // A small body joins the head in `out`: one contiguous send instead of a writev.
         if (!c->out.empty() && c->resp_ready != 0 && c->resp_ready <= kJoinBody &&
@@ -1385,11 +1383,7 @@ void pumpResponse(ClientConn* c) {
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                // Back-pressure: stop reading the upstream until the client takes more.
-                ev_io_stop(L(), &u->rio);
-                upstreamTimer(u, 0);
-                startWrite(c);
-                clientTimer(c, ctx().limits.send_timeout);
+                waitForClient(c);
                 return;
             }
             closeClient(c);

@@ -20,6 +20,7 @@
 #include "worker/access_log.h"
 #include "worker/context.h"
 #include "worker/http_conn.h"
+#include "worker/local_reply.h"
 #include "worker/proxy.h"
 #include "worker/shared_state.h"
 
@@ -105,6 +106,15 @@ void resumeAccepting(struct ev_loop* loop, ev_timer*, int) noexcept {
     }
 }
 
+/// Stops accepting for `seconds` (resumeAccepting() starts again).
+void pauseAccepting(WorkerCtx& c, struct ev_loop* loop, double seconds) {
+    for (auto& aw : c.accept_watchers) {
+        ev_io_stop(loop, &aw);
+    }
+    ev_timer_set(&g_accept_pause, seconds, 0.);
+    ev_timer_start(loop, &g_accept_pause);
+}
+
 /// Balances connections over the workers that share a listening socket (the kernel wakes them
 /// in no fair order): a worker holding clearly more than its share of all client connections
 /// leaves the next ones to the others for a moment, like nginx's accept_disabled.
@@ -125,11 +135,7 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
     // busy): take it anyway.
     if (g_accept_pauses < 3 && overShare(c)) {
         ++g_accept_pauses;
-        for (auto& aw : c.accept_watchers) {
-            ev_io_stop(loop, &aw);
-        }
-        ev_timer_set(&g_accept_pause, 0.002, 0.);
-        ev_timer_start(loop, &g_accept_pause);
+        pauseAccepting(c, loop, 0.002);
         return;
     }
     g_accept_pauses = 0;
@@ -152,32 +158,21 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
                 // instead of spinning (and logging) on it.
                 LOG_ERROR("accept(): %s; pausing accepts for 100 ms", std::strerror(errno));
                 c.pipes.trim();  // cached splice pipes hold descriptors too
-                for (auto& aw : c.accept_watchers) {
-                    ev_io_stop(loop, &aw);
-                }
-                ev_timer_set(&g_accept_pause, 0.1, 0.);
-                ev_timer_start(loop, &g_accept_pause);
+                pauseAccepting(c, loop, 0.1);
             }
             return;
         }
         if (!sharedTryAddConnection(c.limits.max_connections)) {
             // Over server.max_connections across all workers: refuse politely and close.
             char id[mod::requestid::kGeneratedMax + 1];
-            int idn = static_cast<int>(c.ids.next(id));
-            char body[160];
-            int bl = snprintf(body, sizeof body,
-                              "{\"error\":\"too many connections\",\"status\":503,"
-                              "\"request_id\":\"%.*s\"}\n",
-                              idn, id);
-            char busy[512];
-            int bn =
-                snprintf(busy, sizeof busy,
-                         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
-                         "Cache-Control: no-store\r\nRetry-After: 1\r\nX-Request-ID: %.*s\r\n"
-                         "Connection: close\r\n"
-                         "Content-Length: %d\r\n\r\n%s",
-                         idn, id, bl, body);
-            ssize_t wr = ::send(fd, busy, static_cast<size_t>(bn), MSG_NOSIGNAL | MSG_DONTWAIT);
+            size_t idn = c.ids.next(id);
+            char busy[768];
+            Buffer reply;  // over a stack array: never given to a pool
+            reply.data = busy;
+            reply.cap = sizeof busy;
+            buildLocalReply(reply, 503, "too many connections", std::string_view(id, idn),
+                            "Retry-After: 1\r\n", false, false);
+            ssize_t wr = ::send(fd, reply.readPtr(), reply.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
             (void)wr;
             ::close(fd);
             continue;

@@ -22,20 +22,22 @@ sockaddr_storage v4(const char* ip, uint16_t port, socklen_t& len) {
     return ss;
 }
 
-TEST(AddrTableTest, UnresolvedUntilStored) {
-    std::vector<AddrEntryShm> mem(4);
-    std::memset(mem.data(), 0, mem.size() * sizeof(AddrEntryShm));
-    AddrTable t(mem.data(), 4);
+// A zeroed table of four entries, as a fresh shared-memory segment holds it.
+class AddrTableTest : public ::testing::Test {
+protected:
+    AddrTableTest() { std::memset(mem.data(), 0, mem.size() * sizeof(AddrEntryShm)); }
+    std::vector<AddrEntryShm> mem = std::vector<AddrEntryShm>(4);
+    AddrTable t{mem.data(), 4};
+};
+
+TEST_F(AddrTableTest, UnresolvedUntilStored) {
     sockaddr_storage out;
     socklen_t len = 0;
     EXPECT_FALSE(t.load(1, out, len));
     EXPECT_FALSE(t.load(9, out, len));  // out of range
 }
 
-TEST(AddrTableTest, StoreThenLoadRoundTripsAndReportsChanges) {
-    std::vector<AddrEntryShm> mem(4);
-    std::memset(mem.data(), 0, mem.size() * sizeof(AddrEntryShm));
-    AddrTable t(mem.data(), 4);
+TEST_F(AddrTableTest, StoreThenLoadRoundTripsAndReportsChanges) {
     socklen_t l1;
     sockaddr_storage a = v4("10.1.2.3", 8080, l1);
     EXPECT_TRUE(t.store(2, a, l1));
@@ -55,10 +57,7 @@ TEST(AddrTableTest, StoreThenLoadRoundTripsAndReportsChanges) {
     EXPECT_FALSE(t.load(2, out, len));
 }
 
-TEST(AddrTableTest, StampChangesWithTheAddressOnly) {
-    std::vector<AddrEntryShm> mem(4);
-    std::memset(mem.data(), 0, mem.size() * sizeof(AddrEntryShm));
-    AddrTable t(mem.data(), 4);
+TEST_F(AddrTableTest, StampChangesWithTheAddressOnly) {
     socklen_t l;
     sockaddr_storage a = v4("10.1.2.3", 8080, l);
     sockaddr_storage b = v4("10.1.2.4", 8080, l);
@@ -75,10 +74,7 @@ TEST(AddrTableTest, StampChangesWithTheAddressOnly) {
     EXPECT_EQ(AddrTable().stamp(0), 0u);
 }
 
-TEST(AddrTableTest, ReaderTreatsAStuckWriteAsAbsent) {
-    std::vector<AddrEntryShm> mem(1);
-    std::memset(mem.data(), 0, sizeof(AddrEntryShm));
-    AddrTable t(mem.data(), 1);
+TEST_F(AddrTableTest, ReaderTreatsAStuckWriteAsAbsent) {
     socklen_t l;
     sockaddr_storage a = v4("127.0.0.1", 80, l);
     ASSERT_TRUE(t.store(0, a, l));
