@@ -7,7 +7,7 @@
 set -eu
 
 BUILD="g++ make pkg-config libev-dev libssl-dev libyaml-cpp-dev libcjson-dev libtomlplusplus-dev \
-libboost-dev libpcre2-dev libxxhash-dev prometheus-cpp-dev"
+libboost-dev libpcre2-dev libxxhash-dev prometheus-cpp-dev liburing-dev"
 TEST="libgtest-dev libgmock-dev libbenchmark-dev python3 openssl clang libclang-rt-14-dev procps"
 BENCH="wrk nginx haproxy apache2-utils valgrind"
 

@@ -24,20 +24,29 @@ passed=$((passed + total - fails))
 failed=$((failed + fails))
 
 # Integration tests: the real binary against real backends on 127.0.0.1.
+integration() {  # log-name [run.py arguments]: adds the run's counts to the totals
+    out=$log/$1.txt
+    shift
+    /usr/bin/python3 tests/integration/run.py "$@" > "$out" 2>&1
+    rc=$?
+    tail -n 40 "$out"
+    line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' "$out" | tail -n 1)
+    ip=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
+    if_=$(echo "$line" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
+    [ -n "$ip" ] || ip=0
+    [ -n "$if_" ] || if_=1
+    if [ "$rc" -ne 0 ] && [ "$if_" -eq 0 ]; then if_=1; fi
+    passed=$((passed + ip))
+    failed=$((failed + if_))
+}
 echo "== integration tests"
 stamp=$B/test-logs/.shm-stamp
 touch "$stamp"
-/usr/bin/python3 tests/integration/run.py > $log/integration.txt 2>&1
-rc=$?
-tail -n 40 $log/integration.txt
-line=$(grep -E '^[0-9]+ passed, [0-9]+ failed' $log/integration.txt | tail -n 1)
-ip=$(echo "$line" | sed -n 's/^\([0-9]*\) passed.*/\1/p')
-if_=$(echo "$line" | sed -n 's/^[0-9]* passed, \([0-9]*\) failed.*/\1/p')
-[ -n "$ip" ] || ip=0
-[ -n "$if_" ] || if_=1
-if [ "$rc" -ne 0 ] && [ "$if_" -eq 0 ]; then if_=1; fi
-passed=$((passed + ip))
-failed=$((failed + if_))
+integration integration
+# The data path again with plain system calls instead of io_uring batches (server.io_uring off,
+# also what a kernel without io_uring gets).
+echo "== integration tests: data path without io_uring"
+PHOTON_TEST_IO_URING=0 integration integration-plain test_proxy test_smuggling
 # Masters killed with SIGKILL by the tests cannot remove their shared-memory segments.
 find /dev/shm -maxdepth 1 -name 'photon.*' -newer "$stamp" -delete 2>/dev/null
 

@@ -109,6 +109,10 @@ struct ServerConfig {
     /// resolve_interval (new): how often the master looks upstream host names up again (off
     /// the workers' event loops); a changed address is used by new connections. Default 30s.
     Duration resolve_interval = std::chrono::seconds(30);
+    /// io_uring (new): carry out each worker's socket reads and writes of a loop iteration with
+    /// one io_uring_enter(2) instead of one system call each. Default true; a kernel that
+    /// refuses io_uring falls back to plain system calls by itself.
+    bool io_uring = true;
     /// keepalive_requests (new): requests served on one client connection before it is closed.
     /// Default 10000.
     uint32_t keepalive_requests = 10000;

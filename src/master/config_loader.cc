@@ -800,6 +800,7 @@ private:
             }
         }
         r.opt("reuse_port", s.reuse_port);
+        r.opt("io_uring", s.io_uring);
 
         if (s.max_request_line > s.max_header_size) {
             ctx_.warn(r.markOf("max_request_line"), r.path("max_request_line"),
@@ -2025,6 +2026,7 @@ public:
         }
         kv("trusted_proxies", strList(cidrs));
         kv("reuse_port", boolean(s.reuse_port));
+        kv("io_uring", boolean(s.io_uring));
         end();
 
         section("load_balancing");

@@ -10,6 +10,7 @@
 
 #include "modules/requestid/request_id.h"
 #include "worker/buffer.h"
+#include "worker/io_batch.h"
 #include "worker/pipe_pool.h"
 #include "worker/worker.h"
 
@@ -60,6 +61,7 @@ struct WorkerCtx {
     BufferPool io_pool{16384};    // client buffers and upstream request buffers
     BufferPool body_pool{65536};  // upstream response buffers: large bodies move in few syscalls
     PipePool pipes;               // splice(2) pipes for large response bodies
+    IoBatch io;                   // socket reads and writes, carried out once per iteration
     mod::requestid::Generator ids;
     Proxy* proxy = nullptr;  // from WorkerInit; this process's copy
     std::unique_ptr<AccessLog> access_log;

@@ -65,6 +65,14 @@ void finishRequest(ClientConn* c);
 void closeClient(ClientConn* c);
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
                bool close);
+bool clientRxPrep(IoOp* op, IoArgs& a);
+void clientRxDone(IoOp* op, ssize_t n);
+bool clientTxPrep(IoOp* op, IoArgs& a);
+void clientTxDone(IoOp* op, ssize_t n);
+bool upstreamRxPrep(IoOp* op, IoArgs& a);
+void upstreamRxDone(IoOp* op, ssize_t n);
+bool upstreamTxPrep(IoOp* op, IoArgs& a);
+void upstreamTxDone(IoOp* op, ssize_t n);
 
 // ----- watcher helpers (each start/stop is an epoll change: only when the state changes) -----
 
@@ -128,10 +136,14 @@ UpstreamConn* newUpstreamConn() {
         g_free_upstreams.pop_back();
         new (u) UpstreamConn;
     }
+    u->rx = IoOp{upstreamRxPrep, upstreamRxDone, u};
+    u->tx = IoOp{upstreamTxPrep, upstreamTxDone, u};
     return u;
 }
 
 void destroyUpstreamConn(UpstreamConn* u) {
+    ctx().io.cancel(&u->rx);
+    ctx().io.cancel(&u->tx);
     ev_io_stop(L(), &u->rio);
     ev_io_stop(L(), &u->wio);
     u->timer.stop(L());
@@ -233,6 +245,8 @@ void poolPut(UpstreamConn* u) {
         return;
     }
     u->owner = nullptr;
+    ctx().io.cancel(&u->rx);
+    ctx().io.cancel(&u->tx);
     ev_io_stop(L(), &u->wio);
     ev_io_start(L(), &u->rio);  // idle: readable means closed or garbage (stopped by back-pressure)
     ctx().body_pool.release(u->rbuf);
@@ -273,6 +287,7 @@ void releaseUpstream(ClientConn* c, bool reusable) {
         return;
     }
     releaseInflight(c);
+    ctx().io.cancel(&c->tx);  // it may point into u->rbuf
     c->up = nullptr;
     if (c->splicing) {
         c->splicing = false;
@@ -300,6 +315,8 @@ void closeClient(ClientConn* c) {
         return;
     }
     releaseUpstream(c, false);
+    ctx().io.cancel(&c->rx);
+    ctx().io.cancel(&c->tx);
     stopRead(c);
     stopWrite(c);
     c->timer.stop(L());
@@ -325,6 +342,7 @@ void closeClient(ClientConn* c) {
 /// After an error reply: stop sending, drain what the client still sends for a moment, then
 /// close, so our reply is not destroyed by a reset (nginx's lingering close).
 void lingerClose(ClientConn* c) {
+    ctx().io.cancel(&c->rx);  // from now on reads only drain the socket
     ::shutdown(c->fd, SHUT_WR);
     c->state = ClientConn::State::Lingering;
     stopWrite(c);
@@ -454,6 +472,7 @@ void appendUint(Buffer& b, uint64_t v) {
 
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
                bool close) {
+    ctx().io.cancel(&c->tx);
     ctx().io_pool.acquire(c->out);
     c->out.clear();
     if (c->meta.id_len == 0) {
@@ -1010,23 +1029,11 @@ void attemptUpstream(ClientConn* c) {
     sendUpstream(c);
 }
 
+/// Sends the request head (u->wbuf); upstreamTxDone() comes back here until it is all sent.
 void sendUpstream(ClientConn* c) {
     UpstreamConn* u = c->up;
-    while (!u->wbuf.empty()) {
-        ssize_t n = ::send(u->fd, u->wbuf.readPtr(), u->wbuf.size(), MSG_NOSIGNAL);
-        if (n > 0) {
-            u->wbuf.consume(static_cast<size_t>(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            ev_io_start(L(), &u->wio);
-            upstreamTimer(u, writeTimeout(c, u));
-            return;
-        }
-        upstreamFailed(c, UpFail::Reset);
+    if (!u->wbuf.empty()) {
+        ctx().io.queue(&u->tx);
         return;
     }
     ev_io_stop(L(), &u->wio);
@@ -1045,6 +1052,9 @@ void sendUpstream(ClientConn* c) {
 
 void pumpRequestBody(ClientConn* c) {
     UpstreamConn* u = c->up;
+    if (u->tx.busy()) {
+        return;  // its completion comes back here
+    }
     while (true) {
         if (!frameRequestBody(c)) {
             return;
@@ -1065,26 +1075,54 @@ void pumpRequestBody(ClientConn* c) {
             upstreamTimer(u, 0);
             return;
         }
-        ssize_t n = ::send(u->fd, c->in.readPtr(), c->req_ready, MSG_NOSIGNAL);
-        if (n > 0) {
-            c->retryable = false;
-            c->meta.bytes_in += static_cast<uint64_t>(n);
-            c->req_ready -= static_cast<size_t>(n);
-            c->in.consume(static_cast<size_t>(n));
-            continue;
-        }
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        ctx().io.queue(&u->tx);  // upstreamTxDone() comes back here
+        return;
+    }
+}
+
+bool upstreamTxPrep(IoOp* op, IoArgs& a) {
+    auto* u = static_cast<UpstreamConn*>(op->owner);
+    ClientConn* c = u->owner;
+    a.fd = u->fd;
+    a.send = true;
+    if (!u->wbuf.empty()) {
+        u->tx_body = false;
+        a.iov[0] = {u->wbuf.readPtr(), u->wbuf.size()};
+        return true;
+    }
+    if (c != nullptr && c->req_ready != 0) {
+        u->tx_body = true;
+        a.iov[0] = {c->in.readPtr(), c->req_ready};
+        return true;
+    }
+    return false;
+}
+
+void upstreamTxDone(IoOp* op, ssize_t n) {
+    auto* u = static_cast<UpstreamConn*>(op->owner);
+    ClientConn* c = u->owner;
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+        if (u->tx_body) {
             stopRead(c);  // back-pressure: read no more from the client until this drains
-            ev_io_start(L(), &u->wio);
-            upstreamTimer(u, writeTimeout(c, u));
-            return;
         }
+        ev_io_start(L(), &u->wio);
+        upstreamTimer(u, writeTimeout(c, u));
+        return;
+    }
+    if (n <= 0) {
         upstreamFailed(c, UpFail::Reset);
         return;
     }
+    if (!u->tx_body) {
+        u->wbuf.consume(static_cast<size_t>(n));
+        sendUpstream(c);
+        return;
+    }
+    c->retryable = false;
+    c->meta.bytes_in += static_cast<uint64_t>(n);
+    c->req_ready -= static_cast<size_t>(n);
+    c->in.consume(static_cast<size_t>(n));
+    pumpRequestBody(c);
 }
 
 /// Builds the client's response head from the upstream's into c->out.
@@ -1332,71 +1370,43 @@ bool frameResponseBody(ClientConn* c) {
 
 void finishProxy(ClientConn* c) {
     UpstreamConn* u = c->up;
-    bool reusable = c->resp.keep_alive && c->req_body_done && u->rbuf.empty() &&
+    bool reusable = c->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty() &&
                     c->resp_framing != BodyFraming::UntilClose;
     c->meta.upstream_time = now() - c->meta.upstream_start;
     releaseUpstream(c, reusable);
     finishRequest(c);
 }
 
+/// Sends what is framed of the response (head in `out`, body bytes in up->rbuf); the send's
+/// completion, clientTxDone(), comes back here until the response is done or the client is
+/// full. A send and a recv of the same response are never in flight together.
 void pumpResponse(ClientConn* c) {
     if (c->splicing) {
         pumpSplice(c);
         return;
     }
     UpstreamConn* u = c->up;
-    while (true) {
-        if (!frameResponseBody(c)) {
-            return;
-        }
-        if (c->resp_framed_all) {
-            // The upstream's part is over: free its in-flight count before the last write, so a
-            // client's next request never finds the upstream "full" because of this one.
-            releaseInflight(c);
-        }
-        // A small body joins the head in `out`: one contiguous send instead of a writev.
-        if (!c->out.empty() && c->resp_ready != 0 && c->resp_ready <= kJoinBody &&
-            c->resp_ready <= c->out.space()) {
-            c->out.append(u->rbuf.readPtr(), c->resp_ready);
-            u->rbuf.consume(c->resp_ready);
-            c->resp_ready = 0;
-        }
-        struct iovec iov[2];
-        int cnt = 0;
-        if (!c->out.empty()) {
-            iov[cnt].iov_base = c->out.readPtr();
-            iov[cnt].iov_len = c->out.size();
-            ++cnt;
-        }
-        if (c->resp_ready) {
-            iov[cnt].iov_base = u->rbuf.readPtr();
-            iov[cnt].iov_len = c->resp_ready;
-            ++cnt;
-        }
-        if (cnt == 0) {
-            break;
-        }
-        ssize_t n = cnt == 1 ? ::send(c->fd, iov[0].iov_base, iov[0].iov_len, 0)
-                             : ::writev(c->fd, iov, cnt);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                waitForClient(c);
-                return;
-            }
-            closeClient(c);
-            return;
-        }
-        c->resp_started = true;
-        size_t w = static_cast<size_t>(n);
-        c->meta.bytes_out += w;
-        size_t from_out = std::min(w, c->out.size());
-        c->out.consume(from_out);
-        w -= from_out;
-        c->resp_ready -= w;
-        u->rbuf.consume(w);
+    if (c->tx.busy() || u->rx.busy()) {
+        return;  // its completion comes back here
+    }
+    if (!frameResponseBody(c)) {
+        return;
+    }
+    if (c->resp_framed_all) {
+        // The upstream's part is over: free its in-flight count before the last write, so a
+        // client's next request never finds the upstream "full" because of this one.
+        releaseInflight(c);
+    }
+    // A small body joins the head in `out`: one contiguous send instead of a sendmsg.
+    if (!c->out.empty() && c->resp_ready != 0 && c->resp_ready <= kJoinBody &&
+        c->resp_ready <= c->out.space()) {
+        c->out.append(u->rbuf.readPtr(), c->resp_ready);
+        u->rbuf.consume(c->resp_ready);
+        c->resp_ready = 0;
+    }
+    if (!c->out.empty() || c->resp_ready != 0) {
+        ctx().io.queue(&c->tx);
+        return;
     }
     stopWrite(c);
     clientTimer(c, 0);
@@ -1423,6 +1433,41 @@ void pumpResponse(ClientConn* c) {
     }
     u->readahead = 0;
     upstreamTimer(u, readTimeout(c, u));
+}
+
+bool clientTxPrep(IoOp* op, IoArgs& a) {
+    auto* c = static_cast<ClientConn*>(op->owner);
+    a.fd = c->fd;
+    a.send = true;
+    a.iovcnt = 0;
+    if (!c->out.empty()) {
+        a.iov[a.iovcnt++] = {c->out.readPtr(), c->out.size()};
+    }
+    if (c->resp_ready != 0 && c->up != nullptr) {
+        a.iov[a.iovcnt++] = {c->up->rbuf.readPtr(), c->resp_ready};
+    }
+    return a.iovcnt != 0;
+}
+
+void clientTxDone(IoOp* op, ssize_t n) {
+    auto* c = static_cast<ClientConn*>(op->owner);
+    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+        waitForClient(c);
+        return;
+    }
+    if (n <= 0) {
+        closeClient(c);
+        return;
+    }
+    c->resp_started = true;
+    size_t w = static_cast<size_t>(n);
+    c->meta.bytes_out += w;
+    size_t from_out = std::min(w, c->out.size());
+    c->out.consume(from_out);
+    w -= from_out;
+    c->resp_ready -= w;
+    c->up->rbuf.consume(w);
+    pumpResponse(c);
 }
 
 // ----- request completion and keep-alive -----
@@ -1507,16 +1552,25 @@ void processInput(ClientConn* c) {
 
 // ----- event callbacks -----
 
-/// Reads what the socket has into `in`. Returns bytes read, 0 on EOF, -1 on would-block,
-/// -2 on error.
-ssize_t readClient(ClientConn* c) {
+/// Makes room in `in` for a read. False when it is full: the request in progress must consume
+/// some first (reading stops until then).
+bool roomToRead(ClientConn* c) {
     ctx().io_pool.acquire(c->in);
     if (c->in.space() == 0) {
         c->in.compact();
         if (c->in.space() == 0) {
-            stopRead(c);  // full: the request in progress must consume some first
-            return -1;
+            stopRead(c);
+            return false;
         }
+    }
+    return true;
+}
+
+/// Reads what the socket has into `in` at once (outside the loop's batch). Returns bytes read,
+/// 0 on EOF, -1 on would-block, -2 on error.
+ssize_t readClient(ClientConn* c) {
+    if (!roomToRead(c)) {
+        return -1;
     }
     while (true) {
         ssize_t n = ::recv(c->fd, c->in.writePtr(), c->in.space(), 0);
@@ -1544,9 +1598,31 @@ void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
         }
         return;
     }
-    ssize_t n = readClient(c);
-    if (n == -1) {
+    // Compacting `in` here, before the batch runs, never moves bytes a queued send points at:
+    // sends are described when the batch runs.
+    if (!c->rx.busy() && roomToRead(c)) {
+        ctx().io.queue(&c->rx);
+    }
+}
+
+bool clientRxPrep(IoOp* op, IoArgs& a) {
+    auto* c = static_cast<ClientConn*>(op->owner);
+    ctx().io_pool.acquire(c->in);  // released meanwhile if the connection went idle
+    if (c->in.space() == 0) {
+        return false;  // the read watcher reports again once a request consumed some
+    }
+    a.fd = c->fd;
+    a.iov[0] = {c->in.writePtr(), c->in.space()};
+    return true;
+}
+
+void clientRxDone(IoOp* op, ssize_t n) {
+    auto* c = static_cast<ClientConn*>(op->owner);
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
         return;
+    }
+    if (n > 0) {
+        c->in.produce(static_cast<size_t>(n));
     }
     if (n <= 0) {
         if (c->state == ClientConn::State::WritingLocal) {
@@ -1575,7 +1651,7 @@ void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
 void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
     auto* c = static_cast<ClientConn*>(w->data);
     if (c->state == ClientConn::State::Proxying && c->up) {
-        pumpResponse(c);
+        pumpResponse(c);  // waits for an operation in flight (the watcher reports again)
         return;
     }
     if (!flushOut(c)) {
@@ -1616,6 +1692,9 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
         onUpstreamWrite(L(), &u->wio, EV_WRITE);
         return;
     }
+    if (u->rx.busy() || c->tx.busy()) {
+        return;  // level-triggered: reported again if still readable once that is done
+    }
     ctx().body_pool.acquire(u->rbuf);
     if (u->rbuf.space() == 0) {
         u->rbuf.compact();
@@ -1628,16 +1707,29 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
         }
         return;
     }
-    ssize_t n;
+    ctx().io.queue(&u->rx);
+}
+
+bool upstreamRxPrep(IoOp* op, IoArgs& a) {
+    auto* u = static_cast<UpstreamConn*>(op->owner);
     size_t want = u->rbuf.space();
-    if (!c->resp_head_done && want > kHeadRead) {
+    if (!u->owner->resp_head_done && want > kHeadRead) {
         want = kHeadRead;
     }
-    do {
-        n = ::recv(u->fd, u->rbuf.writePtr(), want, 0);
-    } while (n < 0 && errno == EINTR);
-    u->read_full = n > 0 && static_cast<size_t>(n) == want;
-    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+    if (want == 0) {
+        return false;
+    }
+    u->rx_want = static_cast<uint32_t>(want);
+    a.fd = u->fd;
+    a.iov[0] = {u->rbuf.writePtr(), want};
+    return true;
+}
+
+void upstreamRxDone(IoOp* op, ssize_t n) {
+    auto* u = static_cast<UpstreamConn*>(op->owner);
+    ClientConn* c = u->owner;
+    u->read_full = n > 0 && static_cast<size_t>(n) == u->rx_want;
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
         u->readahead = 0;
         upstreamTimer(u, readTimeout(c, u));
         return;
@@ -1713,6 +1805,9 @@ void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept {
         }
         u->connecting = false;
     }
+    if (u->tx.busy()) {
+        return;  // its completion carries on
+    }
     if (!u->wbuf.empty()) {
         sendUpstream(c);
         return;
@@ -1744,6 +1839,7 @@ void failRequestPublic(ClientConn* c, int status, std::string_view why) {
 }
 
 void sendJson(ClientConn* c, int status, std::string_view body) {
+    ctx().io.cancel(&c->tx);
     ctx().io_pool.acquire(c->out);
     c->out.clear();
     if (!c->req_body_done) {
@@ -1784,6 +1880,8 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
     c->peer_ip_len = static_cast<uint8_t>(std::strlen(c->peer_ip));
     ev_io_init(&c->rio, onClientRead, fd, EV_READ);
     ev_io_init(&c->wio, onClientWrite, fd, EV_WRITE);
+    c->rx = IoOp{clientRxPrep, clientRxDone, c};
+    c->tx = IoOp{clientTxPrep, clientTxDone, c};
     c->timer.init(onClientTimer, c);
     c->rio.data = c->wio.data = c;
     ++ctx().conn_count;

@@ -11,6 +11,7 @@
 #include "core/http_parser.h"
 #include "worker/buffer.h"
 #include "worker/context.h"
+#include "worker/io_batch.h"
 #include "worker/lazy_timer.h"
 #include "worker/pipe_pool.h"
 
@@ -27,6 +28,8 @@ public:
     int fd = -1;
     ev_io rio{};
     ev_io wio{};
+    IoOp rx;  // batched recv into rbuf
+    IoOp tx;  // batched send of wbuf, or of request body bytes from the client's `in`
     LazyTimer timer;
     Buffer rbuf;  // bytes received from the upstream
     Buffer wbuf;  // request head (and a small body) still to send
@@ -35,6 +38,8 @@ public:
     bool connecting = false;
     bool reused = false;      // taken from the idle pool
     bool read_full = false;   // the last recv filled all the space it was offered
+    bool tx_body = false;     // the send in flight carries body bytes (not wbuf)
+    uint32_t rx_want = 0;     // bytes the recv in flight was offered
     uint8_t readahead = 0;    // reads done without waiting for epoll in a row
     uint32_t served = 0;      // requests completed on this connection
     uint64_t addr_stamp = 0;  // version of the upstream's published address when connected
@@ -83,6 +88,8 @@ public:
     uint64_t id = 0;
     ev_io rio{};
     ev_io wio{};
+    IoOp rx;  // batched recv into `in`
+    IoOp tx;  // batched send of `out` and the response bytes ready in up->rbuf
     LazyTimer timer;
     char peer_ip[48] = {};
     uint8_t peer_ip_len = 0;

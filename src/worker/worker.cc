@@ -34,6 +34,7 @@ ev_signal g_sig_term, g_sig_int, g_sig_quit, g_sig_usr1;
 ev_io g_master_io;
 ev_timer g_shutdown_timer;
 ev_timer g_accept_pause;  // accepting paused: this worker holds more than its share
+ev_prepare g_io_flush;    // the iteration's socket reads and writes, before waiting again
 
 void stopAccepting() {
     WorkerCtx& c = *g_ctx;
@@ -79,6 +80,8 @@ void onSignal(struct ev_loop* loop, ev_signal* w, int) noexcept {
         ev_break(loop, EVBREAK_ALL);
     }
 }
+
+void onIoFlush(struct ev_loop*, ev_prepare*, int) noexcept { ctx().io.flush(); }
 
 void onMasterGone(struct ev_loop*, ev_io* w, int) noexcept {
     char buf[64];
@@ -246,6 +249,10 @@ int runWorker(const WorkerInit& init) {
     ev_io_start(c.loop, &g_master_io);
     ev_timer_init(&g_shutdown_timer, onShutdownTimeout, c.limits.shutdown_timeout, 0.);
     ev_timer_init(&g_accept_pause, resumeAccepting, 0.002, 0.);
+    c.io.init(init.config->server.io_uring);
+    ev_prepare_init(&g_io_flush, onIoFlush);
+    ev_prepare_start(c.loop, &g_io_flush);
+    ev_unref(c.loop);  // the flush alone does not keep the loop running
 
     c.accept_watchers.resize(init.listeners->size());
     c.accept_kinds.resize(init.listeners->size());

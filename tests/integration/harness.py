@@ -173,6 +173,19 @@ def timeout(seconds):
 _SUFFIX = {"yaml": ".yaml", "yml": ".yml", "json": ".json", "toml": ".toml"}
 
 
+def _with_test_overrides(config):
+    """PHOTON_TEST_IO_URING=0 runs the suite with ``server.io_uring: false`` (plain system calls
+    instead of io_uring batches) wherever a test did not choose itself."""
+    if os.environ.get("PHOTON_TEST_IO_URING") != "0" or not isinstance(config, dict):
+        return config
+    server = config.get("server")
+    if not isinstance(server, dict) or "io_uring" in server:
+        return config
+    config = dict(config)
+    config["server"] = dict(server, io_uring=False)
+    return config
+
+
 def write_config(tmpdir, config, fmt="yaml", name="photon"):
     """Writes a config file into ``tmpdir`` and returns its path.
 
@@ -182,6 +195,7 @@ def write_config(tmpdir, config, fmt="yaml", name="photon"):
     an empty ``fmt`` writes ``<name>`` without suffix.
     """
     if isinstance(config, (dict, list)):
+        config = _with_test_overrides(config)
         if fmt in ("yaml", "yml"):
             text = render_yaml(config)
         elif fmt == "json":

@@ -304,6 +304,65 @@ class BackPressureTest(ProxyTest):
         self.assertEqual(cl.hash.hexdigest(), bulk_sha256(size), "64 MiB body differs")
 
 
+class IoUringTest(ProxyTest):
+    """Each worker carries out the socket reads and writes of a loop iteration with one
+    io_uring_enter(2); server.io_uring: false (like a kernel that refuses io_uring) makes it use
+    one plain system call each. Both serve the same traffic the same way."""
+
+    def worker_rings(self, p):
+        n = 0
+        for pid in p.worker_pids():
+            if "worker" not in harness.cmdline(pid):
+                continue
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[io_uring]":
+                        n += 1
+                except OSError:
+                    pass
+        return n
+
+    def exercise(self):
+        c = self.conn(self.port, timeout=30)
+        for size in (0, 1, 5000, 70000, 3 * MiB):
+            r = c.request("GET", "/fixed?size=%d" % size)
+            self.assertEqual(r.status, 200, size)
+            self.assertEqual(sha(r.body), pattern_sha256(size), "body of %d bytes differs" % size)
+        body = os.urandom(300 * 1024)
+        r = c.request("POST", "/echo", body=body)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_sha256"], sha(body))
+        # Pipelined requests are answered in order.
+        cl = RawClient(self.port, timeout=30)
+        self.addCleanup(cl.close)
+        cl.send(b"".join(b"GET /fixed?size=%d HTTP/1.1\r\nHost: p\r\n\r\n" % (10 + i)
+                         for i in range(20)))
+        for i in range(20):
+            status, headers = cl.read_head()  # starts a new body count and hash
+            self.assertEqual(status, 200)
+            self.assertEqual(int(headers["content-length"]), 10 + i)
+            cl.read_body(10 + i)
+            self.assertEqual(cl.hash.hexdigest(), pattern_sha256(10 + i))
+
+    def test_workers_batch_through_io_uring(self):
+        try:
+            with open("/proc/sys/kernel/io_uring_disabled") as f:
+                if f.read().strip() == "2":
+                    self.skipTest("io_uring is disabled on this kernel")
+        except FileNotFoundError:
+            pass
+        b = self.backend()
+        p = self.start([b], workers=2, io_uring=True)
+        self.exercise()
+        self.assertEqual(self.worker_rings(p), 2)
+
+    def test_plain_system_calls_when_turned_off(self):
+        b = self.backend()
+        p = self.start([b], workers=2, io_uring=False)
+        self.exercise()
+        self.assertEqual(self.worker_rings(p), 0)
+
+
 class SpliceTest(ProxyTest):
     """The rest of a large Content-Length body moves upstream → pipe → client with splice(2)
     (the first read of a response takes at most 16 KiB; 8 KiB or more left then goes through a
