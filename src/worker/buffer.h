@@ -31,6 +31,15 @@ struct Buffer {
         }
     }
     void produce(size_t n) { wpos += static_cast<uint32_t>(n); }
+    /// Accounts for `n` bytes a receive wrote at offset `off` (where the free space began when
+    /// it was set up). If the data was consumed or compacted meanwhile (both only move the end
+    /// of the data down), the bytes are moved to follow it.
+    void produceAt(uint32_t off, size_t n) {
+        if (off != wpos) {
+            std::memmove(data + wpos, data + off, n);
+        }
+        wpos += static_cast<uint32_t>(n);
+    }
     void clear() {
         rpos = wpos = 0;
         overflowed = false;

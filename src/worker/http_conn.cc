@@ -906,7 +906,8 @@ void dispatch(ClientConn* c) {
 // ----- proxying -----
 
 void failRequest(ClientConn* c, int status, std::string_view why) {
-    if (c->resp_started) {
+    // A send that is part of the running batch may already have put response bytes on the wire.
+    if (c->resp_started || c->tx.running >= 0) {
         closeClient(c);  // the response is half sent: the only honest signal is a close
         return;
     }
@@ -1101,7 +1102,7 @@ bool upstreamTxPrep(IoOp* op, IoArgs& a) {
 void upstreamTxDone(IoOp* op, ssize_t n) {
     auto* u = static_cast<UpstreamConn*>(op->owner);
     ClientConn* c = u->owner;
-    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
         if (u->tx_body) {
             stopRead(c);  // back-pressure: read no more from the client until this drains
         }
@@ -1451,7 +1452,7 @@ bool clientTxPrep(IoOp* op, IoArgs& a) {
 
 void clientTxDone(IoOp* op, ssize_t n) {
     auto* c = static_cast<ClientConn*>(op->owner);
-    if (n == -EAGAIN || n == -EWOULDBLOCK) {
+    if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
         waitForClient(c);
         return;
     }
@@ -1476,7 +1477,7 @@ void goIdle(ClientConn* c) {
     c->state = ClientConn::State::Idle;
     moveToList(c, ctx().idle_conns);
     ctx().io_pool.release(c->out);
-    if (c->in.empty()) {
+    if (c->in.empty() && !c->rx.busy()) {  // a receive pending into it keeps it
         ctx().io_pool.release(c->in);
     }
     startRead(c);
@@ -1613,6 +1614,8 @@ bool clientRxPrep(IoOp* op, IoArgs& a) {
     }
     a.fd = c->fd;
     a.iov[0] = {c->in.writePtr(), c->in.space()};
+    op->land_buf = c->in.data;
+    op->land_off = c->in.wpos;
     return true;
 }
 
@@ -1622,7 +1625,14 @@ void clientRxDone(IoOp* op, ssize_t n) {
         return;
     }
     if (n > 0) {
-        c->in.produce(static_cast<size_t>(n));
+        // The buffer stays the same while a receive is pending (goIdle keeps it), but a
+        // completion delivered before this one may have consumed or compacted its data.
+        if (c->in.data != op->land_buf || op->land_off + static_cast<uint32_t>(n) > c->in.cap) {
+            LOG_ERROR("client read landed outside its buffer; closing the connection");
+            closeClient(c);
+            return;
+        }
+        c->in.produceAt(op->land_off, static_cast<size_t>(n));
     }
     if (n <= 0) {
         if (c->state == ClientConn::State::WritingLocal) {
@@ -1722,6 +1732,8 @@ bool upstreamRxPrep(IoOp* op, IoArgs& a) {
     u->rx_want = static_cast<uint32_t>(want);
     a.fd = u->fd;
     a.iov[0] = {u->rbuf.writePtr(), want};
+    op->land_buf = u->rbuf.data;
+    op->land_off = u->rbuf.wpos;
     return true;
 }
 
@@ -1748,7 +1760,12 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
         }
         return;
     }
-    u->rbuf.produce(static_cast<size_t>(n));
+    if (u->rbuf.data != op->land_buf || op->land_off + static_cast<uint32_t>(n) > u->rbuf.cap) {
+        LOG_ERROR("upstream read landed outside its buffer; closing the connection");
+        closeClient(c);
+        return;
+    }
+    u->rbuf.produceAt(op->land_off, static_cast<size_t>(n));
     if (!c->resp_head_done) {
         core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
         while (true) {

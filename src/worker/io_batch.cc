@@ -13,6 +13,7 @@ namespace photon::worker {
 namespace {
 constexpr unsigned kRingEntries = 256;
 constexpr int kSendFlags = MSG_NOSIGNAL | MSG_DONTWAIT;
+constexpr ssize_t kNotRun = INT64_MIN;  // res_ of an operation the ring did not take
 }  // namespace
 
 IoBatch::~IoBatch() {
@@ -28,12 +29,24 @@ bool IoBatch::init(bool use_ring) {
     }
     auto* ring = new io_uring;
     // Only this process submits, and every operation completes while it is being submitted, so
-    // the kernel never needs to interrupt the task to post a completion.
-    const unsigned preferred =
+    // the kernel never needs to interrupt the task to post a completion. These flags need
+    // Linux 6.0, which is also where a MSG_DONTWAIT socket operation reliably completes with
+    // -EAGAIN instead of waiting inside the kernel: an older kernel gets plain system calls.
+    const unsigned flags =
         IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN | IORING_SETUP_SINGLE_ISSUER;
-    int r = io_uring_queue_init(kRingEntries, ring, preferred);
-    if (r == -EINVAL) {
-        r = io_uring_queue_init(kRingEntries, ring, 0);  // a kernel older than 6.0
+    int r = io_uring_queue_init(kRingEntries, ring, flags);
+    if (r == 0) {
+        io_uring_probe* probe = io_uring_get_probe_ring(ring);
+        bool ops = probe != nullptr && io_uring_opcode_supported(probe, IORING_OP_SEND) &&
+                   io_uring_opcode_supported(probe, IORING_OP_RECV) &&
+                   io_uring_opcode_supported(probe, IORING_OP_SENDMSG);
+        if (probe != nullptr) {
+            io_uring_free_probe(probe);
+        }
+        if (!ops) {
+            io_uring_queue_exit(ring);
+            r = -EOPNOTSUPP;
+        }
     }
     if (r < 0) {
         LOG_INFO("io_uring unavailable (%s); one system call per socket read or write",
@@ -43,7 +56,15 @@ bool IoBatch::init(bool use_ring) {
     }
     ring_ = ring;
     ring_entries_ = kRingEntries;
+    sq_order_.reserve(kRingEntries);
     return true;
+}
+
+void IoBatch::dropRing(const char* why, int err) {
+    LOG_ERROR("%s: %s; using plain system calls from now on", why, std::strerror(-err));
+    io_uring_queue_exit(ring_);  // discards whatever was not submitted
+    delete ring_;
+    ring_ = nullptr;
 }
 
 void IoBatch::flush() {
@@ -110,14 +131,15 @@ void IoBatch::runRing() {
         // Describe up to a ring's worth of operations (their buffers stay put until they have
         // completed: nothing runs between the submission and the completions).
         size_t first = i;
-        unsigned cnt = 0;
-        for (; i < total && cnt < ring_entries_; ++i) {
+        sq_order_.clear();
+        for (; i < total && sq_order_.size() < ring_entries_; ++i) {
             IoOp* op = cur_[i];
             if (op == nullptr) {
                 continue;
             }
             IoArgs& a = args_[i];
-            a = IoArgs{};
+            a.iovcnt = 1;
+            a.send = false;
             if (!op->prep(op, a)) {
                 op->running = -1;
                 cur_[i] = nullptr;
@@ -137,43 +159,50 @@ void IoBatch::runRing() {
             }
             io_uring_sqe_set_data64(sqe, i);
             res_[i] = -ECANCELED;
-            ++cnt;
+            sq_order_.push_back(static_cast<uint32_t>(i));
         }
+        const auto cnt = static_cast<int>(sq_order_.size());
         if (cnt == 0) {
             continue;
         }
-        int r;
-        do {
-            r = io_uring_submit_and_wait(ring_, cnt);
-        } while (r == -EINTR);
+        // Non-blocking operations complete while they are submitted, so no waiting is needed;
+        // the wait below only covers a completion the kernel posted late.
+        int r = io_uring_submit(ring_);
         ++enters_;
-        ops_ += cnt;
-        if (r < 0) {
-            // The ring itself failed (it should not): these operations fail, so their
-            // connections close instead of waiting, and plain system calls take over.
-            LOG_ERROR("io_uring_enter: %s; using plain system calls from now on",
-                      std::strerror(-r));
-            for (size_t k = first; k < i; ++k) {
-                res_[k] = -EIO;
-            }
+        int submitted = r < 0 ? 0 : std::min(r, cnt);
+        if (submitted > 0 && io_uring_cq_ready(ring_) < static_cast<unsigned>(submitted)) {
+            io_uring_cqe* cqe;
+            int w;
+            do {
+                w = io_uring_wait_cqe_nr(ring_, &cqe, static_cast<unsigned>(submitted));
+            } while (w == -EINTR);
         }
         unsigned head;
         unsigned seen = 0;
         io_uring_cqe* cqe;
         io_uring_for_each_cqe(ring_, head, cqe) {
-            size_t idx = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
-            if (idx < total) {
+            auto idx = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
+            if (idx >= first && idx < i) {
                 res_[idx] = cqe->res;
             }
             ++seen;
         }
         io_uring_cq_advance(ring_, seen);
+        ops_ += static_cast<uint64_t>(submitted);
+        if (submitted < cnt) {
+            // The ring refused some (it should not): those never ran. Carry them out as plain
+            // system calls below, after the completions of the ones that did, and stop using
+            // the ring.
+            for (int k = submitted; k < cnt; ++k) {
+                res_[sq_order_[static_cast<size_t>(k)]] = kNotRun;
+            }
+        }
         // Receives are delivered before sends: a connection's send completion may consume or
         // release a buffer that one of its receives has just filled past the end of its data.
         for (int sends = 0; sends < 2; ++sends) {
             for (size_t k = first; k < i; ++k) {
                 IoOp* op = cur_[k];
-                if (op == nullptr || args_[k].send != (sends == 1)) {
+                if (op == nullptr || args_[k].send != (sends == 1) || res_[k] == kNotRun) {
                     continue;  // dropped at prep, cancelled by an earlier completion, or later
                 }
                 op->running = -1;
@@ -181,11 +210,9 @@ void IoBatch::runRing() {
                 op->done(op, res_[k]);
             }
         }
-        if (r < 0) {
-            io_uring_queue_exit(ring_);
-            delete ring_;
-            ring_ = nullptr;
-            runPlain(i);
+        if (submitted < cnt) {
+            dropRing("io_uring_submit", r < 0 ? r : -EIO);
+            runPlain(first);  // the ones not run yet, and the rest of the batch
             return;
         }
     }

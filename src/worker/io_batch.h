@@ -33,6 +33,10 @@ struct IoOp {
     /// The result: bytes moved, 0 at end of stream (receive), or -errno.
     void (*done)(IoOp*, ssize_t) = nullptr;
     void* owner = nullptr;
+    /// Where a receive's bytes land (buffer, offset), recorded by its prep, so that its
+    /// completion can tell whether the buffer's data moved meanwhile.
+    char* land_buf = nullptr;
+    uint32_t land_off = 0;
     int32_t queued = -1;   // index in the batch to run next
     int32_t running = -1;  // index in the batch being run
     bool busy() const { return queued >= 0 || running >= 0; }
@@ -85,6 +89,7 @@ public:
 private:
     void runPlain(size_t from);
     void runRing();
+    void dropRing(const char* why, int err);
 
     io_uring* ring_ = nullptr;
     unsigned ring_entries_ = 0;
@@ -93,6 +98,7 @@ private:
     std::vector<IoArgs> args_;
     std::vector<msghdr> msgs_;
     std::vector<ssize_t> res_;
+    std::vector<uint32_t> sq_order_;  // batch indices in submission order
     uint64_t ops_ = 0;
     uint64_t enters_ = 0;
 };

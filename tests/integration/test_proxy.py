@@ -9,6 +9,7 @@ import os
 import socket
 import struct
 import sys
+import threading
 import time
 
 import harness
@@ -17,8 +18,8 @@ from harness import (IntegrationTest, ProtocolError, free_port, http_request,
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "proxy"))
 
-from proxy_support import (BulkServer, CannedServer, RawClient, ResetServer,  # noqa: E402
-                           bulk_sha256, check_error_reply, proxy_config, sample_max,
+from proxy_support import (BulkServer, CannedServer, PathServer, RawClient,  # noqa: E402
+                           ResetServer, bulk_sha256, check_error_reply, proxy_config, sample_max,
                            worker_rss_kib)
 
 MiB = 1024 * 1024
@@ -343,6 +344,52 @@ class IoUringTest(ProxyTest):
             self.assertEqual(int(headers["content-length"]), 10 + i)
             cl.read_body(10 + i)
             self.assertEqual(cl.hash.hexdigest(), pattern_sha256(10 + i))
+
+    @harness.timeout(120)
+    def test_pipelined_requests_around_failed_attempts(self):
+        # The client's next request and the upstream's invalid answer to the current one often
+        # arrive in the same loop turn, so their reads run in the same batch: the 502 (and the
+        # connection going idle) must not lose or replay the request read alongside it.
+        up = self.stop_server_later(PathServer())
+        self.start([up.address], workers=2, io_uring=True)
+        workers = self.proxy.worker_pids()
+        errors = []
+
+        def client(t):
+            try:
+                for i in range(60):
+                    cl = RawClient(self.port, timeout=20)
+                    try:
+                        cl.send(b"GET /a%d-%d HTTP/1.1\r\nHost: p\r\n\r\n"
+                                b"GET /bad HTTP/1.1\r\nHost: p\r\n\r\n" % (t, i))
+                        time.sleep(0.0005 * (i % 4))
+                        cl.send(b"GET /c%d-%d HTTP/1.1\r\nHost: p\r\n\r\n" % (t, i))
+                        for want, path in ((200, "/a%d-%d" % (t, i)), (502, None),
+                                           (200, "/c%d-%d" % (t, i))):
+                            status, headers = cl.read_head()
+                            n = int(headers["content-length"])
+                            body = bytes(cl.buf[:n])
+                            del cl.buf[:len(body)]
+                            while len(body) < n:
+                                chunk = cl.sock.recv(n - len(body))
+                                if not chunk:
+                                    raise ConnectionError("closed mid-body")
+                                body += chunk
+                            if status != want or (path and body.decode() != path):
+                                errors.append((t, i, want, path, status, body[:80]))
+                                return
+                    finally:
+                        cl.close()
+            except Exception as e:  # noqa: BLE001 - reported by the assertion below
+                errors.append((t, "exception", repr(e)))
+
+        threads = [threading.Thread(target=client, args=(t,)) for t in range(6)]
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(100)
+        self.assertEqual(errors, [])
+        self.assertEqual(self.proxy.worker_pids(), workers, "a worker died and was replaced")
 
     def test_workers_batch_through_io_uring(self):
         try:
