@@ -50,6 +50,20 @@ class ProxyTest(IntegrationTest):
         self.addCleanup(server.stop)
         return server
 
+    @staticmethod
+    def worker_fd_targets(p):
+        """What the worker processes' descriptors point at ("pipe:[...]", "socket:[...]")."""
+        out = []
+        for pid in p.worker_pids():
+            if "worker" not in harness.cmdline(pid):
+                continue
+            for fd in os.listdir("/proc/%d/fd" % pid):
+                try:
+                    out.append(os.readlink("/proc/%d/fd/%s" % (pid, fd)))
+                except OSError:
+                    pass
+        return out
+
 
 # --------------------------------------------------------------------------------------------
 
@@ -311,17 +325,7 @@ class IoUringTest(ProxyTest):
     one plain system call each. Both serve the same traffic the same way."""
 
     def worker_rings(self, p):
-        n = 0
-        for pid in p.worker_pids():
-            if "worker" not in harness.cmdline(pid):
-                continue
-            for fd in os.listdir("/proc/%d/fd" % pid):
-                try:
-                    if os.readlink("/proc/%d/fd/%s" % (pid, fd)) == "anon_inode:[io_uring]":
-                        n += 1
-                except OSError:
-                    pass
-        return n
+        return sum(t == "anon_inode:[io_uring]" for t in self.worker_fd_targets(p))
 
     def exercise(self):
         c = self.conn(self.port, timeout=30)
@@ -428,16 +432,7 @@ class SpliceTest(ProxyTest):
         return total
 
     def worker_pipes(self, p):
-        n = 0
-        for pid in p.worker_pids():
-            if "worker" not in harness.cmdline(pid):
-                continue
-            for fd in os.listdir("/proc/%d/fd" % pid):
-                try:
-                    n += os.readlink("/proc/%d/fd/%s" % (pid, fd)).startswith("pipe:")
-                except OSError:
-                    pass
-        return n
+        return sum(t.startswith("pipe:") for t in self.worker_fd_targets(p))
 
     def test_large_bodies_do_go_through_a_pipe(self):
         b = self.backend()

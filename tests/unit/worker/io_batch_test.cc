@@ -118,6 +118,8 @@ std::string drain(int fd) {
 class IoBatchTest : public ::testing::TestWithParam<bool> {
 protected:
     void SetUp() override {
+        ASSERT_GE(s.a, 0);
+        c.fd = s.a;
         bool ring = batch.init(GetParam());
         if (GetParam() && !ring) {
             GTEST_SKIP() << "io_uring is not available here";
@@ -125,13 +127,11 @@ protected:
         EXPECT_EQ(batch.usingRing(), GetParam());
     }
     IoBatch batch;
+    SockPair s;  // most tests need one connection: c, at end s.a of this pair
+    Conn c;
 };
 
 TEST_P(IoBatchTest, SendsAndReceivesAtFlushNotBefore) {
-    SockPair s;
-    ASSERT_GE(s.a, 0);
-    Conn c;
-    c.fd = s.a;
     c.to_send = "hello";
     batch.queue(&c.tx);
     EXPECT_TRUE(c.tx.busy());
@@ -152,9 +152,6 @@ TEST_P(IoBatchTest, SendsAndReceivesAtFlushNotBefore) {
 }
 
 TEST_P(IoBatchTest, TwoPiecesGoOutInOneSend) {
-    SockPair s;
-    Conn c;
-    c.fd = s.a;
     c.to_send = "head;";
     c.second_piece = "body";
     batch.queue(&c.tx);
@@ -164,9 +161,6 @@ TEST_P(IoBatchTest, TwoPiecesGoOutInOneSend) {
 }
 
 TEST_P(IoBatchTest, WouldBlockAndEndOfStreamAreReported) {
-    SockPair s;
-    Conn c;
-    c.fd = s.a;
     batch.queue(&c.rx);
     batch.flush();  // nothing to read: never waits
     ASSERT_EQ(c.rx_results.size(), 1u);
@@ -179,9 +173,6 @@ TEST_P(IoBatchTest, WouldBlockAndEndOfStreamAreReported) {
 }
 
 TEST_P(IoBatchTest, SendToAClosedPeerFailsWithoutSignal) {
-    SockPair s;
-    Conn c;
-    c.fd = s.a;
     ::close(s.b);
     s.b = -1;
     c.to_send = "x";
@@ -192,9 +183,6 @@ TEST_P(IoBatchTest, SendToAClosedPeerFailsWithoutSignal) {
 }
 
 TEST_P(IoBatchTest, AFullSocketTakesPartOfASendThenBlocks) {
-    SockPair s;
-    Conn c;
-    c.fd = s.a;
     int small = 4096;
     ::setsockopt(s.a, SOL_SOCKET, SO_SNDBUF, &small, sizeof small);
     c.to_send.assign(1 << 20, 'z');
@@ -210,9 +198,6 @@ TEST_P(IoBatchTest, AFullSocketTakesPartOfASendThenBlocks) {
 }
 
 TEST_P(IoBatchTest, QueueingTwiceRunsOnce) {
-    SockPair s;
-    Conn c;
-    c.fd = s.a;
     c.to_send = "once";
     batch.queue(&c.tx);
     batch.queue(&c.tx);
@@ -222,9 +207,6 @@ TEST_P(IoBatchTest, QueueingTwiceRunsOnce) {
 }
 
 TEST_P(IoBatchTest, CancelledOperationIsNotCarriedOut) {
-    SockPair s;
-    Conn c;
-    c.fd = s.a;
     c.to_send = "never";
     batch.queue(&c.tx);
     batch.cancel(&c.tx);
@@ -287,9 +269,6 @@ TEST_P(IoBatchTest, ReceivesAreDeliveredBeforeSends) {
 }
 
 TEST_P(IoBatchTest, FollowUpsQueuedByCompletionsRunInTheSameFlush) {
-    SockPair s;
-    Conn c;
-    c.fd = s.a;
     c.batch = &batch;
     c.to_send = "ping";
     c.requeue_rx_after_tx = true;
