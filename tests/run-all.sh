@@ -46,7 +46,9 @@ integration integration
 # The data path again with plain system calls instead of io_uring batches (server.io_uring off,
 # also what a kernel without io_uring gets).
 echo "== integration tests: data path without io_uring"
-PHOTON_TEST_IO_URING=0 integration integration-plain test_proxy test_smuggling
+export PHOTON_TEST_IO_URING=0
+integration integration-plain test_proxy test_smuggling
+unset PHOTON_TEST_IO_URING
 # Masters killed with SIGKILL by the tests cannot remove their shared-memory segments.
 find /dev/shm -maxdepth 1 -name 'photon.*' -newer "$stamp" -delete 2>/dev/null
 
