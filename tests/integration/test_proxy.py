@@ -577,6 +577,42 @@ class KeepAliveTest(ProxyTest):
                              % b.connections_accepted)
 
 
+    @harness.timeout(60)
+    def test_pooled_connection_closed_by_upstream_after_back_pressure_is_closed(self):
+        # A slow client stops the upstream read watcher (back-pressure); once the response is
+        # done and its connection pooled, the pool must watch it again, so that the upstream
+        # closing it is noticed at once instead of leaving a half-closed socket behind.
+        bulk = BulkServer()
+        self.addCleanup(bulk.stop)
+        self.start([bulk.address])
+        size = 8 * MiB
+        cl = RawClient(self.port, rcvbuf=16 * 1024, timeout=30)
+        self.addCleanup(cl.close)
+        cl.send(b"GET /bulk?size=%d HTTP/1.1\r\nHost: slow\r\n\r\n" % size)
+        status, _ = cl.read_head()
+        self.assertEqual(status, 200)
+        time.sleep(0.5)  # not reading: the gateway stops reading the upstream
+        cl.read_body(size)
+        self.assertEqual(cl.hash.hexdigest(), bulk_sha256(size))
+
+        def half_closed():  # the gateway's end of connections the upstream closed (CLOSE_WAIT)
+            n = 0
+            for path in ("/proc/net/tcp", "/proc/net/tcp6"):
+                try:
+                    with open(path) as f:
+                        for line in f.readlines()[1:]:
+                            fields = line.split()
+                            if int(fields[2].split(":")[1], 16) == bulk.port and fields[3] == "08":
+                                n += 1
+                except FileNotFoundError:
+                    pass
+            return n
+
+        wait_until(lambda: bulk.open_connections == 1, 5, msg="response connection not pooled")
+        bulk.stop()  # closes the pooled connection from the upstream's side
+        wait_until(lambda: half_closed() == 0, 5,
+                   msg="the gateway kept a pooled connection the upstream had closed")
+
     def test_connection_close_from_client_is_honoured(self):
         b = self.backend()
         self.start([b])

@@ -4,6 +4,7 @@ the workers' event loops. A test-only getaddrinfo() shim (build/fake_resolver.so
 makes a name resolve, stop resolving or move while the gateway runs."""
 
 import os
+import signal
 import sys
 import time
 
@@ -83,3 +84,20 @@ class ResolveTest(IntegrationTest):
         for _ in range(15):
             self.assertEqual(self.served_by(), (200, "first"))
             time.sleep(0.2)
+
+    @harness.timeout(60)
+    def test_reload_that_shortens_the_interval_applies_at_once(self):
+        b1, b2 = self.two_addresses()
+        self.set_hosts("upstream.test 127.0.0.1\n")
+        p = self.start_gateway("upstream.test:%d" % b1.port, interval="1h")
+        self.assertEqual(self.served_by(), (200, "first"))
+        harness.write_config(self.tmpdir, proxy_config(
+            self.tmpdir, self.port, ["upstream.test:%d" % b1.port], workers=2,
+            resolve_interval="1s"))
+        p.signal(signal.SIGHUP)
+        wait_until(lambda: "reload" in p.stderr_text().lower() and
+                   self.served_by() == (200, "first"), 10, msg="reload did not complete")
+        # The hour-long wait that was running must not delay the next lookup.
+        self.set_hosts("upstream.test 127.0.0.2\n")
+        wait_until(lambda: self.served_by() == (200, "second"), 10,
+                   msg="after the reload, the moved name was not looked up within seconds")
