@@ -52,12 +52,13 @@ struct Pair {
     Pair& operator=(const Pair&) = delete;
 };
 
-/// Arg 0: connections per turn; arg 1: 1 = io_uring, 0 = plain system calls.
+/// Arg 0: connections per turn; arg 1: 1 = io_uring (even for one operation), 0 = plain system
+/// calls.
 void BM_IoBatch_SendThenReceive(benchmark::State& state) {
     photon::core::setLogLevel(photon::core::LogLevel::Error);
     const auto n = static_cast<size_t>(state.range(0));
     IoBatch batch;
-    if (batch.init(state.range(1) != 0) != (state.range(1) != 0)) {
+    if (batch.init(state.range(1) != 0, 1) != (state.range(1) != 0)) {
         state.SkipWithError("io_uring is not available here");
         return;
     }

@@ -23,7 +23,8 @@ IoBatch::~IoBatch() {
     }
 }
 
-bool IoBatch::init(bool use_ring) {
+bool IoBatch::init(bool use_ring, size_t min_ring_round) {
+    min_ring_round_ = min_ring_round;
     if (!use_ring || ring_ != nullptr) {
         return ring_ != nullptr;
     }
@@ -79,7 +80,7 @@ void IoBatch::flush() {
                 op->running = static_cast<int32_t>(i);
             }
         }
-        if (ring_ != nullptr) {
+        if (ring_ != nullptr && cur_.size() >= min_ring_round_) {
             runRing();
         } else {
             runPlain(0);

@@ -51,9 +51,10 @@ public:
     IoBatch& operator=(const IoBatch&) = delete;
 
     /// Sets up an io_uring when `use_ring` is true and the kernel allows it; otherwise (or when
-    /// it is refused) every operation is one plain system call at flush time. Returns whether
-    /// the ring is in use.
-    bool init(bool use_ring);
+    /// it is refused) every operation is one plain system call at flush time. A round of fewer
+    /// than `min_ring_round` operations also uses plain system calls: one operation alone is
+    /// cheaper that way. Returns whether the ring is in use.
+    bool init(bool use_ring, size_t min_ring_round = 2);
     bool usingRing() const { return ring_ != nullptr; }
 
     /// Queues `op` for the next flush; nothing when it is queued or running already.
@@ -93,6 +94,7 @@ private:
 
     io_uring* ring_ = nullptr;
     unsigned ring_entries_ = 0;
+    size_t min_ring_round_ = 2;
     std::vector<IoOp*> next_;
     std::vector<IoOp*> cur_;
     std::vector<IoArgs> args_;

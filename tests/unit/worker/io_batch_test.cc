@@ -120,7 +120,7 @@ protected:
     void SetUp() override {
         ASSERT_GE(s.a, 0);
         c.fd = s.a;
-        bool ring = batch.init(GetParam());
+        bool ring = batch.init(GetParam(), 1);  // the ring even for one operation
         if (GetParam() && !ring) {
             GTEST_SKIP() << "io_uring is not available here";
         }
@@ -301,6 +301,30 @@ TEST_P(IoBatchTest, ManyConnectionsInOneRoundShareFewEnters) {
     } else {
         EXPECT_EQ(batch.enters(), 0u);
     }
+}
+
+TEST(IoBatchRound, ALoneOperationUsesAPlainSystemCall) {
+    IoBatch batch;
+    if (!batch.init(true)) {
+        GTEST_SKIP() << "io_uring is not available here";
+    }
+    SockPair s1, s2;
+    Conn a, b;
+    a.fd = s1.a;
+    b.fd = s2.a;
+    a.to_send = "1";
+    b.to_send = "2";
+    batch.queue(&a.tx);
+    batch.flush();
+    EXPECT_EQ(batch.enters(), 0u);
+    EXPECT_EQ(drain(s1.b), "1");
+    a.to_send = "3";
+    batch.queue(&a.tx);
+    batch.queue(&b.tx);
+    batch.flush();
+    EXPECT_EQ(batch.enters(), 1u);
+    EXPECT_EQ(drain(s1.b), "3");
+    EXPECT_EQ(drain(s2.b), "2");
 }
 
 INSTANTIATE_TEST_SUITE_P(Modes, IoBatchTest, ::testing::Values(true, false),
