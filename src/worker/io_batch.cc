@@ -3,7 +3,9 @@
 
 #include <liburing.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 
 #include "core/log.h"
