@@ -164,6 +164,11 @@ void destroyUpstreamConn(UpstreamConn* u) {
     }
 }
 
+/// Version of the upstream's address as the master last published it (0: no shared table).
+uint64_t addressStamp(const UpstreamRt& up) {
+    return up.shm_index < 0 ? 0 : sharedUpstreamAddressStamp(static_cast<uint32_t>(up.shm_index));
+}
+
 /// Starts a non-blocking connect. Returns nullptr (errno set) when it fails at once.
 UpstreamConn* connectUpstream(UpstreamRt& up) {
     if (up.tls) {
@@ -174,8 +179,7 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
     // address resolved at load when no table is mapped.
     sockaddr_storage sa;
     socklen_t salen = 0;
-    uint64_t stamp =
-        up.shm_index < 0 ? 0 : sharedUpstreamAddressStamp(static_cast<uint32_t>(up.shm_index));
+    uint64_t stamp = addressStamp(up);
     if (up.shm_index < 0 ||
         !sharedUpstreamAddress(static_cast<uint32_t>(up.shm_index), sa, salen)) {
         if (!up.resolved) {
@@ -220,8 +224,7 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
 }
 
 UpstreamConn* takeIdle(UpstreamRt& up) {
-    uint64_t stamp =
-        up.shm_index < 0 ? 0 : sharedUpstreamAddressStamp(static_cast<uint32_t>(up.shm_index));
+    uint64_t stamp = addressStamp(up);
     while (up.idle.linked()) {
         ListNode* n = up.idle.prev;  // most recently used
         n->unlink();
@@ -1056,29 +1059,26 @@ void pumpRequestBody(ClientConn* c) {
     if (u->tx.busy()) {
         return;  // its completion comes back here
     }
-    while (true) {
-        if (!frameRequestBody(c)) {
-            return;
-        }
-        if (c->req_ready == 0) {
-            if (c->req_framed_all) {
-                c->req_body_done = true;
-                clientTimer(c, 0);
-                upstreamTimer(u, readTimeout(c, u));
-                return;
-            }
-            if (c->client_eof) {
-                closeClient(c);  // the client stopped half-way through its body
-                return;
-            }
-            startRead(c);
-            clientTimer(c, ctx().limits.header_timeout);
-            upstreamTimer(u, 0);
-            return;
-        }
+    if (!frameRequestBody(c)) {
+        return;
+    }
+    if (c->req_ready != 0) {
         ctx().io.queue(&u->tx);  // upstreamTxDone() comes back here
         return;
     }
+    if (c->req_framed_all) {
+        c->req_body_done = true;
+        clientTimer(c, 0);
+        upstreamTimer(u, readTimeout(c, u));
+        return;
+    }
+    if (c->client_eof) {
+        closeClient(c);  // the client stopped half-way through its body
+        return;
+    }
+    startRead(c);
+    clientTimer(c, ctx().limits.header_timeout);
+    upstreamTimer(u, 0);
 }
 
 bool upstreamTxPrep(IoOp* op, IoArgs& a) {
@@ -1608,7 +1608,7 @@ void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
 
 bool clientRxPrep(IoOp* op, IoArgs& a) {
     auto* c = static_cast<ClientConn*>(op->owner);
-    ctx().io_pool.acquire(c->in);  // released meanwhile if the connection went idle
+    // onClientRead made room before queueing, and a pending receive keeps the buffer.
     if (c->in.space() == 0) {
         return false;  // the read watcher reports again once a request consumed some
     }
