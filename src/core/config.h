@@ -451,6 +451,11 @@ struct CorsConfig {
     std::vector<std::string> allowed_headers;
     /// max_age (orig): Access-Control-Max-Age in whole seconds. Absent = header not sent.
     std::optional<Duration> max_age;
+    /// expose_headers (new): Access-Control-Expose-Headers on actual responses. Default none.
+    std::vector<std::string> expose_headers;
+    /// allow_credentials (new): send Access-Control-Allow-Credentials: true. Not with "*" in
+    /// allowed_origins (load error). Default false.
+    bool allow_credentials = false;
 
     bool operator==(const CorsConfig&) const = default;
 };
@@ -479,6 +484,29 @@ struct MiddlewareConfig {
     std::optional<AuthConfig> authentication;
     std::optional<CorsConfig> cors;
     std::optional<TransformConfig> transform;
+    /// Named instances (new): middleware."rate_limit:NAME", "auth:NAME", "cors:NAME",
+    /// "transform:NAME", each with the shape of the default block; a route picks one by listing
+    /// "name:NAME". In document order.
+    std::vector<std::pair<std::string, RateLimitConfig>> rate_limit_named;
+    std::vector<std::pair<std::string, AuthConfig>> auth_named;
+    std::vector<std::pair<std::string, CorsConfig>> cors_named;
+    std::vector<std::pair<std::string, TransformConfig>> transform_named;
+
+    /// The instance `instance` ("" = the default block) of a middleware, or nullptr.
+    template <typename T>
+    static const T* instance(const std::optional<T>& def,
+                             const std::vector<std::pair<std::string, T>>& named,
+                             std::string_view instance) {
+        if (instance.empty()) {
+            return def ? &*def : nullptr;
+        }
+        for (const auto& [n, c] : named) {
+            if (n == instance) {
+                return &c;
+            }
+        }
+        return nullptr;
+    }
 
     bool operator==(const MiddlewareConfig&) const = default;
 };

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
@@ -19,37 +20,21 @@
 #include <set>
 #include <tuple>
 
+#include "modules/registry.h"
+#include "modules/transform/transform.h"
+
 namespace photon::master {
 
 using core::ConfigNode;
 using core::Duration;
 using core::SourceMark;
 using Kind = ConfigNode::ScalarKind;
+using namespace core::cfg;  // NOLINT: the reader helpers are this file's vocabulary
 
 // ---------------------------------------------------------------------------------------------
 // Diagnostics and small helpers
 // ---------------------------------------------------------------------------------------------
 
-std::string Diagnostic::format() const {
-    std::string out;
-    if (!file.empty()) {
-        out += file;
-        if (line > 0) {
-            out += ':' + std::to_string(line);
-            if (column > 0) {
-                out += ':' + std::to_string(column);
-            }
-        }
-        out += ": ";
-    } else if (line > 0) {
-        out += "line " + std::to_string(line) + ": ";
-    }
-    if (!path.empty()) {
-        out += path + ": ";
-    }
-    out += message;
-    return out;
-}
 
 bool LoadResult::hasWarnings() const {
     return std::any_of(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& d) {
@@ -83,151 +68,10 @@ const HostResolver& systemResolver() {
     return kResolver;
 }
 
-size_t editDistance(std::string_view a, std::string_view b) {
-    std::vector<size_t> prev(b.size() + 1);
-    std::vector<size_t> cur(b.size() + 1);
-    for (size_t j = 0; j <= b.size(); ++j) {
-        prev[j] = j;
-    }
-    for (size_t i = 1; i <= a.size(); ++i) {
-        cur[0] = i;
-        for (size_t j = 1; j <= b.size(); ++j) {
-            size_t sub = prev[j - 1] + (a[i - 1] == b[j - 1] ? 0 : 1);
-            cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, sub});
-        }
-        std::swap(prev, cur);
-    }
-    return prev[b.size()];
-}
 
 namespace {
 
 constexpr size_t kMaxConfigBytes = 64u << 20;
-
-std::string quoted(std::string_view s) {
-    std::string out = "'";
-    out.append(s);
-    out += '\'';
-    return out;
-}
-
-std::string childPath(const std::string& parent, std::string_view key) {
-    if (parent.empty()) {
-        return std::string(key);
-    }
-    return parent + "." + std::string(key);
-}
-
-std::string indexPath(const std::string& parent, size_t i) {
-    return parent + "[" + std::to_string(i) + "]";
-}
-
-// The closest candidate within a small edit distance, or "".
-std::string closest(std::string_view word, const std::vector<std::string>& candidates) {
-    std::string best;
-    size_t best_d = SIZE_MAX;
-    for (const auto& c : candidates) {
-        size_t d = editDistance(word, c);
-        size_t limit = std::max<size_t>(2, std::min(word.size(), c.size()) / 4);
-        if (d <= limit && d < word.size() && d < best_d) {
-            best = c;
-            best_d = d;
-        }
-    }
-    return best;
-}
-
-std::string didYouMean(std::string_view word, const std::vector<std::string>& candidates) {
-    std::string c = closest(word, candidates);
-    return c.empty() ? std::string() : "; did you mean " + quoted(c) + "?";
-}
-
-std::string joinNames(const std::vector<std::string>& names) {
-    std::string out;
-    for (size_t i = 0; i < names.size(); ++i) {
-        if (i > 0) {
-            out += i + 1 == names.size() ? " or " : ", ";
-        }
-        out += names[i];
-    }
-    return out;
-}
-
-bool isTchar(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) {
-        return true;
-    }
-    return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
-}
-
-bool isToken(std::string_view s) { return !s.empty() && std::all_of(s.begin(), s.end(), isTchar); }
-
-bool hasControlChars(std::string_view s) {
-    return std::any_of(s.begin(), s.end(), [](char c) {
-        auto u = static_cast<unsigned char>(c);
-        return (u < 0x20 && c != '\t') || u == 0x7f;
-    });
-}
-
-std::string upper(std::string s) {
-    for (char& c : s) {
-        if (c >= 'a' && c <= 'z') {
-            c = static_cast<char>(c - 'a' + 'A');
-        }
-    }
-    return s;
-}
-
-// Parses YAML/TOML/JSON integer text: optional sign, then decimal, 0x hex or 0o octal digits.
-bool parseIntText(std::string_view s, bool& negative, uint64_t& magnitude) {
-    negative = false;
-    if (!s.empty() && (s[0] == '-' || s[0] == '+')) {
-        negative = s[0] == '-';
-        s.remove_prefix(1);
-    }
-    unsigned base = 10;
-    if (s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'o')) {
-        base = s[1] == 'x' ? 16 : 8;
-        s.remove_prefix(2);
-    }
-    if (s.empty()) {
-        return false;
-    }
-    uint64_t v = 0;
-    for (char c : s) {
-        unsigned d;
-        if (c >= '0' && c <= '9') {
-            d = static_cast<unsigned>(c - '0');
-        } else if (c >= 'a' && c <= 'f') {
-            d = static_cast<unsigned>(c - 'a' + 10);
-        } else if (c >= 'A' && c <= 'F') {
-            d = static_cast<unsigned>(c - 'A' + 10);
-        } else {
-            return false;
-        }
-        if (d >= base) {
-            return false;
-        }
-        if (__builtin_mul_overflow(v, base, &v) || __builtin_add_overflow(v, d, &v)) {
-            magnitude = UINT64_MAX;  // report as out of range, not as malformed
-            return true;
-        }
-    }
-    magnitude = v;
-    return true;
-}
-
-bool isBoolText(std::string_view s, bool& value) {
-    if (s == "true" || s == "True" || s == "TRUE") {
-        value = true;
-        return true;
-    }
-    if (s == "false" || s == "False" || s == "FALSE") {
-        value = false;
-        return true;
-    }
-    return false;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Env substitution
@@ -246,7 +90,7 @@ public:
     void walk(ConfigNode& node, const std::string& path) {
         if (node.isScalar()) {
             if (node.scalarKind() == Kind::String && node.text().find('$') != std::string::npos) {
-                substitute(node, path);
+                substitute(node, path, takesGatewayVariables(path));
             }
             return;
         }
@@ -256,7 +100,43 @@ public:
         }
     }
 
+    /// Values expanded per request (PHOTON-SPEC decision 11): the header values of
+    /// middleware.transform (and its named instances), request and response side.
+    static bool takesGatewayVariables(const std::string& path) {
+        std::string_view p(path);
+        auto next = [&p]() {
+            size_t dot = p.find('.');
+            std::string_view part = p.substr(0, dot);
+            p = dot == std::string_view::npos ? std::string_view() : p.substr(dot + 1);
+            return part;
+        };
+        if (next() != "middleware") {
+            return false;
+        }
+        std::string_view block = next();
+        if (block != "transform" && block.substr(0, 10) != "transform:") {
+            return false;
+        }
+        std::string_view side = next();
+        if (side != "request_headers" && side != "response_headers") {
+            return false;
+        }
+        std::string_view op = next();
+        return (op == "add" || op == "set") && !p.empty();
+    }
+
 private:
+    void warn(const ConfigNode& node, const std::string& path, std::string msg) {
+        Diagnostic d;
+        d.severity = Diagnostic::Severity::Warning;
+        d.file = node.mark().file();
+        d.line = node.mark().line();
+        d.column = node.mark().column();
+        d.path = path;
+        d.message = std::move(msg);
+        diags_.push_back(std::move(d));
+    }
+
     void error(const ConfigNode& node, const std::string& path, std::string msg) {
         Diagnostic d;
         d.file = node.mark().file();
@@ -268,7 +148,10 @@ private:
         ok_ = false;
     }
 
-    void substitute(ConfigNode& node, const std::string& path) {
+    // `gateway`: the value also takes the gateway's own variables (${request_id}, ...), which
+    // are left for the per-request expansion, together with "$${" (so that it still means a
+    // literal "${" there); an environment value's own "${" is escaped the same way.
+    void substitute(ConfigNode& node, const std::string& path, bool gateway) {
         const std::string& in = node.text();
         std::string out;
         bool substituted = false;
@@ -281,7 +164,7 @@ private:
                 continue;
             }
             if (in.compare(i, 3, "$${") == 0) {
-                out += "${";
+                out += gateway ? "$${" : "${";
                 i += 3;
                 continue;
             }
@@ -303,6 +186,18 @@ private:
                 name = body.substr(0, sep);
                 fallback = body.substr(sep + 2);
             }
+            if (gateway && !fallback && mod::transform::isGatewayVariable(name)) {
+                if (env_(std::string(name))) {
+                    warn(node, path,
+                         "'${" + std::string(name) + "}' is the gateway variable " +
+                             std::string(name) +
+                             ", expanded per request; the environment variable of that name is "
+                             "not used here");
+                }
+                out.append(in, i, close + 1 - i);  // kept for the per-request expansion
+                i = close + 1;
+                continue;
+            }
             if (name.empty() || !isVarStart(name[0]) ||
                 !std::all_of(name.begin(), name.end(), isVarChar)) {
                 error(node, path,
@@ -311,10 +206,32 @@ private:
                 return;
             }
             std::optional<std::string> value = env_(std::string(name));
+            auto put = [&](std::string_view v) {
+                if (!gateway) {
+                    out.append(v);
+                    return;
+                }
+                for (size_t k = 0; k < v.size(); ++k) {
+                    if (v.compare(k, 2, "${") == 0) {
+                        out += '$';  // literal in a value that takes gateway variables
+                    }
+                    out += v[k];
+                }
+            };
             if (value && (!value->empty() || !fallback)) {
-                out += *value;
+                put(*value);
             } else if (fallback) {
-                out.append(*fallback);
+                put(*fallback);
+            } else if (gateway && std::all_of(name.begin(), name.end(), [](char ch) {
+                           return !(ch >= 'A' && ch <= 'Z');
+                       })) {
+                error(node, path,
+                      "unknown variable '${" + std::string(name) +
+                          "}' (gateway variables: request_id, client_ip, route_id, host, path, "
+                          "method, upstream, path.NAME, jwt.CLAIM; or set the environment "
+                          "variable " +
+                          std::string(name) + ")");
+                return;
             } else {
                 error(node, path,
                       "environment variable '" + std::string(name) + "' is not set (use ${" +
@@ -335,289 +252,6 @@ private:
 // ---------------------------------------------------------------------------------------------
 // Typed decoding
 // ---------------------------------------------------------------------------------------------
-
-class Ctx {
-public:
-    Ctx(std::string display_name, const HostResolver& resolver)
-        : display_name_(std::move(display_name)), resolver_(resolver) {}
-
-    std::vector<Diagnostic> diags;
-    bool failed = false;
-
-    void report(Diagnostic::Severity sev, const SourceMark& m, const std::string& path,
-                std::string msg) {
-        Diagnostic d;
-        d.severity = sev;
-        d.file = m.file().empty() ? display_name_ : m.file();
-        d.line = m.line();
-        d.column = m.column();
-        d.path = path;
-        d.message = std::move(msg);
-        diags.push_back(std::move(d));
-        if (sev == Diagnostic::Severity::Error) {
-            failed = true;
-        }
-    }
-    void error(const SourceMark& m, const std::string& path, std::string msg) {
-        report(Diagnostic::Severity::Error, m, path, std::move(msg));
-    }
-    void warn(const SourceMark& m, const std::string& path, std::string msg) {
-        report(Diagnostic::Severity::Warning, m, path, std::move(msg));
-    }
-    void error(const ConfigNode& n, const std::string& path, std::string msg) {
-        error(n.mark(), path, std::move(msg));
-    }
-    void warn(const ConfigNode& n, const std::string& path, std::string msg) {
-        warn(n.mark(), path, std::move(msg));
-    }
-
-    bool resolves(const std::string& host) {
-        auto it = resolved_.find(host);
-        if (it != resolved_.end()) {
-            return it->second;
-        }
-        bool ok = resolver_ ? resolver_(host) : true;
-        resolved_.emplace(host, ok);
-        return ok;
-    }
-
-    // --- scalar conversions; each reports its own error and returns false on failure ---
-
-    bool convert(const ConfigNode& n, const std::string& path, std::string& out) {
-        if (!n.isScalar()) {
-            error(n, path, "expected a string, got " + n.describe());
-            return false;
-        }
-        out = n.text();
-        return true;
-    }
-
-    bool convert(const ConfigNode& n, const std::string& path, bool& out) {
-        if (n.isScalar() && (n.scalarKind() == Kind::Bool || n.scalarKind() == Kind::Untyped) &&
-            isBoolText(n.text(), out)) {
-            return true;
-        }
-        error(n, path, "expected a boolean (true or false), got " + n.describe());
-        return false;
-    }
-
-    bool integer(const ConfigNode& n, const std::string& path, uint64_t min, uint64_t max,
-                 uint64_t& out) {
-        bool neg = false;
-        uint64_t mag = 0;
-        if (n.isScalar() && (n.scalarKind() == Kind::Int || n.scalarKind() == Kind::Untyped) &&
-            parseIntText(n.text(), neg, mag)) {
-            if ((neg && mag != 0) || mag < min || mag > max) {
-                error(n, path,
-                      "value " + n.text() + " is out of range (" + std::to_string(min) + "-" +
-                          std::to_string(max) + ")");
-                return false;
-            }
-            out = mag;
-            return true;
-        }
-        std::string hint;
-        if (n.isScalar() && n.scalarKind() == Kind::String && parseIntText(n.text(), neg, mag)) {
-            hint = " (quoted numbers are not converted; remove the quotes)";
-        }
-        error(n, path, "expected a non-negative integer, got " + n.describe() + hint);
-        return false;
-    }
-
-    bool convert(const ConfigNode& n, const std::string& path, uint64_t& out) {
-        return integer(n, path, 0, UINT64_MAX, out);
-    }
-    bool convert(const ConfigNode& n, const std::string& path, uint32_t& out) {
-        uint64_t v = 0;
-        if (!integer(n, path, 0, UINT32_MAX, v)) {
-            return false;
-        }
-        out = static_cast<uint32_t>(v);
-        return true;
-    }
-    bool convert(const ConfigNode& n, const std::string& path, uint16_t& out) {
-        uint64_t v = 0;
-        if (!integer(n, path, 0, UINT16_MAX, v)) {
-            return false;
-        }
-        out = static_cast<uint16_t>(v);
-        return true;
-    }
-
-    bool convert(const ConfigNode& n, const std::string& path, Duration& out) {
-        if (n.isScalar()) {
-            bool neg = false;
-            uint64_t secs = 0;
-            bool plain_int = n.scalarKind() == Kind::Int ||
-                             (n.scalarKind() == Kind::Untyped && !n.text().empty() &&
-                              std::all_of(n.text().begin(), n.text().end(),
-                                          [](char c) { return c >= '0' && c <= '9'; }));
-            if (plain_int) {
-                if (!parseIntText(n.text(), neg, secs) || (neg && secs != 0)) {
-                    error(n, path, "a duration must not be negative, got " + n.text());
-                    return false;
-                }
-                if (secs > static_cast<uint64_t>(INT64_MAX / 1'000'000'000)) {
-                    error(n, path, "duration " + n.text() + "s is too large");
-                    return false;
-                }
-                out = std::chrono::seconds(static_cast<int64_t>(secs));
-                return true;
-            }
-            if (n.scalarKind() == Kind::String || n.scalarKind() == Kind::Untyped) {
-                auto d = core::parseDuration(n.text());
-                if (!d.ok()) {
-                    error(n, path, d.error().msg);
-                    return false;
-                }
-                out = d.value();
-                return true;
-            }
-        }
-        error(n, path, "expected a duration such as \"30s\" or \"1h 30m\", got " + n.describe());
-        return false;
-    }
-
-    bool convert(const ConfigNode& n, const std::string& path, std::vector<std::string>& out) {
-        if (!n.isList()) {
-            error(n, path, "expected a list of strings (e.g. [\"a\", \"b\"]), got " + n.describe());
-            return false;
-        }
-        bool ok = true;
-        std::vector<std::string> v;
-        for (size_t i = 0; i < n.size(); ++i) {
-            std::string s;
-            if (convert(n.item(i), indexPath(path, i), s)) {
-                v.push_back(std::move(s));
-            } else {
-                ok = false;
-            }
-        }
-        if (ok) {
-            out = std::move(v);
-        }
-        return ok;
-    }
-
-    bool convert(const ConfigNode& n, const std::string& path, core::SocketAddress& out) {
-        std::string s;
-        if (!convert(n, path, s)) {
-            return false;
-        }
-        auto a = core::parseListenAddress(s);
-        if (!a.ok()) {
-            error(n, path, a.error().msg);
-            return false;
-        }
-        out = a.value();
-        return true;
-    }
-
-    template <typename T>
-    bool convert(const ConfigNode& n, const std::string& path, std::optional<T>& out) {
-        T v{};
-        if (!convert(n, path, v)) {
-            return false;
-        }
-        out = std::move(v);
-        return true;
-    }
-
-private:
-    std::string display_name_;
-    const HostResolver& resolver_;
-    std::map<std::string, bool> resolved_;
-};
-
-// Reads one map: hands out values by key, remembers which keys the schema knows, and warns
-// about the others (with a "did you mean") when it goes out of scope.
-class MapReader {
-public:
-    // `node` may be null (block absent) or not a map (reported as an error here).
-    MapReader(Ctx& ctx, const ConfigNode* node, std::string path, bool allow_extension_keys = false)
-        : ctx_(ctx),
-          node_(node),
-          path_(std::move(path)),
-          allow_extension_keys_(allow_extension_keys) {
-        if (node_ != nullptr && !node_->isMap()) {
-            ctx_.error(*node_, path_, "expected a map of keys, got " + node_->describe());
-            node_ = nullptr;
-        }
-    }
-    MapReader(const MapReader&) = delete;
-    MapReader& operator=(const MapReader&) = delete;
-
-    ~MapReader() {
-        if (node_ == nullptr) {
-            return;
-        }
-        for (size_t i = 0; i < node_->size(); ++i) {
-            const std::string& key = node_->keyAt(i);
-            if (allow_extension_keys_ && key.compare(0, 2, "x-") == 0) {
-                continue;  // extension fields, e.g. anchors for YAML merge keys
-            }
-            if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
-                ctx_.warn(node_->keyMarkAt(i), childPath(path_, key),
-                          "unknown key " + quoted(key) + " is ignored" + didYouMean(key, known_));
-            }
-        }
-    }
-
-    bool valid() const { return node_ != nullptr; }
-    const ConfigNode* node() const { return node_; }
-    const std::string& path() const { return path_; }
-    std::string path(std::string_view key) const { return childPath(path_, key); }
-    SourceMark mark() const { return node_ != nullptr ? node_->mark() : SourceMark(); }
-
-    /// Value of `key`, or nullptr when absent or null.
-    const ConfigNode* get(std::string_view key) {
-        known_.emplace_back(key);
-        if (node_ == nullptr) {
-            return nullptr;
-        }
-        const ConfigNode* v = node_->find(key);
-        return v != nullptr && !v->isNull() ? v : nullptr;
-    }
-
-    /// Like get(), but reports a missing (or null) key as an error.
-    const ConfigNode* require(std::string_view key) {
-        const ConfigNode* v = get(key);
-        if (v == nullptr && node_ != nullptr) {
-            const ConfigNode* present = node_->find(key);
-            if (present != nullptr) {
-                ctx_.error(*present, path(key), "a value is required here, got null");
-            } else {
-                ctx_.error(node_->mark(), path(key), "missing required key " + quoted(key));
-            }
-        }
-        return v;
-    }
-
-    /// Where `key` was written (its value), or this map's mark when absent.
-    SourceMark markOf(std::string_view key) const {
-        const ConfigNode* v = node_ != nullptr ? node_->find(key) : nullptr;
-        return v != nullptr ? v->mark() : mark();
-    }
-
-    template <typename T>
-    bool opt(std::string_view key, T& out) {
-        const ConfigNode* v = get(key);
-        return v == nullptr || ctx_.convert(*v, path(key), out);
-    }
-
-    template <typename T>
-    bool req(std::string_view key, T& out) {
-        const ConfigNode* v = require(key);
-        return v != nullptr && ctx_.convert(*v, path(key), out);
-    }
-
-private:
-    Ctx& ctx_;
-    const ConfigNode* node_;
-    std::string path_;
-    bool allow_extension_keys_;
-    std::vector<std::string> known_;
-};
 
 template <typename E>
 struct EnumName {
@@ -670,11 +304,6 @@ constexpr EnumName<core::RequestIdMode> kRequestIdModes[] = {
 constexpr EnumName<core::AccessLogFormat> kAccessLogFormats[] = {
     {"json", core::AccessLogFormat::Json},
 };
-
-const std::vector<std::string>& knownMiddleware() {
-    static const std::vector<std::string> kNames = {"auth", "rate_limit", "cors", "transform"};
-    return kNames;
-}
 
 // ---------------------------------------------------------------------------------------------
 // The decoder: one method per block, in the order of core/config.h
@@ -920,401 +549,57 @@ private:
         if (!r.valid()) {
             return;
         }
-        // A block that is present but invalid was reported already; remember it so routes that
-        // use it do not get a second, misleading "not configured" error.
-        if (const ConfigNode* v = r.get("rate_limiting")) {
-            decodeRateLimit(*v, r.path("rate_limiting"), m.rate_limiting);
-            if (!m.rate_limiting) {
-                middleware_failed_.insert("rate_limiting");
-            }
-        }
-        if (const ConfigNode* v = r.get("authentication")) {
-            decodeAuth(*v, r.path("authentication"), m.authentication);
-            if (!m.authentication) {
-                middleware_failed_.insert("authentication");
-            }
-        }
-        if (const ConfigNode* v = r.get("cors")) {
-            decodeCors(*v, r.path("cors"), m.cors);
-            if (!m.cors) {
-                middleware_failed_.insert("cors");
-            }
-        }
-        if (const ConfigNode* v = r.get("transform")) {
-            decodeTransform(*v, r.path("transform"), m.transform);
-            if (!m.transform) {
-                middleware_failed_.insert("transform");
-            }
-        }
-    }
-
-    void decodeRateLimit(const ConfigNode& node, const std::string& path,
-                         std::optional<core::RateLimitConfig>& out) {
-        MapReader r(ctx_, &node, path);
-        if (!r.valid()) {
-            return;
-        }
-        core::RateLimitConfig rl;
-        bool ok = r.req("requests_per_second", rl.requests_per_second);
-        std::optional<uint32_t> burst;
-        ok = r.opt("burst", burst) && ok;
-        rl.burst = burst ? *burst
-                         : static_cast<uint32_t>(
-                               std::min<uint64_t>(2ull * rl.requests_per_second, UINT32_MAX));
-        const ConfigNode* key = r.require("key");
-        ok = key != nullptr && decodeRateLimitKey(*key, r.path("key"), rl.key) && ok;
-        if (ok && rl.requests_per_second == 0) {
-            ctx_.warn(r.markOf("requests_per_second"), r.path("requests_per_second"),
-                      "0 admits only the initial burst of " + std::to_string(rl.burst) +
-                          " requests per key and then rejects everything");
-        }
-        if (ok) {
-            out = std::move(rl);
-        }
-    }
-
-    bool decodeRateLimitKey(const ConfigNode& n, const std::string& path, core::RateLimitKey& k) {
-        using K = core::RateLimitKey::Kind;
-        static const char* kExpected =
-            "expected ip, route, header:NAME or query_param:NAME (YAML also !header NAME and "
-            "!query_param NAME; JSON/TOML also {\"header\": NAME} and {\"query_param\": NAME})";
-        auto named = [&](K kind, const ConfigNode& value, const std::string& vpath,
-                         std::string_view what) {
-            std::string name;
-            if (!ctx_.convert(value, vpath, name)) {
-                return false;
-            }
-            if (!isToken(name)) {
-                ctx_.error(value, vpath,
-                           std::string(what) + " name " + quoted(name) + " is not a valid name");
-                return false;
-            }
-            k.kind = kind;
-            k.name = std::move(name);
-            return true;
-        };
-        if (!n.tag().empty()) {
-            if (n.tag() == "!header") {
-                return named(K::Header, n, path, "header");
-            }
-            if (n.tag() == "!query_param") {
-                return named(K::QueryParam, n, path, "query parameter");
-            }
-            if ((n.tag() == "!ip" || n.tag() == "!route") && n.isScalar() && n.text().empty()) {
-                k.kind = n.tag() == "!ip" ? K::Ip : K::Route;
-                return true;
-            }
-            ctx_.error(n, path, "unknown rate-limit key tag " + quoted(n.tag()) + ": " + kExpected);
-            return false;
-        }
-        if (n.isMap()) {
-            if (n.size() == 1 && (n.keyAt(0) == "header" || n.keyAt(0) == "query_param")) {
-                bool header = n.keyAt(0) == "header";
-                return named(header ? K::Header : K::QueryParam, n.item(0),
-                             childPath(path, n.keyAt(0)), header ? "header" : "query parameter");
-            }
-            ctx_.error(n, path, "invalid rate-limit key map: " + std::string(kExpected));
-            return false;
-        }
-        if (!n.isScalar()) {
-            ctx_.error(n, path, "invalid rate-limit key, got " + n.describe() + ": " + kExpected);
-            return false;
-        }
-        const std::string& s = n.text();
-        if (s == "ip" || s == "route") {
-            k.kind = s == "ip" ? K::Ip : K::Route;
-            k.name.clear();
-            return true;
-        }
-        for (auto [prefix, kind, what] :
-             {std::tuple{"header:", K::Header, "header"},
-              std::tuple{"query_param:", K::QueryParam, "query parameter"}}) {
-            std::string_view p(prefix);
-            if (s.compare(0, p.size(), p) == 0) {
-                std::string name = s.substr(p.size());
-                while (!name.empty() && name.front() == ' ') {
-                    name.erase(0, 1);
-                }
-                if (!isToken(name)) {
-                    ctx_.error(
-                        n, path,
-                        std::string(what) + " name " + quoted(name) + " is not a valid name");
-                    return false;
-                }
-                k.kind = kind;
-                k.name = std::move(name);
-                return true;
-            }
-        }
-        ctx_.error(n, path, "unknown rate-limit key " + quoted(s) + ": " + kExpected);
-        return false;
-    }
-
-    void decodeAuth(const ConfigNode& node, const std::string& path,
-                    std::optional<core::AuthConfig>& out) {
-        MapReader r(ctx_, &node, path);
-        if (!r.valid()) {
-            return;
-        }
-        core::AuthConfig a;
-        bool type_ok = false;
-        if (const ConfigNode* t = r.require("auth_type")) {
-            std::string s;
-            if (ctx_.convert(*t, r.path("auth_type"), s)) {
-                if (s == "jwt") {
-                    a.auth_type = core::AuthType::Jwt;
-                    type_ok = true;
-                } else if (s == "api_key") {
-                    a.auth_type = core::AuthType::ApiKey;
-                    type_ok = true;
-                } else if (s == "basic") {
-                    ctx_.error(*t, r.path("auth_type"),
-                               "auth_type 'basic' is not supported: it has no credential "
-                               "configuration (the original product accepted any credentials); "
-                               "use 'jwt' or 'api_key'");
-                } else {
-                    std::string hint = didYouMean(s, {"jwt", "api_key"});
-                    ctx_.error(*t, r.path("auth_type"),
-                               "unknown auth_type " + quoted(s) +
-                                   (hint.empty() ? " (expected jwt or api_key)" : hint));
+        // Each module validates its own blocks: the default instance under its block key
+        // (rate_limiting, authentication, cors, transform) and named instances under
+        // "<name>:<instance>" (rate_limit:login, cors:public). A block that is present but
+        // invalid was reported already; remember it so routes that use it do not get a second,
+        // misleading "not configured" error.
+        for (worker::Module* mod : mod::modules()) {
+            std::string key(mod->blockKey());
+            if (const ConfigNode* v = r.get(key)) {
+                if (!mod->configure(ctx_, *v, r.path(key), "", m)) {
+                    middleware_failed_.insert(std::string(mod->name()));
                 }
             }
         }
-        bool ok = type_ok;
-        if (const ConfigNode* j = r.get("jwt")) {
-            ok = decodeJwt(*j, r.path("jwt"), a.jwt) && ok;
-        }
-        if (const ConfigNode* k = r.get("api_key")) {
-            ok = decodeApiKey(*k, r.path("api_key"), a.api_key) && ok;
-        }
-        if (type_ok) {
-            bool jwt = a.auth_type == core::AuthType::Jwt;
-            const char* need = jwt ? "jwt" : "api_key";
-            const char* other = jwt ? "api_key" : "jwt";
-            if (node.find(need) == nullptr || node.find(need)->isNull()) {
-                ctx_.error(r.markOf("auth_type"), r.path(need),
-                           std::string("auth_type '") + need + "' requires a " + path + "." + need +
-                               " block");
-                ok = false;
+        const ConfigNode* n = r.node();
+        for (size_t i = 0; i < n->size(); ++i) {
+            const std::string& key = n->keyAt(i);
+            size_t colon = key.find(':');
+            if (colon == std::string::npos) {
+                continue;  // a default block, or unknown (warned about by the reader)
             }
-            if (node.find(other) != nullptr) {
-                ctx_.warn(r.markOf(other), r.path(other),
-                          std::string("ignored because auth_type is '") + need + "'");
-            }
-        }
-        if (ok) {
-            out = std::move(a);
-        }
-    }
-
-    bool decodeJwt(const ConfigNode& node, const std::string& path,
-                   std::optional<core::JwtConfig>& out) {
-        MapReader r(ctx_, &node, path);
-        if (!r.valid()) {
-            return false;
-        }
-        core::JwtConfig j;
-        bool ok = r.req("secret", j.secret);
-        if (ok && j.secret.empty()) {
-            ctx_.error(r.markOf("secret"), r.path("secret"), "must not be empty");
-            ok = false;
-        }
-        if (const ConfigNode* a = r.require("algorithm")) {
-            std::string s;
-            if (!ctx_.convert(*a, r.path("algorithm"), s)) {
-                ok = false;
-            } else if (s == "HS256" || s == "HS384" || s == "HS512") {
-                j.algorithm = s == "HS256"   ? core::JwtAlgorithm::HS256
-                              : s == "HS384" ? core::JwtAlgorithm::HS384
-                                             : core::JwtAlgorithm::HS512;
-            } else if (s == "RS256" || s == "RS384" || s == "RS512" || s == "ES256" ||
-                       s == "ES384" || s == "ES512" || s == "PS256" || s == "PS384" ||
-                       s == "PS512" || s == "EdDSA") {
-                ctx_.error(*a, r.path("algorithm"),
-                           "JWT algorithm " + quoted(s) +
-                               " is not supported yet (supported: HS256, HS384, HS512)");
-                ok = false;
-            } else {
-                std::string hint = didYouMean(s, {"HS256", "HS384", "HS512"});
-                ctx_.error(*a, r.path("algorithm"),
-                           "unknown JWT algorithm " + quoted(s) +
-                               (hint.empty() ? " (supported: HS256, HS384, HS512)" : hint));
-                ok = false;
-            }
-        } else {
-            ok = false;
-        }
-        ok = headerName(r, "header", j.header) && ok;
-        ok = r.opt("leeway", j.leeway) && ok;
-        ok = r.opt("issuer", j.issuer) && ok;
-        ok = r.opt("audience", j.audience) && ok;
-        if (ok) {
-            size_t min = j.algorithm == core::JwtAlgorithm::HS256   ? 32
-                         : j.algorithm == core::JwtAlgorithm::HS384 ? 48
-                                                                    : 64;
-            if (j.secret.size() < min) {
-                ctx_.warn(r.markOf("secret"), r.path("secret"),
-                          "shorter than " + std::to_string(min) + " bytes, the minimum key size " +
-                              "RFC 7518 sets for " + std::string(jwtAlgorithmName(j.algorithm)));
-            }
-            out = std::move(j);
-        }
-        return ok;
-    }
-
-    bool decodeApiKey(const ConfigNode& node, const std::string& path,
-                      std::optional<core::ApiKeyConfig>& out) {
-        MapReader r(ctx_, &node, path);
-        if (!r.valid()) {
-            return false;
-        }
-        core::ApiKeyConfig k;
-        bool ok = true;
-        if (const ConfigNode* keys = r.require("keys")) {
-            if (!keys->isList()) {
-                // Do not echo the value: it is probably a key.
-                ctx_.error(*keys, r.path("keys"),
-                           "expected a list of keys, e.g. [\"key1\", \"key2\"]");
-                ok = false;
-            } else {
-                ok = ctx_.convert(*keys, r.path("keys"), k.keys);
-                if (ok && k.keys.empty()) {
-                    ctx_.warn(*keys, r.path("keys"), "no keys: every request will be rejected");
+            r.get(key);  // known: no "unknown key" warning
+            std::string name = key.substr(0, colon);
+            std::string instance = key.substr(colon + 1);
+            worker::Module* mod = mod::findModule(name);
+            if (mod == nullptr) {
+                std::vector<std::string> names;
+                for (worker::Module* x : mod::modules()) {
+                    names.emplace_back(x->name());
                 }
-                for (size_t i = 0; ok && i < k.keys.size(); ++i) {
-                    if (k.keys[i].empty()) {
-                        ctx_.error(keys->item(i), indexPath(r.path("keys"), i),
-                                   "an API key must not be empty");
-                        ok = false;
-                    }
-                }
-            }
-        } else {
-            ok = false;
-        }
-        ok = headerName(r, "header", k.header) && ok;
-        ok = r.opt("query", k.query) && ok;
-        if (ok && k.query && k.query->empty()) {
-            ctx_.error(r.markOf("query"), r.path("query"), "must not be empty");
-            ok = false;
-        }
-        if (ok) {
-            out = std::move(k);
-        }
-        return ok;
-    }
-
-    void decodeCors(const ConfigNode& node, const std::string& path,
-                    std::optional<core::CorsConfig>& out) {
-        MapReader r(ctx_, &node, path);
-        if (!r.valid()) {
-            return;
-        }
-        core::CorsConfig c;
-        bool ok = r.req("allowed_origins", c.allowed_origins);
-        ok = r.req("allowed_methods", c.allowed_methods) && ok;
-        ok = r.req("allowed_headers", c.allowed_headers) && ok;
-        ok = r.opt("max_age", c.max_age) && ok;
-        for (size_t i = 0; ok && i < c.allowed_methods.size(); ++i) {
-            if (!isToken(c.allowed_methods[i])) {
-                ctx_.error(r.node()->find("allowed_methods")->item(i),
-                           indexPath(r.path("allowed_methods"), i),
-                           "invalid method " + quoted(c.allowed_methods[i]));
-                ok = false;
-            }
-        }
-        for (size_t i = 0; ok && i < c.allowed_headers.size(); ++i) {
-            if (c.allowed_headers[i] != "*" && !isToken(c.allowed_headers[i])) {
-                ctx_.error(r.node()->find("allowed_headers")->item(i),
-                           indexPath(r.path("allowed_headers"), i),
-                           "invalid header name " + quoted(c.allowed_headers[i]));
-                ok = false;
-            }
-        }
-        if (ok) {
-            out = std::move(c);
-        }
-    }
-
-    void decodeTransform(const ConfigNode& node, const std::string& path,
-                         std::optional<core::TransformConfig>& out) {
-        MapReader r(ctx_, &node, path);
-        if (!r.valid()) {
-            return;
-        }
-        core::TransformConfig t;
-        bool ok = true;
-        if (const ConfigNode* v = r.get("request_headers")) {
-            ok = decodeHeaderTransform(*v, r.path("request_headers"), t.request_headers) && ok;
-        }
-        if (const ConfigNode* v = r.get("response_headers")) {
-            ok = decodeHeaderTransform(*v, r.path("response_headers"), t.response_headers) && ok;
-        }
-        if (ok) {
-            out = std::move(t);
-        }
-    }
-
-    bool decodeHeaderTransform(const ConfigNode& node, const std::string& path,
-                               core::HeaderTransformConfig& h) {
-        MapReader r(ctx_, &node, path);
-        if (!r.valid()) {
-            return false;
-        }
-        bool ok = true;
-        if (const ConfigNode* v = r.get("add")) {
-            ok = decodeHeaderMap(*v, r.path("add"), h.add) && ok;
-        }
-        if (const ConfigNode* v = r.get("remove")) {
-            if (ctx_.convert(*v, r.path("remove"), h.remove)) {
-                for (size_t i = 0; i < h.remove.size(); ++i) {
-                    if (!isToken(h.remove[i])) {
-                        ctx_.error(v->item(i), indexPath(r.path("remove"), i),
-                                   "invalid header name " + quoted(h.remove[i]));
-                        ok = false;
-                    }
-                }
-            } else {
-                ok = false;
-            }
-        }
-        if (const ConfigNode* v = r.get("set")) {
-            ok = decodeHeaderMap(*v, r.path("set"), h.set) && ok;
-        }
-        return ok;
-    }
-
-    bool decodeHeaderMap(const ConfigNode& node, const std::string& path, core::HeaderList& out) {
-        if (!node.isMap()) {
-            ctx_.error(node, path,
-                       "expected a map of header name to value, got " + node.describe());
-            return false;
-        }
-        bool ok = true;
-        for (size_t i = 0; i < node.size(); ++i) {
-            const std::string& name = node.keyAt(i);
-            std::string p = childPath(path, name);
-            std::string value;
-            if (!isToken(name)) {
-                ctx_.error(node.keyMarkAt(i), p, "invalid header name " + quoted(name));
-                ok = false;
+                ctx_.error(n->keyMarkAt(i), r.path(key),
+                           "unknown middleware " + quoted(name) + " in a named instance" +
+                               didYouMean(name, names) + " (write <name>:<instance> with name " +
+                               joinNames(names) + ")");
                 continue;
             }
-            if (node.item(i).isNull()) {
-                value.clear();
-            } else if (!ctx_.convert(node.item(i), p, value)) {
-                ok = false;
+            if (instance.empty() || !std::all_of(instance.begin(), instance.end(), [](char c) {
+                    return std::isalnum(static_cast<unsigned char>(c)) || c == '_' || c == '-';
+                })) {
+                ctx_.error(n->keyMarkAt(i), r.path(key),
+                           "invalid instance name " + quoted(instance) +
+                               " (letters, digits, '_' and '-')");
                 continue;
             }
-            if (hasControlChars(value)) {
-                ctx_.error(node.item(i), p,
-                           "header value contains control characters (CR, LF or NUL)");
-                ok = false;
+            if (n->item(i).isNull()) {
+                ctx_.error(n->keyMarkAt(i), r.path(key), "a value is required here, got null");
                 continue;
             }
-            out.emplace_back(name, std::move(value));
+            if (!mod->configure(ctx_, n->item(i), r.path(key), instance, m)) {
+                middleware_failed_.insert(key);
+            }
         }
-        return ok;
     }
 
     // --- load_balancing -------------------------------------------------------------------------
@@ -1744,52 +1029,56 @@ private:
         if (!ctx_.convert(node, path, names)) {
             return false;
         }
+        std::vector<std::string> known;
+        for (worker::Module* m : mod::modules()) {
+            known.emplace_back(m->name());
+        }
         bool ok = true;
         for (size_t i = 0; i < names.size(); ++i) {
-            const std::string& name = names[i];
+            const std::string& entry = names[i];
             const ConfigNode& item = node.item(i);
             std::string ipath = indexPath(path, i);
-            const auto& known = knownMiddleware();
-            if (std::find(known.begin(), known.end(), name) == known.end()) {
+            std::string_view name, instance;
+            worker::splitMiddlewareName(entry, name, instance);
+            worker::Module* mod = mod::findModule(name);
+            if (mod == nullptr) {
                 std::string hint = didYouMean(name, known);
-                ctx_.error(
-                    item, ipath,
-                    "unknown middleware " + quoted(name) +
-                        (hint.empty() ? " (known: auth, rate_limit, cors, transform)" : hint));
+                ctx_.error(item, ipath,
+                           "unknown middleware " + quoted(name) +
+                               (hint.empty() ? " (known: " + joinNames(known) + ")" : hint));
                 ok = false;
                 continue;
             }
-            const char* block = nullptr;
-            bool present = false;
-            if (name == "auth") {
-                block = "authentication";
-                present = mw.authentication.has_value();
-            } else if (name == "rate_limit") {
-                block = "rate_limiting";
-                present = mw.rate_limiting.has_value();
-            } else if (name == "cors") {
-                block = "cors";
-                present = mw.cors.has_value();
-            } else {
-                block = "transform";
-                present = mw.transform.has_value();
-            }
-            if (!present) {
-                if (!middleware_failed_.count(block)) {
+            if (!mod->hasInstance(mw, instance)) {
+                std::string block = instance.empty()
+                                        ? "middleware." + std::string(mod->blockKey())
+                                        : "middleware.\"" + entry + "\"";
+                std::string failed_key = instance.empty() ? std::string(name) : entry;
+                if (!middleware_failed_.count(failed_key)) {
                     ctx_.error(item, ipath,
-                               "route '" + rt.id + "' uses middleware " + quoted(name) +
-                                   " but middleware." + block +
-                                   " is not configured (the route would run without it)");
+                               "route '" + rt.id + "' uses middleware " + quoted(entry) + " but " +
+                                   block + " is not configured (the route would run without it)");
                 }
                 ok = false;
                 continue;
             }
-            if (std::find(rt.middleware.begin(), rt.middleware.end(), name) !=
-                rt.middleware.end()) {
-                ctx_.warn(item, ipath, "middleware " + quoted(name) + " is listed twice");
-                continue;
+            bool dup = false;
+            for (const auto& have : rt.middleware) {
+                std::string_view hn, hi;
+                worker::splitMiddlewareName(have, hn, hi);
+                if (hn == name) {
+                    ctx_.warn(item, ipath,
+                              have == entry ? "middleware " + quoted(entry) + " is listed twice"
+                                            : "middleware " + quoted(std::string(name)) +
+                                                  " is listed twice (" + quoted(have) + " and " +
+                                                  quoted(entry) + "); the first one is used");
+                    dup = true;
+                    break;
+                }
             }
-            rt.middleware.push_back(name);
+            if (!dup) {
+                rt.middleware.push_back(entry);
+            }
         }
         return ok;
     }
@@ -2172,64 +1461,93 @@ private:
 
     void dumpMiddleware(const core::MiddlewareConfig& m) {
         if (m.rate_limiting) {
-            section("rate_limiting");
-            kv("requests_per_second", std::to_string(m.rate_limiting->requests_per_second));
-            kv("burst", std::to_string(m.rate_limiting->burst));
-            const auto& k = m.rate_limiting->key;
-            using K = core::RateLimitKey::Kind;
-            kv("key", k.kind == K::Ip       ? "ip"
-                      : k.kind == K::Route  ? "route"
-                      : k.kind == K::Header ? str("header:" + k.name)
-                                            : str("query_param:" + k.name));
-            end();
+            dumpRateLimit("rate_limiting", *m.rate_limiting);
         }
         if (m.authentication) {
-            const auto& a = *m.authentication;
-            section("authentication");
-            kv("auth_type", std::string(core::authTypeName(a.auth_type)));
-            if (a.jwt) {
-                section("jwt");
-                kv("secret", secret(a.jwt->secret));
-                kv("algorithm", std::string(core::jwtAlgorithmName(a.jwt->algorithm)));
-                kv("header", str(a.jwt->header));
-                kv("leeway", dur(a.jwt->leeway));
-                kv("issuer", optStr(a.jwt->issuer));
-                kv("audience", optStr(a.jwt->audience));
-                end();
-            }
-            if (a.api_key) {
-                section("api_key");
-                std::vector<std::string> keys;
-                for (const auto& k : a.api_key->keys) {
-                    keys.push_back(mask_ ? "****" : k);
-                }
-                kv("keys", strList(keys));
-                kv("header", str(a.api_key->header));
-                kv("query", optStr(a.api_key->query));
-                end();
-            }
-            end();
+            dumpAuth("authentication", *m.authentication);
         }
         if (m.cors) {
-            section("cors");
-            kv("allowed_origins", strList(m.cors->allowed_origins));
-            kv("allowed_methods", strList(m.cors->allowed_methods));
-            kv("allowed_headers", strList(m.cors->allowed_headers));
-            kv("max_age", m.cors->max_age ? dur(*m.cors->max_age) : "~");
-            end();
+            dumpCors("cors", *m.cors);
         }
         if (m.transform) {
-            section("transform");
-            for (auto [name, h] : {std::pair{"request_headers", &m.transform->request_headers},
-                                   std::pair{"response_headers", &m.transform->response_headers}}) {
-                section(name);
-                headerMap("add", h->add);
-                kv("remove", strList(h->remove));
-                headerMap("set", h->set);
-                end();
-            }
+            dumpTransform("transform", *m.transform);
+        }
+        for (const auto& [n, c] : m.rate_limit_named) {
+            dumpRateLimit(str("rate_limit:" + n), c);
+        }
+        for (const auto& [n, c] : m.auth_named) {
+            dumpAuth(str("auth:" + n), c);
+        }
+        for (const auto& [n, c] : m.cors_named) {
+            dumpCors(str("cors:" + n), c);
+        }
+        for (const auto& [n, c] : m.transform_named) {
+            dumpTransform(str("transform:" + n), c);
+        }
+    }
+
+    void dumpRateLimit(const std::string& key, const core::RateLimitConfig& rl) {
+        section(key);
+        kv("requests_per_second", std::to_string(rl.requests_per_second));
+        kv("burst", std::to_string(rl.burst));
+        const auto& k = rl.key;
+        using K = core::RateLimitKey::Kind;
+        kv("key", k.kind == K::Ip       ? "ip"
+                  : k.kind == K::Route  ? "route"
+                  : k.kind == K::Header ? str("header:" + k.name)
+                                        : str("query_param:" + k.name));
+        end();
+    }
+
+    void dumpAuth(const std::string& key, const core::AuthConfig& a) {
+        section(key);
+        kv("auth_type", std::string(core::authTypeName(a.auth_type)));
+        if (a.jwt) {
+            section("jwt");
+            kv("secret", secret(a.jwt->secret));
+            kv("algorithm", std::string(core::jwtAlgorithmName(a.jwt->algorithm)));
+            kv("header", str(a.jwt->header));
+            kv("leeway", dur(a.jwt->leeway));
+            kv("issuer", optStr(a.jwt->issuer));
+            kv("audience", optStr(a.jwt->audience));
             end();
         }
+        if (a.api_key) {
+            section("api_key");
+            std::vector<std::string> keys;
+            for (const auto& k : a.api_key->keys) {
+                keys.push_back(mask_ ? "****" : k);
+            }
+            kv("keys", strList(keys));
+            kv("header", str(a.api_key->header));
+            kv("query", optStr(a.api_key->query));
+            end();
+        }
+        end();
+    }
+
+    void dumpCors(const std::string& key, const core::CorsConfig& c) {
+        section(key);
+        kv("allowed_origins", strList(c.allowed_origins));
+        kv("allowed_methods", strList(c.allowed_methods));
+        kv("allowed_headers", strList(c.allowed_headers));
+        kv("max_age", c.max_age ? dur(*c.max_age) : "~");
+        kv("expose_headers", strList(c.expose_headers));
+        kv("allow_credentials", boolean(c.allow_credentials));
+        end();
+    }
+
+    void dumpTransform(const std::string& key, const core::TransformConfig& t) {
+        section(key);
+        for (auto [name, h] : {std::pair{"request_headers", &t.request_headers},
+                               std::pair{"response_headers", &t.response_headers}}) {
+            section(name);
+            headerMap("add", h->add);
+            kv("remove", strList(h->remove));
+            headerMap("set", h->set);
+            end();
+        }
+        end();
     }
 
     void headerMap(const char* name, const core::HeaderList& list) {
@@ -2239,14 +1557,16 @@ private:
         }
         section(name);
         for (const auto& [k, v] : list) {
-            kv(keyText(k), str(v));
+            // Transform values are templates already in the file's syntax (gateway variables
+            // and "$${" kept as written): no escaping of "${".
+            kv(keyText(k), str(v, false));
         }
         end();
     }
 
     // Scalars are written as double-quoted YAML strings (escaping quotes, backslashes and
     // control bytes, and "${" as "$${" so the dump reads back to the same value).
-    static std::string str(std::string_view s) {
+    static std::string str(std::string_view s, bool escape_dollar = true) {
         std::string out = "\"";
         for (size_t i = 0; i < s.size(); ++i) {
             char c = s[i];
@@ -2259,7 +1579,7 @@ private:
                 out += "\\x";
                 out += kHex[u >> 4];
                 out += kHex[u & 15];
-            } else if (c == '$' && i + 1 < s.size() && s[i + 1] == '{') {
+            } else if (escape_dollar && c == '$' && i + 1 < s.size() && s[i + 1] == '{') {
                 out += "$$";
             } else {
                 out += c;

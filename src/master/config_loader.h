@@ -12,23 +12,12 @@
 
 #include "core/config.h"
 #include "core/config_node.h"
+#include "core/config_reader.h"
 
 namespace photon::master {
 
-/// One problem found while loading. Errors make the load fail; warnings do not.
-struct Diagnostic {
-    enum class Severity { Error, Warning } severity = Severity::Error;
-    std::string file;  // display name of the config file ("" when not tied to a file)
-    int line = 0;      // 1-based; 0 = unknown
-    int column = 0;    // 1-based; 0 = unknown
-    std::string path;  // key path such as "routes[2].backend"; "" for document-level problems
-    std::string message;
-
-    /// "file:line:col: path: message". Parts that are unknown are left out together with their
-    /// separator ("file: path: message", "file:line: message", ...). The severity is not part of
-    /// the text; callers prefix it as they like.
-    std::string format() const;
-};
+/// One problem found while loading (see core/config_reader.h).
+using Diagnostic = core::cfg::Diagnostic;
 
 /// Outcome of a load. `config` is set only when there were no errors; `diagnostics` holds every
 /// error and warning in the order found (all errors of one run are reported, not just the first).
@@ -49,7 +38,7 @@ const EnvLookup& processEnv();
 /// Decides whether an upstream DNS name resolves; called once per distinct name during a load.
 /// Returning false produces a warning (decision: unresolvable names start unhealthy), never an
 /// error.
-using HostResolver = std::function<bool(const std::string& host)>;
+using HostResolver = core::cfg::HostResolver;
 
 /// getaddrinfo(3)-based resolver (blocking; fine in the master, never use it in a worker).
 const HostResolver& systemResolver();
@@ -106,6 +95,6 @@ std::optional<core::ConfigNode> parseTomlDocument(std::string_view text,
 bool substituteEnv(core::ConfigNode& root, const EnvLookup& env, std::vector<Diagnostic>& diags);
 
 /// Levenshtein distance, used for "did you mean" hints.
-size_t editDistance(std::string_view a, std::string_view b);
+using core::cfg::editDistance;
 
 }  // namespace photon::master

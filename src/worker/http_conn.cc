@@ -22,6 +22,7 @@
 #include "modules/routing/router.h"
 #include "worker/access_log.h"
 #include "worker/local_reply.h"
+#include "worker/phases.h"
 #include "worker/proxy.h"
 #include "worker/shared_state.h"
 
@@ -65,6 +66,22 @@ void finishRequest(ClientConn* c);
 void closeClient(ClientConn* c);
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
                bool close);
+void writeLocal(ClientConn* c);
+void proceedProxy(ClientConn* c);
+
+/// The connection side of the phase engine.
+class ConnHost final : public RequestHost {
+public:
+    void proxy(Request& req) override { proceedProxy(static_cast<ClientConn*>(req.conn)); }
+    void sendHead(Request& req) override {
+        if (req.local()) {
+            writeLocal(static_cast<ClientConn*>(req.conn));
+        }
+        // An upstream head: onResponseHead() builds it once the filters are done.
+    }
+    void resumed(Request&) override {}
+};
+ConnHost g_host;
 bool clientRxPrep(IoOp* op, IoArgs& a);
 void clientRxDone(IoOp* op, ssize_t n);
 bool clientTxPrep(IoOp* op, IoArgs& a);
@@ -317,6 +334,7 @@ void closeClient(ClientConn* c) {
     if (c->dead) {
         return;
     }
+    c->rq.abort();  // a suspended handler cancels its work
     releaseUpstream(c, false);
     ctx().io.cancel(&c->rx);
     ctx().io.cancel(&c->tx);
@@ -354,6 +372,7 @@ void lingerClose(ClientConn* c) {
 }
 
 void resetRequestState(ClientConn* c) {
+    c->rq.reset();
     c->meta.reset();
     c->scan_hint = 0;
     c->req_body_left = 0;
@@ -476,18 +495,48 @@ void appendUint(Buffer& b, uint64_t v) {
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
                bool close) {
     ctx().io.cancel(&c->tx);
-    ctx().io_pool.acquire(c->out);
-    c->out.clear();
     if (c->meta.id_len == 0) {
         c->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->meta.id));
     }
+    if (c->head_pending != 0) {
+        c->in.consume(c->head_pending);
+        c->head_pending = 0;
+    }
+    c->local_close = close;
+    c->local_extra = extra_headers.empty() ? extra_headers : c->rq.copy(extra_headers);
+    c->rq.fail(status, error);
+    c->resp.headers.count = 0;  // the reply's own fields, for HeaderFilter
+    runHeaderFilter(c->rq);     // ends in writeLocal()
+}
+
+/// Writes the gateway reply set on c->rq (after HeaderFilter ran).
+void writeLocal(ClientConn* c) {
+    ctx().io.cancel(&c->tx);
+    ctx().io_pool.acquire(c->out);
+    c->out.clear();
+    if (c->head_pending != 0) {
+        c->in.consume(c->head_pending);  // a module answered before the request was forwarded
+        c->head_pending = 0;
+    }
+    bool close = c->local_close;
+    c->local_close = false;
     if (!c->req_body_done || c->client_eof) {
         close = true;  // an unread body would be taken for the next request
     }
     c->keep_alive = c->keep_alive && !close;
+    int status = c->rq.replyStatus();
     c->meta.status = status;
-    buildLocalReply(c->out, status, error, std::string_view(c->meta.id, c->meta.id_len),
-                    extra_headers, c->keep_alive, c->req_was_head);
+    std::string_view id(c->meta.id, c->meta.id_len);
+    const core::http::HeaderList* fields = c->resp.headers.count != 0 ? &c->resp.headers : nullptr;
+    buildLocalReply(c->out, status, c->rq.replyError(), id, c->local_extra, c->keep_alive,
+                    c->req_was_head, fields, c->rq.replyHasBody());
+    if (c->out.overflowed) {
+        // What the filters added does not fit: the reply goes out without it.
+        c->out.clear();
+        buildLocalReply(c->out, status, c->rq.replyError(), id, c->local_extra, c->keep_alive,
+                        c->req_was_head, nullptr, c->rq.replyHasBody());
+    }
+    c->local_extra = {};
     c->state = ClientConn::State::WritingLocal;
     if (!flushOut(c)) {
         return;
@@ -528,7 +577,7 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     }
     bool v10 = r.version == core::http::Version::Http10;
     appendStr(b, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-    std::string_view host = r.host;
+    std::string_view host = c->rq.host_override.empty() ? r.host : c->rq.host_override;
     if (host.empty()) {
         const Proxy& p = *ctx().proxy;
         const auto& be = p.backends[p.routes[static_cast<size_t>(c->meta.route)].backend];
@@ -754,6 +803,23 @@ void captureHashKey(ClientConn* c, const BackendRt& be, std::string_view path) {
     c->hash_key_len = static_cast<uint16_t>(n);
 }
 
+/// A CORS preflight for a path whose routes do not allow OPTIONS goes to the route that would
+/// serve the requested method, when that route answers preflights (it lists `cors`).
+mod::routing::Match matchPreflight(ClientConn* c, const Proxy& p, std::string_view path,
+                                   const mod::routing::Match& m) {
+    const auto* origin = c->req.headers.find("origin");
+    const auto* acrm = c->req.headers.find("access-control-request-method");
+    if (origin == nullptr || acrm == nullptr) {
+        return m;
+    }
+    mod::routing::Match pm = p.router->match(acrm->value, c->req.host, path);
+    if (pm.status == mod::routing::MatchStatus::Found &&
+        p.routes[pm.route].chain.answers_preflight) {
+        return pm;
+    }
+    return m;
+}
+
 void dispatch(ClientConn* c) {
     auto& r = c->req;
     ++c->requests;
@@ -800,16 +866,19 @@ void dispatch(ClientConn* c) {
     size_t pl = std::min(path.size(), sizeof c->meta.path);
     std::memcpy(c->meta.path, path.data(), pl);
     c->meta.path_len = static_cast<uint16_t>(pl);
-    size_t head_len = r.head_length;
+    c->head_pending = r.head_length;
+    Request& rq = c->rq;  // reset when the previous request finished
+    rq.path = path;
+    c->resp.headers.count = 0;
+    // The request is in the pipeline from here: processInput() stops parsing until it is done.
+    c->state = ClientConn::State::Proxying;
     if (nr != mod::routing::NormalizeResult::Ok) {
-        c->in.consume(head_len);
         sendLocal(c, 400, "invalid request path", {}, true);
         return;
     }
     const WorkerLimits& lim = ctx().limits;
     if (r.framing == BodyFraming::ContentLength && lim.max_body_size &&
         r.content_length > lim.max_body_size) {
-        c->in.consume(head_len);
         sendLocal(c, 413, "request body too large", {}, true);
         return;
     }
@@ -819,9 +888,14 @@ void dispatch(ClientConn* c) {
     mod::routing::Match m;
     if (!metrics_listener) {
         m = p.router->match(r.method, r.host, path);
+        if (m.status == mod::routing::MatchStatus::MethodNotAllowed &&
+            r.method_id == core::http::Method::Options) {
+            m = matchPreflight(c, p, path, m);
+        }
     }
     if (metrics_listener || m.status != mod::routing::MatchStatus::Found) {
-        c->in.consume(head_len);
+        c->in.consume(c->head_pending);
+        c->head_pending = 0;
         bool get = r.method_id == core::http::Method::Get || c->req_was_head;
         if (path == "/health" && get && (metrics_listener || !p.has_health_route)) {
             std::string body;
@@ -845,24 +919,31 @@ void dispatch(ClientConn* c) {
     const RouteRt& route = p.routes[m.route];
     resolveClientAddress(c, p);
     captureHashKey(c, p.backends[route.backend], path);
-    if (route.unavailable_middleware != nullptr) {
-        // Fail closed: a route that asks for protection this build cannot give is never
-        // proxied unprotected.
-        c->in.consume(head_len);
-        char why[96];
-        snprintf(why, sizeof why, "middleware '%s' is not available in this version",
-                 route.unavailable_middleware);
-        sendLocal(c, 503, why, {}, false);
-        return;
+    rq.route = &route;
+    if (route.rewrites || !route.chain.empty()) {
+        rq.match = m;
     }
+    if (!route.chain.empty()) {
+        rq.chain = &route.chain;
+        rq.router = p.router.get();
+        rq.clearSlots();
+    }
+    runAfterRoute(rq);  // the route's handlers, then proceedProxy()
+}
+
+/// The built-in Proxy step: rewrite, the upstream request head, the first attempt.
+void proceedProxy(ClientConn* c) {
+    auto& r = c->req;
+    const Proxy& p = *ctx().proxy;
+    const RouteRt& route = *c->rq.route;
+    std::string_view path = c->rq.path;
 
     // Forwarded path: normalised, optionally rewritten.
     char rewritten[4096];
     std::string_view fwd_path = path;
     if (route.rewrites) {
-        size_t n = p.router->rewritePath(m, path, rewritten, sizeof rewritten);
+        size_t n = p.router->rewritePath(c->rq.match, path, rewritten, sizeof rewritten);
         if (n == 0) {
-            c->in.consume(head_len);
             sendLocal(c, 400, "cannot rewrite the request path", {}, true);
             return;
         }
@@ -874,7 +955,8 @@ void dispatch(ClientConn* c) {
     ctx().io_pool.acquire(c->out);
     c->out.clear();
     buildUpstreamHead(c, c->out, fwd_path);
-    c->in.consume(head_len);
+    c->in.consume(c->head_pending);
+    c->head_pending = 0;
     if (c->out.overflowed) {
         // What we add (Host, X-Forwarded-*, the request id) did not fit next to the client's
         // fields: refuse rather than send a truncated head.
@@ -1193,6 +1275,14 @@ bool onResponseHead(ClientConn* c) {
     // Passive health: a 5xx answer counts against the upstream like a connect error.
     sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()),
                  c->resp.status < 500);
+    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
+        c->rq.upstream = u->up->address;
+        runHeaderFilter(c->rq);
+        if (c->rq.local()) {
+            c->resp_head_done = false;  // a filter refused the head: the client gets a 502
+            return false;
+        }
+    }
     buildClientHead(c);
     if (c->out.overflowed) {
         c->out.clear();
@@ -1485,6 +1575,9 @@ void goIdle(ClientConn* c) {
 }
 
 void finishRequest(ClientConn* c) {
+    if (c->rq.chain != nullptr) {
+        runLog(c->rq);
+    }
     if (ctx().access_log) {
         ctx().access_log->write(*c, now());
     }
@@ -1596,6 +1689,16 @@ void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
         ssize_t n = ::recv(c->fd, sink, sizeof sink, 0);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             closeClient(c);
+        }
+        return;
+    }
+    if (c->rq.suspended()) {
+        // A suspended request's views point into `in`: read only into free space at its end
+        // (a read of 0 bytes is the client going away, which cancels the request's work).
+        if (c->in.space() == 0) {
+            stopRead(c);
+        } else if (!c->rx.busy()) {
+            ctx().io.queue(&c->rx);
         }
         return;
     }
@@ -1901,6 +2004,12 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
     c->tx = IoOp{clientTxPrep, clientTxDone, c};
     c->timer.init(onClientTimer, c);
     c->rio.data = c->wio.data = c;
+    c->rq.conn = c;
+    c->rq.host_ = &g_host;
+    c->rq.head = &c->req;
+    c->rq.resp = &c->resp;
+    c->rq.meta = &c->meta;
+    c->rq.client_ip = std::string_view(c->peer_ip, c->peer_ip_len);
     ++ctx().conn_count;
     goIdle(c);
     clientTimer(c, ctx().limits.header_timeout);

@@ -14,6 +14,7 @@
 #include "worker/io_batch.h"
 #include "worker/lazy_timer.h"
 #include "worker/pipe_pool.h"
+#include "worker/request.h"
 
 namespace photon::worker {
 
@@ -116,6 +117,10 @@ public:
 
     core::http::RequestHead req;
     RequestMeta meta;
+    Request rq;  // the request as the phase pipeline sees it
+    size_t head_pending = 0;  // bytes of the request head still at the front of `in`
+    std::string_view local_extra;  // gateway reply: extra header lines (arena or static)
+    bool local_close = false;      // gateway reply: close the connection after it
     // Request body still to forward. Bytes are first "framed" (counted against Content-Length
     // or validated by the chunked decoder), then sent; req_ready counts framed, unsent bytes at
     // the front of `in`.

@@ -21,14 +21,37 @@ namespace photon::worker {
 namespace {
 
 void head(Buffer& out, int status, size_t body_len, std::string_view request_id,
-          std::string_view extra, bool keep_alive) {
+          std::string_view extra, bool keep_alive, const core::http::HeaderList* fields = nullptr,
+          bool body = true) {
     char line[256];
     std::string_view reason = core::http::reasonPhrase(status);
-    int n = snprintf(line, sizeof line,
+    int n;
+    if (body) {
+        n = snprintf(line, sizeof line,
                      "HTTP/1.1 %d %.*s\r\nContent-Type: application/json\r\n"
                      "Content-Length: %zu\r\nCache-Control: no-store\r\n",
                      status, static_cast<int>(reason.size()), reason.data(), body_len);
+    } else if (status < 200 || status == 204 || status == 304) {
+        n = snprintf(line, sizeof line, "HTTP/1.1 %d %.*s\r\n", status,
+                     static_cast<int>(reason.size()), reason.data());
+    } else {
+        n = snprintf(line, sizeof line, "HTTP/1.1 %d %.*s\r\nContent-Length: 0\r\n", status,
+                     static_cast<int>(reason.size()), reason.data());
+    }
     out.append(line, static_cast<size_t>(n));
+    if (fields != nullptr) {
+        for (const auto& f : *fields) {
+            size_t need = f.name.size() + f.value.size() + 4;
+            if (need > out.space()) {
+                out.overflowed = true;
+                return;
+            }
+            out.append(f.name.data(), f.name.size());
+            out.append(": ", 2);
+            out.append(f.value.data(), f.value.size());
+            out.append("\r\n", 2);
+        }
+    }
     if (!request_id.empty()) {
         out.append("X-Request-ID: ", 14);
         out.append(request_id.data(), request_id.size());
@@ -69,7 +92,12 @@ void appendJsonEscaped(std::string& out, std::string_view s) {
 }
 
 void buildLocalReply(Buffer& out, int status, std::string_view error, std::string_view request_id,
-                     std::string_view extra_headers, bool keep_alive, bool head_only) {
+                     std::string_view extra_headers, bool keep_alive, bool head_only,
+                     const core::http::HeaderList* fields, bool with_body) {
+    if (!with_body) {
+        head(out, status, 0, request_id, extra_headers, keep_alive, fields, false);
+        return;
+    }
     char body[768];
     size_t len = 0;
     auto put = [&](std::string_view s) {
@@ -83,7 +111,7 @@ void buildLocalReply(Buffer& out, int status, std::string_view error, std::strin
         snprintf(body + len, sizeof body - len, "\",\"status\":%d,\"request_id\":\"", status));
     escapeInto(body, sizeof body - 8, len, request_id);
     put("\"}\n");
-    head(out, status, len, request_id, extra_headers, keep_alive);
+    head(out, status, len, request_id, extra_headers, keep_alive, fields);
     if (!head_only) {
         out.append(body, len);
     }

@@ -5,6 +5,7 @@
 #include <string>
 #include <string_view>
 
+#include "core/http_parser.h"
 #include "worker/buffer.h"
 
 namespace photon::worker {
@@ -14,8 +15,13 @@ namespace photon::worker {
 /// Connection: close unless keep_alive, and the body
 /// {"error":"<error>","status":N,"request_id":"<id>"}. `head_only` (HEAD request) omits the
 /// body but keeps its Content-Length. The error text is JSON-escaped.
+/// `fields` (may be null) are further header fields set by the HeaderFilter phase (CORS,
+/// transforms), written after `extra_headers`. `body` false writes neither body nor
+/// Content-Type (a CORS preflight's 204); Content-Length is then left out for 1xx/204/304 and
+/// written as 0 otherwise. A head that did not fit sets out.overflowed.
 void buildLocalReply(Buffer& out, int status, std::string_view error, std::string_view request_id,
-                     std::string_view extra_headers, bool keep_alive, bool head_only);
+                     std::string_view extra_headers, bool keep_alive, bool head_only,
+                     const core::http::HeaderList* fields = nullptr, bool body = true);
 
 /// Same framing for a caller-built JSON body.
 void buildJsonReply(Buffer& out, int status, std::string_view json_body,

@@ -2,6 +2,9 @@
 // Building the proxy model from the configuration (master side) and pool teardown.
 #include "worker/proxy.h"
 
+#include "modules/registry.h"
+#include "worker/module.h"
+
 #include <netdb.h>
 
 #include <cstring>
@@ -61,6 +64,29 @@ std::vector<mod::routing::RouteSpec> routeSpecs(const core::Config& cfg) {
     return specs;
 }
 
+/// The route's handler chain from the modules it lists (each module adds its own handlers;
+/// their order is the registry's, not the list's).
+core::Result<Chain> buildChain(const core::Config& cfg, const core::RouteConfig& r,
+                               std::vector<std::unique_ptr<ModuleConf>>& confs) {
+    RouteChainBuilder b;
+    for (const auto& m : r.middleware) {
+        std::string_view name, instance;
+        splitMiddlewareName(m, name, instance);
+        const Module* mod = mod::findModule(name);
+        if (mod == nullptr) {
+            return core::Error{"unknown middleware '" + m + "'"};
+        }
+        auto ok = mod->attach(b, cfg, r, instance, mod::moduleIndex(mod));
+        if (!ok.ok()) {
+            return ok.error();
+        }
+    }
+    for (auto& c : b.owned()) {
+        confs.push_back(std::move(c));
+    }
+    return b.build();
+}
+
 /// What the configuration asks for that this version does not do yet, in words for the operator.
 void unavailableFeatureWarnings(const core::Config& cfg, std::vector<std::string>& out) {
     for (size_t i = 0; i < cfg.routes.size(); ++i) {
@@ -68,14 +94,13 @@ void unavailableFeatureWarnings(const core::Config& cfg, std::vector<std::string
         for (const auto& m : r.middleware) {
             std::string where =
                 "routes[" + std::to_string(i) + "] (\"" + r.id + "\"): middleware '" + m + "'";
-            if (m == "auth" || m == "rate_limit") {
+            std::string_view name, instance;
+            splitMiddlewareName(m, name, instance);
+            const Module* mod = mod::findModule(name);
+            if (mod != nullptr && !mod->available()) {
                 out.push_back(where +
                               " is not available in this version; the route answers 503 "
                               "instead of forwarding unprotected");
-            } else if (m == "cors" || m == "transform") {
-                out.push_back(where +
-                              " is not available in this version; requests pass "
-                              "through unchanged");
             }
         }
     }
@@ -177,11 +202,11 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         rt.timeout = r.timeout ? seconds(*r.timeout) : 0;
         rt.retries = r.retries;
         rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();
-        for (const auto& m : r.middleware) {
-            if (rt.unavailable_middleware == nullptr && (m == "auth" || m == "rate_limit")) {
-                rt.unavailable_middleware = m == "auth" ? "auth" : "rate_limit";
-            }
+        auto chain = buildChain(cfg, r, p->module_confs);
+        if (!chain.ok()) {
+            return core::Error{"route '" + r.id + "': " + chain.error().msg};
         }
+        rt.chain = std::move(chain.value());
         p->routes.push_back(std::move(rt));
     }
     std::vector<std::string> warnings;
@@ -247,6 +272,13 @@ core::Result<void> Proxy::checkRoutes(const core::Config& cfg, std::vector<std::
     auto router = mod::routing::Router::compile(routeSpecs(cfg), &warnings);
     if (!router.ok()) {
         return router.error();
+    }
+    std::vector<std::unique_ptr<ModuleConf>> confs;
+    for (const auto& r : cfg.routes) {
+        auto chain = buildChain(cfg, r, confs);
+        if (!chain.ok()) {
+            return core::Error{"route '" + r.id + "': " + chain.error().msg};
+        }
     }
     unavailableFeatureWarnings(cfg, warnings);
     return {};

@@ -14,6 +14,7 @@
 #include "core/config.h"
 #include "core/result.h"
 #include "worker/context.h"
+#include "worker/request.h"
 
 namespace photon::core {
 struct Config;
@@ -79,9 +80,7 @@ struct RouteRt {
     double timeout = 0;     // seconds; 0 = use the upstream's own read/write timeouts
     uint32_t retries = 0;   // extra attempts on another upstream (idempotent requests)
     bool rewrites = false;  // strip_prefix or rewrite configured
-    // A security middleware (auth, rate_limit) the route lists but this version cannot enforce:
-    // requests are refused with 503 rather than forwarded unprotected. Static string or null.
-    const char* unavailable_middleware = nullptr;
+    Chain chain;            // the handlers of the modules the route lists (empty: none)
 };
 
 /// Everything the data path needs, immutable after build() except for the idle pools.
@@ -109,6 +108,7 @@ public:
     uint32_t max_idle_per_upstream = 64;
     bool has_health_route = false;            // a configured route matches GET /health (it wins)
     std::vector<core::Cidr> trusted_proxies;  // server.trusted_proxies
+    std::vector<std::unique_ptr<ModuleConf>> module_confs;  // what the chains' handlers read
 
     /// Closes every pooled connection (worker exit).
     void closeIdle();

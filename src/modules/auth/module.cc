@@ -1,0 +1,63 @@
+// SPDX-License-Identifier: Apache-2.0
+// Registration of the auth module.
+#include "modules/auth/module.h"
+
+#include "modules/auth/config.h"
+
+
+
+namespace photon::mod::auth {
+
+namespace {
+
+using worker::Phase;
+using worker::Verdict;
+
+Verdict unavailable(worker::Request& req, const void*) {
+    // Fail closed: a route that asks for protection this build cannot give is never proxied
+    // unprotected.
+    return req.fail(503, "middleware 'auth' is not available in this version");
+}
+
+class AuthModule final : public worker::Module {
+public:
+    std::string_view name() const override { return "auth"; }
+    std::string_view blockKey() const override { return "authentication"; }
+
+    bool configure(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
+                   const std::string& instance, core::MiddlewareConfig& out) const override {
+        std::optional<core::AuthConfig> c;
+        decodeAuth(ctx, node, path, c);
+        if (!c) {
+            return false;
+        }
+        if (instance.empty()) {
+            out.authentication = std::move(*c);
+        } else {
+            out.auth_named.emplace_back(instance, std::move(*c));
+        }
+        return true;
+    }
+
+    bool hasInstance(const core::MiddlewareConfig& mw, std::string_view instance) const override {
+        return core::MiddlewareConfig::instance(mw.authentication, mw.auth_named, instance) != nullptr;
+    }
+
+    core::Result<void> attach(worker::RouteChainBuilder& chain, const core::Config&,
+                              const core::RouteConfig&, std::string_view,
+                              uint16_t module) const override {
+        chain.add(Phase::Access, unavailable, nullptr, module);
+        return {};
+    }
+
+    bool available() const override { return false; }
+};
+
+}  // namespace
+
+worker::Module& module() {
+    static AuthModule m;
+    return m;
+}
+
+}  // namespace photon::mod::auth

@@ -1,0 +1,12 @@
+// SPDX-License-Identifier: Apache-2.0
+// The cors module's registration (listed in src/modules/registry.cc).
+#pragma once
+
+#include "worker/module.h"
+
+namespace photon::mod::cors {
+
+/// The module object (one per process, immutable).
+worker::Module& module();
+
+}  // namespace photon::mod::cors

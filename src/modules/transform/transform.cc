@@ -1,0 +1,302 @@
+// SPDX-License-Identifier: Apache-2.0
+// Header transform handlers and value templates.
+#include "modules/transform/transform.h"
+
+#include <cstring>
+
+#include "worker/http_conn.h"
+#include "worker/proxy.h"
+
+namespace photon::mod::transform {
+
+namespace {
+
+using worker::Request;
+using worker::Verdict;
+
+// Request data a response template needs after the request head is gone.
+struct Saved {
+    std::string_view host;
+    std::string_view captures[mod::routing::kMaxCaptures];
+    std::string_view capture_names[mod::routing::kMaxCaptures];
+    uint8_t capture_count = 0;
+};
+
+std::string_view pathParam(const Request& req, const Saved* saved, std::string_view name) {
+    if (saved != nullptr) {
+        for (size_t i = 0; i < saved->capture_count; ++i) {
+            if (saved->capture_names[i] == name) {
+                return saved->captures[i];
+            }
+        }
+        return {};
+    }
+    if (req.router == nullptr || req.match.status != mod::routing::MatchStatus::Found) {
+        return {};
+    }
+    for (size_t i = 0; i < req.match.capture_count; ++i) {
+        if (req.router->captureName(req.match.route, i) == name) {
+            return req.match.captures[i].view();
+        }
+    }
+    return {};
+}
+
+std::string_view variable(const Request& req, const Template::Part& p, const Saved* saved) {
+    switch (p.var) {
+        case Var::RequestId:
+            return {req.meta->id, req.meta->id_len};
+        case Var::ClientIp:
+            return req.client_ip;
+        case Var::RouteId:
+            return req.route != nullptr ? std::string_view(req.route->id) : std::string_view();
+        case Var::Host:
+            if (saved != nullptr) {
+                return saved->host;
+            }
+            return req.head != nullptr ? req.head->host : std::string_view();
+        case Var::Path:
+            return {req.meta->path, req.meta->path_len};
+        case Var::Method:
+            return {req.meta->method, req.meta->method_len};
+        case Var::Upstream:
+            return req.upstream;
+        case Var::PathParam:
+            return pathParam(req, saved, p.text);
+        case Var::JwtClaim:
+            return {};  // no verified token on this route (authentication fills it in)
+    }
+    return {};
+}
+
+bool expandWith(Request& req, const Template& t, const Saved* saved, std::string_view& out);
+
+bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool response,
+               const Saved* saved) {
+    for (const auto& name : side.remove) {
+        worker::removeHeader(h, name);
+    }
+    for (const Op& op : side.set) {
+        std::string_view v;
+        if (!expandWith(req, op.value, saved, v)) {
+            return false;
+        }
+        if (!response && side.host_set && op.name.size() == 4 &&
+            core::http::equalsIgnoreCase(op.name, "host")) {
+            req.host_override = v;  // the upstream head's Host comes from here
+            continue;
+        }
+        if (!worker::setHeader(h, op.name, v)) {
+            return false;
+        }
+    }
+    for (const Op& op : side.add) {
+        std::string_view v;
+        if (!expandWith(req, op.value, saved, v) || !worker::addHeader(h, op.name, v)) {
+            return false;
+        }
+    }
+    return true;
+}
+
+}  // namespace
+
+bool isGatewayVariable(std::string_view name) {
+    static constexpr std::string_view kPlain[] = {"request_id", "client_ip", "route_id", "host",
+                                                  "path",       "method",    "upstream"};
+    for (std::string_view k : kPlain) {
+        if (name == k) {
+            return true;
+        }
+    }
+    for (std::string_view prefix : {std::string_view("path."), std::string_view("jwt.")}) {
+        if (name.size() > prefix.size() && name.substr(0, prefix.size()) == prefix) {
+            return true;
+        }
+    }
+    return false;
+}
+
+core::Result<Template> Template::compile(std::string_view value, bool response_side) {
+    Template t;
+    std::string lit;
+    auto flush = [&] {
+        if (!lit.empty()) {
+            Part p;
+            p.text = std::move(lit);
+            t.parts.push_back(std::move(p));
+            lit.clear();
+        }
+    };
+    size_t i = 0;
+    while (i < value.size()) {
+        if (value.compare(i, 3, "$${") == 0) {
+            lit += "${";
+            i += 3;
+            continue;
+        }
+        if (value.compare(i, 2, "${") != 0) {
+            lit += value[i++];
+            continue;
+        }
+        size_t close = value.find('}', i + 2);
+        if (close == std::string_view::npos) {
+            return core::Error{"unterminated '${' (write '$${' for a literal '${')"};
+        }
+        std::string_view name = value.substr(i + 2, close - i - 2);
+        Part p;
+        p.literal = false;
+        if (name == "request_id") {
+            p.var = Var::RequestId;
+        } else if (name == "client_ip") {
+            p.var = Var::ClientIp;
+        } else if (name == "route_id") {
+            p.var = Var::RouteId;
+        } else if (name == "host") {
+            p.var = Var::Host;
+        } else if (name == "path") {
+            p.var = Var::Path;
+        } else if (name == "method") {
+            p.var = Var::Method;
+        } else if (name == "upstream") {
+            if (!response_side) {
+                return core::Error{
+                    "${upstream} is only known for responses (use it in response_headers)"};
+            }
+            p.var = Var::Upstream;
+        } else if (name.size() > 5 && name.substr(0, 5) == "path.") {
+            p.var = Var::PathParam;
+            p.text = std::string(name.substr(5));
+        } else if (name.size() > 4 && name.substr(0, 4) == "jwt.") {
+            p.var = Var::JwtClaim;
+            p.text = std::string(name.substr(4));
+        } else {
+            return core::Error{"unknown variable '${" + std::string(name) +
+                               "}' (variables: request_id, client_ip, route_id, host, path, "
+                               "method, upstream, path.NAME, jwt.CLAIM)"};
+        }
+        flush();
+        t.parts.push_back(std::move(p));
+        t.constant = false;
+        i = close + 1;
+    }
+    flush();
+    if (t.parts.size() > kMaxParts) {
+        return core::Error{"too many variables in one value (at most " +
+                           std::to_string(kMaxParts / 2) + ")"};
+    }
+    if (t.constant) {
+        for (const auto& p : t.parts) {
+            t.text += p.text;
+        }
+    }
+    return t;
+}
+
+core::Result<TransformConf> TransformConf::compile(const core::TransformConfig& c) {
+    TransformConf k;
+    for (int side = 0; side < 2; ++side) {
+        const core::HeaderTransformConfig& src = side == 0 ? c.request_headers : c.response_headers;
+        Side& dst = side == 0 ? k.request : k.response;
+        dst.remove = src.remove;
+        for (auto [list, out] : {std::pair{&src.set, &dst.set}, std::pair{&src.add, &dst.add}}) {
+            for (const auto& [name, value] : *list) {
+                auto t = Template::compile(value, side == 1);
+                if (!t.ok()) {
+                    return core::Error{name + ": " + t.error().msg};
+                }
+                for (const auto& p : t.value().parts) {
+                    if (side == 1 && !p.literal &&
+                        (p.var == Var::Host || p.var == Var::PathParam)) {
+                        k.response_needs_request = true;
+                    }
+                }
+                if (side == 0 && list == &src.set && name.size() == 4 &&
+                    core::http::equalsIgnoreCase(name, "host")) {
+                    dst.host_set = true;
+                }
+                out->push_back(Op{name, std::move(t.value())});
+            }
+        }
+    }
+    return k;
+}
+
+bool expand(Request& req, const Template& t, bool, std::string_view& out) {
+    return expandWith(req, t, nullptr, out);
+}
+
+namespace {
+
+bool expandWith(Request& req, const Template& t, const Saved* saved, std::string_view& out) {
+    if (t.constant) {
+        out = t.text;
+        return true;
+    }
+    size_t n = 0;
+    std::string_view vals[kMaxParts];
+    size_t nv = 0;
+    for (const auto& p : t.parts) {
+        std::string_view v = p.literal ? std::string_view(p.text) : variable(req, p, saved);
+        if (nv < std::size(vals)) {
+            vals[nv++] = v;
+        }
+        n += v.size();
+    }
+    char* buf = req.alloc(n == 0 ? 1 : n);
+    if (buf == nullptr) {
+        return false;
+    }
+    size_t at = 0;
+    for (size_t i = 0; i < nv; ++i) {
+        if (!vals[i].empty()) {
+            std::memcpy(buf + at, vals[i].data(), vals[i].size());
+            at += vals[i].size();
+        }
+    }
+    out = std::string_view(buf, at);
+    return true;
+}
+
+}  // namespace
+
+Verdict captureHandler(Request& req, const void* conf) {
+    const auto& c = *static_cast<const TransformConf*>(conf);
+    auto* s = static_cast<Saved*>(static_cast<void*>(req.alloc(sizeof(Saved))));
+    if (s == nullptr) {
+        return Verdict::Next;
+    }
+    *s = Saved{};
+    s->host = req.copy(req.head->host);
+    if (req.router != nullptr && req.match.status == mod::routing::MatchStatus::Found) {
+        for (size_t i = 0; i < req.match.capture_count && i < mod::routing::kMaxCaptures; ++i) {
+            s->capture_names[i] = req.router->captureName(req.match.route, i);
+            s->captures[i] = req.copy(req.match.captures[i].view());
+        }
+        s->capture_count = req.match.capture_count;
+    }
+    req.slot(c.slot) = s;
+    return Verdict::Next;
+}
+
+Verdict requestHandler(Request& req, const void* conf) {
+    const auto& c = *static_cast<const TransformConf*>(conf);
+    // The request head's field list is edited in place; the views it gets point into the
+    // arena or the configuration, which outlive the upstream head built from it.
+    if (!applySide(req, req.head->headers, c.request, false, nullptr)) {
+        return req.fail(431, "request header too large");
+    }
+    return Verdict::Next;
+}
+
+Verdict responseHandler(Request& req, const void* conf) {
+    const auto& c = *static_cast<const TransformConf*>(conf);
+    const Saved* saved = static_cast<const Saved*>(req.slot(c.slot));
+    if (!applySide(req, req.responseHeaders(), c.response, true, saved)) {
+        // The arena or the field list is full: never a truncated head (502).
+        return req.fail(502, "response header too large");
+    }
+    return Verdict::Next;
+}
+
+}  // namespace photon::mod::transform

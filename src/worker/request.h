@@ -1,0 +1,212 @@
+// SPDX-License-Identifier: Apache-2.0
+// The request as the phase pipeline and the modules see it: phases, verdicts, the per-request
+// arena and module slots, the reply being built, and header editing.
+#pragma once
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "core/http_parser.h"
+#include "modules/routing/router.h"
+
+namespace photon::worker {
+
+struct RequestMeta;
+struct RouteRt;
+class Request;
+
+/// The phases every request runs, in this order (see src/worker/README.md, "Life of a request").
+enum class Phase : uint8_t {
+    Route,         // request id, normalisation, route match, 404/405, rewrite (built in)
+    Access,        // CORS preflight, rate limit, authentication
+    CacheLookup,   // a fresh cached answer becomes the response
+    Proxy,         // request header transforms, then balancer pick, pool, retries (built in)
+    HeaderFilter,  // response header changes: upstream responses and gateway replies alike
+    BodyFilter,    // streaming response-body slices
+    Log,           // access log, metrics, releasing counts
+};
+inline constexpr size_t kPhaseCount = 7;
+
+/// What a phase handler tells the engine.
+enum class Verdict : uint8_t {
+    Next,       // done here; run the next handler
+    SkipPhase,  // nothing more to do in this phase
+    Respond,    // the reply is set (Request::respond/fail): continue at HeaderFilter
+    Suspend,    // asynchronous work started; the handler calls Request::resume() exactly once
+};
+
+/// A phase handler. `conf` is the module's immutable per-instance configuration (built in the
+/// master, inherited through fork). Runs on the worker's loop; must not block.
+using PhaseFn = Verdict (*)(Request& req, const void* conf);
+
+/// Called when a suspended request is abandoned (the client went away or the worker stops):
+/// the module cancels its pending work and must not call resume() afterwards.
+using AbortFn = void (*)(Request& req, void* arg);
+
+struct Handler {
+    PhaseFn fn = nullptr;
+    const void* conf = nullptr;
+    Phase phase = Phase::Route;
+    uint16_t module = 0;  // registry index: the module's slot
+};
+
+/// One route's handlers, in pipeline order: grouped by phase, and inside a phase in the
+/// registry's module order (never the order of the route's `middleware` list). Built once at
+/// load; a route without middleware has no handlers and costs nothing per request.
+struct Chain {
+    std::vector<Handler> handlers;
+    std::array<uint16_t, kPhaseCount + 1> start{};  // phase p runs [start[p], start[p + 1])
+    // A module answers every CORS preflight (OPTIONS with Origin and
+    // Access-Control-Request-Method) on this route, so the route takes preflights for its paths
+    // even when its `methods` leave out OPTIONS.
+    bool answers_preflight = false;
+
+    bool has(Phase p) const {
+        return start[static_cast<size_t>(p)] != start[static_cast<size_t>(p) + 1];
+    }
+    bool empty() const { return handlers.empty(); }
+};
+
+/// Bytes of per-request arena (expanded header values, copies of request data).
+inline constexpr size_t kArenaSize = 4096;
+
+/// Base of a module's compiled per-instance configuration (owned by the Proxy model, read by
+/// the module's handlers through Handler::conf).
+struct ModuleConf {
+    virtual ~ModuleConf() = default;
+};
+
+/// Most modules a build can register (slot array size).
+inline constexpr size_t kMaxModules = 16;
+
+/// The connection side of a request: what the engine asks the connection code to do. The
+/// connection implements it; unit tests drive the engine with a socket-less stand-in.
+class RequestHost {
+public:
+    virtual ~RequestHost() = default;
+    /// The built-in Proxy step: pick an upstream and forward. The connection comes back with
+    /// Request::responseHead() when the upstream's head arrives, or with a gateway reply.
+    virtual void proxy(Request& req) = 0;
+    /// Writes the reply (gateway reply or upstream head) after HeaderFilter ran.
+    virtual void sendHead(Request& req) = 0;
+    /// A suspended request resumed: the connection takes back its socket events.
+    virtual void resumed(Request& req) = 0;
+};
+
+/// One request in flight. Lives inside its connection and is reused for the next request;
+/// everything a module allocates comes from the request's arena and is gone after Log.
+///
+/// Views into the request head (`head`, `path`, captures) are valid until the Proxy phase has
+/// built the upstream request; a module that needs request data later (HeaderFilter, Log) copies
+/// it into the arena during an earlier phase (Request::copy()).
+class Request {
+public:
+    Request() = default;
+    Request(const Request&) = delete;
+    Request& operator=(const Request&) = delete;
+
+    // ----- set by the connection and the Route phase; read by modules -----
+    RequestHost* host_ = nullptr;
+    void* conn = nullptr;                      // the connection (for its RequestHost)
+    core::http::RequestHead* head = nullptr;  // the parsed request
+    core::http::ResponseHead* resp = nullptr;  // the head HeaderFilter edits (see responseHeaders)
+    RequestMeta* meta = nullptr;               // id, method, path copies, status, timings
+    std::string_view client_ip;                // text form of the client address
+    std::string_view path;                     // normalised path (no query)
+    std::string_view host_override;            // Host for the upstream request when set
+    const RouteRt* route = nullptr;            // null until matched
+    const Chain* chain = nullptr;              // the route's handlers (null: none)
+    mod::routing::Match match;                 // captures for `{name}` segments
+    const mod::routing::Router* router = nullptr;
+    std::string_view upstream;                 // address of the upstream that answered
+
+    // ----- the reply -----
+    /// Sets a gateway reply with no body (a CORS preflight's 204, for instance).
+    Verdict respond(int status);
+    /// Sets a gateway error reply: the JSON error body {"error": why, ...}. `why` must outlive the
+    /// request (a literal, config text or arena memory).
+    Verdict fail(int status, std::string_view why);
+    /// Whether the response is gateway-generated (respond/fail), not an upstream's.
+    bool local() const { return local_; }
+    int replyStatus() const { return reply_status_; }
+    std::string_view replyError() const { return reply_error_; }
+    bool replyHasBody() const { return reply_body_; }
+
+    /// The response's header fields, for HeaderFilter handlers: the upstream's fields, or the
+    /// gateway reply's own (Allow, Retry-After ...). Edit them with the functions below.
+    core::http::HeaderList& responseHeaders() { return resp->headers; }
+
+    // ----- per-request memory -----
+    /// Arena memory for this request; released after Log. Returns nullptr when the request used
+    /// more than its arena holds (callers answer 431/502 then).
+    char* alloc(size_t n);
+    /// A copy of `s` in the arena (empty view when it does not fit).
+    std::string_view copy(std::string_view s);
+    /// Module state slot (registry index); null until the module sets it; cleared per request.
+    void*& slot(uint16_t module) { return slots_[module]; }
+
+    // ----- suspension -----
+    /// For a handler that returns Suspend: `fn(req, arg)` runs if the request is abandoned while
+    /// suspended (it cancels the work).
+    void onAbort(AbortFn fn, void* arg) {
+        abort_fn_ = fn;
+        abort_arg_ = arg;
+    }
+    /// Continues a suspended request with the handler's final verdict (Next, SkipPhase or
+    /// Respond). Called exactly once per Suspend, from the worker's loop, never after an abort.
+    void resume(Verdict v);
+    bool suspended() const { return suspended_; }
+
+    // ----- engine (phases.cc) and connection use -----
+    /// Clears the per-request state (called before the Route phase of every request).
+    void reset() {
+        route = nullptr;
+        chain = nullptr;
+        host_override = {};
+        upstream = {};
+        local_ = false;
+        reply_body_ = false;
+        reply_status_ = 0;
+        suspended_ = false;
+        abort_fn_ = nullptr;
+        arena_used_ = 0;
+    }
+    /// Clears the module slots (only routes with handlers use them).
+    void clearSlots() { slots_.fill(nullptr); }
+    /// Abandons a suspended request (client gone): runs the abort callback once.
+    void abort();
+
+    // Engine position while running or suspended.
+    Phase phase_ = Phase::Route;
+    uint16_t pos_ = 0;
+
+    // Internal to the engine (phases.cc); public only so that the connection stays
+    // standard-layout.
+    bool local_ = false;
+    bool reply_body_ = false;
+    bool suspended_ = false;
+    int reply_status_ = 0;
+    std::string_view reply_error_;
+    AbortFn abort_fn_ = nullptr;
+    void* abort_arg_ = nullptr;
+    std::array<void*, kMaxModules> slots_{};
+    uint32_t arena_used_ = 0;
+    alignas(16) char arena_buf_[kArenaSize];
+};
+
+// ----- header editing (request and response heads alike) -----
+// Added fields have line_len 0 and are written out as "Name: value"; their views must outlive
+// the request's use of the head (config text or arena memory).
+
+/// Removes every field named `name` (case-insensitive). Returns how many were removed.
+size_t removeHeader(core::http::HeaderList& h, std::string_view name);
+/// Appends a field. False when the list is full (the caller answers 431 or 502).
+bool addHeader(core::http::HeaderList& h, std::string_view name, std::string_view value);
+/// Replaces every field named `name` by one with `value` (appended where the first one was
+/// removed from: at the end). False when the list is full.
+bool setHeader(core::http::HeaderList& h, std::string_view name, std::string_view value);
+
+}  // namespace photon::worker
