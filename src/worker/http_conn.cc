@@ -439,11 +439,11 @@ void appendHeader(Buffer& b, std::string_view name, std::string_view value) {
         return;
     }
     char* w = b.writePtr();
-    std::memcpy(w, name.data(), name.size());
+    copyShort(w, name.data(), name.size());
     w += name.size();
     std::memcpy(w, ": ", 2);
     w += 2;
-    std::memcpy(w, value.data(), value.size());
+    copyShort(w, value.data(), value.size());
     w += value.size();
     std::memcpy(w, "\r\n", 2);
     b.produce(n);

@@ -197,21 +197,27 @@ size_t removeHeader(core::http::HeaderList& h, std::string_view name) {
     return n - w;
 }
 
-bool addHeader(core::http::HeaderList& h, std::string_view name, std::string_view value) {
-    if (h.count >= h.items.size()) {
-        return false;
+void removeHeaders(core::http::HeaderList& h, const std::string_view* names, size_t count) {
+    size_t w = 0;
+    size_t n = h.count;
+    for (size_t r = 0; r < n; ++r) {
+        std::string_view f = h.items[r].name;
+        bool drop = false;
+        for (size_t k = 0; k < count; ++k) {
+            if (f.size() == names[k].size() && core::http::equalsIgnoreCase(f, names[k])) {
+                drop = true;
+                break;
+            }
+        }
+        if (drop) {
+            continue;
+        }
+        if (w != r) {
+            h.items[w] = h.items[r];
+        }
+        ++w;
     }
-    core::http::HeaderField& f = h.items[h.count++];
-    f.name = name;
-    f.value = value;
-    f.hop_by_hop = false;
-    f.line_len = 0;
-    return true;
-}
-
-bool setHeader(core::http::HeaderList& h, std::string_view name, std::string_view value) {
-    removeHeader(h, name);
-    return addHeader(h, name, value);
+    h.count = static_cast<uint16_t>(w);
 }
 
 }  // namespace photon::worker

@@ -203,10 +203,25 @@ public:
 
 /// Removes every field named `name` (case-insensitive). Returns how many were removed.
 size_t removeHeader(core::http::HeaderList& h, std::string_view name);
+/// Removes every field whose name is one of `names` (case-insensitive), in one pass.
+void removeHeaders(core::http::HeaderList& h, const std::string_view* names, size_t count);
 /// Appends a field. False when the list is full (the caller answers 431 or 502).
-bool addHeader(core::http::HeaderList& h, std::string_view name, std::string_view value);
-/// Replaces every field named `name` by one with `value` (appended where the first one was
-/// removed from: at the end). False when the list is full.
-bool setHeader(core::http::HeaderList& h, std::string_view name, std::string_view value);
+inline bool addHeader(core::http::HeaderList& h, std::string_view name, std::string_view value) {
+    if (h.count >= h.items.size()) {
+        return false;
+    }
+    core::http::HeaderField& f = h.items[h.count++];
+    f.name = name;
+    f.value = value;
+    f.hop_by_hop = false;
+    f.line_len = 0;
+    return true;
+}
+/// Replaces every field named `name` by one with `value` (appended at the end). False when the
+/// list is full.
+inline bool setHeader(core::http::HeaderList& h, std::string_view name, std::string_view value) {
+    removeHeader(h, name);
+    return addHeader(h, name, value);
+}
 
 }  // namespace photon::worker

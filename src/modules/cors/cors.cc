@@ -101,49 +101,62 @@ constexpr std::string_view kCorsFields[] = {
     "access-control-expose-headers", "access-control-allow-methods",
     "access-control-allow-headers", "access-control-max-age"};
 
-void removeUpstreamCors(core::http::HeaderList& h) {
-    for (size_t i = 0; i < h.count;) {
-        std::string_view n = h.items[i].name;
-        bool cors = n.size() > 15 && (n[0] | 0x20) == 'a' && [&] {
-            for (std::string_view f : kCorsFields) {
-                if (equalsIgnoreCase(n, f)) {
-                    return true;
-                }
-            }
-            return false;
-        }();
-        if (cors) {
-            worker::removeHeader(h, n);  // removes every field of this name
-        } else {
-            ++i;
+bool isCorsField(std::string_view n) {
+    if (n.size() < 21 || (n[0] | 0x20) != 'a') {
+        return false;  // every Access-Control-* response field is longer than 20
+    }
+    for (std::string_view f : kCorsFields) {
+        if (equalsIgnoreCase(n, f)) {
+            return true;
         }
     }
+    return false;
+}
+
+// One pass over the response's fields: drops the upstream's Access-Control-* fields and returns
+// the index of its Vary field (or -1).
+int scrubFields(core::http::HeaderList& h) {
+    int vary = -1;
+    size_t w = 0;
+    size_t n = h.count;
+    for (size_t r = 0; r < n; ++r) {
+        std::string_view name = h.items[r].name;
+        if (isCorsField(name)) {
+            continue;
+        }
+        if (w != r) {
+            h.items[w] = h.items[r];
+        }
+        if (vary < 0 && name.size() == 4 && equalsIgnoreCase(name, "vary")) {
+            vary = static_cast<int>(w);
+        }
+        ++w;
+    }
+    h.count = static_cast<uint16_t>(w);
+    return vary;
 }
 
 // Adds "Origin" to the response's Vary (one field: the upstream's value, then Origin).
-void appendVary(Request& req, core::http::HeaderList& h) {
-    for (size_t i = 0; i < h.count; ++i) {
-        core::http::HeaderField& f = h.items[i];
-        if (!equalsIgnoreCase(f.name, "vary")) {
-            continue;
-        }
+void appendVary(Request& req, core::http::HeaderList& h, int vary) {
+    if (vary >= 0) {
+        core::http::HeaderField& f = h.items[static_cast<size_t>(vary)];
         std::string_view v = f.value;
-        if (v == "*" || v.empty()) {
-            if (v.empty()) {
-                f.value = "Origin";
-                f.line_len = 0;
-            }
-            return;  // "*" already varies on everything
+        if (v == "*") {
+            return;  // already varies on everything
+        }
+        if (v.empty()) {
+            f.value = "Origin";
+            f.line_len = 0;
+            return;
         }
         char* p = req.alloc(v.size() + 8);
-        if (p == nullptr) {
-            break;
+        if (p != nullptr) {
+            std::memcpy(p, v.data(), v.size());
+            std::memcpy(p + v.size(), ", Origin", 8);
+            f.value = std::string_view(p, v.size() + 8);
+            f.line_len = 0;  // written out as "name: value" now
+            return;
         }
-        std::memcpy(p, v.data(), v.size());
-        std::memcpy(p + v.size(), ", Origin", 8);
-        f.value = std::string_view(p, v.size() + 8);
-        f.line_len = 0;  // written out as "name: value" now
-        return;
     }
     worker::addHeader(h, "Vary", "Origin");
 }
@@ -167,6 +180,9 @@ CorsConf CorsConf::compile(const core::CorsConfig& c) {
             }
             r.host = lower(host);
             r.port = std::string(port);
+            if (!r.wildcard) {
+                r.exact = r.scheme + "://" + r.host + (r.port.empty() ? "" : ":" + r.port);
+            }
         }
         k.origins.push_back(std::move(r));
     }
@@ -192,28 +208,48 @@ CorsConf CorsConf::compile(const core::CorsConfig& c) {
 }
 
 bool CorsConf::originAllowed(std::string_view origin) const {
+    return matchOrigin(origin) != nullptr;
+}
+
+const std::string* CorsConf::matchOrigin(std::string_view origin) const {
     if (any_origin) {
-        return true;
+        return &empty_;
+    }
+    // Exact rules first, without taking the origin apart: the scheme compared exactly
+    // (browsers serialise it in lower case), the rest case-insensitively.
+    bool wildcards = false;
+    for (const OriginRule& r : origins) {
+        if (r.wildcard) {
+            wildcards = true;
+            continue;
+        }
+        // Browsers send origins in lower case (scheme and host), so the comparison is one
+        // case-insensitive compare of the whole value.
+        if (origin.size() == r.exact.size() && equalsIgnoreCase(origin, r.exact)) {
+            return &r.exact;
+        }
+    }
+    if (!wildcards) {
+        return nullptr;
     }
     std::string_view scheme, host, port;
     if (!splitOrigin(origin, scheme, host, port)) {
-        return false;
+        return nullptr;
     }
     for (const OriginRule& r : origins) {
+        if (!r.wildcard) {
+            continue;
+        }
         // Scheme compared exactly (browsers serialise it in lower case), host case-insensitively.
         if (scheme != r.scheme || port != r.port) {
             continue;
         }
-        if (r.wildcard) {
-            if (host.size() > r.host.size() + 1 && endsWithIgnoreCase(host, r.host) &&
-                host[host.size() - r.host.size() - 1] == '.') {
-                return true;
-            }
-        } else if (equalsIgnoreCase(host, r.host)) {
-            return true;
+        if (host.size() > r.host.size() + 1 && endsWithIgnoreCase(host, r.host) &&
+            host[host.size() - r.host.size() - 1] == '.') {
+            return &empty_;
         }
     }
-    return false;
+    return nullptr;
 }
 
 bool CorsConf::methodAllowed(std::string_view method) const {
@@ -261,14 +297,20 @@ Verdict accessHandler(Request& req, const void* conf) {
     if (req.head->method_id == core::http::Method::Options) {
         acrm = req.head->headers.find("access-control-request-method");
     }
-    bool allowed = c.originAllowed(origin->value);
+    const std::string* rule = c.matchOrigin(origin->value);
+    bool allowed = rule != nullptr;
     if (acrm == nullptr) {
         auto* st = static_cast<State*>(static_cast<void*>(req.alloc(sizeof(State))));
         if (st != nullptr) {
             *st = State{};
             st->allowed = allowed;
             if (allowed) {
-                st->origin = req.copy(origin->value);
+                // An exact rule equals the origin (case aside): its text is the answer, with no
+                // copy; otherwise the origin is copied, as the request head will not outlive
+                // the response head.
+                st->origin = !rule->empty() ? std::string_view(*rule)
+                             : c.any_origin ? std::string_view()  // answered with "*"
+                                            : req.copy(origin->value);
             }
             req.slot(c.slot) = st;
         }
@@ -316,7 +358,7 @@ Verdict headerHandler(Request& req, const void* conf) {
     }
     core::http::HeaderList& h = req.responseHeaders();
     if (!st->allowed) {
-        removeUpstreamCors(h);  // the gateway decides CORS on this route, not the upstream
+        scrubFields(h);  // the gateway decides CORS on this route, not the upstream
         return Verdict::Next;
     }
     std::string_view allow_origin =
@@ -341,7 +383,7 @@ Verdict headerHandler(Request& req, const void* conf) {
                           "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
         return Verdict::Next;
     }
-    removeUpstreamCors(h);
+    int vary = scrubFields(h);
     worker::addHeader(h, "Access-Control-Allow-Origin", allow_origin);
     if (c.credentials) {
         worker::addHeader(h, "Access-Control-Allow-Credentials", "true");
@@ -349,7 +391,7 @@ Verdict headerHandler(Request& req, const void* conf) {
     if (!c.expose_headers.empty()) {
         worker::addHeader(h, "Access-Control-Expose-Headers", c.expose_headers);
     }
-    appendVary(req, h);
+    appendVary(req, h, vary);
     return Verdict::Next;
 }
 

@@ -19,6 +19,7 @@ struct OriginRule {
     std::string scheme;      // "https"
     std::string host;        // lower-case; for a wildcard the suffix without "*." ("example.com")
     std::string port;        // "" = none given
+    std::string exact;       // exact rules: "scheme://host[:port]" in lower case
 };
 
 /// A compiled `cors` instance (immutable after load).
@@ -34,11 +35,15 @@ struct CorsConf : worker::ModuleConf {
     std::string expose_headers;            // "" = header not sent
     std::string max_age;                   // "" = header not sent
     uint16_t slot = 0;
+    std::string empty_;                    // matchOrigin's answer for "*" and wildcard rules
 
     /// Compiles a validated config block.
     static CorsConf compile(const core::CorsConfig& c);
     /// Whether `origin` (the Origin header value) is allowed. No allocation.
     bool originAllowed(std::string_view origin) const;
+    /// The exact rule's canonical text (lower case) that `origin` matched, an empty string for
+    /// "*" or a wildcard rule, nullptr when not allowed. No allocation.
+    const std::string* matchOrigin(std::string_view origin) const;
     /// Whether every name in the comma-separated `requested` list is allowed.
     bool headersAllowed(std::string_view requested) const;
     bool methodAllowed(std::string_view method) const;

@@ -66,6 +66,7 @@ core::Result<void> TransformModule::attach(worker::RouteChainBuilder& chain,
     }
     auto conf = std::make_unique<TransformConf>(std::move(compiled.value()));
     conf->slot = module;
+    conf->index();
     TransformConf* k = chain.keep(std::move(conf));
     if (k->response_needs_request) {
         chain.add(Phase::Access, captureHandler, k, module);

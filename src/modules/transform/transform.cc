@@ -73,8 +73,8 @@ bool expandWith(Request& req, const Template& t, const Saved* saved, std::string
 
 bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool response,
                const Saved* saved) {
-    for (const auto& name : side.remove) {
-        worker::removeHeader(h, name);
+    if (!side.drop.empty()) {
+        worker::removeHeaders(h, side.drop.data(), side.drop.size());
     }
     for (const Op& op : side.set) {
         std::string_view v;
@@ -86,7 +86,7 @@ bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool r
             req.host_override = v;  // the upstream head's Host comes from here
             continue;
         }
-        if (!worker::setHeader(h, op.name, v)) {
+        if (!worker::addHeader(h, op.name, v)) {
             return false;
         }
     }
@@ -222,6 +222,21 @@ core::Result<TransformConf> TransformConf::compile(const core::TransformConfig& 
     return k;
 }
 
+void TransformConf::index() {
+    for (Side* side : {&request, &response}) {
+        side->drop.clear();
+        for (const auto& n : side->remove) {
+            side->drop.emplace_back(n);
+        }
+        for (const Op& op : side->set) {
+            if (!(side == &request && side->host_set && op.name.size() == 4 &&
+                  core::http::equalsIgnoreCase(op.name, "host"))) {
+                side->drop.emplace_back(op.name);
+            }
+        }
+    }
+}
+
 bool expand(Request& req, const Template& t, bool, std::string_view& out) {
     return expandWith(req, t, nullptr, out);
 }
@@ -231,6 +246,14 @@ namespace {
 bool expandWith(Request& req, const Template& t, const Saved* saved, std::string_view& out) {
     if (t.constant) {
         out = t.text;
+        return true;
+    }
+    if (t.parts.size() == 1) {
+        // A lone variable: its value already lives as long as the request (the request id and
+        // the method and path copies in the request's metadata, the route id and upstream
+        // address in the configuration, the client address in the connection, the host and path
+        // parameters in the arena or, before the Proxy phase ends, in the request head).
+        out = variable(req, t.parts[0], saved);
         return true;
     }
     size_t n = 0;

@@ -59,6 +59,9 @@ struct Side {
     std::vector<Op> set;
     std::vector<Op> add;
     bool host_set = false;  // request side: a `set` of Host (changes the upstream Host)
+    // Names removed before set/add run: `remove`, then the names `set` replaces (Host on the
+    // request side excepted), so that one pass over the fields does both.
+    std::vector<std::string_view> drop;
     bool empty() const { return remove.empty() && set.empty() && add.empty(); }
 };
 
@@ -70,6 +73,9 @@ struct TransformConf : worker::ModuleConf {
     uint16_t slot = 0;
 
     static core::Result<TransformConf> compile(const core::TransformConfig& c);
+    /// Builds the views of Side::drop; call once the object is at its final address (the views
+    /// point into its own strings).
+    void index();
 };
 
 /// Proxy-phase handler (request side). Answers 431 when the head no longer fits.
