@@ -289,7 +289,7 @@ public:
             }
             if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
                 ctx_.warn(node_->keyMarkAt(i), childPath(path_, key),
-                          "unknown key " + quoted(key) + " is ignored" + didYouMean(key, known_));
+                          "unknown key " + cfg::quoted(key) + " is ignored" + didYouMean(key, known_));
             }
         }
     }
@@ -318,7 +318,7 @@ public:
             if (present != nullptr) {
                 ctx_.error(*present, path(key), "a value is required here, got null");
             } else {
-                ctx_.error(node_->mark(), path(key), "missing required key " + quoted(key));
+                ctx_.error(node_->mark(), path(key), "missing required key " + cfg::quoted(key));
             }
         }
         return v;

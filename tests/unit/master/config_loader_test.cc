@@ -1256,5 +1256,116 @@ TEST(ConfigLoaderTest, EnvExampleHonoursVariables) {
     EXPECT_EQ(set[1].second, "$${not_a_variable}");
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Named middleware instances and gateway variables
+// ---------------------------------------------------------------------------------------------
+
+TEST(ConfigLoaderTest, NamedInstancesLoadAndRoutesPickThem) {
+    LoadResult r = loadYaml(baseYaml("", "", "    middleware: [\"cors:public\", \"transform\"]\n",
+                                     "middleware:\n"
+                                     "  \"cors:public\":\n"
+                                     "    allowed_origins: [\"*\"]\n"
+                                     "    allowed_methods: [GET]\n"
+                                     "    allowed_headers: []\n"
+                                     "  transform:\n"
+                                     "    response_headers:\n"
+                                     "      add: {X-Rid: \"${request_id}\"}\n"));
+    ASSERT_TRUE(r.ok()) << describe(r);
+    ASSERT_EQ(r.config->middleware.cors_named.size(), 1u);
+    EXPECT_EQ(r.config->middleware.cors_named[0].first, "public");
+    EXPECT_FALSE(r.config->middleware.cors.has_value());
+    EXPECT_EQ(r.config->routes[0].middleware,
+              (std::vector<std::string>{"cors:public", "transform"}));
+    EXPECT_EQ(r.config->middleware.transform->response_headers.add[0].second, "${request_id}");
+}
+
+TEST(ConfigLoaderTest, MissingNamedInstanceIsAnError) {
+    LoadResult r = loadYaml(baseYaml("", "", "    middleware: [\"cors:nope\"]\n",
+                                     "middleware:\n"
+                                     "  cors:\n"
+                                     "    allowed_origins: [\"*\"]\n"
+                                     "    allowed_methods: [GET]\n"
+                                     "    allowed_headers: []\n"));
+    expectError(r, "routes[0].middleware[0]", "middleware.\"cors:nope\" is not configured");
+    LoadResult bad = loadYaml(baseYaml("", "", "",
+                                       "middleware:\n"
+                                       "  \"waf:x\": {}\n"
+                                       "  \"cors:\": {}\n"));
+    expectError(bad, "middleware.waf:x", "unknown middleware 'waf'");
+    expectError(bad, "middleware.cors:", "invalid instance name");
+}
+
+TEST(ConfigLoaderTest, CorsCredentialsWithStarOriginIsAnError) {
+    LoadResult r = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n"
+                                     "  cors:\n"
+                                     "    allowed_origins: [\"*\"]\n"
+                                     "    allowed_methods: [GET]\n"
+                                     "    allowed_headers: []\n"
+                                     "    allow_credentials: true\n"));
+    expectError(r, "middleware.cors.allow_credentials", "cannot be used with \"*\"");
+    LoadResult o = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n"
+                                     "  cors:\n"
+                                     "    allowed_origins: [\"https://a.test/path\"]\n"
+                                     "    allowed_methods: [GET]\n"
+                                     "    allowed_headers: []\n"));
+    expectError(o, "middleware.cors.allowed_origins[0]", "invalid origin");
+}
+
+TEST(ConfigLoaderTest, TransformValuesKeepGatewayVariablesAndTakeEnvironmentOnes) {
+    LoadResult r = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n"
+                                     "  transform:\n"
+                                     "    request_headers:\n"
+                                     "      set:\n"
+                                     "        X-A: \"${request_id}-${DEPLOY}\"\n"
+                                     "        X-B: \"$${request_id}\"\n"
+                                     "        X-C: \"${INJECT}\"\n"),
+                            envOf({{"DEPLOY", "prod"}, {"INJECT", "${method}"}}));
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const auto& set = r.config->middleware.transform->request_headers.set;
+    EXPECT_EQ(set[0].second, "${request_id}-prod");
+    EXPECT_EQ(set[1].second, "$${request_id}");  // a literal ${request_id}
+    EXPECT_EQ(set[2].second, "$${method}");      // an environment value is never a variable
+}
+
+TEST(ConfigLoaderTest, EnvironmentVariableNamedLikeAGatewayVariableWarns) {
+    LoadResult r = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n"
+                                     "  transform:\n"
+                                     "    response_headers:\n"
+                                     "      add: {X-A: \"${host}\"}\n"),
+                            envOf({{"host", "box1"}}));
+    ASSERT_TRUE(r.ok()) << describe(r);
+    expectWarning(r, "middleware.transform.response_headers.add.X-A", "gateway variable host");
+    EXPECT_EQ(r.config->middleware.transform->response_headers.add[0].second, "${host}");
+}
+
+TEST(ConfigLoaderTest, TransformRefusesProtectedNamesAndBadVariables) {
+    LoadResult r = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n"
+                                     "  transform:\n"
+                                     "    request_headers:\n"
+                                     "      set: {Content-Length: \"1\", X-U: \"${upstream}\"}\n"
+                                     "      add: {Host: \"h\"}\n"
+                                     "      remove: [X-Forwarded-For, connection]\n"
+                                     "    response_headers:\n"
+                                     "      add: {X-Request-ID: \"x\"}\n"));
+    expectError(r, "middleware.transform.request_headers.set.Content-Length", "framing");
+    expectError(r, "middleware.transform.request_headers.set.X-U", "only known for responses");
+    expectError(r, "middleware.transform.request_headers.add.Host", "Host can only be set");
+    expectError(r, "middleware.transform.request_headers.remove[0]", "X-Forwarded-For");
+    expectError(r, "middleware.transform.request_headers.remove[1]", "hop-by-hop");
+    expectError(r, "middleware.transform.response_headers.add.X-Request-ID", "X-Request-ID");
+    LoadResult v = loadYaml(baseYaml("", "", "",
+                                     "middleware:\n"
+                                     "  transform:\n"
+                                     "    response_headers:\n"
+                                     "      add: {X-V: \"${nope}\"}\n"));
+    expectError(v, "middleware.transform.response_headers.add.X-V", "unknown variable '${nope}'");
+}
+
 }  // namespace
 }  // namespace photon::master
