@@ -116,6 +116,22 @@ struct ServerConfig {
     /// keepalive_requests (new): requests served on one client connection before it is closed.
     /// Default 10000.
     uint32_t keepalive_requests = 10000;
+    /// upstream_keepalive_timeout (new): an idle pooled upstream connection older than this is
+    /// closed, never reused: shorter than common servers' own idle timeouts (Node.js 5s, Apache
+    /// 5s), so a reused connection is rarely one the server is closing. Default 4s.
+    Duration upstream_keepalive_timeout = std::chrono::seconds(4);
+    /// lingering_time / lingering_timeout (new): a connection closed while request bytes may
+    /// still arrive (an early response, an error reply) first half-closes and reads and discards
+    /// what comes for at most lingering_time in all and lingering_timeout between reads, so the
+    /// client receives the whole response (nginx's directives of the same names).
+    /// Defaults 30s and 5s.
+    Duration lingering_time = std::chrono::seconds(30);
+    Duration lingering_timeout = std::chrono::seconds(5);
+    /// client_abort (new): what a client's read EOF while its request is proxied means.
+    /// "continue" (default): a half-close is not an abort; the response is still delivered and
+    /// the connection closed after it (a client that really went away shows as a failed write).
+    /// "cancel": the upstream work is cancelled at once (the previous behaviour).
+    bool client_abort_cancel = false;
     /// request_id (new): "keep" (default) or "always_generate".
     RequestIdMode request_id = RequestIdMode::Keep;
     /// trusted_proxies (new): list of CIDRs (or bare addresses). When the TCP peer is inside one,
@@ -347,6 +363,14 @@ struct RouteConfig {
     /// retries (orig, the original ignored it): extra attempts on another upstream for
     /// idempotent requests that failed before any response byte was sent. Default 0.
     uint32_t retries = 0;
+    /// retry_non_idempotent (new): also retry requests that are not idempotent (POST, PATCH,
+    /// ...) after some of their bytes reached an upstream. The upstream may have acted on them:
+    /// a payment may be made twice. Default false.
+    bool retry_non_idempotent = false;
+    /// fresh_connection_for_unsafe (new): send requests that are not idempotent on a new
+    /// upstream connection, never a pooled one, so the stale-connection race cannot leave their
+    /// fate unknown. Costs a connect per such request. Default false.
+    bool fresh_connection_for_unsafe = false;
     /// strip_prefix (new): literal prefix removed from the path sent upstream. Must start with
     /// '/'. Absent = none.
     std::optional<std::string> strip_prefix;

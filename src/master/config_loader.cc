@@ -410,6 +410,21 @@ private:
         positiveDuration(r, "header_read_timeout", s.header_read_timeout);
         positiveDuration(r, "resolve_interval", s.resolve_interval);
         uintAtLeast(r, "keepalive_requests", 1, s.keepalive_requests);
+        positiveDuration(r, "upstream_keepalive_timeout", s.upstream_keepalive_timeout);
+        positiveDuration(r, "lingering_time", s.lingering_time);
+        positiveDuration(r, "lingering_timeout", s.lingering_timeout);
+        if (const ConfigNode* v = r.get("client_abort")) {
+            std::string mode;
+            if (ctx_.convert(*v, r.path("client_abort"), mode)) {
+                if (mode == "continue" || mode == "cancel") {
+                    s.client_abort_cancel = mode == "cancel";
+                } else {
+                    ctx_.error(*v, r.path("client_abort"),
+                               "unknown client_abort " + quoted(mode) +
+                                   " (expected continue or cancel)");
+                }
+            }
+        }
         if (const ConfigNode* v = r.get("request_id")) {
             decodeEnum(ctx_, *v, r.path("request_id"), "request_id mode", kRequestIdModes,
                        s.request_id);
@@ -992,6 +1007,8 @@ private:
         }
         ok = positiveDuration(r, "timeout", rt.timeout) && ok;
         ok = r.opt("retries", rt.retries) && ok;
+        ok = r.opt("retry_non_idempotent", rt.retry_non_idempotent) && ok;
+        ok = r.opt("fresh_connection_for_unsafe", rt.fresh_connection_for_unsafe) && ok;
         for (auto [key, field] :
              {std::pair{"strip_prefix", &rt.strip_prefix}, std::pair{"rewrite", &rt.rewrite}}) {
             if (!r.opt(key, *field)) {
@@ -1308,6 +1325,10 @@ public:
         kv("header_read_timeout", dur(s.header_read_timeout));
         kv("resolve_interval", dur(s.resolve_interval));
         kv("keepalive_requests", std::to_string(s.keepalive_requests));
+        kv("upstream_keepalive_timeout", dur(s.upstream_keepalive_timeout));
+        kv("lingering_time", dur(s.lingering_time));
+        kv("lingering_timeout", dur(s.lingering_timeout));
+        kv("client_abort", s.client_abort_cancel ? "cancel" : "continue");
         kv("request_id", s.request_id == core::RequestIdMode::Keep ? "keep" : "always_generate");
         std::vector<std::string> cidrs;
         for (const auto& cidr : s.trusted_proxies) {
@@ -1433,6 +1454,8 @@ private:
         kv("middleware", strList(r.middleware));
         kv("timeout", r.timeout ? dur(*r.timeout) : "~");
         kv("retries", std::to_string(r.retries));
+        kv("retry_non_idempotent", boolean(r.retry_non_idempotent));
+        kv("fresh_connection_for_unsafe", boolean(r.fresh_connection_for_unsafe));
         kv("strip_prefix", optStr(r.strip_prefix));
         kv("rewrite", optStr(r.rewrite));
         if (r.websocket) {

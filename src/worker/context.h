@@ -50,6 +50,10 @@ struct WorkerLimits {
     uint32_t keepalive_requests = 10000;
     uint32_t max_connections = 10000;  // global across workers
     bool keep_request_id = true;
+    double upstream_keepalive_timeout = 4;  // seconds: idle pooled upstream connections
+    double lingering_time = 30;             // seconds: draining before a close, in all
+    double lingering_timeout = 5;           // seconds: ... between two reads
+    bool client_abort_cancel = false;       // server.client_abort: cancel
     double shutdown_timeout = 10;  // seconds: graceful stop bound (QUIT)
 };
 

@@ -24,6 +24,7 @@
 #include "worker/local_reply.h"
 #include "worker/phases.h"
 #include "worker/proxy.h"
+#include "worker/retry.h"
 #include "worker/shared_state.h"
 
 namespace photon::worker {
@@ -44,6 +45,9 @@ constexpr size_t kHeadRead = 16384;
 constexpr uint64_t kSpliceMin = 8192;
 // A response body of at most this much that came with the head is sent in one piece with it.
 constexpr size_t kJoinBody = 2048;
+// How long an upstream that was sent "Expect: 100-continue" may stay silent before the client is
+// told to send its body anyway.
+constexpr double kContinueWait = 1.0;
 
 inline struct ev_loop* L() { return ctx().loop; }
 inline double now() { return ev_now(ctx().loop); }
@@ -59,6 +63,7 @@ void processInput(ClientConn* c);
 void attemptUpstream(ClientConn* c);
 void sendUpstream(ClientConn* c);
 void pumpRequestBody(ClientConn* c);
+void abandonRequestBody(ClientConn* c);
 void pumpResponse(ClientConn* c);
 void pumpSplice(ClientConn* c);
 void finishProxy(ClientConn* c);
@@ -273,7 +278,9 @@ void poolPut(UpstreamConn* u) {
     ctx().io_pool.release(u->wbuf);
     up.idle.pushBack(&u->pool_node);
     ++up.idle_count;
-    upstreamTimer(u, 60.0);  // idle pooled connections are closed after a minute
+    // Idle pooled connections are closed after server.upstream_keepalive_timeout, before the
+    // server's own idle timeout makes reusing them a race.
+    upstreamTimer(u, ctx().limits.upstream_keepalive_timeout);
 }
 
 // ----- client connection lifecycle -----
@@ -360,15 +367,28 @@ void closeClient(ClientConn* c) {
     onConnectionClosed();
 }
 
-/// After an error reply: stop sending, drain what the client still sends for a moment, then
-/// close, so our reply is not destroyed by a reset (nginx's lingering close).
+/// Closes in stages (RFC 9112 §9.6) a connection on which the client may still be sending:
+/// everything is sent; half-close; read and discard what arrives for at most
+/// server.lingering_time in all and lingering_timeout between reads; then close. Closing with
+/// unread bytes would make the kernel send a reset, which destroys the end of the response in
+/// the client's receive queue (nginx's lingering close).
 void lingerClose(ClientConn* c) {
     ctx().io.cancel(&c->rx);  // from now on reads only drain the socket
     ::shutdown(c->fd, SHUT_WR);
     c->state = ClientConn::State::Lingering;
     stopWrite(c);
     startRead(c);
-    clientTimer(c, 2.0);
+    const WorkerLimits& lim = ctx().limits;
+    c->linger_deadline = now() + lim.lingering_time;
+    clientTimer(c, std::min(lim.lingering_timeout, lim.lingering_time));
+}
+
+/// Answers the client's "Expect: 100-continue" (the upstream said 100, or stayed silent).
+void sendContinue(ClientConn* c) {
+    c->awaiting_continue = false;
+    static const char k100[] = "HTTP/1.1 100 Continue\r\n\r\n";
+    ssize_t n = ::send(c->fd, k100, sizeof k100 - 1, MSG_NOSIGNAL);
+    (void)n;  // best effort: a client that misses it sends the body after its own delay
 }
 
 void resetRequestState(ClientConn* c) {
@@ -382,6 +402,8 @@ void resetRequestState(ClientConn* c) {
     c->req_ready = 0;
     c->req_decoder.reset();
     c->send_continue = false;
+    c->awaiting_continue = false;
+    c->req_body_abandoned = false;
     c->retryable = true;
     c->attempts = 0;
     c->tried_count = 0;
@@ -642,6 +664,9 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     }
     if (v10) {
         appendStr(b, "Connection: keep-alive\r\n");
+    }
+    if (c->send_continue) {
+        appendStr(b, "Expect: 100-continue\r\n");
     }
     appendStr(b, "\r\n");
 }
@@ -954,6 +979,10 @@ void proceedProxy(ClientConn* c) {
     // a failed attempt can be repeated on another upstream.
     ctx().io_pool.acquire(c->out);
     c->out.clear();
+    // "Expect: 100-continue" with no body byte here yet goes to the upstream, whose answer
+    // decides whether the client sends its body.
+    c->send_continue = r.expect_continue && r.framing != BodyFraming::None &&
+                       c->in.size() == c->head_pending;
     buildUpstreamHead(c, c->out, fwd_path);
     c->in.consume(c->head_pending);
     c->head_pending = 0;
@@ -974,8 +1003,8 @@ void proceedProxy(ClientConn* c) {
         c->req_body_left = 0;
         c->req_framed_all = c->req_body_done = true;
     }
-    if (!c->req_body_done && r.expect_continue) {
-        c->send_continue = true;
+    if (c->req_body_done) {
+        c->send_continue = false;
     }
     c->state = ClientConn::State::Proxying;
     c->meta.upstream_start = now();
@@ -1003,7 +1032,7 @@ void failRequest(ClientConn* c, int status, std::string_view why) {
     sendLocal(c, status, why, extra, false);
 }
 
-enum class UpFail : uint8_t { Connect, Reset, Timeout, BadResponse };
+using UpFail = UpstreamFailure;
 
 void markTried(ClientConn* c, size_t upstream) {
     if (c->tried_count < std::size(c->tried)) {
@@ -1034,14 +1063,26 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
         return;
     }
     const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
-    bool retained = c->retryable;  // no body byte left without a copy we can resend
-    bool may_retry = false;
-    if (stale && retained) {
-        may_retry = c->attempts < route.retries + 3;  // the server had closed a pooled connection
-    } else if (retained && (kind == UpFail::Connect ||
-                            (kind == UpFail::Reset && methodIdempotent(c->req.method_id)))) {
-        may_retry = c->attempts <= route.retries;
+    RetryInput in;
+    in.idempotent = methodIdempotent(c->req.method_id);
+    in.kind = kind;
+    in.stale = stale;
+    in.request_sent = c->req_sent;
+    in.retained = c->retryable;  // no body byte left without a copy we can resend
+    in.attempts = c->attempts;
+    in.retries = route.retries;
+    in.retry_non_idempotent = route.retry_non_idempotent;
+    bool may_retry = mayRetry(in);
+    if (may_retry && !stale) {
         markTried(c, ui);
+    }
+    if (!may_retry && in.request_sent && !in.idempotent && c->retryable &&
+        (kind == UpFail::Reset || stale)) {
+        LOG_WARN("upstream %s closed the connection after receiving %.*s %.*s (request %.*s); "
+                 "not sent again: the method is not idempotent",
+                 c->meta.upstream_addr, static_cast<int>(c->meta.method_len), c->meta.method,
+                 static_cast<int>(c->meta.path_len), c->meta.path,
+                 static_cast<int>(c->meta.id_len), c->meta.id);
     }
     if (may_retry) {
         attemptUpstream(c);
@@ -1081,7 +1122,12 @@ void attemptUpstream(ClientConn* c) {
         return;
     }
     UpstreamRt& up = p.upstreams[static_cast<size_t>(ui)];
-    UpstreamConn* u = takeIdle(up);
+    c->req_sent = false;
+    // fresh_connection_for_unsafe: a request that must not be sent twice never takes a pooled
+    // connection the server may be closing.
+    UpstreamConn* u = route.fresh_for_unsafe && !methodIdempotent(c->req.method_id)
+                          ? nullptr
+                          : takeIdle(up);
     if (u == nullptr) {
         u = connectUpstream(up);
         if (u == nullptr) {
@@ -1124,10 +1170,17 @@ void sendUpstream(ClientConn* c) {
     }
     ev_io_stop(L(), &u->wio);
     if (c->send_continue) {
+        // The upstream got "Expect: 100-continue": its 100 is relayed to the client, and a
+        // final answer instead means the body is never sent. An upstream that stays silent
+        // (HTTP/1.0, or one that ignores Expect) gets the body after a second, as curl does.
         c->send_continue = false;
-        static const char k100[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        ssize_t n = ::send(c->fd, k100, sizeof k100 - 1, MSG_NOSIGNAL);
-        (void)n;  // best effort: a client that misses it sends the body after its own delay
+        c->awaiting_continue = true;
+        clientTimer(c, kContinueWait);
+        upstreamTimer(u, readTimeout(c, u));
+        if (!c->in.empty()) {
+            pumpRequestBody(c);  // the client did not wait
+        }
+        return;
     }
     if (!c->req_body_done) {
         pumpRequestBody(c);
@@ -1136,10 +1189,29 @@ void sendUpstream(ClientConn* c) {
     upstreamTimer(u, readTimeout(c, u));
 }
 
+/// The upstream answered before taking the whole request body: the rest is not forwarded (the
+/// client's remaining bytes are discarded by the lingering close after the response).
+void abandonRequestBody(ClientConn* c) {
+    c->req_body_abandoned = true;
+    c->awaiting_continue = false;
+    c->keep_alive = false;
+    stopRead(c);
+    if (c->up != nullptr) {
+        ev_io_stop(L(), &c->up->wio);
+    }
+}
+
 void pumpRequestBody(ClientConn* c) {
     UpstreamConn* u = c->up;
-    if (u->tx.busy()) {
-        return;  // its completion comes back here
+    if (u->tx.busy() || c->req_body_abandoned) {
+        return;  // its completion comes back here; or the body is no longer wanted
+    }
+    if (c->awaiting_continue) {
+        if (c->req_ready == 0 && c->in.empty()) {
+            return;  // the client waits for our 100 Continue (onClientTimer sends it if need be)
+        }
+        c->awaiting_continue = false;  // the client did not wait
+        clientTimer(c, ctx().limits.header_timeout);
     }
     if (!frameRequestBody(c)) {
         return;
@@ -1193,9 +1265,14 @@ void upstreamTxDone(IoOp* op, ssize_t n) {
         return;
     }
     if (n <= 0) {
+        if (c->resp_head_done) {
+            abandonRequestBody(c);  // it answered and stopped reading: the answer still counts
+            return;
+        }
         upstreamFailed(c, UpFail::Reset);
         return;
     }
+    c->req_sent = true;
     if (!u->tx_body) {
         u->wbuf.consume(static_cast<size_t>(n));
         sendUpstream(c);
@@ -1267,6 +1344,9 @@ bool onResponseHead(ClientConn* c) {
     }
     if (!c->req_body_done) {
         c->keep_alive = false;  // answered before the whole upload: the rest cannot be resynced
+        if (c->awaiting_continue) {
+            abandonRequestBody(c);  // a final answer to "Expect: 100-continue": no body sent
+        }
     }
     if (c->resp.framing == BodyFraming::Chunked && c->req.version == core::http::Version::Http10) {
         c->resp_dechunk = true;  // HTTP/1.0 has no chunked coding: the close ends the body
@@ -1583,7 +1663,9 @@ void finishRequest(ClientConn* c) {
     }
     bool error_reply = c->state == ClientConn::State::WritingLocal && c->meta.status >= 400;
     if (!c->keep_alive || ctx().graceful || c->client_eof) {
-        if (error_reply && !c->client_eof) {
+        // The client may still be sending (an unread body, pipelined bytes, or an error reply
+        // to a request we did not read whole): close in stages so it gets all of our answer.
+        if (!c->client_eof && (error_reply || !c->req_body_done || !c->in.empty())) {
             lingerClose(c);
         } else {
             closeClient(c);
@@ -1685,11 +1767,23 @@ ssize_t readClient(ClientConn* c) {
 void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
     auto* c = static_cast<ClientConn*>(w->data);
     if (c->state == ClientConn::State::Lingering) {
-        char sink[4096];
-        ssize_t n = ::recv(c->fd, sink, sizeof sink, 0);
-        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-            closeClient(c);
+        char sink[16384];
+        for (int i = 0; i < 16; ++i) {  // bounded per event: other connections get their turn
+            ssize_t n = ::recv(c->fd, sink, sizeof sink, 0);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+                closeClient(c);
+                return;
+            }
+            if (n < 0 || static_cast<size_t>(n) < sizeof sink) {
+                break;
+            }
         }
+        double left = c->linger_deadline - now();
+        if (left <= 0) {
+            closeClient(c);
+            return;
+        }
+        clientTimer(c, std::min(ctx().limits.lingering_timeout, left));
         return;
     }
     if (c->rq.suspended()) {
@@ -1743,6 +1837,15 @@ void clientRxDone(IoOp* op, ssize_t n) {
             stopRead(c);
             return;
         }
+        if (n == 0 && c->state == ClientConn::State::Proxying && c->req_framed_all &&
+            !ctx().limits.client_abort_cancel) {
+            // A half-close after a complete request is not an abort (HTTP/1.1 allows it): the
+            // answer is still delivered, then the connection closed. A client that really went
+            // away shows as a failed write.
+            c->client_eof = true;
+            stopRead(c);
+            return;
+        }
         closeClient(c);  // idle close, or a client that went away: cancel its upstream work
         return;
     }
@@ -1778,6 +1881,11 @@ void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
 void onClientTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     auto* c = static_cast<ClientConn*>(w->data);
     if (!c->timer.expired(L())) {
+        return;
+    }
+    if (c->state == ClientConn::State::Proxying && c->awaiting_continue && c->up != nullptr) {
+        sendContinue(c);  // the upstream neither said 100 nor answered
+        pumpRequestBody(c);
         return;
     }
     if (c->state == ClientConn::State::ReadingHead && !c->in.empty()) {
@@ -1886,7 +1994,14 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
                 return;
             }
             if (c->resp.interim) {
-                u->rbuf.consume(c->resp.head_length);  // 100 Continue etc.: ours was sent already
+                if (c->resp.status == 100 && c->awaiting_continue) {
+                    sendContinue(c);  // the upstream wants the body
+                    pumpRequestBody(c);
+                    if (c->dead || c->up != u) {
+                        return;
+                    }
+                }
+                u->rbuf.consume(c->resp.head_length);  // other 1xx: not forwarded
                 c->resp_scan_hint = 0;
                 if (u->rbuf.empty()) {
                     return;

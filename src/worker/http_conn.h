@@ -130,8 +130,12 @@ public:
     bool req_body_done = true;   // ... and sent
     size_t req_ready = 0;
     core::http::ChunkedDecoder req_decoder;
-    bool send_continue = false;  // answer "100 Continue" before reading the body
+    bool send_continue = false;  // the upstream head carries "Expect: 100-continue"
+    bool awaiting_continue = false;   // ... and the client still waits for our 100
+    bool req_body_abandoned = false;  // the upstream answered early: the rest is not forwarded
+    double linger_deadline = 0;       // Lingering: when the drain ends at the latest
     bool retryable = true;       // request fully retained in the upstream's wbuf
+    bool req_sent = false;       // a byte of the request reached the current upstream connection
     uint32_t attempts = 0;
     uint32_t tried[8] = {};  // upstreams already tried for this request
     uint8_t tried_count = 0;

@@ -201,6 +201,8 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         rt.backend = r.backend_index;
         rt.timeout = r.timeout ? seconds(*r.timeout) : 0;
         rt.retries = r.retries;
+        rt.retry_non_idempotent = r.retry_non_idempotent;
+        rt.fresh_for_unsafe = r.fresh_connection_for_unsafe;
         rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();
         auto chain = buildChain(cfg, r, p->module_confs);
         if (!chain.ok()) {

@@ -79,6 +79,8 @@ struct RouteRt {
     size_t backend = 0;
     double timeout = 0;     // seconds; 0 = use the upstream's own read/write timeouts
     uint32_t retries = 0;   // extra attempts on another upstream (idempotent requests)
+    bool retry_non_idempotent = false;
+    bool fresh_for_unsafe = false;  // fresh_connection_for_unsafe
     bool rewrites = false;  // strip_prefix or rewrite configured
     Chain chain;            // the handlers of the modules the route lists (empty: none)
 };

@@ -200,6 +200,10 @@ void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
     l.keepalive_requests = s.keepalive_requests;
     l.max_connections = static_cast<uint32_t>(std::min<uint64_t>(s.max_connections, UINT32_MAX));
     l.keep_request_id = s.request_id == core::RequestIdMode::Keep;
+    l.upstream_keepalive_timeout = secs(s.upstream_keepalive_timeout);
+    l.lingering_time = secs(s.lingering_time);
+    l.lingering_timeout = secs(s.lingering_timeout);
+    l.client_abort_cancel = s.client_abort_cancel;
     l.shutdown_timeout = secs(s.shutdown_timeout);
     // Buffers must hold a whole request head plus what we add to it when forwarding.
     uint32_t need = s.max_header_size + 4096;

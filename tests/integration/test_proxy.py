@@ -741,6 +741,9 @@ class RetryTest(ProxyTest):
 
         def limit(cfg):
             cfg["load_balancing"]["backends"]["default"]["upstreams"][0]["max_connections"] = 1
+            # A client's EOF cancels the upstream work at once only with client_abort: cancel
+            # (by default a half-closed client still gets its answer).
+            cfg["server"]["client_abort"] = "cancel"
 
         self.start([b], config=limit)
         hog = self.conn(self.port)

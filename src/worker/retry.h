@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: Apache-2.0
+// When a failed upstream attempt may be repeated: one pure decision, shared by the connection
+// code and its unit test (photon.conf(5), "Retries").
+#pragma once
+
+#include <cstdint>
+
+namespace photon::worker {
+
+/// How an attempt failed, before any response byte reached the client.
+enum class UpstreamFailure : uint8_t {
+    Connect,      // the connection could not be made: nothing was sent
+    Reset,        // the upstream closed or reset the connection before a complete response head
+    Timeout,      // no answer in time: the request may be executing
+    BadResponse,  // the upstream answered with something that is not HTTP/1.1
+};
+
+struct RetryInput {
+    bool idempotent = true;  // RFC 9110 §9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE
+    UpstreamFailure kind = UpstreamFailure::Connect;
+    // A reused pooled connection that the server closed before any response byte: the classic
+    // keep-alive race, where the server most likely never saw the request.
+    bool stale = false;
+    bool request_sent = false;  // some byte of the request was written to this connection
+    bool retained = true;       // the whole request is still held (no body byte streamed on)
+    uint32_t attempts = 1;      // attempts made so far, this one included
+    uint32_t retries = 0;       // the route's `retries`
+    bool retry_non_idempotent = false;  // the route's opt-in
+};
+
+/// Whether the request may be sent again (to another upstream where one exists).
+/// - Nothing that cannot be re-sent is (a body already streamed on).
+/// - A request that is not idempotent is never sent again once any of its bytes reached an
+///   upstream, whatever the failure, unless the route opts in (retry_non_idempotent).
+/// - Connect failures are retried while attempts <= retries, for every method.
+/// - A stale pooled connection is retried on a fresh one while attempts < retries + 3: the
+///   server closed an idle connection as we reused it, which says nothing about its health.
+/// - A reset is retried while attempts <= retries; timeouts and invalid responses never are
+///   (the request may be executing; the answer would be the same).
+constexpr bool mayRetry(const RetryInput& in) {
+    if (!in.retained) {
+        return false;
+    }
+    if (in.request_sent && !in.idempotent && !in.retry_non_idempotent) {
+        return false;
+    }
+    switch (in.kind) {
+        case UpstreamFailure::Connect:
+            return in.attempts <= in.retries;
+        case UpstreamFailure::Reset:
+            return in.stale ? in.attempts < in.retries + 3 : in.attempts <= in.retries;
+        case UpstreamFailure::Timeout:
+        case UpstreamFailure::BadResponse:
+            return false;
+    }
+    return false;
+}
+
+}  // namespace photon::worker
