@@ -607,6 +607,7 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     }
     appendHeader(b, "Host", host);
     const core::http::HeaderField* first_xff = nullptr;
+    bool set_proto = false, set_host = false;  // a transform set X-Forwarded-Proto / -Host
     LineRuns lines(b);
     for (const auto& h : r.headers) {
         if (h.hop_by_hop) {
@@ -623,10 +624,19 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         if (f == 'e' && equalsIgnoreCase(h.name, "expect")) {
             continue;
         }
-        if (f == 'x' && (equalsIgnoreCase(h.name, "x-request-id") ||
-                         equalsIgnoreCase(h.name, "x-forwarded-proto") ||
-                         equalsIgnoreCase(h.name, "x-forwarded-host"))) {
-            continue;
+        if (f == 'x') {
+            if (equalsIgnoreCase(h.name, "x-request-id")) {
+                continue;
+            }
+            // The client's X-Forwarded-Proto/-Host are replaced by ours; a transform's (a field
+            // that did not come from the wire) replaces ours.
+            bool proto = equalsIgnoreCase(h.name, "x-forwarded-proto");
+            if (proto || equalsIgnoreCase(h.name, "x-forwarded-host")) {
+                if (h.line_len != 0) {
+                    continue;
+                }
+                (proto ? set_proto : set_host) = true;
+            }
         }
         if (f == 'x' && equalsIgnoreCase(h.name, "x-forwarded-for")) {
             if (first_xff == nullptr) {
@@ -648,8 +658,11 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         }
     }
     b.append(c->peer_ip, c->peer_ip_len);
-    appendStr(b, "\r\nX-Forwarded-Proto: http\r\n");
-    if (!r.host.empty()) {
+    appendStr(b, "\r\n");
+    if (!set_proto) {
+        appendStr(b, "X-Forwarded-Proto: http\r\n");
+    }
+    if (!r.host.empty() && !set_host) {
         appendHeader(b, "X-Forwarded-Host", r.host);
     }
     appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
@@ -763,26 +776,35 @@ void resolveClientAddress(ClientConn* c, const Proxy& p) {
         return;
     }
     const auto& hs = c->req.headers;
-    for (size_t i = hs.size(); i-- > 0;) {
+    c->rq.client_ip = std::string_view(c->peer_ip, c->peer_ip_len);
+    char text[INET6_ADDRSTRLEN];
+    bool moved = false;
+    bool stop = false;
+    for (size_t i = hs.size(); i-- > 0 && !stop;) {
         if (!core::http::equalsIgnoreCase(hs[i].name, "x-forwarded-for")) {
             continue;
         }
         std::string_view v = hs[i].value;
-        while (!v.empty()) {
+        while (!v.empty() && !stop) {
             size_t comma = v.rfind(',');
             std::string_view elem = comma == std::string_view::npos ? v : v.substr(comma + 1);
             v = comma == std::string_view::npos ? std::string_view() : v.substr(0, comma);
             core::IpAddress cand;
             if (!parseForwardedIp(elem, cand)) {
-                return;  // garbage: keep the last trustworthy address
+                stop = true;  // garbage: keep the last trustworthy address
+                break;
             }
             size_t n = cand.family == core::AddressFamily::Ipv4 ? 4 : 16;
             std::memcpy(c->client_bin, cand.bytes.data(), n);
             c->client_bin_len = static_cast<uint8_t>(n);
-            if (!trusted(p, cand)) {
-                return;
-            }
+            moved = true;
+            stop = !trusted(p, cand);
         }
+    }
+    // ${client_ip} is the client as balancing sees it, in canonical text.
+    if (moved && inet_ntop(c->client_bin_len == 4 ? AF_INET : AF_INET6, c->client_bin, text,
+                           sizeof text) != nullptr) {
+        c->rq.client_ip = c->rq.copy(text);
     }
 }
 
@@ -1285,8 +1307,10 @@ void upstreamTxDone(IoOp* op, ssize_t n) {
     pumpRequestBody(c);
 }
 
-/// Builds the client's response head from the upstream's into c->out.
-void buildClientHead(ClientConn* c) {
+/// Builds the client's response head from the upstream's into c->out. `filtered`: HeaderFilter
+/// ran, and the list already holds the gateway's X-Gateway field (which a transform may have
+/// changed or removed).
+void buildClientHead(ClientConn* c, bool filtered) {
     using core::http::equalsIgnoreCase;
     const auto& r = c->resp;
     Buffer& b = c->out;
@@ -1309,7 +1333,8 @@ void buildClientHead(ClientConn* c) {
             continue;
         }
         if ((h.name[0] | 0x20) == 'x' &&
-            (equalsIgnoreCase(h.name, "x-request-id") || equalsIgnoreCase(h.name, "x-gateway"))) {
+            (equalsIgnoreCase(h.name, "x-request-id") ||
+             (h.line_len != 0 && equalsIgnoreCase(h.name, "x-gateway")))) {
             continue;
         }
         lines.add(h);
@@ -1319,7 +1344,9 @@ void buildClientHead(ClientConn* c) {
         appendStr(b, "Transfer-Encoding: chunked\r\n");
     }
     appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
-    appendStr(b, "X-Gateway: Photon/1.0\r\n");
+    if (!filtered) {
+        appendStr(b, "X-Gateway: Photon/1.0\r\n");
+    }
     bool client10 = c->req.version == core::http::Version::Http10;
     if (!c->keep_alive) {
         appendStr(b, "Connection: close\r\n");
@@ -1355,15 +1382,20 @@ bool onResponseHead(ClientConn* c) {
     // Passive health: a 5xx answer counts against the upstream like a connect error.
     sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()),
                  c->resp.status < 500);
-    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
+    bool filtered = c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter);
+    if (filtered) {
         c->rq.upstream = u->up->address;
+        // The gateway's own field joins the list first, so that a response transform can
+        // change or remove it (the original's example config sets X-Gateway).
+        removeHeader(c->resp.headers, "x-gateway");
+        addHeader(c->resp.headers, "X-Gateway", "Photon/1.0");
         runHeaderFilter(c->rq);
         if (c->rq.local()) {
             c->resp_head_done = false;  // a filter refused the head: the client gets a 502
             return false;
         }
     }
-    buildClientHead(c);
+    buildClientHead(c, filtered);
     if (c->out.overflowed) {
         c->out.clear();
         c->resp_head_done = false;  // nothing sent: the client gets a 502

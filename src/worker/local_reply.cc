@@ -25,12 +25,18 @@ void head(Buffer& out, int status, size_t body_len, std::string_view request_id,
           bool body = true) {
     char line[256];
     std::string_view reason = core::http::reasonPhrase(status);
+    // A field the filters set replaces the reply's own (a transform's Cache-Control, say).
+    bool own_type = false, own_cache = false;
+    if (fields != nullptr) {
+        own_type = fields->find("content-type") != nullptr;
+        own_cache = fields->find("cache-control") != nullptr;
+    }
     int n;
     if (body) {
-        n = snprintf(line, sizeof line,
-                     "HTTP/1.1 %d %.*s\r\nContent-Type: application/json\r\n"
-                     "Content-Length: %zu\r\nCache-Control: no-store\r\n",
-                     status, static_cast<int>(reason.size()), reason.data(), body_len);
+        n = snprintf(line, sizeof line, "HTTP/1.1 %d %.*s\r\n%sContent-Length: %zu\r\n%s", status,
+                     static_cast<int>(reason.size()), reason.data(),
+                     own_type ? "" : "Content-Type: application/json\r\n", body_len,
+                     own_cache ? "" : "Cache-Control: no-store\r\n");
     } else if (status < 200 || status == 204 || status == 304) {
         n = snprintf(line, sizeof line, "HTTP/1.1 %d %.*s\r\n", status,
                      static_cast<int>(reason.size()), reason.data());

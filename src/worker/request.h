@@ -20,13 +20,15 @@ class Request;
 
 /// The phases every request runs, in this order (see src/worker/README.md, "Life of a request").
 enum class Phase : uint8_t {
-    Route,         // request id, normalisation, route match, 404/405, rewrite (built in)
+    Route,         // request id, normalisation, route match, 404/405 (built in), then handlers
     Access,        // CORS preflight, rate limit, authentication
-    CacheLookup,   // a fresh cached answer becomes the response
-    Proxy,         // request header transforms, then balancer pick, pool, retries (built in)
+    CacheLookup,   // a fresh cached answer becomes the response (no module yet)
+    Proxy,         // request header transforms; then the built-in step: path rewrite, upstream
+                   // head, balancer pick, pool, retries
     HeaderFilter,  // response header changes: upstream responses and gateway replies alike
-    BodyFilter,    // streaming response-body slices
-    Log,           // access log, metrics, releasing counts
+    BodyFilter,    // streaming response-body slices: reserved, no module uses it yet and the
+                   // engine does not call it (the response cache will)
+    Log,           // handlers, then the access log (metrics and released counts later)
 };
 inline constexpr size_t kPhaseCount = 7;
 

@@ -170,6 +170,42 @@ class ResponseHeadersTest(TransformBase):
         self.assertEqual(int(r.header("content-length")), len(r.body))
 
 
+class GatewayFieldsTest(TransformBase):
+    """Fields the gateway writes itself, which a transform may still change."""
+
+    def test_transform_can_set_x_gateway_and_forwarded_proto(self):
+        self.start(transform=xform(request=side(set={"X-Forwarded-Proto": "https"}),
+                                   response=side(set={"X-Gateway": "edge-7"})))
+        r, up = self.send(headers={"X-Forwarded-Proto": "gopher"})
+        self.assertEqual(up.header_all("x-forwarded-proto"), ["https"])
+        self.assertEqual(r.header("x-gateway"), "edge-7")
+        # Without the transform the gateway's own values stand.
+        r2, up2 = self.send("/other", headers={"X-Forwarded-Proto": "gopher"})
+        self.assertEqual(up2.header("x-forwarded-proto"), "http")
+        self.assertEqual(r2.header("x-gateway"), "Photon/1.0")
+
+    def test_transform_can_remove_x_gateway(self):
+        self.start(transform=xform(response=side(remove=["X-Gateway"])))
+        r, _ = self.send()
+        self.assertIsNone(r.header("x-gateway"), r.headers)
+
+    def test_gateway_error_takes_the_transforms_cache_control_once(self):
+        dead = "127.0.0.1:%d" % free_port()
+        self.start(upstreams=[dead],
+                   transform=xform(response=side(set={"Cache-Control": "max-age=5"})))
+        r = http_request(self.port, "GET", "/t/x")
+        self.assertIn(r.status, (502, 503), r.body)
+        self.assertEqual(r.headers.get_all("cache-control"), ["max-age=5"], r.headers)
+
+    def test_client_ip_follows_trusted_proxies(self):
+        self.start(server={"trusted_proxies": ["127.0.0.1/32"]},
+                   transform=xform(request=side(set={"X-Client": "${client_ip}"})))
+        _, up = self.send(headers={"X-Forwarded-For": "203.0.113.9"})
+        self.assertEqual(up.header("x-client"), "203.0.113.9")
+        _, up = self.send()
+        self.assertEqual(up.header("x-client"), "127.0.0.1")
+
+
 class VariablesTest(TransformBase):
 
     def test_request_side_variables(self):

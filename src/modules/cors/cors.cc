@@ -342,7 +342,7 @@ Verdict accessHandler(Request& req, const void* conf) {
     *st = State{};
     st->preflight = true;
     st->allowed = true;
-    st->origin = req.copy(origin->value);
+    st->origin = !rule->empty() ? std::string_view(*rule) : req.copy(origin->value);
     if (c.any_header) {
         st->req_headers = req.copy(requested);
     }
