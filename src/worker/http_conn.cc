@@ -10,6 +10,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -35,6 +36,8 @@ using core::http::BodyFraming;
 using core::http::ParseStatus;
 
 std::vector<ClientConn*> g_free_clients;
+ev_timer g_pool_sweep{};  // closes idle pooled upstream connections (see poolPut)
+void onPoolSweep(struct ev_loop*, ev_timer* w, int) noexcept;
 std::vector<UpstreamConn*> g_free_upstreams;
 constexpr size_t kMaxFreeObjects = 4096;
 // The first read of a response takes at most this much, so that the rest of a large body can
@@ -256,6 +259,10 @@ UpstreamConn* takeIdle(UpstreamRt& up) {
             destroyUpstreamConn(u);  // made to an address the name no longer has
             continue;
         }
+        if (now() - u->idle_since >= ctx().limits.upstream_keepalive_timeout) {
+            destroyUpstreamConn(u);  // idle too long: the sweep had not come round yet
+            continue;
+        }
         u->reused = true;
         return u;
     }
@@ -279,8 +286,37 @@ void poolPut(UpstreamConn* u) {
     up.idle.pushBack(&u->pool_node);
     ++up.idle_count;
     // Idle pooled connections are closed after server.upstream_keepalive_timeout, before the
-    // server's own idle timeout makes reusing them a race.
-    upstreamTimer(u, ctx().limits.upstream_keepalive_timeout);
+    // server's own idle timeout makes reusing them a race. One sweep per worker does it (the
+    // oldest are at the front of each pool), so pooling costs no timer operation.
+    upstreamTimer(u, 0);
+    u->idle_since = now();
+    if (!ev_is_active(&g_pool_sweep)) {
+        double every = std::clamp(ctx().limits.upstream_keepalive_timeout / 4, 0.05, 1.0);
+        ev_timer_init(&g_pool_sweep, onPoolSweep, every, every);
+        ev_timer_start(L(), &g_pool_sweep);
+    }
+}
+
+/// Closes pooled connections idle for upstream_keepalive_timeout; stops when no pool holds any.
+void onPoolSweep(struct ev_loop*, ev_timer* w, int) noexcept {
+    Proxy* p = ctx().proxy;
+    bool any = false;
+    if (p != nullptr) {
+        double limit = now() - ctx().limits.upstream_keepalive_timeout;
+        for (auto& up : p->upstreams) {
+            while (up.idle.linked()) {
+                auto* u = reinterpret_cast<UpstreamConn*>(up.idle.next);  // the oldest
+                if (u->idle_since > limit) {
+                    break;
+                }
+                destroyUpstreamConn(u);
+            }
+            any = any || up.idle.linked();
+        }
+    }
+    if (!any) {
+        ev_timer_stop(L(), w);
+    }
 }
 
 // ----- client connection lifecycle -----

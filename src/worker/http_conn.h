@@ -44,6 +44,7 @@ public:
     uint8_t readahead = 0;    // reads done without waiting for epoll in a row
     uint32_t served = 0;      // requests completed on this connection
     uint64_t addr_stamp = 0;  // version of the upstream's published address when connected
+    double idle_since = 0;    // ev_now() when it went back to the pool
 };
 
 /// What the access log and error replies need about the current request, copied out of the
