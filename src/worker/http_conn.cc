@@ -1003,7 +1003,7 @@ void dispatch(ClientConn* c) {
     resolveClientAddress(c, p);
     captureHashKey(c, p.backends[route.backend], path);
     rq.route = &route;
-    if (route.rewrites || !route.chain.empty()) {
+    if (route.rewrites || route.chain.needs_match) {
         rq.match = m;
     }
     if (!route.chain.empty()) {
@@ -1343,10 +1343,10 @@ void upstreamTxDone(IoOp* op, ssize_t n) {
     pumpRequestBody(c);
 }
 
-/// Builds the client's response head from the upstream's into c->out. `filtered`: HeaderFilter
-/// ran, and the list already holds the gateway's X-Gateway field (which a transform may have
-/// changed or removed).
-void buildClientHead(ClientConn* c, bool filtered) {
+/// Builds the client's response head from the upstream's into c->out. The upstream's X-Gateway
+/// is replaced by the gateway's, unless a header filter took charge of the field
+/// (`own_gateway`: a transform set or removed it; its own field did not come from the wire).
+void buildClientHead(ClientConn* c, bool own_gateway) {
     using core::http::equalsIgnoreCase;
     const auto& r = c->resp;
     Buffer& b = c->out;
@@ -1380,7 +1380,7 @@ void buildClientHead(ClientConn* c, bool filtered) {
         appendStr(b, "Transfer-Encoding: chunked\r\n");
     }
     appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
-    if (!filtered) {
+    if (!own_gateway) {
         appendStr(b, "X-Gateway: Photon/1.0\r\n");
     }
     bool client10 = c->req.version == core::http::Version::Http10;
@@ -1418,20 +1418,15 @@ bool onResponseHead(ClientConn* c) {
     // Passive health: a 5xx answer counts against the upstream like a connect error.
     sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()),
                  c->resp.status < 500);
-    bool filtered = c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter);
-    if (filtered) {
+    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
         c->rq.upstream = u->up->address;
-        // The gateway's own field joins the list first, so that a response transform can
-        // change or remove it (the original's example config sets X-Gateway).
-        removeHeader(c->resp.headers, "x-gateway");
-        addHeader(c->resp.headers, "X-Gateway", "Photon/1.0");
         runHeaderFilter(c->rq);
         if (c->rq.local()) {
             c->resp_head_done = false;  // a filter refused the head: the client gets a 502
             return false;
         }
     }
-    buildClientHead(c, filtered);
+    buildClientHead(c, c->rq.own_gateway_field);
     if (c->out.overflowed) {
         c->out.clear();
         c->resp_head_done = false;  // nothing sent: the client gets a 502

@@ -31,6 +31,8 @@ public:
     }
     /// Declares that the chain answers every CORS preflight itself (see Chain).
     void answersPreflight() { preflight_ = true; }
+    /// Declares that a handler reads the route match's captures (see Chain::needs_match).
+    void needsMatch() { needs_match_ = true; }
     /// Sorts the handlers into a Chain: by phase, then by module (registry) order.
     Chain build() const;
     /// Compiled configurations, moved into the Proxy model after all routes are built.
@@ -40,6 +42,7 @@ private:
     std::vector<Handler> pending_;
     std::vector<std::unique_ptr<ModuleConf>> owned_;
     bool preflight_ = false;
+    bool needs_match_ = false;
 };
 
 /// One middleware module. Modules are listed in src/modules/registry.cc; their order there is

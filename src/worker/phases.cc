@@ -168,6 +168,7 @@ Chain RouteChainBuilder::build() const {
     Chain c;
     c.handlers = pending_;
     c.answers_preflight = preflight_;
+    c.needs_match = needs_match_;
     std::stable_sort(c.handlers.begin(), c.handlers.end(), [](const Handler& a, const Handler& b) {
         return a.phase != b.phase ? a.phase < b.phase : a.module < b.module;
     });
@@ -197,13 +198,15 @@ size_t removeHeader(core::http::HeaderList& h, std::string_view name) {
     return n - w;
 }
 
-void removeHeaders(core::http::HeaderList& h, const std::string_view* names, size_t count) {
+void removeHeaders(core::http::HeaderList& h, const std::string_view* names, size_t count,
+                   uint64_t len_mask) {
     size_t w = 0;
     size_t n = h.count;
     for (size_t r = 0; r < n; ++r) {
         std::string_view f = h.items[r].name;
         bool drop = false;
-        for (size_t k = 0; k < count; ++k) {
+        size_t bit = f.size() < 63 ? f.size() : 63;
+        for (size_t k = 0; (len_mask >> bit & 1) != 0 && k < count; ++k) {
             if (f.size() == names[k].size() && core::http::equalsIgnoreCase(f, names[k])) {
                 drop = true;
                 break;

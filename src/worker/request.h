@@ -65,6 +65,9 @@ struct Chain {
     // Access-Control-Request-Method) on this route, so the route takes preflights for its paths
     // even when its `methods` leave out OPTIONS.
     bool answers_preflight = false;
+    // A handler reads the route match's captures (${path.NAME}); otherwise the connection does
+    // not copy the match into the request.
+    bool needs_match = false;
 
     bool has(Phase p) const {
         return start[static_cast<size_t>(p)] != start[static_cast<size_t>(p) + 1];
@@ -124,6 +127,9 @@ public:
     mod::routing::Match match;                 // captures for `{name}` segments
     const mod::routing::Router* router = nullptr;
     std::string_view upstream;                 // address of the upstream that answered
+    // A HeaderFilter handler took charge of X-Gateway (set or removed it): the connection does
+    // not add its own.
+    bool own_gateway_field = false;
 
     // ----- the reply -----
     /// Sets a gateway reply with no body (a CORS preflight's 204, for instance).
@@ -169,6 +175,7 @@ public:
         chain = nullptr;
         host_override = {};
         upstream = {};
+        own_gateway_field = false;
         local_ = false;
         reply_body_ = false;
         reply_status_ = 0;
@@ -206,7 +213,18 @@ public:
 /// Removes every field named `name` (case-insensitive). Returns how many were removed.
 size_t removeHeader(core::http::HeaderList& h, std::string_view name);
 /// Removes every field whose name is one of `names` (case-insensitive), in one pass.
-void removeHeaders(core::http::HeaderList& h, const std::string_view* names, size_t count);
+/// `len_mask` has bit min(length, 63) set for each name's length (nameLengthMask()), so that
+/// most fields are passed over on their length alone.
+void removeHeaders(core::http::HeaderList& h, const std::string_view* names, size_t count,
+                   uint64_t len_mask);
+/// The length mask removeHeaders() takes for `names`.
+inline uint64_t nameLengthMask(const std::string_view* names, size_t count) {
+    uint64_t m = 0;
+    for (size_t i = 0; i < count; ++i) {
+        m |= uint64_t{1} << (names[i].size() < 63 ? names[i].size() : 63);
+    }
+    return m;
+}
 /// Appends a field. False when the list is full (the caller answers 431 or 502).
 inline bool addHeader(core::http::HeaderList& h, std::string_view name, std::string_view value) {
     if (h.count >= h.items.size()) {

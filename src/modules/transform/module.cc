@@ -68,6 +68,9 @@ core::Result<void> TransformModule::attach(worker::RouteChainBuilder& chain,
     conf->slot = module;
     conf->index();
     TransformConf* k = chain.keep(std::move(conf));
+    if (k->uses_path_params) {
+        chain.needsMatch();
+    }
     if (k->response_needs_request) {
         chain.add(Phase::Access, captureHandler, k, module);
     }

@@ -74,7 +74,7 @@ bool expandWith(Request& req, const Template& t, const Saved* saved, std::string
 bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool response,
                const Saved* saved) {
     if (!side.drop.empty()) {
-        worker::removeHeaders(h, side.drop.data(), side.drop.size());
+        worker::removeHeaders(h, side.drop.data(), side.drop.size(), side.drop_len_mask);
     }
     for (const Op& op : side.set) {
         std::string_view v;
@@ -210,6 +210,9 @@ core::Result<TransformConf> TransformConf::compile(const core::TransformConfig& 
                         (p.var == Var::Host || p.var == Var::PathParam)) {
                         k.response_needs_request = true;
                     }
+                    if (!p.literal && p.var == Var::PathParam) {
+                        k.uses_path_params = true;
+                    }
                 }
                 if (side == 0 && list == &src.set && name.size() == 4 &&
                     core::http::equalsIgnoreCase(name, "host")) {
@@ -234,6 +237,12 @@ void TransformConf::index() {
                 side->drop.emplace_back(op.name);
             }
         }
+        side->drop_len_mask = worker::nameLengthMask(side->drop.data(), side->drop.size());
+    }
+    response.owns_gateway = false;
+    for (std::string_view n : response.drop) {
+        response.owns_gateway =
+            response.owns_gateway || core::http::equalsIgnoreCase(n, "x-gateway");
     }
 }
 
@@ -291,7 +300,8 @@ Verdict captureHandler(Request& req, const void* conf) {
     }
     *s = Saved{};
     s->host = req.copy(req.head->host);
-    if (req.router != nullptr && req.match.status == mod::routing::MatchStatus::Found) {
+    if (c.uses_path_params && req.router != nullptr &&
+        req.match.status == mod::routing::MatchStatus::Found) {
         for (size_t i = 0; i < req.match.capture_count && i < mod::routing::kMaxCaptures; ++i) {
             s->capture_names[i] = req.router->captureName(req.match.route, i);
             s->captures[i] = req.copy(req.match.captures[i].view());
@@ -315,6 +325,7 @@ Verdict requestHandler(Request& req, const void* conf) {
 Verdict responseHandler(Request& req, const void* conf) {
     const auto& c = *static_cast<const TransformConf*>(conf);
     const Saved* saved = static_cast<const Saved*>(req.slot(c.slot));
+    req.own_gateway_field = req.own_gateway_field || c.response.owns_gateway;
     if (!applySide(req, req.responseHeaders(), c.response, true, saved)) {
         // The arena or the field list is full: never a truncated head (502).
         return req.fail(502, "response header too large");

@@ -62,6 +62,9 @@ struct Side {
     // Names removed before set/add run: `remove`, then the names `set` replaces (Host on the
     // request side excepted), so that one pass over the fields does both.
     std::vector<std::string_view> drop;
+    uint64_t drop_len_mask = 0;
+    // Response side: a set or remove of X-Gateway (the connection then does not add its own).
+    bool owns_gateway = false;
     bool empty() const { return remove.empty() && set.empty() && add.empty(); }
 };
 
@@ -70,6 +73,7 @@ struct TransformConf : worker::ModuleConf {
     Side request;
     Side response;
     bool response_needs_request = false;  // response values use ${host}/${path.NAME}
+    bool uses_path_params = false;        // some value uses ${path.NAME}
     uint16_t slot = 0;
 
     static core::Result<TransformConf> compile(const core::TransformConfig& c);

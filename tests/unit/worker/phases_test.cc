@@ -213,7 +213,7 @@ TEST(HeaderEditTest, RemoveSetAddKeepOrderAndCase) {
     ASSERT_EQ(h.count, 2);
     EXPECT_EQ(h.items[1].value, "c");
     std::string_view names[] = {"vary", "accept"};
-    removeHeaders(h, names, 2);
+    removeHeaders(h, names, 2, nameLengthMask(names, 2));
     EXPECT_EQ(h.count, 0);
     for (size_t i = 0; i < core::http::kMaxHeaders; ++i) {
         ASSERT_TRUE(addHeader(h, "F", "v"));
