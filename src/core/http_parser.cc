@@ -1044,8 +1044,15 @@ bool isHopByHopName(std::string_view n) {
 }
 
 const HeaderField* HeaderList::find(std::string_view name) const {
+    if (name.empty()) {
+        return nullptr;
+    }
+    // Length and first letter first: most fields are passed over on those alone.
+    const size_t len = name.size();
+    const char first = static_cast<char>(name[0] | 0x20);
     for (const HeaderField& h : *this) {
-        if (equalsIgnoreCase(h.name, name)) {
+        if (h.name.size() == len && static_cast<char>(h.name[0] | 0x20) == first &&
+            equalsIgnoreCase(h.name, name)) {
             return &h;
         }
     }

@@ -1009,7 +1009,7 @@ void dispatch(ClientConn* c) {
     if (!route.chain.empty()) {
         rq.chain = &route.chain;
         rq.router = p.router.get();
-        rq.clearSlots();
+        rq.clearSlots(route.chain.slots);
     }
     runAfterRoute(rq);  // the route's handlers, then proceedProxy()
 }
@@ -1718,7 +1718,7 @@ void goIdle(ClientConn* c) {
 }
 
 void finishRequest(ClientConn* c) {
-    if (c->rq.chain != nullptr) {
+    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::Log)) {
         runLog(c->rq);
     }
     if (ctx().access_log) {

@@ -98,8 +98,6 @@ void runFrom(Request& req, Phase phase, uint16_t pos) {
         }
         while (i < end) {
             const Handler& h = ch->handlers[i];
-            req.phase_ = h.phase;
-            req.pos_ = i;
             switch (h.fn(req, h.conf)) {
                 case Verdict::Next:
                     ++i;
@@ -111,6 +109,8 @@ void runFrom(Request& req, Phase phase, uint16_t pos) {
                     runHeaderFilter(req);
                     return;
                 case Verdict::Suspend:
+                    req.phase_ = h.phase;  // where resume() continues
+                    req.pos_ = i;
                     req.suspended_ = true;
                     return;
             }
@@ -168,6 +168,9 @@ Chain RouteChainBuilder::build() const {
     Chain c;
     c.handlers = pending_;
     c.answers_preflight = preflight_;
+    for (const Handler& h : c.handlers) {
+        c.slots = std::max<uint16_t>(c.slots, static_cast<uint16_t>(h.module + 1));
+    }
     c.needs_match = needs_match_;
     std::stable_sort(c.handlers.begin(), c.handlers.end(), [](const Handler& a, const Handler& b) {
         return a.phase != b.phase ? a.phase < b.phase : a.module < b.module;

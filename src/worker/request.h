@@ -65,6 +65,7 @@ struct Chain {
     // Access-Control-Request-Method) on this route, so the route takes preflights for its paths
     // even when its `methods` leave out OPTIONS.
     bool answers_preflight = false;
+    uint16_t slots = 0;  // module slots its handlers use (highest module index + 1)
     // A handler reads the route match's captures (${path.NAME}); otherwise the connection does
     // not copy the match into the request.
     bool needs_match = false;
@@ -183,8 +184,13 @@ public:
         abort_fn_ = nullptr;
         arena_used_ = 0;
     }
-    /// Clears the module slots (only routes with handlers use them).
-    void clearSlots() { slots_.fill(nullptr); }
+    /// Clears the module slots (only routes with handlers use them); `count` = how many
+    /// modules the build registers.
+    void clearSlots(size_t count = kMaxModules) {
+        for (size_t i = 0; i < count && i < kMaxModules; ++i) {
+            slots_[i] = nullptr;
+        }
+    }
     /// Abandons a suspended request (client gone): runs the abort callback once.
     void abort();
 

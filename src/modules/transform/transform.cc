@@ -77,12 +77,11 @@ bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool r
         worker::removeHeaders(h, side.drop.data(), side.drop.size(), side.drop_len_mask);
     }
     for (const Op& op : side.set) {
-        std::string_view v;
-        if (!expandWith(req, op.value, saved, v)) {
+        std::string_view v = op.value.text;
+        if (!op.value.constant && !expandWith(req, op.value, saved, v)) {
             return false;
         }
-        if (!response && side.host_set && op.name.size() == 4 &&
-            core::http::equalsIgnoreCase(op.name, "host")) {
+        if (op.is_host && !response) {
             req.host_override = v;  // the upstream head's Host comes from here
             continue;
         }
@@ -91,8 +90,9 @@ bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool r
         }
     }
     for (const Op& op : side.add) {
-        std::string_view v;
-        if (!expandWith(req, op.value, saved, v) || !worker::addHeader(h, op.name, v)) {
+        std::string_view v = op.value.text;
+        if ((!op.value.constant && !expandWith(req, op.value, saved, v)) ||
+            !worker::addHeader(h, op.name, v)) {
             return false;
         }
     }
@@ -218,7 +218,9 @@ core::Result<TransformConf> TransformConf::compile(const core::TransformConfig& 
                     core::http::equalsIgnoreCase(name, "host")) {
                     dst.host_set = true;
                 }
-                out->push_back(Op{name, std::move(t.value())});
+                bool is_host = side == 0 && list == &src.set && name.size() == 4 &&
+                               core::http::equalsIgnoreCase(name, "host");
+                out->push_back(Op{name, std::move(t.value()), is_host});
             }
         }
     }

@@ -51,6 +51,7 @@ struct Template {
 struct Op {
     std::string name;
     Template value;
+    bool is_host = false;  // request side `set` of Host: it changes the upstream Host
 };
 
 /// One side (request or response) compiled: remove, then set, then add.
