@@ -440,6 +440,7 @@ void resetRequestState(ClientConn* c) {
     c->send_continue = false;
     c->awaiting_continue = false;
     c->req_body_abandoned = false;
+    c->force_fresh = false;
     c->retryable = true;
     c->attempts = 0;
     c->tried_count = 0;
@@ -1134,6 +1135,7 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     if (may_retry && !stale) {
         markTried(c, ui);
     }
+    c->force_fresh = may_retry && stale;  // the retry never takes another pooled connection
     if (!may_retry && in.request_sent && !in.idempotent && c->retryable &&
         (kind == UpFail::Reset || stale)) {
         LOG_WARN("upstream %s closed the connection after receiving %.*s %.*s (request %.*s); "
@@ -1183,9 +1185,10 @@ void attemptUpstream(ClientConn* c) {
     c->req_sent = false;
     // fresh_connection_for_unsafe: a request that must not be sent twice never takes a pooled
     // connection the server may be closing.
-    UpstreamConn* u = route.fresh_for_unsafe && !methodIdempotent(c->req.method_id)
-                          ? nullptr
-                          : takeIdle(up);
+    UpstreamConn* u =
+        c->force_fresh || (route.fresh_for_unsafe && !methodIdempotent(c->req.method_id))
+            ? nullptr
+            : takeIdle(up);
     if (u == nullptr) {
         u = connectUpstream(up);
         if (u == nullptr) {
@@ -1315,6 +1318,12 @@ void upstreamTxDone(IoOp* op, ssize_t n) {
     auto* u = static_cast<UpstreamConn*>(op->owner);
     ClientConn* c = u->owner;
     if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
+        if (u->tx_body && c->resp_head_done) {
+            // It answered and takes no more of the body: stop pushing rather than let a stuck
+            // write time out the response in flight.
+            abandonRequestBody(c);
+            return;
+        }
         if (u->tx_body) {
             stopRead(c);  // back-pressure: read no more from the client until this drains
         }

@@ -137,6 +137,7 @@ public:
     double linger_deadline = 0;       // Lingering: when the drain ends at the latest
     bool retryable = true;       // request fully retained in the upstream's wbuf
     bool req_sent = false;       // a byte of the request reached the current upstream connection
+    bool force_fresh = false;    // retrying after a stale pooled connection: connect anew
     uint32_t attempts = 0;
     uint32_t tried[8] = {};  // upstreams already tried for this request
     uint8_t tried_count = 0;
