@@ -295,6 +295,7 @@ public:
     }
 
     bool valid() const { return node_ != nullptr; }
+    Ctx& ctx() { return ctx_; }
     const ConfigNode* node() const { return node_; }
     const std::string& path() const { return path_; }
     std::string path(std::string_view key) const { return childPath(path_, key); }
@@ -349,5 +350,20 @@ private:
     bool allow_extension_keys_;
     std::vector<std::string> known_;
 };
+
+/// Reads an optional header-name key (kept at its current value when absent); a value that is
+/// not a token is an error.
+inline bool readHeaderName(MapReader& r, const char* key, std::string& out) {
+    std::string v = out;
+    if (!r.opt(key, v)) {
+        return false;
+    }
+    if (!isToken(v)) {
+        r.ctx().error(r.markOf(key), r.path(key), "invalid header name " + cfg::quoted(v));
+        return false;
+    }
+    out = std::move(v);
+    return true;
+}
 
 }  // namespace photon::core::cfg

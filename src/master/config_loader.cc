@@ -127,25 +127,24 @@ public:
 
 private:
     void warn(const ConfigNode& node, const std::string& path, std::string msg) {
-        Diagnostic d;
-        d.severity = Diagnostic::Severity::Warning;
-        d.file = node.mark().file();
-        d.line = node.mark().line();
-        d.column = node.mark().column();
-        d.path = path;
-        d.message = std::move(msg);
-        diags_.push_back(std::move(d));
+        report(Diagnostic::Severity::Warning, node, path, std::move(msg));
     }
 
     void error(const ConfigNode& node, const std::string& path, std::string msg) {
+        report(Diagnostic::Severity::Error, node, path, std::move(msg));
+        ok_ = false;
+    }
+
+    void report(Diagnostic::Severity sev, const ConfigNode& node, const std::string& path,
+                std::string msg) {
         Diagnostic d;
+        d.severity = sev;
         d.file = node.mark().file();
         d.line = node.mark().line();
         d.column = node.mark().column();
         d.path = path;
         d.message = std::move(msg);
         diags_.push_back(std::move(d));
-        ok_ = false;
     }
 
     // `gateway`: the value also takes the gateway's own variables (${request_id}, ...), which
@@ -1266,19 +1265,6 @@ private:
             return false;
         }
         out = d;
-        return true;
-    }
-
-    bool headerName(MapReader& r, const char* key, std::string& out) {
-        std::string v = out;
-        if (!r.opt(key, v)) {
-            return false;
-        }
-        if (!isToken(v)) {
-            ctx_.error(r.markOf(key), r.path(key), "invalid header name " + quoted(v));
-            return false;
-        }
-        out = std::move(v);
         return true;
     }
 

@@ -111,7 +111,7 @@ public:
         } else {
             ok = false;
         }
-        ok = headerName(r, "header", j.header) && ok;
+        ok = readHeaderName(r, "header", j.header) && ok;
         ok = r.opt("leeway", j.leeway) && ok;
         ok = r.opt("issuer", j.issuer) && ok;
         ok = r.opt("audience", j.audience) && ok;
@@ -159,7 +159,7 @@ public:
         } else {
             ok = false;
         }
-        ok = headerName(r, "header", k.header) && ok;
+        ok = readHeaderName(r, "header", k.header) && ok;
         ok = r.opt("query", k.query) && ok;
         if (ok && k.query && k.query->empty()) {
             ctx_.error(r.markOf("query"), r.path("query"), "must not be empty");
@@ -169,19 +169,6 @@ public:
             out = std::move(k);
         }
         return ok;
-    }
-
-    bool headerName(MapReader& r, const char* key, std::string& out) {
-        std::string v = out;
-        if (!r.opt(key, v)) {
-            return false;
-        }
-        if (!isToken(v)) {
-            ctx_.error(r.markOf(key), r.path(key), "invalid header name " + quoted(v));
-            return false;
-        }
-        out = std::move(v);
-        return true;
     }
 
 private:

@@ -1,56 +1,26 @@
 // SPDX-License-Identifier: Apache-2.0
-// Registration of the auth module.
+// Registration of the auth module (validated; refused with 503 until implemented).
 #include "modules/auth/module.h"
 
 #include "modules/auth/config.h"
-
-
+#include "modules/block_module.h"
 
 namespace photon::mod::auth {
 
 namespace {
 
-using worker::Phase;
-using worker::Verdict;
+using Base = BlockModule<core::AuthConfig, &core::MiddlewareConfig::authentication,
+                         &core::MiddlewareConfig::auth_named, decodeAuth>;
 
-Verdict unavailable(worker::Request& req, const void*) {
-    // Fail closed: a route that asks for protection this build cannot give is never proxied
-    // unprotected.
-    return req.fail(503, "middleware 'auth' is not available in this version");
-}
-
-class AuthModule final : public worker::Module {
+class AuthModule final : public FailClosedModule<Base> {
 public:
     std::string_view name() const override { return "auth"; }
     std::string_view blockKey() const override { return "authentication"; }
 
-    bool configure(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-                   const std::string& instance, core::MiddlewareConfig& out) const override {
-        std::optional<core::AuthConfig> c;
-        decodeAuth(ctx, node, path, c);
-        if (!c) {
-            return false;
-        }
-        if (instance.empty()) {
-            out.authentication = std::move(*c);
-        } else {
-            out.auth_named.emplace_back(instance, std::move(*c));
-        }
-        return true;
+private:
+    std::string_view refusal() const override {
+        return "middleware 'auth' is not available in this version";
     }
-
-    bool hasInstance(const core::MiddlewareConfig& mw, std::string_view instance) const override {
-        return core::MiddlewareConfig::instance(mw.authentication, mw.auth_named, instance) != nullptr;
-    }
-
-    core::Result<void> attach(worker::RouteChainBuilder& chain, const core::Config&,
-                              const core::RouteConfig&, std::string_view,
-                              uint16_t module) const override {
-        chain.add(Phase::Access, unavailable, nullptr, module);
-        return {};
-    }
-
-    bool available() const override { return false; }
 };
 
 }  // namespace
