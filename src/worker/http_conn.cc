@@ -81,12 +81,7 @@ void proceedProxy(ClientConn* c);
 class ConnHost final : public RequestHost {
 public:
     void proxy(Request& req) override { proceedProxy(static_cast<ClientConn*>(req.conn)); }
-    void sendHead(Request& req) override {
-        if (req.local()) {
-            writeLocal(static_cast<ClientConn*>(req.conn));
-        }
-        // An upstream head: onResponseHead() builds it once the filters are done.
-    }
+    void sendHead(Request& req) override { writeLocal(static_cast<ClientConn*>(req.conn)); }
     void resumed(Request&) override {}
 };
 ConnHost g_host;
@@ -644,10 +639,10 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     }
     appendHeader(b, "Host", host);
     const core::http::HeaderField* first_xff = nullptr;
-    bool set_proto = false, set_host = false;  // a transform set X-Forwarded-Proto / -Host
+    const HeadEdits* edits = c->rq.upstream_edits;  // request header transforms
     LineRuns lines(b);
     for (const auto& h : r.headers) {
-        if (h.hop_by_hop) {
+        if (h.hop_by_hop || (edits != nullptr && edits->drops(h.name))) {
             continue;
         }
         // Dispatch on the first letter so the common fields cost one compare.
@@ -661,19 +656,10 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         if (f == 'e' && equalsIgnoreCase(h.name, "expect")) {
             continue;
         }
-        if (f == 'x') {
-            if (equalsIgnoreCase(h.name, "x-request-id")) {
-                continue;
-            }
-            // The client's X-Forwarded-Proto/-Host are replaced by ours; a transform's (a field
-            // that did not come from the wire) replaces ours.
-            bool proto = equalsIgnoreCase(h.name, "x-forwarded-proto");
-            if (proto || equalsIgnoreCase(h.name, "x-forwarded-host")) {
-                if (h.line_len != 0) {
-                    continue;
-                }
-                (proto ? set_proto : set_host) = true;
-            }
+        if (f == 'x' && (equalsIgnoreCase(h.name, "x-request-id") ||
+                         equalsIgnoreCase(h.name, "x-forwarded-proto") ||
+                         equalsIgnoreCase(h.name, "x-forwarded-host"))) {
+            continue;  // ours replace the client's
         }
         if (f == 'x' && equalsIgnoreCase(h.name, "x-forwarded-for")) {
             if (first_xff == nullptr) {
@@ -684,6 +670,27 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         lines.add(h);
     }
     lines.flush();
+    bool set_proto = false, set_host = false;  // a transform's replaces ours
+    for (const HeadEdits* e = edits; e != nullptr; e = e->next) {
+        for (uint16_t i = 0; i < e->add_count; ++i) {
+            const HeadEdits::Field& a = e->add[i];
+            size_t n = a.text.size() + (a.whole ? 0 : a.value.size() + 2);
+            if (n > b.space()) {
+                b.overflowed = true;  // refused with 431 below
+                break;
+            }
+            char* w = b.writePtr();
+            copyShort(w, a.text.data(), a.text.size());
+            if (!a.whole) {
+                w += a.text.size();
+                copyShort(w, a.value.data(), a.value.size());
+                std::memcpy(w + a.value.size(), "\r\n", 2);
+            }
+            b.produce(n);
+        }
+        set_proto = set_proto || e->sets_forwarded_proto;
+        set_host = set_host || e->sets_forwarded_host;
+    }
     // X-Forwarded-For: the incoming chain (all fields, in order), then the peer.
     appendStr(b, "X-Forwarded-For: ");
     if (first_xff != nullptr) {

@@ -148,7 +148,9 @@ void runHeaderFilter(Request& req) {
             }
         }
     }
-    req.host_->sendHead(req);
+    if (req.local()) {
+        req.host_->sendHead(req);  // an upstream head is built by the connection on return
+    }
 }
 
 void runLog(Request& req) {
@@ -162,6 +164,21 @@ void runLog(Request& req) {
         const Handler& h = ch->handlers[i];
         h.fn(req, h.conf);
     }
+}
+
+bool HeadEdits::dropsSlow(std::string_view name) const {
+    const size_t bit = name.size() < 63 ? name.size() : 63;
+    for (const HeadEdits* e = this; e != nullptr; e = e->next) {
+        if ((e->drop_mask >> bit & 1) == 0) {
+            continue;
+        }
+        for (size_t k = 0; k < e->drop_count; ++k) {
+            if (name.size() == e->drop[k].size() && core::http::equalsIgnoreCase(name, e->drop[k])) {
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 Chain RouteChainBuilder::build() const {

@@ -14,7 +14,8 @@ namespace photon::worker {
 void runAfterRoute(Request& req);
 
 /// Runs HeaderFilter for the reply in hand (a gateway reply set with respond/fail, or the
-/// upstream's head in req.resp), then RequestHost::sendHead.
+/// upstream's head in req.resp); a gateway reply then goes out through RequestHost::sendHead,
+/// an upstream head is written by the caller.
 void runHeaderFilter(Request& req);
 
 /// Runs the Log phase's handlers (the connection writes the access log after them).

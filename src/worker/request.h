@@ -76,6 +76,40 @@ struct Chain {
     bool empty() const { return handlers.empty(); }
 };
 
+/// Field edits the connection applies while it writes the upstream request head, in its one
+/// pass over the client's fields: cheaper than editing the field list first. Built in the
+/// request's arena by Proxy-phase handlers (request header transforms) and chained in handler
+/// order through `next`. Drops apply to the client's fields only; added fields go after them.
+struct HeadEdits {
+    const std::string_view* drop = nullptr;  // names removed (case-insensitive)
+    size_t drop_count = 0;
+    uint64_t drop_mask = 0;                       // nameLengthMask() of `drop`
+    /// A field appended: `text` is the preformatted "Name: " followed by `value` and CRLF, or,
+    /// for a constant value, the whole line "Name: value\r\n" (`whole`).
+    struct Field {
+        std::string_view text;
+        std::string_view value;
+        bool whole = false;
+        /// The field's name (the text before ": ").
+        std::string_view name() const { return text.substr(0, text.find(':')); }
+    };
+    const Field* add = nullptr;  // in order
+    uint16_t add_count = 0;
+    bool sets_forwarded_proto = false;  // an added field replaces the gateway's X-Forwarded-Proto
+    bool sets_forwarded_host = false;   // ... X-Forwarded-Host
+    HeadEdits* next = nullptr;
+
+    /// Whether some edit of the chain drops `name`. Most names are passed over on their length.
+    bool drops(std::string_view name) const {
+        const size_t bit = name.size() < 63 ? name.size() : 63;
+        if ((drop_mask >> bit & 1) == 0 && next == nullptr) {
+            return false;
+        }
+        return dropsSlow(name);
+    }
+    bool dropsSlow(std::string_view name) const;
+};
+
 /// Bytes of per-request arena (expanded header values, copies of request data).
 inline constexpr size_t kArenaSize = 4096;
 
@@ -96,7 +130,8 @@ public:
     /// The built-in Proxy step: pick an upstream and forward. The connection comes back with
     /// Request::responseHead() when the upstream's head arrives, or with a gateway reply.
     virtual void proxy(Request& req) = 0;
-    /// Writes the reply (gateway reply or upstream head) after HeaderFilter ran.
+    /// Writes a gateway reply (respond/fail) after HeaderFilter ran. An upstream's head is
+    /// built by the connection itself when runHeaderFilter() returns.
     virtual void sendHead(Request& req) = 0;
     /// A suspended request resumed: the connection takes back its socket events.
     virtual void resumed(Request& req) = 0;
@@ -128,6 +163,7 @@ public:
     mod::routing::Match match;                 // captures for `{name}` segments
     const mod::routing::Router* router = nullptr;
     std::string_view upstream;                 // address of the upstream that answered
+    HeadEdits* upstream_edits = nullptr;       // applied to the upstream request head
     // A HeaderFilter handler took charge of X-Gateway (set or removed it): the connection does
     // not add its own.
     bool own_gateway_field = false;
@@ -154,6 +190,15 @@ public:
     char* alloc(size_t n);
     /// A copy of `s` in the arena (empty view when it does not fit).
     std::string_view copy(std::string_view s);
+    /// Appends `e` (arena memory) to the upstream head edits.
+    void addUpstreamEdits(HeadEdits* e) {
+        HeadEdits** tail = &upstream_edits;
+        while (*tail != nullptr) {
+            tail = &(*tail)->next;
+        }
+        e->next = nullptr;
+        *tail = e;
+    }
     /// Module state slot (registry index); null until the module sets it; cleared per request.
     void*& slot(uint16_t module) { return slots_[module]; }
 
@@ -176,6 +221,7 @@ public:
         chain = nullptr;
         host_override = {};
         upstream = {};
+        upstream_edits = nullptr;
         own_gateway_field = false;
         local_ = false;
         reply_body_ = false;

@@ -3,6 +3,7 @@
 #include "modules/transform/transform.h"
 
 #include <cstring>
+#include <new>
 
 #include "worker/http_conn.h"
 #include "worker/proxy.h"
@@ -190,6 +191,7 @@ core::Result<Template> Template::compile(std::string_view value, bool response_s
             t.text += p.text;
         }
     }
+    t.single = !t.constant && t.parts.size() == 1;
     return t;
 }
 
@@ -220,7 +222,7 @@ core::Result<TransformConf> TransformConf::compile(const core::TransformConfig& 
                 }
                 bool is_host = side == 0 && list == &src.set && name.size() == 4 &&
                                core::http::equalsIgnoreCase(name, "host");
-                out->push_back(Op{name, std::move(t.value()), is_host});
+                out->push_back(Op{name, std::move(t.value()), is_host, {}});
             }
         }
     }
@@ -230,6 +232,16 @@ core::Result<TransformConf> TransformConf::compile(const core::TransformConfig& 
 void TransformConf::index() {
     for (Side* side : {&request, &response}) {
         side->drop.clear();
+        side->appended.clear();
+        for (auto* list : {&side->set, &side->add}) {
+            for (Op& op : *list) {
+                op.line = op.value.constant ? op.name + ": " + op.value.text + "\r\n"
+                                            : op.name + ": ";
+                if (!op.is_host) {
+                    side->appended.push_back(&op);
+                }
+            }
+        }
         for (const auto& n : side->remove) {
             side->drop.emplace_back(n);
         }
@@ -240,6 +252,14 @@ void TransformConf::index() {
             }
         }
         side->drop_len_mask = worker::nameLengthMask(side->drop.data(), side->drop.size());
+    }
+    for (const auto* list : {&request.set, &request.add}) {
+        for (const Op& op : *list) {
+            request.sets_forwarded_proto = request.sets_forwarded_proto ||
+                                           core::http::equalsIgnoreCase(op.name, "x-forwarded-proto");
+            request.sets_forwarded_host = request.sets_forwarded_host ||
+                                          core::http::equalsIgnoreCase(op.name, "x-forwarded-host");
+        }
     }
     response.owns_gateway = false;
     for (std::string_view n : response.drop) {
@@ -316,11 +336,52 @@ Verdict captureHandler(Request& req, const void* conf) {
 
 Verdict requestHandler(Request& req, const void* conf) {
     const auto& c = *static_cast<const TransformConf*>(conf);
-    // The request head's field list is edited in place; the views it gets point into the
-    // arena or the configuration, which outlive the upstream head built from it.
-    if (!applySide(req, req.head->headers, c.request, false, nullptr)) {
+    const Side& side = c.request;
+    // The edits are applied by the connection while it writes the upstream head (one pass over
+    // the client's fields); values point into the configuration or the arena.
+    using Field = worker::HeadEdits::Field;
+    static_assert(sizeof(worker::HeadEdits) % alignof(Field) == 0);
+    const size_t n = side.appended.size();
+    char* mem = req.alloc(sizeof(worker::HeadEdits) + sizeof(Field) * n);
+    if (mem == nullptr) {
         return req.fail(431, "request header too large");
     }
+    auto* e = reinterpret_cast<worker::HeadEdits*>(mem);
+    auto* fields = reinterpret_cast<Field*>(mem + sizeof(worker::HeadEdits));
+    new (e) worker::HeadEdits;
+    e->drop = side.drop.data();
+    e->drop_count = side.drop.size();
+    e->drop_mask = side.drop_len_mask;
+    e->sets_forwarded_proto = side.sets_forwarded_proto;
+    e->sets_forwarded_host = side.sets_forwarded_host;
+    if (side.host_set) {
+        for (const Op& op : side.set) {
+            std::string_view v = op.value.text;
+            if (op.is_host) {
+                if (!op.value.constant && !expandWith(req, op.value, nullptr, v)) {
+                    return req.fail(431, "request header too large");
+                }
+                req.host_override = v;  // the upstream head's Host comes from here
+            }
+        }
+    }
+    for (size_t i = 0; i < n; ++i) {
+        const Op& op = *side.appended[i];
+        if (op.value.constant) {
+            new (&fields[i]) Field{op.line, op.value.text, true};  // the whole line at once
+            continue;
+        }
+        std::string_view v;
+        if (op.value.single) {
+            v = variable(req, op.value.parts[0], nullptr);  // lives as long as the request
+        } else if (!expandWith(req, op.value, nullptr, v)) {
+            return req.fail(431, "request header too large");
+        }
+        new (&fields[i]) Field{op.line, v, false};
+    }
+    e->add = fields;
+    e->add_count = static_cast<uint16_t>(n);
+    req.addUpstreamEdits(e);
     return Verdict::Next;
 }
 

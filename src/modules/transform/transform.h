@@ -41,6 +41,7 @@ struct Template {
     };
     std::vector<Part> parts;
     bool constant = true;     // no variables: `text` is the whole value
+    bool single = false;      // exactly one variable and nothing else
     std::string text;
 
     /// Compiles a value as the loader left it: "${name}" gateway variables, "$${" a literal
@@ -52,6 +53,7 @@ struct Op {
     std::string name;
     Template value;
     bool is_host = false;  // request side `set` of Host: it changes the upstream Host
+    std::string line;      // "Name: value\r\n" for a constant value, else "Name: "
 };
 
 /// One side (request or response) compiled: remove, then set, then add.
@@ -63,9 +65,13 @@ struct Side {
     // Names removed before set/add run: `remove`, then the names `set` replaces (Host on the
     // request side excepted), so that one pass over the fields does both.
     std::vector<std::string_view> drop;
+    std::vector<const Op*> appended;  // set then add, Host excepted: the fields added
     uint64_t drop_len_mask = 0;
     // Response side: a set or remove of X-Gateway (the connection then does not add its own).
     bool owns_gateway = false;
+    // Request side: an added or set X-Forwarded-Proto / -Host (replaces the gateway's).
+    bool sets_forwarded_proto = false;
+    bool sets_forwarded_host = false;
     bool empty() const { return remove.empty() && set.empty() && add.empty(); }
 };
 
@@ -83,7 +89,9 @@ struct TransformConf : worker::ModuleConf {
     void index();
 };
 
-/// Proxy-phase handler (request side). Answers 431 when the head no longer fits.
+/// Proxy-phase handler (request side): records the edits (worker::HeadEdits) that the
+/// connection applies while it writes the upstream head. Answers 431 when the arena is full (a
+/// head that no longer fits the buffer is refused with 431 by the connection).
 worker::Verdict requestHandler(worker::Request& req, const void* conf);
 /// Access-phase handler for response values that need request data later (${host},
 /// ${path.NAME}): copies it into the arena.
