@@ -72,8 +72,9 @@ std::string_view variable(const Request& req, const Template::Part& p, const Sav
 
 bool expandWith(Request& req, const Template& t, const Saved* saved, std::string_view& out);
 
-bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool response,
-               const Saved* saved) {
+// The response side, on the response's field list (the request side is applied by the head
+// writer, see requestHandler).
+bool applyResponse(Request& req, core::http::HeaderList& h, const Side& side, const Saved* saved) {
     if (!side.drop.empty()) {
         worker::removeHeaders(h, side.drop.data(), side.drop.size(), side.drop_len_mask);
     }
@@ -81,10 +82,6 @@ bool applySide(Request& req, core::http::HeaderList& h, const Side& side, bool r
         std::string_view v = op.value.text;
         if (!op.value.constant && !expandWith(req, op.value, saved, v)) {
             return false;
-        }
-        if (op.is_host && !response) {
-            req.host_override = v;  // the upstream head's Host comes from here
-            continue;
         }
         if (!worker::addHeader(h, op.name, v)) {
             return false;
@@ -268,9 +265,6 @@ void TransformConf::index() {
     }
 }
 
-bool expand(Request& req, const Template& t, bool, std::string_view& out) {
-    return expandWith(req, t, nullptr, out);
-}
 
 namespace {
 
@@ -389,7 +383,7 @@ Verdict responseHandler(Request& req, const void* conf) {
     const auto& c = *static_cast<const TransformConf*>(conf);
     const Saved* saved = static_cast<const Saved*>(req.slot(c.slot));
     req.own_gateway_field = req.own_gateway_field || c.response.owns_gateway;
-    if (!applySide(req, req.responseHeaders(), c.response, true, saved)) {
+    if (!applyResponse(req, req.responseHeaders(), c.response, saved)) {
         // The arena or the field list is full: never a truncated head (502).
         return req.fail(502, "response header too large");
     }

@@ -99,7 +99,5 @@ worker::Verdict captureHandler(worker::Request& req, const void* conf);
 /// HeaderFilter handler (response side).
 worker::Verdict responseHandler(worker::Request& req, const void* conf);
 
-/// Expands `t` for `req` into the request's arena. Returns false when the arena is full.
-bool expand(worker::Request& req, const Template& t, bool response_side, std::string_view& out);
 
 }  // namespace photon::mod::transform
