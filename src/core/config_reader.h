@@ -288,8 +288,9 @@ public:
                 continue;  // extension fields, e.g. anchors for YAML merge keys
             }
             if (std::find(known_.begin(), known_.end(), key) == known_.end()) {
-                ctx_.warn(node_->keyMarkAt(i), childPath(path_, key),
-                          "unknown key " + cfg::quoted(key) + " is ignored" + didYouMean(key, known_));
+                ctx_.warn(
+                    node_->keyMarkAt(i), childPath(path_, key),
+                    "unknown key " + cfg::quoted(key) + " is ignored" + didYouMean(key, known_));
             }
         }
     }

@@ -35,7 +35,6 @@ using namespace core::cfg;  // NOLINT: the reader helpers are this file's vocabu
 // Diagnostics and small helpers
 // ---------------------------------------------------------------------------------------------
 
-
 bool LoadResult::hasWarnings() const {
     return std::any_of(diagnostics.begin(), diagnostics.end(), [](const Diagnostic& d) {
         return d.severity == Diagnostic::Severity::Warning;
@@ -67,7 +66,6 @@ const HostResolver& systemResolver() {
     };
     return kResolver;
 }
-
 
 namespace {
 
@@ -221,9 +219,8 @@ private:
                 put(*value);
             } else if (fallback) {
                 put(*fallback);
-            } else if (gateway && std::all_of(name.begin(), name.end(), [](char ch) {
-                           return !(ch >= 'A' && ch <= 'Z');
-                       })) {
+            } else if (gateway && std::all_of(name.begin(), name.end(),
+                                              [](char ch) { return !(ch >= 'A' && ch <= 'Z'); })) {
                 error(node, path,
                       "unknown variable '${" + std::string(name) +
                           "}' (gateway variables: request_id, client_ip, route_id, host, path, "
@@ -418,9 +415,9 @@ private:
                 if (mode == "continue" || mode == "cancel") {
                     s.client_abort_cancel = mode == "cancel";
                 } else {
-                    ctx_.error(*v, r.path("client_abort"),
-                               "unknown client_abort " + quoted(mode) +
-                                   " (expected continue or cancel)");
+                    ctx_.error(
+                        *v, r.path("client_abort"),
+                        "unknown client_abort " + quoted(mode) + " (expected continue or cancel)");
                 }
             }
         }
@@ -1066,9 +1063,8 @@ private:
                 continue;
             }
             if (!mod->hasInstance(mw, instance)) {
-                std::string block = instance.empty()
-                                        ? "middleware." + std::string(mod->blockKey())
-                                        : "middleware.\"" + entry + "\"";
+                std::string block = instance.empty() ? "middleware." + std::string(mod->blockKey())
+                                                     : "middleware.\"" + entry + "\"";
                 std::string failed_key = instance.empty() ? std::string(name) : entry;
                 if (!middleware_failed_.count(failed_key)) {
                     ctx_.error(item, ipath,

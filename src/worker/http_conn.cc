@@ -1047,8 +1047,8 @@ void proceedProxy(ClientConn* c) {
     c->out.clear();
     // "Expect: 100-continue" with no body byte here yet goes to the upstream, whose answer
     // decides whether the client sends its body.
-    c->send_continue = r.expect_continue && r.framing != BodyFraming::None &&
-                       c->in.size() == c->head_pending;
+    c->send_continue =
+        r.expect_continue && r.framing != BodyFraming::None && c->in.size() == c->head_pending;
     buildUpstreamHead(c, c->out, fwd_path);
     c->in.consume(c->head_pending);
     c->head_pending = 0;
@@ -1145,11 +1145,12 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     c->force_fresh = may_retry && stale;  // the retry never takes another pooled connection
     if (!may_retry && in.request_sent && !in.idempotent && c->retryable &&
         (kind == UpFail::Reset || stale)) {
-        LOG_WARN("upstream %s closed the connection after receiving %.*s %.*s (request %.*s); "
-                 "not sent again: the method is not idempotent",
-                 c->meta.upstream_addr, static_cast<int>(c->meta.method_len), c->meta.method,
-                 static_cast<int>(c->meta.path_len), c->meta.path,
-                 static_cast<int>(c->meta.id_len), c->meta.id);
+        LOG_WARN(
+            "upstream %s closed the connection after receiving %.*s %.*s (request %.*s); "
+            "not sent again: the method is not idempotent",
+            c->meta.upstream_addr, static_cast<int>(c->meta.method_len), c->meta.method,
+            static_cast<int>(c->meta.path_len), c->meta.path, static_cast<int>(c->meta.id_len),
+            c->meta.id);
     }
     if (may_retry) {
         attemptUpstream(c);

@@ -118,8 +118,8 @@ public:
 
     core::http::RequestHead req;
     RequestMeta meta;
-    Request rq;  // the request as the phase pipeline sees it
-    size_t head_pending = 0;  // bytes of the request head still at the front of `in`
+    Request rq;                    // the request as the phase pipeline sees it
+    size_t head_pending = 0;       // bytes of the request head still at the front of `in`
     std::string_view local_extra;  // gateway reply: extra header lines (arena or static)
     bool local_close = false;      // gateway reply: close the connection after it
     // Request body still to forward. Bytes are first "framed" (counted against Content-Length
@@ -131,7 +131,7 @@ public:
     bool req_body_done = true;   // ... and sent
     size_t req_ready = 0;
     core::http::ChunkedDecoder req_decoder;
-    bool send_continue = false;  // the upstream head carries "Expect: 100-continue"
+    bool send_continue = false;       // the upstream head carries "Expect: 100-continue"
     bool awaiting_continue = false;   // ... and the client still waits for our 100
     bool req_body_abandoned = false;  // the upstream answered early: the rest is not forwarded
     double linger_deadline = 0;       // Lingering: when the drain ends at the latest

@@ -62,8 +62,7 @@ public:
                            const std::string& path, const std::string& instance,
                            core::MiddlewareConfig& out) const = 0;
     /// Whether `instance` ("" = the default) is configured in `mw`.
-    virtual bool hasInstance(const core::MiddlewareConfig& mw,
-                             std::string_view instance) const = 0;
+    virtual bool hasInstance(const core::MiddlewareConfig& mw, std::string_view instance) const = 0;
     /// Adds this module's handlers to a route that lists it (with `instance`, "" = default).
     /// `module` is this module's registry index (its request slot).
     virtual core::Result<void> attach(RouteChainBuilder& chain, const core::Config& cfg,

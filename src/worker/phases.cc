@@ -173,7 +173,8 @@ bool HeadEdits::dropsSlow(std::string_view name) const {
             continue;
         }
         for (size_t k = 0; k < e->drop_count; ++k) {
-            if (name.size() == e->drop[k].size() && core::http::equalsIgnoreCase(name, e->drop[k])) {
+            if (name.size() == e->drop[k].size() &&
+                core::http::equalsIgnoreCase(name, e->drop[k])) {
                 return true;
             }
         }

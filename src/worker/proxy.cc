@@ -2,9 +2,6 @@
 // Building the proxy model from the configuration (master side) and pool teardown.
 #include "worker/proxy.h"
 
-#include "modules/registry.h"
-#include "worker/module.h"
-
 #include <netdb.h>
 
 #include <cstring>
@@ -12,8 +9,10 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "modules/balancer/config.h"
+#include "modules/registry.h"
 #include "modules/routing/router.h"
 #include "worker/http_conn.h"
+#include "worker/module.h"
 
 namespace photon::worker {
 

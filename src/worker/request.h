@@ -83,7 +83,7 @@ struct Chain {
 struct HeadEdits {
     const std::string_view* drop = nullptr;  // names removed (case-insensitive)
     size_t drop_count = 0;
-    uint64_t drop_mask = 0;                       // nameLengthMask() of `drop`
+    uint64_t drop_mask = 0;  // nameLengthMask() of `drop`
     /// A field appended: `text` is the preformatted "Name: " followed by `value` and CRLF, or,
     /// for a constant value, the whole line "Name: value\r\n" (`whole`).
     struct Field {
@@ -152,7 +152,7 @@ public:
     // ----- set by the connection and the Route phase; read by modules -----
     RequestHost* host_ = nullptr;
     void* conn = nullptr;                      // the connection (for its RequestHost)
-    core::http::RequestHead* head = nullptr;  // the parsed request
+    core::http::RequestHead* head = nullptr;   // the parsed request
     core::http::ResponseHead* resp = nullptr;  // the head HeaderFilter edits (see responseHeaders)
     RequestMeta* meta = nullptr;               // id, method, path copies, status, timings
     std::string_view client_ip;                // text form of the client address
@@ -162,8 +162,8 @@ public:
     const Chain* chain = nullptr;              // the route's handlers (null: none)
     mod::routing::Match match;                 // captures for `{name}` segments
     const mod::routing::Router* router = nullptr;
-    std::string_view upstream;                 // address of the upstream that answered
-    HeadEdits* upstream_edits = nullptr;       // applied to the upstream request head
+    std::string_view upstream;            // address of the upstream that answered
+    HeadEdits* upstream_edits = nullptr;  // applied to the upstream request head
     // A HeaderFilter handler took charge of X-Gateway (set or removed it): the connection does
     // not add its own.
     bool own_gateway_field = false;

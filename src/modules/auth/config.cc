@@ -178,7 +178,7 @@ private:
 }  // namespace
 
 void decodeAuth(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::AuthConfig>& out) {
+                std::optional<core::AuthConfig>& out) {
     Decoder(ctx).decodeAuth(node, path, out);
 }
 

@@ -13,6 +13,6 @@ namespace photon::mod::auth {
 /// Decodes and validates one auth block at `path` into `out` (left empty when invalid); every
 /// problem is reported through `ctx`.
 void decodeAuth(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::AuthConfig>& out);
+                std::optional<core::AuthConfig>& out);
 
 }  // namespace photon::mod::auth

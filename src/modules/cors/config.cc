@@ -113,7 +113,6 @@ public:
         }
     }
 
-
 private:
     Ctx& ctx_;
 };
@@ -121,7 +120,7 @@ private:
 }  // namespace
 
 void decodeCors(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::CorsConfig>& out) {
+                std::optional<core::CorsConfig>& out) {
     Decoder(ctx).decodeCors(node, path, out);
 }
 

@@ -13,6 +13,6 @@ namespace photon::mod::cors {
 /// Decodes and validates one cors block at `path` into `out` (left empty when invalid); every
 /// problem is reported through `ctx`.
 void decodeCors(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::CorsConfig>& out);
+                std::optional<core::CorsConfig>& out);
 
 }  // namespace photon::mod::cors

@@ -16,10 +16,10 @@ using worker::Verdict;
 
 // Per-request state (in the request's arena).
 struct State {
-    std::string_view origin;   // the request's Origin, copied (allowed origins only)
+    std::string_view origin;       // the request's Origin, copied (allowed origins only)
     std::string_view req_headers;  // preflight: Access-Control-Request-Headers, copied
     bool preflight = false;
-    bool allowed = false;      // false: a CORS request from an origin that is not allowed
+    bool allowed = false;  // false: a CORS request from an origin that is not allowed
 };
 
 std::string_view trim(std::string_view s) {
@@ -97,9 +97,9 @@ std::string join(const std::vector<std::string>& v) {
 
 // Access-Control-* fields an upstream may send: replaced on routes that use cors.
 constexpr std::string_view kCorsFields[] = {
-    "access-control-allow-origin", "access-control-allow-credentials",
+    "access-control-allow-origin",   "access-control-allow-credentials",
     "access-control-expose-headers", "access-control-allow-methods",
-    "access-control-allow-headers", "access-control-max-age"};
+    "access-control-allow-headers",  "access-control-max-age"};
 
 bool isCorsField(std::string_view n) {
     if (n.size() < 21 || (n[0] | 0x20) != 'a') {
@@ -201,8 +201,8 @@ CorsConf CorsConf::compile(const core::CorsConfig& c) {
     }
     k.expose_headers = join(c.expose_headers);
     if (c.max_age) {
-        k.max_age = std::to_string(
-            std::chrono::duration_cast<std::chrono::seconds>(*c.max_age).count());
+        k.max_age =
+            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(*c.max_age).count());
     }
     return k;
 }
@@ -268,8 +268,8 @@ bool CorsConf::headersAllowed(std::string_view requested) const {
     while (!requested.empty()) {
         size_t comma = requested.find(',');
         std::string_view name = trim(requested.substr(0, comma));
-        requested = comma == std::string_view::npos ? std::string_view()
-                                                    : requested.substr(comma + 1);
+        requested =
+            comma == std::string_view::npos ? std::string_view() : requested.substr(comma + 1);
         if (name.empty()) {
             continue;
         }

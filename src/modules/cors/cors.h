@@ -15,27 +15,27 @@ namespace photon::mod::cors {
 /// One allowed origin, compiled: "*", an exact origin, or "scheme://*.domain[:port]".
 struct OriginRule {
     bool any = false;
-    bool wildcard = false;   // subdomains of `host` only (never `host` itself)
-    std::string scheme;      // "https"
-    std::string host;        // lower-case; for a wildcard the suffix without "*." ("example.com")
-    std::string port;        // "" = none given
-    std::string exact;       // exact rules: "scheme://host[:port]" in lower case
+    bool wildcard = false;  // subdomains of `host` only (never `host` itself)
+    std::string scheme;     // "https"
+    std::string host;       // lower-case; for a wildcard the suffix without "*." ("example.com")
+    std::string port;       // "" = none given
+    std::string exact;      // exact rules: "scheme://host[:port]" in lower case
 };
 
 /// A compiled `cors` instance (immutable after load).
 struct CorsConf : worker::ModuleConf {
     std::vector<OriginRule> origins;
-    std::vector<std::string> methods;      // case-sensitive, as configured
-    std::vector<std::string> headers;      // configured names (lower-cased for matching)
-    bool any_header = false;               // allowed_headers: ["*"]
-    bool any_origin = false;               // "*" listed
+    std::vector<std::string> methods;  // case-sensitive, as configured
+    std::vector<std::string> headers;  // configured names (lower-cased for matching)
+    bool any_header = false;           // allowed_headers: ["*"]
+    bool any_origin = false;           // "*" listed
     bool credentials = false;
-    std::string allow_methods;             // "GET, POST"
-    std::string allow_headers;             // "Content-Type, Authorization" (empty with "*")
-    std::string expose_headers;            // "" = header not sent
-    std::string max_age;                   // "" = header not sent
+    std::string allow_methods;   // "GET, POST"
+    std::string allow_headers;   // "Content-Type, Authorization" (empty with "*")
+    std::string expose_headers;  // "" = header not sent
+    std::string max_age;         // "" = header not sent
     uint16_t slot = 0;
-    std::string empty_;                    // matchOrigin's answer for "*" and wildcard rules
+    std::string empty_;  // matchOrigin's answer for "*" and wildcard rules
 
     /// Compiles a validated config block.
     static CorsConf compile(const core::CorsConfig& c);

@@ -119,7 +119,6 @@ public:
         return false;
     }
 
-
 private:
     Ctx& ctx_;
 };
@@ -127,7 +126,7 @@ private:
 }  // namespace
 
 void decodeRateLimit(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::RateLimitConfig>& out) {
+                     std::optional<core::RateLimitConfig>& out) {
     Decoder(ctx).decodeRateLimit(node, path, out);
 }
 

@@ -13,6 +13,6 @@ namespace photon::mod::ratelimit {
 /// Decodes and validates one ratelimit block at `path` into `out` (left empty when invalid); every
 /// problem is reported through `ctx`.
 void decodeRateLimit(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::RateLimitConfig>& out);
+                     std::optional<core::RateLimitConfig>& out);
 
 }  // namespace photon::mod::ratelimit

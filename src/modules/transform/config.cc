@@ -46,7 +46,8 @@ public:
             return false;
         }
         bool ok = true;
-        bool response = path.size() >= 16 && path.compare(path.size() - 16, 16, "response_headers") == 0;
+        bool response =
+            path.size() >= 16 && path.compare(path.size() - 16, 16, "response_headers") == 0;
         if (const ConfigNode* v = r.get("add")) {
             ok = decodeHeaderMap(*v, r.path("add"), h.add) && ok;
             ok = checkOps(*v, r.path("add"), h.add, "add", response) && ok;
@@ -70,8 +71,7 @@ public:
         }
         for (size_t i = 0; i < h.remove.size(); ++i) {
             if (const char* why = protectedName(h.remove[i], "remove")) {
-                ctx_.error(r.node()->find("remove")->item(i), indexPath(r.path("remove"), i),
-                           why);
+                ctx_.error(r.node()->find("remove")->item(i), indexPath(r.path("remove"), i), why);
                 ok = false;
             }
         }
@@ -155,7 +155,6 @@ public:
         return ok;
     }
 
-
 private:
     Ctx& ctx_;
 };
@@ -163,7 +162,7 @@ private:
 }  // namespace
 
 void decodeTransform(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::TransformConfig>& out) {
+                     std::optional<core::TransformConfig>& out) {
     Decoder(ctx).decodeTransform(node, path, out);
 }
 

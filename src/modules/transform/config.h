@@ -13,6 +13,6 @@ namespace photon::mod::transform {
 /// Decodes and validates one transform block at `path` into `out` (left empty when invalid); every
 /// problem is reported through `ctx`.
 void decodeTransform(core::cfg::Ctx& ctx, const core::ConfigNode& node, const std::string& path,
-              std::optional<core::TransformConfig>& out);
+                     std::optional<core::TransformConfig>& out);
 
 }  // namespace photon::mod::transform

@@ -232,8 +232,8 @@ void TransformConf::index() {
         side->appended.clear();
         for (auto* list : {&side->set, &side->add}) {
             for (Op& op : *list) {
-                op.line = op.value.constant ? op.name + ": " + op.value.text + "\r\n"
-                                            : op.name + ": ";
+                op.line =
+                    op.value.constant ? op.name + ": " + op.value.text + "\r\n" : op.name + ": ";
                 if (!op.is_host) {
                     side->appended.push_back(&op);
                 }
@@ -252,8 +252,9 @@ void TransformConf::index() {
     }
     for (const auto* list : {&request.set, &request.add}) {
         for (const Op& op : *list) {
-            request.sets_forwarded_proto = request.sets_forwarded_proto ||
-                                           core::http::equalsIgnoreCase(op.name, "x-forwarded-proto");
+            request.sets_forwarded_proto =
+                request.sets_forwarded_proto ||
+                core::http::equalsIgnoreCase(op.name, "x-forwarded-proto");
             request.sets_forwarded_host = request.sets_forwarded_host ||
                                           core::http::equalsIgnoreCase(op.name, "x-forwarded-host");
         }
@@ -264,7 +265,6 @@ void TransformConf::index() {
             response.owns_gateway || core::http::equalsIgnoreCase(n, "x-gateway");
     }
 }
-
 
 namespace {
 

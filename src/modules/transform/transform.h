@@ -40,8 +40,8 @@ struct Template {
         std::string text;  // literal text, or the NAME of path.NAME / jwt.CLAIM
     };
     std::vector<Part> parts;
-    bool constant = true;     // no variables: `text` is the whole value
-    bool single = false;      // exactly one variable and nothing else
+    bool constant = true;  // no variables: `text` is the whole value
+    bool single = false;   // exactly one variable and nothing else
     std::string text;
 
     /// Compiles a value as the loader left it: "${name}" gateway variables, "$${" a literal
@@ -98,6 +98,5 @@ worker::Verdict requestHandler(worker::Request& req, const void* conf);
 worker::Verdict captureHandler(worker::Request& req, const void* conf);
 /// HeaderFilter handler (response side).
 worker::Verdict responseHandler(worker::Request& req, const void* conf);
-
 
 }  // namespace photon::mod::transform

@@ -1256,7 +1256,6 @@ TEST(ConfigLoaderTest, EnvExampleHonoursVariables) {
     EXPECT_EQ(set[1].second, "$${not_a_variable}");
 }
 
-
 // ---------------------------------------------------------------------------------------------
 // Named middleware instances and gateway variables
 // ---------------------------------------------------------------------------------------------

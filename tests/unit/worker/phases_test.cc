@@ -72,7 +72,7 @@ TEST_F(PhasesTest, ChainIsOrderedByPhaseThenModuleNotByInsertion) {
     b.add(Phase::Route, tagged, "route-m2", 2);
     run(b);
     EXPECT_EQ(host_.events, (std::vector<std::string>{"route-m2", "access-m1", "access-m3",
-                                                       "proxy-m0", "proxy"}));
+                                                      "proxy-m0", "proxy"}));
     EXPECT_TRUE(chain_.has(Phase::Access));
     EXPECT_FALSE(chain_.has(Phase::CacheLookup));
 }
@@ -172,8 +172,8 @@ TEST_F(PhasesTest, ResumeWithRespondGoesToHeaderFilter) {
     run(b);
     req_.fail(429, "slow down");  // what the module decided while suspended
     ev_run(EV_DEFAULT, 0);
-    EXPECT_EQ(host_.events, (std::vector<std::string>{"suspend", "timer", "resumed", "hf",
-                                                       "reply 429"}));
+    EXPECT_EQ(host_.events,
+              (std::vector<std::string>{"suspend", "timer", "resumed", "hf", "reply 429"}));
 }
 
 TEST_F(PhasesTest, AbortCancelsSuspendedWorkAndItNeverResumes) {

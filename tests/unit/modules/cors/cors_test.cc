@@ -31,7 +31,7 @@ TEST(CorsConfTest, ExactOriginsMatchWholeOriginsOnly) {
     EXPECT_TRUE(c.originAllowed("https://app.example.com"));
     EXPECT_TRUE(c.originAllowed("https://APP.example.com"));  // host case-insensitive
     EXPECT_TRUE(c.originAllowed("http://localhost:3000"));
-    EXPECT_FALSE(c.originAllowed("http://app.example.com"));    // scheme
+    EXPECT_FALSE(c.originAllowed("http://app.example.com"));        // scheme
     EXPECT_FALSE(c.originAllowed("https://app.example.com:8443"));  // port
     EXPECT_FALSE(c.originAllowed("http://localhost"));
     EXPECT_FALSE(c.originAllowed("https://app.example.com.evil.net"));
@@ -107,9 +107,10 @@ protected:
 
 TEST_F(CorsHandlerTest, PreflightIsAnswered204WithTheGrants) {
     CorsConf c = CorsConf::compile(config({"https://app.example.com"}, true));
-    parse("OPTIONS /x HTTP/1.1\r\nHost: h\r\nOrigin: https://app.example.com\r\n"
-          "Access-Control-Request-Method: POST\r\n"
-          "Access-Control-Request-Headers: content-type\r\n\r\n");
+    parse(
+        "OPTIONS /x HTTP/1.1\r\nHost: h\r\nOrigin: https://app.example.com\r\n"
+        "Access-Control-Request-Method: POST\r\n"
+        "Access-Control-Request-Headers: content-type\r\n\r\n");
     EXPECT_EQ(accessHandler(req_, &c), Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 204);
     EXPECT_FALSE(req_.replyHasBody());
@@ -119,7 +120,8 @@ TEST_F(CorsHandlerTest, PreflightIsAnswered204WithTheGrants) {
     EXPECT_EQ(value("Access-Control-Allow-Headers"), "Content-Type, Authorization");
     EXPECT_EQ(value("Access-Control-Max-Age"), "600");
     EXPECT_EQ(value("Access-Control-Allow-Credentials"), "true");
-    EXPECT_EQ(value("Vary"), "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
+    EXPECT_EQ(value("Vary"),
+              "Origin, Access-Control-Request-Method, Access-Control-Request-Headers");
 }
 
 TEST_F(CorsHandlerTest, PreflightRefusalsAre403WithoutGrants) {
