@@ -1437,9 +1437,9 @@ bool onResponseHead(ClientConn* c) {
                  c->resp.status < 500);
     if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
         c->rq.upstream = u->up->address;
-        runHeaderFilter(c->rq);
-        if (c->rq.local()) {
+        if (!filterUpstreamHead(c->rq)) {
             c->resp_head_done = false;  // a filter refused the head: the client gets a 502
+            c->filter_refused = true;
             return false;
         }
     }
@@ -1964,6 +1964,10 @@ void onClientTimer(struct ev_loop*, ev_timer* w, int) noexcept {
         return;
     }
     if (c->state == ClientConn::State::Proxying && c->awaiting_continue && c->up != nullptr) {
+        if (c->up->connecting) {
+            clientTimer(c, kContinueWait);  // a retry is still connecting: its timers stand
+            return;
+        }
         sendContinue(c);  // the upstream neither said 100 nor answered
         pumpRequestBody(c);
         return;
@@ -2095,6 +2099,14 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
             break;
         }
         if (!onResponseHead(c)) {
+            if (c->filter_refused) {
+                // Our own filters could not build the head: not the upstream's fault.
+                c->filter_refused = false;
+                LOG_WARN("response head for request %.*s no longer fits after header filters",
+                         static_cast<int>(c->meta.id_len), c->meta.id);
+                failRequest(c, 502, "response header too large");
+                return;
+            }
             upstreamFailed(c, UpFail::BadResponse);
             return;
         }

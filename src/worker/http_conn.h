@@ -138,6 +138,7 @@ public:
     bool retryable = true;       // request fully retained in the upstream's wbuf
     bool req_sent = false;       // a byte of the request reached the current upstream connection
     bool force_fresh = false;    // retrying after a stale pooled connection: connect anew
+    bool filter_refused = false;  // onResponseHead: a header filter refused the upstream head
     uint32_t attempts = 0;
     uint32_t tried[8] = {};  // upstreams already tried for this request
     uint8_t tried_count = 0;

@@ -129,7 +129,10 @@ void runAfterRoute(Request& req) {
     runFrom(req, Phase::Route, 0);
 }
 
-void runHeaderFilter(Request& req) {
+namespace {
+
+// The HeaderFilter handlers; false when one refused the head (it set a gateway error).
+bool runFilters(Request& req) {
     req.phase_ = Phase::HeaderFilter;
     const Chain* ch = req.chain;
     if (ch != nullptr && ch->has(Phase::HeaderFilter)) {
@@ -141,17 +144,24 @@ void runHeaderFilter(Request& req) {
             Verdict v = h.fn(req, h.conf);
             if (v == Verdict::Respond) {
                 req.resp->headers.count = 0;
-                break;
+                return false;
             }
             if (v == Verdict::SkipPhase) {
                 break;
             }
         }
     }
-    if (req.local()) {
-        req.host_->sendHead(req);  // an upstream head is built by the connection on return
-    }
+    return true;
 }
+
+}  // namespace
+
+void runHeaderFilter(Request& req) {
+    runFilters(req);
+    req.host_->sendHead(req);
+}
+
+bool filterUpstreamHead(Request& req) { return runFilters(req); }
 
 void runLog(Request& req) {
     req.phase_ = Phase::Log;

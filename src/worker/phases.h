@@ -13,10 +13,15 @@ namespace photon::worker {
 /// until it calls Request::resume().
 void runAfterRoute(Request& req);
 
-/// Runs HeaderFilter for the reply in hand (a gateway reply set with respond/fail, or the
-/// upstream's head in req.resp); a gateway reply then goes out through RequestHost::sendHead,
-/// an upstream head is written by the caller.
+/// Runs HeaderFilter for the gateway reply in hand (set with respond/fail), then sends it through
+/// RequestHost::sendHead. A filter that cannot build the head (it no longer fits) leaves the
+/// reply without the filters' fields.
 void runHeaderFilter(Request& req);
+
+/// Runs HeaderFilter for the upstream's head in req.resp; the caller writes it. False when a
+/// filter refused it (req then holds a gateway error, which the caller sends after releasing the
+/// upstream); nothing is sent from here.
+bool filterUpstreamHead(Request& req);
 
 /// Runs the Log phase's handlers (the connection writes the access log after them).
 void runLog(Request& req);

@@ -319,6 +319,34 @@ class OverflowTest(TransformBase):
         r = http_request(self.port, "GET", "/plain")
         self.assertEqual((r.status, r.body), (200, b"b1"))
 
+    def test_full_field_list_gives_one_502_and_the_connection_stays_in_step(self):
+        # The upstream's head holds exactly as many fields as the gateway keeps (128): the
+        # response transform cannot add its field and refuses the head. The client must get
+        # exactly one 502 for that request, and its next request on the same connection its
+        # own answer (no second, unsolicited reply shifting the responses).
+        self.start(transform=xform(response=side(add={"X-Added": "1"})),
+                   server={"max_header_size": 16384})
+        import socket
+        probe = socket.create_connection(("127.0.0.1", self.b.port), timeout=5)
+        probe.sendall(b"GET /t/x HTTP/1.1\r\nHost: b\r\n\r\n")  # keep-alive, as the gateway
+        raw = b""
+        while b"\r\n\r\n" not in raw:
+            chunk = probe.recv(65536)
+            if not chunk:
+                break
+            raw += chunk
+        probe.close()
+        own = raw.split(b"\r\n\r\n")[0].count(b"\r\n")  # fields after the status line
+        extra = 128 - own
+        self.assertGreater(extra, 0)
+        query = "&".join("header=X-F%d:v" % i for i in range(extra))
+        conn = self.conn(self.port)
+        r1 = conn.request("GET", "/t/x?" + query)
+        self.assertEqual(r1.status, 502, "%r %r" % (r1, r1.body))
+        self.assertEqual(r1.json().get("status"), 502)
+        r2 = conn.request("GET", "/plain")
+        self.assertEqual((r2.status, r2.body), (200, b"b1"))
+
     def test_request_head_overflow_is_431(self):
         self.start(transform=xform(request=side(set={"X-Big": self.BIG})),
                    server={"max_header_size": 8192})

@@ -312,7 +312,8 @@ Verdict captureHandler(Request& req, const void* conf) {
     const auto& c = *static_cast<const TransformConf*>(conf);
     auto* s = static_cast<Saved*>(static_cast<void*>(req.alloc(sizeof(Saved))));
     if (s == nullptr) {
-        return Verdict::Next;
+        // Never fall back to the request head later: its bytes are gone by then.
+        return req.fail(431, "request header too large");
     }
     *s = Saved{};
     s->host = req.copy(req.head->host);
