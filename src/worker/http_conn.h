@@ -135,9 +135,9 @@ public:
     bool awaiting_continue = false;   // ... and the client still waits for our 100
     bool req_body_abandoned = false;  // the upstream answered early: the rest is not forwarded
     double linger_deadline = 0;       // Lingering: when the drain ends at the latest
-    bool retryable = true;       // request fully retained in the upstream's wbuf
-    bool req_sent = false;       // a byte of the request reached the current upstream connection
-    bool force_fresh = false;    // retrying after a stale pooled connection: connect anew
+    bool retryable = true;            // request fully retained in the upstream's wbuf
+    bool req_sent = false;        // a byte of the request reached the current upstream connection
+    bool force_fresh = false;     // retrying after a stale pooled connection: connect anew
     bool filter_refused = false;  // onResponseHead: a header filter refused the upstream head
     uint32_t attempts = 0;
     uint32_t tried[8] = {};  // upstreams already tried for this request

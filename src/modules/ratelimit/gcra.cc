@@ -12,8 +12,8 @@ namespace photon::mod::ratelimit {
 GcraParams GcraParams::make(double rate_per_second, uint32_t burst) {
     GcraParams p;
     p.burst = burst;
-    p.interval_us = rate_per_second > 0 ? static_cast<uint64_t>(std::llround(1e6 / rate_per_second))
-                                        : 0;
+    p.interval_us =
+        rate_per_second > 0 ? static_cast<uint64_t>(std::llround(1e6 / rate_per_second)) : 0;
     if (p.interval_us == 0 && rate_per_second > 0) {
         p.interval_us = 1;  // above a million per second: one microsecond apart
     }

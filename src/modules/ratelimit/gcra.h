@@ -31,7 +31,7 @@ struct GcraDecision {
         Contended,  // the key's word kept changing (bounded retries): treat as TableFull
     };
     Kind kind = Kind::Allowed;
-    uint32_t remaining = 0;  // requests the key may still make at once (Allowed/Limited)
+    uint32_t remaining = 0;       // requests the key may still make at once (Allowed/Limited)
     uint64_t retry_after_us = 0;  // Limited: until one more request is admitted
     uint64_t reset_us = 0;        // until the bucket is full again
 };

@@ -1,14 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 // GCRA decisions: token-bucket semantics, slow rates, key table limits, and exact admission
 // counts with several processes deciding on one shared key.
+#include "modules/ratelimit/gcra.h"
+
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <vector>
-
-#include "modules/ratelimit/gcra.h"
 
 namespace photon::mod::ratelimit {
 namespace {
@@ -78,8 +78,7 @@ TEST_F(GcraTest, KeysAreIndependentAndTheTableIsBounded) {
     EXPECT_EQ(allowed, 64);  // every slot holds one busy key
     EXPECT_EQ(full, 136);
     // Once their buckets are full again (1 s later), idle keys give their slots to new ones.
-    EXPECT_EQ(table_.decide(GcraTable::keyHash("late", 3), now + 1'000'000, p).kind,
-              Kind::Allowed);
+    EXPECT_EQ(table_.decide(GcraTable::keyHash("late", 3), now + 1'000'000, p).kind, Kind::Allowed);
 }
 
 TEST(GcraProcessTest, SharedKeyAdmitsExactlyTheBurstAcrossProcesses) {
