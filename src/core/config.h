@@ -403,14 +403,46 @@ struct RateLimitKey {
     bool operator==(const RateLimitKey&) const = default;
 };
 
-/// `middleware.rate_limiting` (orig) → route middleware name `rate_limit`.
+/// `middleware.rate_limiting` (orig) → route middleware name `rate_limit`. A token bucket of
+/// `burst` requests refilled at `rate` per second, starting full; one bucket per key, shared by
+/// every worker (GCRA in shared memory).
 struct RateLimitConfig {
-    /// requests_per_second (orig, required). 0 admits only the initial burst.
-    uint32_t requests_per_second = 0;
-    /// burst (orig): bucket capacity. Default 2 × requests_per_second (saturating).
+    enum class Per : uint8_t { Second, Minute, Hour };
+    enum class Scope : uint8_t { Shared, Route };
+    enum class MissingKey : uint8_t { Share, Reject };
+    enum class OnFull : uint8_t { Allow, Deny };
+
+    /// requests_per_second (orig) or requests_per_minute / requests_per_hour (new): exactly one
+    /// is required. A decimal number (0.5 per second). `requests` as written, `per` its unit.
+    double requests = 0;
+    Per per = Per::Second;
+    /// burst (orig): bucket capacity. Default 2 × the per-second rate, rounded up (at least 1
+    /// unless the rate is 0), saturating.
     uint32_t burst = 0;
     /// key (orig, required).
     RateLimitKey key;
+    /// scope (new): shared — one bucket per key for every route listing this limit (orig);
+    /// route — one bucket per key and route. Default shared.
+    Scope scope = Scope::Shared;
+    /// missing_key (new): what a request without the key header / parameter gets: share — one
+    /// bucket for all such requests (default); reject — 400.
+    MissingKey missing_key = MissingKey::Share;
+    /// on_full (new): a new key when the key table has no free slot: allow (default) or deny
+    /// (429). Counted and logged at a bounded rate.
+    OnFull on_full = OnFull::Allow;
+    /// max_keys (new): keys tracked at once (the table holds twice as many slots). Default
+    /// 100000; 1-16777216.
+    uint32_t max_keys = 100000;
+    /// headers (new): admitted responses carry RateLimit-Policy / RateLimit too. Default false
+    /// (refusals always carry them).
+    bool headers = false;
+    /// legacy_headers (new): also X-RateLimit-Limit / -Remaining / -Reset. Default false.
+    bool legacy_headers = false;
+
+    /// Requests per second.
+    double ratePerSecond() const {
+        return per == Per::Second ? requests : per == Per::Minute ? requests / 60 : requests / 3600;
+    }
 
     bool operator==(const RateLimitConfig&) const = default;
 };

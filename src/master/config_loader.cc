@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cctype>
 #include <cerrno>
 #include <climits>
@@ -1493,7 +1494,13 @@ private:
 
     void dumpRateLimit(const std::string& key, const core::RateLimitConfig& rl) {
         section(key);
-        kv("requests_per_second", std::to_string(rl.requests_per_second));
+        using RL = core::RateLimitConfig;
+        char rate[32];
+        std::snprintf(rate, sizeof rate, "%.9g", rl.requests);
+        kv(rl.per == RL::Per::Second   ? "requests_per_second"
+           : rl.per == RL::Per::Minute ? "requests_per_minute"
+                                       : "requests_per_hour",
+           std::string(rate));
         kv("burst", std::to_string(rl.burst));
         const auto& k = rl.key;
         using K = core::RateLimitKey::Kind;
@@ -1501,6 +1508,12 @@ private:
                   : k.kind == K::Route  ? "route"
                   : k.kind == K::Header ? str("header:" + k.name)
                                         : str("query_param:" + k.name));
+        kv("scope", rl.scope == RL::Scope::Shared ? "shared" : "route");
+        kv("missing_key", rl.missing_key == RL::MissingKey::Share ? "share" : "reject");
+        kv("on_full", rl.on_full == RL::OnFull::Allow ? "allow" : "deny");
+        kv("max_keys", std::to_string(rl.max_keys));
+        kv("headers", rl.headers ? "true" : "false");
+        kv("legacy_headers", rl.legacy_headers ? "true" : "false");
         end();
     }
 

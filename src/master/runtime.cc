@@ -13,6 +13,7 @@
 #include "modules/balancer/balancer_layout.h"
 #include "modules/balancer/config.h"
 #include "modules/balancer/upstream_table.h"
+#include "modules/registry.h"
 #include "shm/segment.h"
 #include "shm/seqlock.h"
 #include "shm/slot_table.h"
@@ -251,9 +252,26 @@ void closeListenersNotIn(std::vector<Listener>& old, const std::vector<Listener>
     }
 }
 
+namespace {
+
+/// The modules' own segments (rate-limit tables ...), for `c`.
+core::Result<void> mapModuleSegments(const core::Config& c) {
+    for (worker::Module* m : mod::modules()) {
+        if (auto r = m->mapShared(c, g_state.instance); !r.ok()) {
+            return core::fail("shared memory: ", r.error().msg);
+        }
+    }
+    return {};
+}
+
+}  // namespace
+
 core::Result<void> setupSharedState(const core::Config& c, const std::string& pid_path) {
     if (auto r = mapSegments(c, pid_path); !r.ok()) {
         return core::fail("shared memory: ", r.error().msg);
+    }
+    if (auto r = mapModuleSegments(c); !r.ok()) {
+        return r;
     }
     auto p = worker::Proxy::build(c, &*g_state.upstreams);
     if (!p.ok()) {
@@ -265,6 +283,9 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
 }
 
 core::Result<void> reloadSharedState(const core::Config& c) {
+    if (auto r = mapModuleSegments(c); !r.ok()) {
+        return r;
+    }
     auto p = worker::Proxy::build(c, &*g_state.upstreams);
     if (!p.ok()) {
         return p.error();
@@ -278,6 +299,9 @@ core::Result<void> reloadSharedState(const core::Config& c) {
 void teardownSharedState() {
     g_old_proxies.clear();
     g_proxy.reset();
+    for (worker::Module* m : mod::modules()) {
+        m->removeShared();
+    }
     for (auto* seg :
          {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg, &g_state.addrs_seg}) {
         if (*seg) {

@@ -68,6 +68,16 @@ public:
     virtual core::Result<void> attach(RouteChainBuilder& chain, const core::Config& cfg,
                                       const core::RouteConfig& route, std::string_view instance,
                                       uint16_t module) const = 0;
+    /// Master only, at start and before every reload, before routes are compiled (attach):
+    /// creates or re-attaches the shared-memory segments the configured instances need, with
+    /// names under `shm_instance` (shm::segmentName). A segment whose shape is unchanged keeps
+    /// its state. Mappings a running worker may use stay mapped until removeShared().
+    virtual core::Result<void> mapShared(const core::Config& /*cfg*/,
+                                         std::string_view /*shm_instance*/) {
+        return {};
+    }
+    /// Master only, on clean exit: unmaps the module's segments and removes their names.
+    virtual void removeShared() {}
     /// Per-process set-up after fork (worker and helper).
     virtual core::Result<void> initProcess() { return {}; }
     /// Whether the module enforces what it promises in this version. A route that lists a

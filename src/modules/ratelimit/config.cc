@@ -3,6 +3,10 @@
 #include "modules/ratelimit/config.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstdlib>
+#include <initializer_list>
+#include <utility>
 #include <cstdint>
 #include <tuple>
 
@@ -12,6 +16,9 @@ namespace {
 
 using core::ConfigNode;
 using namespace core::cfg;  // NOLINT: the reader helpers are this file's vocabulary
+
+/// Upper bound of max_keys: a table of 2^25 slots (512 MiB of shared memory).
+constexpr uint64_t kMaxKeys = 16777216;
 
 class Decoder {
 public:
@@ -23,23 +30,157 @@ public:
         if (!r.valid()) {
             return;
         }
-        core::RateLimitConfig rl;
-        bool ok = r.req("requests_per_second", rl.requests_per_second);
+        using RL = core::RateLimitConfig;
+        RL rl;
+        bool ok = true;
+        // Exactly one of the three rate spellings.
+        static constexpr std::pair<const char*, RL::Per> kRates[] = {
+            {"requests_per_second", RL::Per::Second},
+            {"requests_per_minute", RL::Per::Minute},
+            {"requests_per_hour", RL::Per::Hour},
+        };
+        const char* rate_key = nullptr;
+        for (auto [key, per] : kRates) {
+            const ConfigNode* v = r.get(key);
+            if (v == nullptr) {
+                continue;
+            }
+            if (rate_key != nullptr) {
+                ctx_.error(*v, r.path(key),
+                           std::string("give one rate only: ") + rate_key + " is set too");
+                ok = false;
+                continue;
+            }
+            rate_key = key;
+            rl.per = per;
+            ok = readRate(*v, r.path(key), rl.requests) && ok;
+        }
+        if (rate_key == nullptr) {
+            ctx_.error(node.mark(), r.path("requests_per_second"),
+                       "missing required key \"requests_per_second\" (or requests_per_minute / "
+                       "requests_per_hour)");
+            ok = false;
+        }
         std::optional<uint32_t> burst;
         ok = r.opt("burst", burst) && ok;
-        rl.burst = burst ? *burst
-                         : static_cast<uint32_t>(
-                               std::min<uint64_t>(2ull * rl.requests_per_second, UINT32_MAX));
+        const double per_second = rl.ratePerSecond();
+        if (burst) {
+            rl.burst = *burst;
+        } else if (rl.per == RL::Per::Second) {
+            // The original's default: two seconds' worth (rounded up, so 0.5/s gets 1).
+            rl.burst = static_cast<uint32_t>(std::min(std::ceil(2 * per_second), 4294967295.0));
+        } else {
+            // A minute's or an hour's worth, as written.
+            rl.burst = static_cast<uint32_t>(std::min(std::ceil(rl.requests), 4294967295.0));
+        }
         const ConfigNode* key = r.require("key");
         ok = key != nullptr && decodeRateLimitKey(*key, r.path("key"), rl.key) && ok;
-        if (ok && rl.requests_per_second == 0) {
-            ctx_.warn(r.markOf("requests_per_second"), r.path("requests_per_second"),
+        ok = readChoice(r, "scope", {{"shared", RL::Scope::Shared}, {"route", RL::Scope::Route}},
+                        rl.scope) &&
+             ok;
+        ok = readChoice(r, "missing_key",
+                        {{"share", RL::MissingKey::Share}, {"reject", RL::MissingKey::Reject}},
+                        rl.missing_key) &&
+             ok;
+        ok = readChoice(r, "on_full", {{"allow", RL::OnFull::Allow}, {"deny", RL::OnFull::Deny}},
+                        rl.on_full) &&
+             ok;
+        if (const ConfigNode* mk = r.get("max_keys")) {
+            uint64_t v = 0;
+            if (ctx_.integer(*mk, r.path("max_keys"), 1, kMaxKeys, v)) {
+                rl.max_keys = static_cast<uint32_t>(v);
+            } else {
+                ok = false;
+            }
+        }
+        ok = r.opt("headers", rl.headers) && ok;
+        ok = r.opt("legacy_headers", rl.legacy_headers) && ok;
+        if (ok && rl.key.kind == core::RateLimitKey::Kind::Route &&
+            rl.scope == RL::Scope::Route) {
+            ctx_.warn(r.markOf("scope"), r.path("scope"),
+                      "key: route already gives each route its own bucket");
+        }
+        if (ok && per_second == 0) {
+            ctx_.warn(r.markOf(rate_key), r.path(rate_key),
                       "0 admits only the initial burst of " + std::to_string(rl.burst) +
                           " requests per key and then rejects everything");
+        } else if (ok && rl.burst == 0) {
+            ctx_.warn(r.markOf("burst"), r.path("burst"), "0 rejects every request");
         }
         if (ok) {
             out = std::move(rl);
         }
+    }
+
+    /// A rate: a non-negative decimal number (integer, fraction or exponent form).
+    bool readRate(const ConfigNode& n, const std::string& path, double& out) {
+        using Kind = ConfigNode::ScalarKind;
+        const std::string& t = n.text();
+        bool numeric = n.isScalar() && (n.scalarKind() == Kind::Int ||
+                                        n.scalarKind() == Kind::Float ||
+                                        n.scalarKind() == Kind::Untyped);
+        // Digits, one optional fraction, one optional exponent: no sign, hex, inf or nan.
+        size_t i = 0;
+        auto digits = [&] {
+            size_t from = i;
+            while (i < t.size() && t[i] >= '0' && t[i] <= '9') {
+                ++i;
+            }
+            return i > from;
+        };
+        bool shape = digits();
+        if (shape && i < t.size() && t[i] == '.') {
+            ++i;
+            shape = digits();
+        }
+        if (shape && i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+            ++i;
+            if (i < t.size() && (t[i] == '+' || t[i] == '-')) {
+                ++i;
+            }
+            shape = digits();
+        }
+        shape = shape && i == t.size();
+        if (!numeric || !shape) {
+            ctx_.error(n, path, "expected a non-negative number of requests, got " + n.describe());
+            return false;
+        }
+        double v = std::strtod(t.c_str(), nullptr);
+        if (!std::isfinite(v) || v > 4294967295.0) {
+            ctx_.error(n, path, "value " + t + " is out of range (0-4294967295)");
+            return false;
+        }
+        if (v > 0 && v * 1e6 < 1) {
+            ctx_.error(n, path, "value " + t + " is too small (one request per million seconds "
+                       "at least)");
+            return false;
+        }
+        out = v;
+        return true;
+    }
+
+    template <typename E>
+    bool readChoice(MapReader& r, const char* key,
+                    std::initializer_list<std::pair<const char*, E>> choices, E& out) {
+        const ConfigNode* v = r.get(key);
+        if (v == nullptr) {
+            return true;
+        }
+        std::string s;
+        if (!ctx_.convert(*v, r.path(key), s)) {
+            return false;
+        }
+        std::string names;
+        for (const auto& [name, value] : choices) {
+            if (s == name) {
+                out = value;
+                return true;
+            }
+            names += names.empty() ? "" : " or ";
+            names += name;
+        }
+        ctx_.error(*v, r.path(key), "unknown value " + quoted(s) + " (expected " + names + ")");
+        return false;
     }
 
     bool decodeRateLimitKey(const ConfigNode& n, const std::string& path, core::RateLimitKey& k) {

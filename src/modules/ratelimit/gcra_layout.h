@@ -1,5 +1,5 @@
 // SPDX-License-Identifier: Apache-2.0
-// Shared-memory layout of a rate-limit key table (one per limit).
+// Shared-memory layout of a rate limit: its counters and key table (one segment per limit).
 #pragma once
 
 #include <cstdint>
@@ -22,6 +22,17 @@ struct RateSlotShm {
 static_assert(std::is_trivially_copyable_v<RateSlotShm> && sizeof(RateSlotShm) == 16,
               "layout changed: bump kRateLayoutVersion");
 
-inline constexpr uint32_t kRateLayoutVersion = 1;
+/// The head of a limit's segment, before its RateSlotShm table: counters any worker bumps.
+struct RateStatsShm {
+    shm::Atomic64 limited;     // requests refused with 429 by the limit itself
+    shm::Atomic64 table_full;  // new keys that found no slot (on_full decided)
+    shm::Atomic64 contended;   // decisions given up after bounded CAS retries (as table_full)
+    shm::Atomic64 reserved[5];
+};
+static_assert(std::is_trivially_copyable_v<RateStatsShm> && sizeof(RateStatsShm) == 64,
+              "layout changed: bump kRateLayoutVersion");
+
+/// Segment body: RateStatsShm, then RateSlotShm[capacity].
+inline constexpr uint32_t kRateLayoutVersion = 2;
 
 }  // namespace photon::mod::ratelimit

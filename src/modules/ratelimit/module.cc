@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: Apache-2.0
-// Registration of the rate_limit module (validated; refused with 503 until implemented).
+// Registration of the rate_limit module.
 #include "modules/ratelimit/module.h"
 
 #include "modules/block_module.h"
 #include "modules/ratelimit/config.h"
+#include "modules/ratelimit/limiter.h"
 
 namespace photon::mod::ratelimit {
 
@@ -12,15 +13,33 @@ namespace {
 using Base = BlockModule<core::RateLimitConfig, &core::MiddlewareConfig::rate_limiting,
                          &core::MiddlewareConfig::rate_limit_named, decodeRateLimit>;
 
-class RateLimitModule final : public FailClosedModule<Base> {
+class RateLimitModule final : public Base {
 public:
     std::string_view name() const override { return "rate_limit"; }
     std::string_view blockKey() const override { return "rate_limiting"; }
 
-private:
-    std::string_view refusal() const override {
-        return "middleware 'rate_limit' is not available in this version";
+    core::Result<void> attach(worker::RouteChainBuilder& chain, const core::Config& cfg,
+                              const core::RouteConfig& route, std::string_view instance,
+                              uint16_t module) const override {
+        const core::RateLimitConfig* c = find(cfg.middleware, instance);
+        if (c == nullptr) {
+            return core::Error{"rate_limit instance '" + std::string(instance) +
+                               "' is not configured"};
+        }
+        // Without a mapped table (photon -t) the handler refuses with 503; never unlimited.
+        auto conf = LimitConf::compile(*c, instance, route.id, findSharedLimit(instance));
+        conf->slot = module;
+        LimitConf* k = chain.keep(std::move(conf));
+        chain.add(worker::Phase::Access, accessHandler, k, module);
+        chain.add(worker::Phase::HeaderFilter, headerHandler, k, module);
+        return {};
     }
+
+    core::Result<void> mapShared(const core::Config& cfg,
+                                 std::string_view shm_instance) override {
+        return mapSharedLimits(cfg, shm_instance);
+    }
+    void removeShared() override { removeSharedLimits(); }
 };
 
 }  // namespace

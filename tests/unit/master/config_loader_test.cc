@@ -504,6 +504,83 @@ TEST(ConfigLoaderTest, BurstDefaultSaturatesAtU32Max) {
     EXPECT_EQ(r.config->middleware.rate_limiting->burst, UINT32_MAX);
 }
 
+LoadResult rateLimit(const std::string& body) {
+    return loadYaml(baseYaml("", "", "", "middleware:\n  rate_limiting:\n" + body));
+}
+
+TEST(ConfigLoaderTest, RateLimitRatesAndTheirDefaultBursts) {
+    LoadResult half = rateLimit("    requests_per_second: 0.5\n    key: ip\n");
+    ASSERT_TRUE(half.ok()) << describe(half);
+    const auto& h = *half.config->middleware.rate_limiting;
+    EXPECT_DOUBLE_EQ(h.requests, 0.5);
+    EXPECT_EQ(h.burst, 1u);  // 2 × 0.5, rounded up
+    EXPECT_EQ(h.scope, core::RateLimitConfig::Scope::Shared);
+    EXPECT_EQ(h.missing_key, core::RateLimitConfig::MissingKey::Share);
+    EXPECT_EQ(h.on_full, core::RateLimitConfig::OnFull::Allow);
+    EXPECT_EQ(h.max_keys, 100000u);
+    EXPECT_FALSE(h.headers);
+    EXPECT_FALSE(h.legacy_headers);
+
+    LoadResult m = rateLimit(
+        "    requests_per_minute: 30\n    key: \"header:X-Key\"\n    scope: route\n"
+        "    missing_key: reject\n    on_full: deny\n    max_keys: 10\n    headers: true\n"
+        "    legacy_headers: true\n");
+    ASSERT_TRUE(m.ok()) << describe(m);
+    const auto& c = *m.config->middleware.rate_limiting;
+    EXPECT_EQ(c.per, core::RateLimitConfig::Per::Minute);
+    EXPECT_DOUBLE_EQ(c.ratePerSecond(), 0.5);
+    EXPECT_EQ(c.burst, 30u);  // a minute's worth
+    EXPECT_EQ(c.scope, core::RateLimitConfig::Scope::Route);
+    EXPECT_EQ(c.missing_key, core::RateLimitConfig::MissingKey::Reject);
+    EXPECT_EQ(c.on_full, core::RateLimitConfig::OnFull::Deny);
+    EXPECT_EQ(c.max_keys, 10u);
+    EXPECT_TRUE(c.headers);
+    EXPECT_TRUE(c.legacy_headers);
+
+    LoadResult hour = rateLimit("    requests_per_hour: 7200\n    burst: 5\n    key: ip\n");
+    ASSERT_TRUE(hour.ok()) << describe(hour);
+    EXPECT_DOUBLE_EQ(hour.config->middleware.rate_limiting->ratePerSecond(), 2.0);
+    EXPECT_EQ(hour.config->middleware.rate_limiting->burst, 5u);
+
+    // JSON numbers and TOML floats are rates too.
+    LoadResult j = loadJson(
+        R"({"server": {"http_addr": "127.0.0.1:8080"}, "load_balancing": {"backends": {"default":)"
+        R"( {"upstreams": [{"address": "127.0.0.1:9000"}]}}}, "routes": [{"id": "r", "path": "/",)"
+        R"( "backend": "default", "middleware": ["rate_limit"]}], "health_check": {},)"
+        R"( "metrics": {"prometheus": false}, "middleware": {"rate_limiting": {"requests_per_second": 2.5,)"
+        R"( "key": "ip"}}})");
+    ASSERT_TRUE(j.ok()) << describe(j);
+    EXPECT_DOUBLE_EQ(j.config->middleware.rate_limiting->requests, 2.5);
+    EXPECT_EQ(j.config->middleware.rate_limiting->burst, 5u);
+}
+
+TEST(ConfigLoaderTest, RateLimitRejectsWhatItCannotEnforce) {
+    expectError(rateLimit("    requests_per_second: 1\n    requests_per_minute: 60\n"
+                          "    key: ip\n"),
+                "middleware.rate_limiting.requests_per_minute", "give one rate only");
+    expectError(rateLimit("    key: ip\n"), "middleware.rate_limiting.requests_per_second",
+                "missing required key");
+    for (const char* bad : {"-1", "abc", ".5", "1e999", "0x10", "\"5\""}) {
+        expectError(rateLimit(std::string("    requests_per_second: ") + bad + "\n    key: ip\n"),
+                    "middleware.rate_limiting.requests_per_second", "", 0);
+    }
+    expectError(rateLimit("    requests_per_second: 0.0000001\n    key: ip\n"),
+                "middleware.rate_limiting.requests_per_second", "too small");
+    expectError(rateLimit("    requests_per_second: 1\n    key: ip\n    on_full: maybe\n"),
+                "middleware.rate_limiting.on_full", "expected allow or deny");
+    expectError(rateLimit("    requests_per_second: 1\n    key: ip\n    scope: global\n"),
+                "middleware.rate_limiting.scope", "expected shared or route");
+    expectError(rateLimit("    requests_per_second: 1\n    key: ip\n    missing_key: 400\n"),
+                "middleware.rate_limiting.missing_key", "expected share or reject");
+    expectError(rateLimit("    requests_per_second: 1\n    key: ip\n    max_keys: 0\n"),
+                "middleware.rate_limiting.max_keys", "out of range");
+    expectError(rateLimit("    requests_per_second: 1\n    key: ip\n    max_keys: 16777217\n"),
+                "middleware.rate_limiting.max_keys", "out of range");
+    LoadResult zero = rateLimit("    requests_per_second: 5\n    burst: 0\n    key: ip\n");
+    ASSERT_TRUE(zero.ok()) << describe(zero);
+    expectWarning(zero, "middleware.rate_limiting.burst", "rejects every request");
+}
+
 TEST(ConfigLoaderTest, LoadsReadmeQuickStartWithDefaultsForMissingKeys) {
     LoadResult r = loadFile("tests/fixtures/config/readme-quickstart.yaml");
     ASSERT_TRUE(r.ok()) << describe(r);
