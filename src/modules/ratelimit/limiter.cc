@@ -17,6 +17,7 @@
 #include "core/log.h"
 #include "shm/clock.h"
 #include "shm/segment.h"
+#include "worker/query.h"
 
 namespace photon::mod::ratelimit {
 
@@ -113,56 +114,6 @@ std::string_view arenaNumber(worker::Request& req, uint64_t v) {
     char buf[20];
     char* e = putU64(buf, v);
     return req.copy(std::string_view(buf, static_cast<size_t>(e - buf)));
-}
-
-int hexDigit(char ch) {
-    if (ch >= '0' && ch <= '9') {
-        return ch - '0';
-    }
-    ch = static_cast<char>(ch | 0x20);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/// Form-urlencoded decoding of `in` in chunks: `sink(data, n)` receives the decoded bytes.
-template <typename Sink>
-void formDecode(std::string_view in, Sink&& sink) {
-    char buf[256];
-    size_t n = 0;
-    for (size_t i = 0; i < in.size(); ++i) {
-        char ch = in[i];
-        if (ch == '+') {
-            ch = ' ';
-        } else if (ch == '%' && i + 2 < in.size() && hexDigit(in[i + 1]) >= 0 &&
-                   hexDigit(in[i + 2]) >= 0) {
-            ch = static_cast<char>(hexDigit(in[i + 1]) * 16 + hexDigit(in[i + 2]));
-            i += 2;
-        }
-        buf[n++] = ch;
-        if (n == sizeof buf) {
-            sink(buf, n);
-            n = 0;
-        }
-    }
-    if (n != 0) {
-        sink(buf, n);
-    }
-}
-
-/// Whether the form-urlencoded `raw` decodes to exactly `name`.
-bool decodedEquals(std::string_view raw, std::string_view name) {
-    if (raw.find_first_of("%+") == std::string_view::npos) {
-        return raw == name;
-    }
-    size_t at = 0;
-    bool same = true;
-    formDecode(raw, [&](const char* d, size_t n) {
-        if (!same || at + n > name.size() || std::memcmp(name.data() + at, d, n) != 0) {
-            same = false;
-            return;
-        }
-        at += n;
-    });
-    return same && at == name.size();
 }
 
 }  // namespace
@@ -314,26 +265,23 @@ std::unique_ptr<LimitConf> LimitConf::compile(const core::RateLimitConfig& c,
 uint64_t queryParamHash(std::string_view query, std::string_view name, uint64_t seed,
                         bool& found) {
     found = false;
-    while (!query.empty()) {
-        size_t amp = query.find('&');
-        std::string_view pair = query.substr(0, amp);
-        query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
-        size_t eq = pair.find('=');
-        if (!decodedEquals(pair.substr(0, eq), name)) {
-            continue;
+    uint64_t h = 0;
+    worker::forEachQueryParam(query, [&](std::string_view raw_name, std::string_view raw, bool) {
+        if (!worker::decodedEquals(raw_name, name)) {
+            return true;
         }
-        std::string_view raw = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
         if (raw.empty()) {
-            return 0;  // the first occurrence decides, and it is empty: missing
+            return false;  // the first occurrence decides, and it is empty: missing
         }
         XXH3_state_t st;
         XXH3_64bits_reset_withSeed(&st, seed);
-        formDecode(raw, [&](const char* d, size_t n) { XXH3_64bits_update(&st, d, n); });
-        uint64_t h = XXH3_64bits_digest(&st);
+        worker::formDecode(raw, [&](const char* d, size_t n) { XXH3_64bits_update(&st, d, n); });
+        h = XXH3_64bits_digest(&st);
+        h = h == 0 ? 1 : h;  // as GcraTable::keyHash
         found = true;
-        return h == 0 ? 1 : h;  // as GcraTable::keyHash
-    }
-    return 0;
+        return false;
+    });
+    return h;
 }
 
 uint64_t requestKeyHash(const worker::Request& req, const LimitConf& c, bool& found) {
