@@ -450,50 +450,113 @@ struct RateLimitConfig {
 enum class AuthType : uint8_t {
     Jwt,     // "jwt": needs the jwt block
     ApiKey,  // "api_key": needs the api_key block
-    // "basic" is rejected at load: the original accepted any credentials.
+    Basic,   // "basic": needs the basic block (an htpasswd file; the original accepted anything)
 };
 
-enum class JwtAlgorithm : uint8_t { HS256, HS384, HS512 };
+/// RFC 7518 / 8037 names; the order is the auth module's JwtAlg order.
+enum class JwtAlgorithm : uint8_t {
+    HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA
+};
+inline constexpr std::string_view kJwtAlgorithmNames[] = {
+    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
+    "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"};
 
 /// `middleware.authentication.jwt` (orig, extended).
 struct JwtConfig {
-    /// secret (orig, required, non-empty): HMAC key, raw UTF-8 bytes (not base64). Masked in dumps.
+    /// secret (orig): HMAC key for HS*, raw bytes (or base64 with secret_base64). Required for
+    /// HS* unless a jwks_file supplies "oct" keys. Masked in dumps.
     std::string secret;
-    /// algorithm (orig, required): HS256 | HS384 | HS512 (RS/ES are reported as not supported).
-    JwtAlgorithm algorithm = JwtAlgorithm::HS256;
-    /// header (orig): header carrying the token (a "Bearer " prefix is stripped).
+    /// secret_base64 (new): the secret is base64 (standard or url alphabet) of the key bytes.
+    bool secret_base64 = false;
+    /// algorithm (orig) or algorithms (new, a list): the accepted algorithms, authoritative.
+    std::vector<JwtAlgorithm> algorithms;
+    /// public_key_file (new): PEM public key (or certificate) for RS*/PS*/ES*/EdDSA.
+    std::string public_key_file;
+    /// jwks_file (new): JWKS document with the verification keys (selected by kid).
+    std::string jwks_file;
+    /// header (orig): header carrying the token ("Bearer " scheme, case-insensitive).
     /// Default "Authorization".
     std::string header = "Authorization";
+    /// cookie (new): a cookie that may carry the token instead. Empty = none.
+    std::string cookie;
+    /// query (new): a query parameter that may carry the token instead; removed before
+    /// forwarding. Empty = none.
+    std::string query;
     /// leeway (new): clock skew tolerated for exp/nbf. Default 0.
     Duration leeway = std::chrono::seconds(0);
-    /// issuer (new): required `iss` claim value. Absent = not checked.
-    std::optional<std::string> issuer;
-    /// audience (new): required `aud` claim value (a string or one element of an array).
-    /// Absent = not checked.
-    std::optional<std::string> audience;
+    /// issuer (new): accepted `iss` values (one or a list). Empty = not checked.
+    std::vector<std::string> issuer;
+    /// audience (new): accepted `aud` values (one or a list). Empty = not checked.
+    std::vector<std::string> audience;
+    /// required_claims (new): claims that must be present (a list of names), or present with a
+    /// given value (a map name → value). A valid token without them gets 403.
+    std::vector<std::pair<std::string, std::optional<std::string>>> required_claims;
+    /// require_exp (new): refuse tokens without `exp`. Default false.
+    bool require_exp = false;
+    /// max_token_size (new): longest accepted token in bytes. Default 8192.
+    uint32_t max_token_size = 8192;
+    /// forward_claims (new): claim → upstream request header, replacing any client-sent field
+    /// of that name. In document order.
+    std::vector<std::pair<std::string, std::string>> forward_claims;
+    /// forward_token (new): false removes the credential (header or query) before forwarding.
+    /// Default true.
+    bool forward_token = true;
 
     bool operator==(const JwtConfig&) const = default;
 };
 
-/// `middleware.authentication.api_key` (orig).
+/// `middleware.authentication.api_key` (orig, extended).
 struct ApiKeyConfig {
-    /// keys (orig, required): accepted keys. Masked in dumps.
-    std::vector<std::string> keys;
+    /// One accepted key and the consumer name forwarded for it (may be empty).
+    struct Key {
+        std::string key;
+        std::string name;
+        bool operator==(const Key&) const = default;
+    };
+    /// keys (orig): accepted keys, strings or {key, name} maps. Masked in dumps.
+    std::vector<Key> keys;
+    /// keys_file (new): one key per line ("KEY" or "KEY NAME"), '#' comments; read at load and
+    /// at every reload. Keys from both places are accepted.
+    std::string keys_file;
+    /// The keys read from keys_file at load (not written back by a dump).
+    std::vector<Key> file_keys;
     /// header (orig): header carrying the key. Default "X-API-Key".
     std::string header = "X-API-Key";
     /// query (README key the original ignored): query parameter that may carry the key instead;
     /// it is removed before forwarding. Absent = header only.
     std::optional<std::string> query;
+    /// consumer_header (new): upstream header naming the matched key's consumer (client-sent
+    /// fields of that name are removed). Default "X-Consumer"; empty = none.
+    std::string consumer_header = "X-Consumer";
+    /// forward_key (new): false removes the key header before forwarding. Default true.
+    bool forward_key = true;
 
     bool operator==(const ApiKeyConfig&) const = default;
 };
 
+/// `middleware.authentication.basic` (new).
+struct BasicAuthConfig {
+    /// htpasswd_file (required): "user:hash" lines; bcrypt ($2y$/$2b$), SHA-crypt ($5$/$6$) and
+    /// yescrypt ($y$) hashes.
+    std::string htpasswd_file;
+    /// realm: the WWW-Authenticate realm. Default "Photon".
+    std::string realm = "Photon";
+    /// consumer_header: upstream header carrying the user name. Default "X-Consumer".
+    std::string consumer_header = "X-Consumer";
+
+    bool operator==(const BasicAuthConfig&) const = default;
+};
+
 /// `middleware.authentication` (orig) → route middleware name `auth`.
 struct AuthConfig {
-    /// auth_type (orig, required): jwt | api_key. The matching block is required.
+    /// auth_type (orig, required): jwt | api_key | basic. The matching block is required.
     AuthType auth_type = AuthType::Jwt;
     std::optional<JwtConfig> jwt;
     std::optional<ApiKeyConfig> api_key;
+    std::optional<BasicAuthConfig> basic;
+    /// cache_ttl (new): how long a verified credential is remembered (a JWT at most until its
+    /// exp). Default 5 minutes; 0 turns the cache off.
+    Duration cache_ttl = std::chrono::minutes(5);
 
     bool operator==(const AuthConfig&) const = default;
 };
@@ -672,19 +735,13 @@ inline std::string_view healthCheckTypeName(HealthCheckType t) {
 }
 
 inline std::string_view jwtAlgorithmName(JwtAlgorithm a) {
-    switch (a) {
-        case JwtAlgorithm::HS256:
-            return "HS256";
-        case JwtAlgorithm::HS384:
-            return "HS384";
-        case JwtAlgorithm::HS512:
-            return "HS512";
-    }
-    return "?";
+    return kJwtAlgorithmNames[static_cast<size_t>(a)];
 }
 
 inline std::string_view authTypeName(AuthType t) {
-    return t == AuthType::Jwt ? std::string_view("jwt") : std::string_view("api_key");
+    return t == AuthType::Jwt      ? std::string_view("jwt")
+           : t == AuthType::ApiKey ? std::string_view("api_key")
+                                   : std::string_view("basic");
 }
 
 }  // namespace photon::core

@@ -1520,25 +1520,73 @@ private:
     void dumpAuth(const std::string& key, const core::AuthConfig& a) {
         section(key);
         kv("auth_type", std::string(core::authTypeName(a.auth_type)));
+        kv("cache_ttl", dur(a.cache_ttl));
         if (a.jwt) {
+            const core::JwtConfig& j = *a.jwt;
             section("jwt");
-            kv("secret", secret(a.jwt->secret));
-            kv("algorithm", std::string(core::jwtAlgorithmName(a.jwt->algorithm)));
-            kv("header", str(a.jwt->header));
-            kv("leeway", dur(a.jwt->leeway));
-            kv("issuer", optStr(a.jwt->issuer));
-            kv("audience", optStr(a.jwt->audience));
+            kv("secret", j.secret.empty() ? std::string("\"\"") : secret(j.secret));
+            kv("secret_base64", boolean(j.secret_base64));
+            std::vector<std::string> algs;
+            for (auto alg : j.algorithms) {
+                algs.emplace_back(core::jwtAlgorithmName(alg));
+            }
+            kv("algorithms", strList(algs));
+            kv("public_key_file", str(j.public_key_file));
+            kv("jwks_file", str(j.jwks_file));
+            kv("header", str(j.header));
+            kv("cookie", str(j.cookie));
+            kv("query", str(j.query));
+            kv("leeway", dur(j.leeway));
+            kv("issuer", strList(j.issuer));
+            kv("audience", strList(j.audience));
+            if (!j.required_claims.empty() && j.required_claims.front().second) {
+                section("required_claims");  // claim: required value
+                for (const auto& [n, v] : j.required_claims) {
+                    kv(str(n), str(v.value_or("")));
+                }
+                end();
+            } else {
+                std::vector<std::string> req;
+                for (const auto& [n, v] : j.required_claims) {
+                    req.push_back(n);
+                }
+                kv("required_claims", strList(req));
+            }
+            kv("require_exp", boolean(j.require_exp));
+            kv("max_token_size", std::to_string(j.max_token_size));
+            if (j.forward_claims.empty()) {
+                kv("forward_claims", "{}");
+            } else {
+                section("forward_claims");  // claim: header
+                for (const auto& [claim, header] : j.forward_claims) {
+                    kv(str(claim), str(header));
+                }
+                end();
+            }
+            kv("forward_token", boolean(j.forward_token));
             end();
         }
         if (a.api_key) {
             section("api_key");
-            std::vector<std::string> keys;
+            std::string keys = "[";
             for (const auto& k : a.api_key->keys) {
-                keys.push_back(mask_ ? "****" : k);
+                std::string shown = str(mask_ ? "****" : k.key);
+                keys += keys.size() > 1 ? ", " : "";
+                keys += k.name.empty() ? shown : "{key: " + shown + ", name: " + str(k.name) + "}";
             }
-            kv("keys", strList(keys));
+            kv("keys", keys + "]");
+            kv("keys_file", str(a.api_key->keys_file));
             kv("header", str(a.api_key->header));
             kv("query", optStr(a.api_key->query));
+            kv("consumer_header", str(a.api_key->consumer_header));
+            kv("forward_key", boolean(a.api_key->forward_key));
+            end();
+        }
+        if (a.basic) {
+            section("basic");
+            kv("htpasswd_file", str(a.basic->htpasswd_file));
+            kv("realm", str(a.basic->realm));
+            kv("consumer_header", str(a.basic->consumer_header));
             end();
         }
         end();

@@ -47,26 +47,4 @@ public:
     }
 };
 
-/// A module this version validates but cannot enforce (authentication, rate limiting): a route
-/// that lists it answers 503 from the Access phase, never forwarding the request unprotected.
-template <typename Base>
-class FailClosedModule : public Base {
-public:
-    core::Result<void> attach(worker::RouteChainBuilder& chain, const core::Config&,
-                              const core::RouteConfig&, std::string_view,
-                              uint16_t module) const override {
-        chain.add(worker::Phase::Access, refuse, this, module);
-        return {};
-    }
-    bool available() const override { return false; }
-
-private:
-    static worker::Verdict refuse(worker::Request& req, const void* self) {
-        const auto* m = static_cast<const FailClosedModule*>(self);
-        return req.fail(503, m->refusal());
-    }
-    /// "middleware 'auth' is not available in this version" (static text).
-    virtual std::string_view refusal() const = 0;
-};
-
 }  // namespace photon::mod

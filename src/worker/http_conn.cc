@@ -626,7 +626,12 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     appendStr(b, r.method);
     appendStr(b, " ");
     appendStr(b, path);
-    if (r.has_query) {
+    if (c->rq.query_override_set) {
+        if (!c->rq.query_override.empty()) {
+            appendStr(b, "?");
+            appendStr(b, c->rq.query_override);
+        }
+    } else if (r.has_query) {
         appendStr(b, "?");
         appendStr(b, r.query);
     }

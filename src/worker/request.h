@@ -158,6 +158,10 @@ public:
     std::string_view client_ip;                // text form of the client address
     std::string_view path;                     // normalised path (no query)
     std::string_view host_override;            // Host for the upstream request when set
+    // The upstream request's query when query_override_set (a credential parameter removed);
+    // empty = no query at all.
+    std::string_view query_override;
+    bool query_override_set = false;
     const RouteRt* route = nullptr;            // null until matched
     const Chain* chain = nullptr;              // the route's handlers (null: none)
     mod::routing::Match match;                 // captures for `{name}` segments
@@ -220,6 +224,8 @@ public:
         route = nullptr;
         chain = nullptr;
         host_override = {};
+        query_override = {};
+        query_override_set = false;
         upstream = {};
         upstream_edits = nullptr;
         own_gateway_field = false;

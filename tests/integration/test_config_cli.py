@@ -452,10 +452,16 @@ class SecretMaskingTest(CheckMixin, IntegrationTest):
         cfg = valid_config(self.tmpdir)
         cfg["middleware"] = {"authentication": {
             "auth_type": "jwt",
-            "jwt": {"secret": self.JWT_SECRET, "algorithm": "RS256"}}}
+            "jwt": {"secret": self.JWT_SECRET, "algorithm": "HS999"}}}
         path = write_config(self.tmpdir, cfg)
         err = self.assert_invalid(path, "-l", "debug")
         self.assertRegex(err, r"middleware\.authentication\.jwt\.algorithm")
+        self.assertNotIn(self.JWT_SECRET, err)
+        # An asymmetric algorithm without its key file: the error names the key, not the secret.
+        cfg["middleware"]["authentication"]["jwt"]["algorithm"] = "RS256"
+        path = write_config(self.tmpdir, cfg)
+        err = self.assert_invalid(path, "-l", "debug")
+        self.assertRegex(err, r"middleware\.authentication\.jwt\.public_key_file")
         self.assertNotIn(self.JWT_SECRET, err)
 
 

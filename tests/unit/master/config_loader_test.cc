@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -979,12 +980,18 @@ TEST(ConfigLoaderTest, AuthTypeNeedsItsBlock) {
     expectError(key, "middleware.authentication.api_key", "requires", 17);
 }
 
-TEST(ConfigLoaderTest, BasicAuthIsRejectedWithAnExplanation) {
+TEST(ConfigLoaderTest, BasicAuthNeedsItsBlock) {
     LoadResult r = loadYaml(baseYaml("", "", "",
                                      "middleware:\n  authentication:\n"
                                      "    auth_type: basic\n"));
-    expectError(r, "middleware.authentication.auth_type", "auth_type 'basic' is not supported", 17);
-    EXPECT_NE(describe(r).find("accepted any credentials"), std::string::npos);
+    expectError(r, "middleware.authentication.basic",
+                "auth_type 'basic' requires a middleware.authentication.basic block", 17);
+    LoadResult missing = loadYaml(baseYaml("", "", "",
+                                           "middleware:\n  authentication:\n"
+                                           "    auth_type: basic\n    basic:\n"
+                                           "      htpasswd_file: /nonexistent/htpasswd\n"));
+    expectError(missing, "middleware.authentication.basic.htpasswd_file",
+                "cannot read '/nonexistent/htpasswd'");
 }
 
 TEST(ConfigLoaderTest, UnknownAuthTypeIsAnError) {
@@ -995,7 +1002,7 @@ TEST(ConfigLoaderTest, UnknownAuthTypeIsAnError) {
                 "unknown auth_type 'jwtt'; did you mean 'jwt'?", 17);
 }
 
-TEST(ConfigLoaderTest, JwtAlgorithmMustBeHmac) {
+TEST(ConfigLoaderTest, JwtAlgorithmsNeedTheirKeys) {
     auto withAlgorithm = [](const std::string& alg) {
         return loadYaml(baseYaml("", "", "",
                                  "middleware:\n  authentication:\n    auth_type: jwt\n"
@@ -1003,16 +1010,111 @@ TEST(ConfigLoaderTest, JwtAlgorithmMustBeHmac) {
                                  "0123456789abcdef0123456789abcdef\"\n      algorithm: " +
                                      alg + "\n"));
     };
-    expectError(withAlgorithm("RS256"), "middleware.authentication.jwt.algorithm",
-                "JWT algorithm 'RS256' is not supported yet", 20);
+    expectError(withAlgorithm("RS256"), "middleware.authentication.jwt.public_key_file",
+                "need a public_key_file or a jwks_file");
     expectError(withAlgorithm("HS999"), "middleware.authentication.jwt.algorithm",
                 "unknown JWT algorithm 'HS999'", 20);
     expectError(withAlgorithm("hs256"), "middleware.authentication.jwt.algorithm",
                 "did you mean 'HS256'?", 20);
+    expectError(withAlgorithm("none"), "middleware.authentication.jwt.algorithm",
+                "unknown JWT algorithm 'none'", 20);
     LoadResult ok = withAlgorithm("HS512");
     ASSERT_TRUE(ok.ok()) << describe(ok);
-    EXPECT_EQ(ok.config->middleware.authentication->jwt->algorithm, core::JwtAlgorithm::HS512);
+    EXPECT_EQ(ok.config->middleware.authentication->jwt->algorithms,
+              std::vector<core::JwtAlgorithm>{core::JwtAlgorithm::HS512});
     EXPECT_EQ(count(ok, Severity::Warning), 0u) << describe(ok);  // 64-byte secret
+    LoadResult both = loadYaml(baseYaml("", "", "",
+                                        "middleware:\n  authentication:\n    auth_type: jwt\n"
+                                        "    jwt:\n      secret: s\n      algorithm: HS256\n"
+                                        "      algorithms: [HS256]\n"));
+    expectError(both, "middleware.authentication.jwt.algorithms", "not both");
+}
+
+LoadResult authYaml(const std::string& body) {
+    return loadYaml(baseYaml("", "", "", "middleware:\n  authentication:\n" + body));
+}
+
+TEST(ConfigLoaderTest, JwtKeysOfThisVersion) {
+    LoadResult r = authYaml(
+        "    auth_type: jwt\n    cache_ttl: 1m\n    jwt:\n"
+        "      secret: \"MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=\"\n"
+        "      secret_base64: true\n      algorithms: [HS256, HS384]\n"
+        "      cookie: session\n      query: access_token\n"
+        "      issuer: https://idp.example.com/\n      audience: [api, web]\n"
+        "      required_claims: {scope: admin}\n      require_exp: true\n"
+        "      max_token_size: 4096\n      forward_claims: {sub: X-User-Id, email: X-Email}\n"
+        "      forward_token: false\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_EQ(count(r, Severity::Warning), 0u) << describe(r);  // 32 decoded bytes
+    const auto& a = *r.config->middleware.authentication;
+    EXPECT_EQ(a.cache_ttl, std::chrono::minutes(1));
+    const auto& j = *a.jwt;
+    EXPECT_EQ(j.algorithms, (std::vector<core::JwtAlgorithm>{core::JwtAlgorithm::HS256,
+                                                             core::JwtAlgorithm::HS384}));
+    EXPECT_EQ(j.issuer, std::vector<std::string>{"https://idp.example.com/"});
+    EXPECT_EQ(j.audience, (std::vector<std::string>{"api", "web"}));
+    ASSERT_EQ(j.required_claims.size(), 1u);
+    EXPECT_EQ(j.required_claims[0].first, "scope");
+    EXPECT_EQ(j.required_claims[0].second, std::optional<std::string>("admin"));
+    EXPECT_TRUE(j.require_exp);
+    EXPECT_EQ(j.max_token_size, 4096u);
+    ASSERT_EQ(j.forward_claims.size(), 2u);
+    EXPECT_EQ(j.forward_claims[1], (std::pair<std::string, std::string>{"email", "X-Email"}));
+    EXPECT_FALSE(j.forward_token);
+    EXPECT_EQ(j.cookie, "session");
+    EXPECT_EQ(j.query, "access_token");
+
+    expectError(authYaml("    auth_type: jwt\n    jwt:\n      secret: \"!!\"\n"
+                         "      secret_base64: true\n      algorithm: HS256\n"),
+                "middleware.authentication.jwt.secret", "not valid base64");
+    expectError(authYaml("    auth_type: jwt\n    jwt:\n      algorithm: HS256\n"),
+                "middleware.authentication.jwt.secret", "need a secret");
+    expectError(authYaml("    auth_type: jwt\n    jwt:\n      secret: s\n      algorithm: HS256\n"
+                         "      forward_claims: {sub: \"X User\"}\n"),
+                "middleware.authentication.jwt.forward_claims.sub", "not a valid header name");
+    expectError(authYaml("    auth_type: jwt\n    jwt:\n      secret: s\n      algorithm: HS256\n"
+                         "      max_token_size: 10\n"),
+                "middleware.authentication.jwt.max_token_size", "out of range");
+    expectError(authYaml("    auth_type: jwt\n    jwt:\n      public_key_file: /nonexistent.pem\n"
+                         "      algorithm: RS256\n"),
+                "middleware.authentication.jwt.public_key_file", "/nonexistent.pem");
+}
+
+TEST(ConfigLoaderTest, ApiKeysWithNamesAndAKeysFile) {
+    std::string file = ::testing::TempDir() + "/keys-" + std::to_string(getpid());
+    {
+        FILE* f = std::fopen(file.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        std::fputs("# partner keys\n\nk-file-1 partner-b\n  k-file-2  \n", f);
+        std::fclose(f);
+    }
+    LoadResult r = authYaml("    auth_type: api_key\n    api_key:\n"
+                            "      keys: [k-inline, {key: k-named, name: partner-a}]\n"
+                            "      keys_file: " + file + "\n      forward_key: false\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const auto& k = *r.config->middleware.authentication->api_key;
+    ASSERT_EQ(k.keys.size(), 2u);
+    EXPECT_EQ(k.keys[1].name, "partner-a");
+    ASSERT_EQ(k.file_keys.size(), 2u);
+    EXPECT_EQ(k.file_keys[0].key, "k-file-1");
+    EXPECT_EQ(k.file_keys[0].name, "partner-b");
+    EXPECT_EQ(k.file_keys[1].key, "k-file-2");
+    EXPECT_TRUE(k.file_keys[1].name.empty());
+    EXPECT_EQ(k.consumer_header, "X-Consumer");
+    EXPECT_FALSE(k.forward_key);
+    {
+        FILE* f = std::fopen(file.c_str(), "w");
+        ASSERT_NE(f, nullptr);
+        std::fputs("good-key\nsecret\x01key\n", f);
+        std::fclose(f);
+    }
+    LoadResult bad = authYaml("    auth_type: api_key\n    api_key:\n      keys_file: " + file +
+                              "\n");
+    expectError(bad, "middleware.authentication.api_key.keys_file", "line 2");
+    EXPECT_EQ(describe(bad).find("secret"), std::string::npos) << describe(bad);
+    std::remove(file.c_str());
+    expectError(authYaml("    auth_type: api_key\n    api_key:\n      keys: [\"a b\"]\n"),
+                "middleware.authentication.api_key.keys[0]", "visible ASCII");
 }
 
 TEST(ConfigLoaderTest, ShortJwtSecretWarnsAndEmptyOneFails) {

@@ -1,0 +1,120 @@
+// SPDX-License-Identifier: Apache-2.0
+// API key lookups and the verified-credential cache.
+#include "modules/auth/credentials.h"
+
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <xxhash.h>
+
+#include <cstring>
+
+namespace photon::mod::auth {
+
+bool constantTimeEquals(std::string_view a, std::string_view b) {
+    // The length is not the secret here: keys and tokens of other lengths differ anyway.
+    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
+
+namespace {
+
+size_t powerOfTwoAtLeast(size_t n) {
+    size_t c = 16;
+    while (c < n) {
+        c <<= 1;
+    }
+    return c;
+}
+
+void randomBytes(void* p, size_t n) {
+    if (RAND_bytes(static_cast<unsigned char*>(p), static_cast<int>(n)) != 1) {
+        // OpenSSL's generator failing leaves us with a weaker index, never a wrong answer: the
+        // decision is always the full comparison.
+        std::memset(p, 0x5a, n);
+    }
+}
+
+}  // namespace
+
+ApiKeySet::ApiKeySet(const std::vector<core::ApiKeyConfig::Key>& keys) {
+    randomBytes(secret_, sizeof secret_);
+    slots_.resize(powerOfTwoAtLeast(keys.size() * 2));
+    mask_ = slots_.size() - 1;
+    for (const auto& k : keys) {
+        uint64_t h = hashOf(k.key);
+        for (size_t i = 0;; ++i) {
+            Slot& s = slots_[(h + i) & mask_];
+            if (s.hash == h && s.key == k.key) {
+                break;  // listed twice: the first name wins
+            }
+            if (s.hash == 0) {
+                s.hash = h;
+                s.key = k.key;
+                s.name = k.name;
+                ++count_;
+                break;
+            }
+        }
+    }
+}
+
+uint64_t ApiKeySet::hashOf(std::string_view s) const {
+    uint64_t h = XXH3_64bits_withSecret(s.data(), s.size(), secret_, sizeof secret_);
+    return h == 0 ? 1 : h;
+}
+
+const std::string* ApiKeySet::find(std::string_view presented) const {
+    if (count_ == 0) {
+        return nullptr;
+    }
+    const uint64_t h = hashOf(presented);
+    for (size_t i = 0;; ++i) {
+        const Slot& s = slots_[(h + i) & mask_];
+        if (s.hash == 0) {
+            return nullptr;
+        }
+        if (s.hash == h && constantTimeEquals(s.key, presented)) {
+            return &s.name;
+        }
+    }
+}
+
+VerifiedCache::VerifiedCache(size_t capacity)
+    : slots_(powerOfTwoAtLeast(capacity)), mask_(slots_.size() - 1) {
+    randomBytes(&seed_, sizeof seed_);
+}
+
+uint64_t VerifiedCache::hashOf(std::string_view s) const {
+    uint64_t h = XXH3_64bits_withSeed(s.data(), s.size(), seed_);
+    return h == 0 ? 1 : h;
+}
+
+const VerifiedCache::Entry* VerifiedCache::find(std::string_view credential,
+                                                uint64_t now_us) const {
+    const uint64_t h = hashOf(credential);
+    for (size_t i = 0; i < kProbe; ++i) {
+        const Entry& e = slots_[(h + i) & mask_];
+        if (e.hash == h && e.expires_us > now_us && constantTimeEquals(e.credential, credential)) {
+            return &e;
+        }
+    }
+    return nullptr;
+}
+
+void VerifiedCache::insert(Entry e, uint64_t now_us) {
+    e.hash = hashOf(e.credential);
+    Entry* victim = nullptr;
+    for (size_t i = 0; i < kProbe; ++i) {
+        Entry& s = slots_[(e.hash + i) & mask_];
+        if (s.hash == 0 || s.expires_us <= now_us ||
+            (s.hash == e.hash && constantTimeEquals(s.credential, e.credential))) {
+            victim = &s;
+            break;
+        }
+        if (victim == nullptr || s.expires_us < victim->expires_us) {
+            victim = &s;
+        }
+    }
+    *victim = std::move(e);
+}
+
+}  // namespace photon::mod::auth
