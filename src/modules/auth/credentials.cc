@@ -2,7 +2,6 @@
 // API key lookups and the verified-credential cache.
 #include "modules/auth/credentials.h"
 
-#include <openssl/crypto.h>
 #include <openssl/rand.h>
 #include <xxhash.h>
 
@@ -11,8 +10,25 @@
 namespace photon::mod::auth {
 
 bool constantTimeEquals(std::string_view a, std::string_view b) {
-    // The length is not the secret here: keys and tokens of other lengths differ anyway.
-    return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+    // The length is not the secret here: keys and tokens of other lengths differ anyway. The
+    // contents are folded word by word with no early exit (CRYPTO_memcmp does the same a byte
+    // at a time, several times slower for a 300-byte token).
+    if (a.size() != b.size()) {
+        return false;
+    }
+    const size_t n = a.size();
+    uint64_t diff = 0;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t x, y;
+        std::memcpy(&x, a.data() + i, 8);
+        std::memcpy(&y, b.data() + i, 8);
+        diff |= x ^ y;
+    }
+    for (; i < n; ++i) {
+        diff |= static_cast<uint8_t>(a[i] ^ b[i]);
+    }
+    return diff == 0;
 }
 
 namespace {
