@@ -1,0 +1,416 @@
+# SPDX-License-Identifier: Apache-2.0
+"""Authentication (`middleware.authentication`, named instances `auth:NAME`): JWTs minted by
+python3-jwt (independent of our code) with keys made by the openssl CLI at test time, JWKS
+files, API keys, Basic against htpasswd files made by Apache's `htpasswd` and `openssl passwd`,
+the 401/403 answers and their challenges, forwarded claims clients try to forge, credentials
+removed before forwarding, and secrets kept out of the logs."""
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import time
+
+import signal
+
+from harness import (IntegrationTest, base_config, free_port, http_request, run_photon,
+                     wait_until, write_config)
+
+import jwt  # Debian's python3-jwt (the tests run under /usr/bin/python3)
+from jwt.algorithms import ECAlgorithm, OKPAlgorithm, RSAAlgorithm
+
+SECRET = "it-hs256-secret-0123456789-abcdefghij"
+ISSUER = "https://idp.test/"
+
+
+def openssl(*args):
+    subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=60)
+
+
+class AuthBase(IntegrationTest):
+    """photon with one backend; `start(auth, routes=None)` installs the authentication block
+    on route `api` (/api/**); route `open` (/**) runs nothing."""
+
+    def keypair(self, kind):
+        """(private PEM path, public PEM path) made by the openssl CLI."""
+        key = os.path.join(self.tmpdir, kind + ".key")
+        pub = os.path.join(self.tmpdir, kind + ".pub")
+        if not os.path.exists(pub):
+            if kind == "rsa":
+                openssl("genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048",
+                        "-out", key)
+            elif kind == "p256":
+                openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256",
+                        "-out", key)
+            elif kind == "p384":
+                openssl("genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-384",
+                        "-out", key)
+            elif kind == "ed25519":
+                openssl("genpkey", "-algorithm", "ED25519", "-out", key)
+            else:
+                raise ValueError(kind)
+            openssl("pkey", "-in", key, "-pubout", "-out", pub)
+        return key, pub
+
+    def private(self, kind):
+        with open(self.keypair(kind)[0]) as f:
+            return f.read()
+
+    def start(self, auth, middleware=None, routes=None, named=None):
+        if not hasattr(self, "b"):
+            self.b = self.backend()
+        self.port = free_port()
+        cfg = base_config(self.port, [self.b])
+        cfg["server"]["worker_processes"] = 2
+        cfg["server"]["pid_file"] = os.path.join(self.tmpdir, "photon.pid")
+        cfg["health_check"]["enabled"] = False
+        cfg["middleware"] = {"authentication": auth}
+        if named:
+            cfg["middleware"].update(named)
+        cfg["routes"] = routes if routes is not None else [
+            {"id": "api", "path": "/api/**", "backend": "default",
+             "middleware": middleware or ["auth"]},
+            {"id": "open", "path": "/**", "backend": "default"},
+        ]
+        self.proxy = self.photon(cfg)
+        return self.proxy
+
+    def get(self, path="/api/x", token=None, headers=None, scheme="Bearer"):
+        h = list(headers or [])
+        if token is not None:
+            h.append(("Authorization", "%s %s" % (scheme, token)))
+        return http_request(self.port, "GET", path, headers=h)
+
+    def last(self):
+        log = self.b.request_log()
+        return log[-1] if log else None
+
+    def assert_refused(self, resp, status, challenge_prefix, error_part=None):
+        self.assertEqual(resp.status, status, resp.text)
+        self.assertTrue((resp.header("www-authenticate") or "").startswith(challenge_prefix),
+                        resp.header("www-authenticate"))
+        body = resp.json()
+        self.assertEqual(body["status"], status)
+        if error_part is not None:
+            self.assertIn(error_part, body["error"])
+
+    def logs(self):
+        out = ""
+        for p in (self.proxy.stdout_path, self.proxy.stderr_path):
+            if p and os.path.exists(p):
+                with open(p, errors="replace") as f:
+                    out += f.read()
+        return out
+
+
+def now():
+    return int(time.time())
+
+
+class JwtAlgorithmsTest(AuthBase):
+
+    def test_every_algorithm_from_pem_keys(self):
+        cases = [("RS256", "rsa"), ("RS512", "rsa"), ("PS256", "rsa"), ("PS384", "rsa"),
+                 ("ES256", "p256"), ("ES384", "p384"), ("EdDSA", "ed25519")]
+        for alg, kind in cases:
+            with self.subTest(alg=alg):
+                self.start({"auth_type": "jwt",
+                            "jwt": {"algorithm": alg, "public_key_file": self.keypair(kind)[1]}})
+                good = jwt.encode({"sub": "u", "exp": now() + 60}, self.private(kind),
+                                  algorithm=alg)
+                r = self.get(token=good)
+                self.assertEqual(r.status, 200, r.text)
+                self.assertEqual(self.last().header("authorization"), "Bearer " + good)
+                # Tampered signature, payload and header.
+                h, p, s = good.split(".")
+                flipped = s[:-2] + ("A" if s[-2] != "A" else "B") + s[-1]
+                for bad in (".".join([h, p, flipped]),
+                            ".".join([h, jwt.utils.base64url_encode(
+                                b'{"sub":"admin","exp":9999999999}').decode(), s]),
+                            ".".join([jwt.utils.base64url_encode(
+                                ('{"alg":"%s","kid":"x"}' % alg).encode()).decode(), p, s])):
+                    self.assert_refused(self.get(token=bad), 401, 'Bearer error="invalid_token"')
+                self.proxy.stop()
+
+    def test_hs256_and_hs512_secret(self):
+        self.start({"auth_type": "jwt", "jwt": {"algorithms": ["HS256", "HS512"],
+                                                "secret": SECRET}})
+        for alg in ("HS256", "HS512"):
+            t = jwt.encode({"sub": "u"}, SECRET, algorithm=alg)
+            self.assertEqual(self.get(token=t).status, 200)
+        wrong = jwt.encode({"sub": "u"}, SECRET + "x", algorithm="HS256")
+        self.assert_refused(self.get(token=wrong), 401, 'Bearer error="invalid_token"',
+                            "invalid signature")
+        # HS384 is not in the list: refused whatever its signature.
+        t384 = jwt.encode({"sub": "u"}, SECRET, algorithm="HS384")
+        self.assert_refused(self.get(token=t384), 401, "Bearer", "algorithm not accepted")
+
+    def test_alg_none_and_key_confusion_are_refused(self):
+        key, pub = self.keypair("rsa")
+        self.start({"auth_type": "jwt", "jwt": {"algorithms": ["RS256"],
+                                                "public_key_file": pub}})
+        none = jwt.utils.base64url_encode(b'{"alg":"none","typ":"JWT"}').decode() + "." + \
+            jwt.utils.base64url_encode(b'{"sub":"admin"}').decode() + "."
+        self.assert_refused(self.get(token=none), 401, "Bearer")
+        lower = jwt.utils.base64url_encode(b'{"alg":"rs256"}').decode() + "." + \
+            jwt.utils.base64url_encode(b'{"sub":"admin"}').decode() + ".c2ln"
+        self.assert_refused(self.get(token=lower), 401, "Bearer", "algorithm not accepted")
+        # HS256 signed with the RSA public key's PEM text as the HMAC secret.
+        with open(pub, "rb") as f:
+            pem = f.read()
+        header = jwt.utils.base64url_encode(b'{"alg":"HS256","typ":"JWT"}')
+        payload = jwt.utils.base64url_encode(b'{"sub":"admin"}')
+        import hashlib
+        import hmac
+        sig = hmac.new(pem, header + b"." + payload, hashlib.sha256).digest()
+        confused = (header + b"." + payload + b"." + jwt.utils.base64url_encode(sig)).decode()
+        self.assert_refused(self.get(token=confused), 401, "Bearer")
+        # Header keys that would let the token choose its own key.
+        for extra in ({"jku": "https://evil.test/jwks"}, {"jwk": {"kty": "oct", "k": "AA"}},
+                      {"x5u": "https://evil.test/c"}, {"crit": ["exp"]}):
+            t = jwt.encode({"sub": "u"}, self.private("rsa"), algorithm="RS256", headers=extra)
+            self.assert_refused(self.get(token=t), 401, "Bearer", "token header not accepted")
+        self.assertEqual(len(self.b.request_log()), 0)
+
+
+class JwtClaimsTest(AuthBase):
+
+    def start_claims(self, **extra):
+        conf = {"algorithm": "HS256", "secret": SECRET}
+        conf.update(extra)
+        return self.start({"auth_type": "jwt", "jwt": conf})
+
+    def test_exp_nbf_and_leeway(self):
+        self.start_claims(leeway=5)
+        t = now()
+        self.assertEqual(self.get(token=jwt.encode({"exp": t - 2}, SECRET)).status, 200)
+        self.assert_refused(self.get(token=jwt.encode({"exp": t - 30}, SECRET)), 401,
+                            'Bearer error="invalid_token", error_description="token expired"',
+                            "token expired")
+        self.assertEqual(self.get(token=jwt.encode({"nbf": t + 2}, SECRET)).status, 200)
+        self.assert_refused(self.get(token=jwt.encode({"nbf": t + 60}, SECRET)), 401,
+                            'Bearer error="invalid_token"', "not yet valid")
+        self.assert_refused(self.get(token=jwt.encode({"exp": "tomorrow"}, SECRET)), 401,
+                            "Bearer", "invalid claim")
+
+    def test_require_exp_issuer_audience(self):
+        self.start_claims(require_exp=True, issuer=[ISSUER, "https://other.test/"],
+                          audience="api")
+        ok = {"exp": now() + 60, "iss": ISSUER, "aud": ["web", "api"]}
+        self.assertEqual(self.get(token=jwt.encode(ok, SECRET)).status, 200)
+        for bad, why in (({"iss": ISSUER, "aud": "api"}, "no expiry"),
+                         (dict(ok, iss="https://evil.test/"), "issuer"),
+                         (dict(ok, aud="web"), "audience")):
+            with self.subTest(why=why):
+                self.assert_refused(self.get(token=jwt.encode(bad, SECRET)), 401, "Bearer", why)
+
+    def test_required_claims_are_403(self):
+        self.start_claims(required_claims={"role": "admin"})
+        self.assertEqual(self.get(token=jwt.encode({"role": ["user", "admin"]}, SECRET)).status,
+                         200)
+        r = self.get(token=jwt.encode({"role": "user"}, SECRET))
+        self.assert_refused(r, 403, 'Bearer error="insufficient_scope"')
+
+    def test_missing_and_malformed_credentials(self):
+        self.start_claims()
+        r = self.get()
+        self.assert_refused(r, 401, "Bearer", "missing credentials")
+        self.assertEqual(r.header("www-authenticate"), "Bearer")
+        self.assert_refused(self.get(token="abc.def"), 401, "Bearer", "malformed")
+        self.assert_refused(self.get(token="YWJj.e30=.c2ln"), 401, "Bearer", "malformed")
+        self.assert_refused(self.get(token=jwt.encode({"a": 1}, SECRET), scheme="Basic"), 401,
+                            "Bearer", "missing credentials")
+        big = jwt.encode({"pad": "x" * 9000}, SECRET)
+        self.assert_refused(self.get(token=big), 401, "Bearer", "too large")
+        # The open route needs nothing; nothing refused reached the backend.
+        self.assertEqual(http_request(self.port, "GET", "/open").status, 200)
+        self.assertEqual(len(self.b.request_log()), 1)
+
+
+class JwtForwardingTest(AuthBase):
+
+    def test_forwarded_claims_cannot_be_forged(self):
+        self.start({"auth_type": "jwt", "jwt": {
+            "algorithm": "HS256", "secret": SECRET,
+            "forward_claims": {"sub": "X-User-Id", "tier": "X-Tier"}}})
+        t = jwt.encode({"sub": "alice", "tier": "gold"}, SECRET)
+        for _ in range(2):  # verified, then from the cache
+            r = self.get(token=t, headers=[("X-User-Id", "mallory"), ("x-tier", "platinum")])
+            self.assertEqual(r.status, 200)
+            req = self.last()
+            self.assertEqual(req.header_all("x-user-id"), ["alice"])
+            self.assertEqual(req.header_all("x-tier"), ["gold"])
+        # A token without the claim: the client's field is still removed.
+        r = self.get(token=jwt.encode({"tier": "gold"}, SECRET),
+                     headers=[("X-User-Id", "mallory")])
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.last().header_all("x-user-id"), [])
+
+    def test_query_and_cookie_tokens_and_forward_token_false(self):
+        self.start({"auth_type": "jwt", "jwt": {
+            "algorithm": "HS256", "secret": SECRET, "query": "access_token",
+            "cookie": "session", "forward_token": False}})
+        t = jwt.encode({"sub": "u"}, SECRET)
+        r = http_request(self.port, "GET", "/api/x?a=1&access_token=%s&b=2" % t)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.last().target, "/api/x?a=1&b=2")
+        r = http_request(self.port, "GET", "/api/x", headers=[("Cookie", "k=v; session=" + t)])
+        self.assertEqual(r.status, 200)
+        r = self.get(token=t)
+        self.assertEqual(r.status, 200)
+        self.assertIsNone(self.last().header("authorization"))
+
+
+class JwksTest(AuthBase):
+
+    def jwks(self, *keys):
+        path = os.path.join(self.tmpdir, "jwks.json")
+        with open(path, "w") as f:
+            json.dump({"keys": list(keys)}, f)
+        return path
+
+    def jwk(self, kind, kid, alg):
+        key = jwt.algorithms.get_default_algorithms()[alg].prepare_key(self.private(kind))
+        cls = {"rsa": RSAAlgorithm, "p256": ECAlgorithm, "ed25519": OKPAlgorithm}[kind]
+        d = json.loads(cls.to_jwk(key.public_key()))
+        d.update({"kid": kid, "alg": alg, "use": "sig"})
+        return d
+
+    def test_keys_selected_by_kid(self):
+        path = self.jwks(self.jwk("rsa", "r1", "RS256"), self.jwk("p256", "e1", "ES256"),
+                         self.jwk("ed25519", "o1", "EdDSA"),
+                         {"kty": "RSA", "kid": "enc", "use": "enc", "n": "AQAB", "e": "AQAB"})
+        self.start({"auth_type": "jwt", "jwt": {"algorithms": ["RS256", "ES256", "EdDSA"],
+                                                "jwks_file": path}})
+        for kind, kid, alg in (("rsa", "r1", "RS256"), ("p256", "e1", "ES256"),
+                               ("ed25519", "o1", "EdDSA")):
+            t = jwt.encode({"sub": "u"}, self.private(kind), algorithm=alg,
+                           headers={"kid": kid})
+            self.assertEqual(self.get(token=t).status, 200, alg)
+        # A kid the set does not have, and a kid that names a key of another type.
+        t = jwt.encode({"sub": "u"}, self.private("rsa"), algorithm="RS256",
+                       headers={"kid": "nope"})
+        self.assert_refused(self.get(token=t), 401, "Bearer", "unknown signing key")
+        t = jwt.encode({"sub": "u"}, self.private("rsa"), algorithm="RS256",
+                       headers={"kid": "e1"})
+        self.assert_refused(self.get(token=t), 401, "Bearer", "unknown signing key")
+
+    def test_rotation_through_a_reload(self):
+        path = self.jwks(self.jwk("rsa", "old", "RS256"))
+        self.start({"auth_type": "jwt", "jwt": {"algorithm": "RS256", "jwks_file": path}})
+        old = jwt.encode({"sub": "u"}, self.private("rsa"), algorithm="RS256",
+                         headers={"kid": "old"})
+        new = jwt.encode({"sub": "u"}, self.private("rsa"), algorithm="RS256",
+                         headers={"kid": "new"})
+        self.assertEqual(self.get(token=old).status, 200)
+        self.assertEqual(self.get(token=new).status, 401)
+        self.jwks(self.jwk("rsa", "new", "RS256"))
+        # A reload re-reads the document: the new key is accepted, the old one no longer.
+        self.proxy.signal(signal.SIGHUP)
+        wait_until(lambda: self.get(token=new).status == 200, timeout=10)
+        wait_until(lambda: self.get(token=old).status == 401, timeout=10)
+
+
+class ApiKeyTest(AuthBase):
+
+    def test_header_query_consumers_and_keys_file(self):
+        keys_file = os.path.join(self.tmpdir, "keys.txt")
+        with open(keys_file, "w") as f:
+            f.write("# partners\nk-file-1 partner-b\n")
+        self.start({"auth_type": "api_key", "api_key": {
+            "keys": ["k-inline", {"key": "k-named", "name": "partner-a"}],
+            "keys_file": keys_file, "query": "api_key"}})
+        r = self.get(headers=[("X-API-Key", "k-named"), ("X-Consumer", "forged")])
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.last().header_all("x-consumer"), ["partner-a"])
+        r = http_request(self.port, "GET", "/api/x?api_key=k-file-1&z=9")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.last().target, "/api/x?z=9")
+        self.assertEqual(self.last().header_all("x-consumer"), ["partner-b"])
+        r = self.get(headers=[("X-API-Key", "k-inline")])
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.last().header_all("x-consumer"), [])
+        for bad in ("k-inlin", "k-inline2", "K-INLINE"):
+            self.assert_refused(self.get(headers=[("X-API-Key", bad)]), 401, "ApiKey",
+                                "invalid API key")
+        self.assert_refused(self.get(), 401, "ApiKey", "missing credentials")
+
+
+class BasicAuthTest(AuthBase):
+
+    def htpasswd(self):
+        path = os.path.join(self.tmpdir, "htpasswd")
+        lines = []
+        if shutil.which("htpasswd"):
+            out = subprocess.run(["htpasswd", "-nbB", "-C", "5", "bee", "bcrypt-pass"],
+                                 capture_output=True, text=True, check=True, timeout=30)
+            lines.append(out.stdout.strip())
+        for user, flag in (("sha5", "-5"), ("sha6", "-6")):
+            out = subprocess.run(["openssl", "passwd", flag, "pw-" + user],
+                                 capture_output=True, text=True, check=True, timeout=30)
+            lines.append("%s:%s" % (user, out.stdout.strip()))
+        with open(path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return path
+
+    def basic(self, user, password):
+        return "Basic " + base64.b64encode(("%s:%s" % (user, password)).encode()).decode()
+
+    def test_htpasswd_schemes(self):
+        self.start({"auth_type": "basic", "basic": {"htpasswd_file": self.htpasswd(),
+                                                    "realm": "staff"}})
+        users = [("sha5", "pw-sha5"), ("sha6", "pw-sha6")]
+        if shutil.which("htpasswd"):
+            users.append(("bee", "bcrypt-pass"))
+        for user, pw in users:
+            with self.subTest(user=user):
+                r = self.get(headers=[("Authorization", self.basic(user, pw))])
+                self.assertEqual(r.status, 200)
+                self.assertEqual(self.last().header_all("x-consumer"), [user])
+                r = self.get(headers=[("Authorization", self.basic(user, pw + "x"))])
+                self.assert_refused(r, 401, 'Basic realm="staff"')
+        self.assert_refused(self.get(headers=[("Authorization", self.basic("nobody", "x"))]),
+                            401, "Basic")
+        self.assert_refused(self.get(), 401, 'Basic realm="staff", charset="UTF-8"')
+
+    def test_weak_hashes_are_refused_at_load(self):
+        path = os.path.join(self.tmpdir, "weak")
+        with open(path, "w") as f:
+            f.write("old:$apr1$abcdefgh$0123456789abcdefghijkl\n")
+        b = self.backend()
+        cfg = base_config(free_port(), [b])
+        cfg["middleware"] = {"authentication": {"auth_type": "basic",
+                                                "basic": {"htpasswd_file": path}}}
+        cfg["routes"][0]["middleware"] = ["auth"]
+        self.require_photon()
+        rc, out, err = run_photon(["-t", "-c", write_config(self.tmpdir, cfg, name="check")])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("MD5", err)
+        self.assertNotIn("0123456789abcdefghijkl", err)
+
+
+class NamedInstancesAndSecretsTest(AuthBase):
+
+    def test_two_setups_and_no_secret_in_logs(self):
+        self.start({"auth_type": "jwt", "jwt": {"algorithm": "HS256", "secret": SECRET}},
+                   routes=[
+                       {"id": "users", "path": "/api/**", "backend": "default",
+                        "middleware": ["auth"]},
+                       {"id": "partners", "path": "/partner/**", "backend": "default",
+                        "middleware": ["auth:partners"]},
+                   ],
+                   named={"auth:partners": {"auth_type": "api_key",
+                                            "api_key": {"keys": ["partner-key-xyz-123"]}}})
+        t = jwt.encode({"sub": "u"}, SECRET)
+        self.assertEqual(self.get(token=t).status, 200)
+        self.assertEqual(self.get("/partner/x", token=t).status, 401)
+        r = http_request(self.port, "GET", "/partner/x",
+                         headers=[("X-API-Key", "partner-key-xyz-123")])
+        self.assertEqual(r.status, 200)
+        bad = jwt.encode({"sub": "u"}, "wrong-secret-but-long-enough-0123456789")
+        self.assertEqual(self.get(token=bad).status, 401)
+        self.proxy.stop()
+        logs = self.logs()
+        for secret in (SECRET, "partner-key-xyz-123", t, bad):
+            self.assertNotIn(secret, logs)
