@@ -1079,7 +1079,7 @@ private:
             for (const auto& have : rt.middleware) {
                 std::string_view hn, hi;
                 worker::splitMiddlewareName(have, hn, hi);
-                if (hn == name) {
+                if (hn == name && (have == entry || !mod->stacks())) {
                     ctx_.warn(item, ipath,
                               have == entry ? "middleware " + quoted(entry) + " is listed twice"
                                             : "middleware " + quoted(std::string(name)) +

@@ -78,6 +78,9 @@ public:
     }
     /// Master only, on clean exit: unmaps the module's segments and removes their names.
     virtual void removeShared() {}
+    /// Whether a route may list several instances of this module, all of which apply (rate
+    /// limits); otherwise the first instance listed is used and the others warned about.
+    virtual bool stacks() const { return false; }
     /// Per-process set-up after fork (worker and helper).
     virtual core::Result<void> initProcess() { return {}; }
     /// Whether the module enforces what it promises in this version. A route that lists a

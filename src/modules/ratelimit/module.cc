@@ -35,6 +35,8 @@ public:
         return {};
     }
 
+    bool stacks() const override { return true; }  // several limits on a route all apply
+
     core::Result<void> mapShared(const core::Config& cfg,
                                  std::string_view shm_instance) override {
         return mapSharedLimits(cfg, shm_instance);

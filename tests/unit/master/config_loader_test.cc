@@ -555,6 +555,18 @@ TEST(ConfigLoaderTest, RateLimitRatesAndTheirDefaultBursts) {
     EXPECT_EQ(j.config->middleware.rate_limiting->burst, 5u);
 }
 
+TEST(ConfigLoaderTest, SeveralRateLimitsOnOneRouteAllApply) {
+    LoadResult r = loadYaml(baseYaml("", "", "      middleware: [rate_limit, \"rate_limit:wide\"]\n",
+                                     "middleware:\n  rate_limiting:\n"
+                                     "    requests_per_second: 1\n    key: ip\n"
+                                     "  \"rate_limit:wide\":\n"
+                                     "    requests_per_second: 100\n    key: ip\n"));
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_EQ(r.config->routes[0].middleware,
+              (std::vector<std::string>{"rate_limit", "rate_limit:wide"}));
+    EXPECT_EQ(count(r, Severity::Warning), 0u) << describe(r);
+}
+
 TEST(ConfigLoaderTest, RateLimitRejectsWhatItCannotEnforce) {
     expectError(rateLimit("    requests_per_second: 1\n    requests_per_minute: 60\n"
                           "    key: ip\n"),
