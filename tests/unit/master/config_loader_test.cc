@@ -556,7 +556,7 @@ TEST(ConfigLoaderTest, RateLimitRatesAndTheirDefaultBursts) {
 }
 
 TEST(ConfigLoaderTest, SeveralRateLimitsOnOneRouteAllApply) {
-    LoadResult r = loadYaml(baseYaml("", "", "      middleware: [rate_limit, \"rate_limit:wide\"]\n",
+    LoadResult r = loadYaml(baseYaml("", "", "    middleware: [rate_limit, \"rate_limit:wide\"]\n",
                                      "middleware:\n  rate_limiting:\n"
                                      "    requests_per_second: 1\n    key: ip\n"
                                      "  \"rate_limit:wide\":\n"
