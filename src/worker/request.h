@@ -168,6 +168,14 @@ public:
     const mod::routing::Router* router = nullptr;
     std::string_view upstream;            // address of the upstream that answered
     HeadEdits* upstream_edits = nullptr;  // applied to the upstream request head
+    /// Claims of the credential that authenticated the request (set by auth; arena memory, or
+    /// configuration text for names), for ${jwt.CLAIM}. Valid until the request ends.
+    struct Claim {
+        std::string_view name;
+        std::string_view value;
+    };
+    const Claim* claims = nullptr;
+    uint16_t claim_count = 0;
     // A HeaderFilter handler took charge of X-Gateway (set or removed it): the connection does
     // not add its own.
     bool own_gateway_field = false;
@@ -228,6 +236,8 @@ public:
         query_override_set = false;
         upstream = {};
         upstream_edits = nullptr;
+        claims = nullptr;
+        claim_count = 0;
         own_gateway_field = false;
         local_ = false;
         reply_body_ = false;

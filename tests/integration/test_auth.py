@@ -262,6 +262,29 @@ class JwtForwardingTest(AuthBase):
         self.assertIsNone(self.last().header("authorization"))
 
 
+class JwtTransformTest(AuthBase):
+
+    def test_claims_as_transform_variables(self):
+        # A transform reading two claims, on both sides.
+        cfg_transform = {"request_headers": {"set": {"X-Tenant": "${jwt.tenant}",
+                                                     "X-Who": "${jwt.sub}@${jwt.tenant}"}},
+                         "response_headers": {"add": {"X-Served-For": "${jwt.sub}"}}}
+        self.start({"auth_type": "jwt", "jwt": {"algorithm": "HS256", "secret": SECRET}},
+                   middleware=["auth", "transform"], named={"transform": cfg_transform})
+        t = jwt.encode({"sub": "alice", "tenant": "acme"}, SECRET)
+        for _ in range(2):  # verified, then from the cache
+            r = self.get(token=t, headers=[("X-Tenant", "forged")])
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.header("x-served-for"), "alice")
+            req = self.last()
+            self.assertEqual(req.header_all("x-tenant"), ["acme"])
+            self.assertEqual(req.header("x-who"), "alice@acme")
+        # A token without the claim gives an empty value, never another request's.
+        r = self.get(token=jwt.encode({"sub": "bob"}, SECRET))
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.last().header("x-who"), "bob@")
+
+
 class JwksTest(AuthBase):
 
     def jwks(self, *keys):

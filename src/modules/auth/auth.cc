@@ -188,37 +188,57 @@ bool stripQuery(Request& req, std::string_view name) {
     return true;
 }
 
-/// The upstream edits: the instance's drops, then the added fields.
+/// The upstream edits (the instance's drops, then the forwarded claims and the consumer) and
+/// the claims published to header transforms.
 bool addEdits(Request& req, const AuthInstance& a, const VerifiedCache::Entry& e) {
     using Field = worker::HeadEdits::Field;
+    using Claim = Request::Claim;
+    const size_t forwards = a.forward_lines.size();
     size_t n = 0;
+    size_t published = 0;
     for (size_t i = 0; i < e.values.size(); ++i) {
-        n += (e.present >> i & 1) != 0;
+        if ((e.present >> i & 1) != 0) {
+            n += i < forwards ? 1 : 0;
+            ++published;
+        }
     }
     const bool consumer = !a.consumer_line.empty() && !e.consumer.empty();
     n += consumer ? 1 : 0;
-    if (a.drop.empty() && n == 0) {
-        return true;
+    Claim* claims = nullptr;
+    if (published != 0) {
+        claims = reinterpret_cast<Claim*>(req.alloc(sizeof(Claim) * published));
+        if (claims == nullptr) {
+            return false;
+        }
     }
-    char* mem = req.alloc(sizeof(worker::HeadEdits) + sizeof(Field) * n);
-    if (mem == nullptr) {
-        return false;
+    worker::HeadEdits* edits = nullptr;
+    Field* fields = nullptr;
+    if (!a.drop.empty() || n != 0) {
+        char* mem = req.alloc(sizeof(worker::HeadEdits) + sizeof(Field) * n);
+        if (mem == nullptr) {
+            return false;
+        }
+        edits = new (mem) worker::HeadEdits;
+        fields = reinterpret_cast<Field*>(mem + sizeof(worker::HeadEdits));
+        edits->drop = a.drop.data();
+        edits->drop_count = a.drop.size();
+        edits->drop_mask = a.drop_mask;
     }
-    auto* edits = new (mem) worker::HeadEdits;
-    auto* fields = reinterpret_cast<Field*>(mem + sizeof(worker::HeadEdits));
-    edits->drop = a.drop.data();
-    edits->drop_count = a.drop.size();
-    edits->drop_mask = a.drop_mask;
     size_t k = 0;
+    size_t c = 0;
     for (size_t i = 0; i < e.values.size(); ++i) {
-        if ((e.present >> i & 1) != 0) {
-            // The entry outlives the request unless the cache evicts it meanwhile: copy.
-            std::string_view v = req.copy(e.values[i]);
-            if (v.empty() && !e.values[i].empty()) {
-                return false;
-            }
+        if ((e.present >> i & 1) == 0) {
+            continue;
+        }
+        // The entry outlives the request unless the cache evicts it meanwhile: copy.
+        std::string_view v = req.copy(e.values[i]);
+        if (v.empty() && !e.values[i].empty()) {
+            return false;
+        }
+        if (i < forwards) {
             new (&fields[k++]) Field{a.forward_lines[i], v, false};
         }
+        new (&claims[c++]) Claim{a.claims[i], v};
     }
     if (consumer) {
         std::string_view v = req.copy(e.consumer);
@@ -227,9 +247,13 @@ bool addEdits(Request& req, const AuthInstance& a, const VerifiedCache::Entry& e
         }
         new (&fields[k++]) Field{a.consumer_line, v, false};
     }
-    edits->add = fields;
-    edits->add_count = static_cast<uint16_t>(k);
-    req.addUpstreamEdits(edits);
+    req.claims = claims;
+    req.claim_count = static_cast<uint16_t>(c);
+    if (edits != nullptr) {
+        edits->add = fields;
+        edits->add_count = static_cast<uint16_t>(k);
+        req.addUpstreamEdits(edits);
+    }
     return true;
 }
 
@@ -302,9 +326,9 @@ Verdict jwtAccess(Request& req, const AuthConf& c, const AuthInstance& a) {
         }
     }
     VerifiedCache::Entry e;
-    e.values.resize(a.forward_claims.size());
-    for (size_t i = 0; i < a.forward_claims.size(); ++i) {
-        std::optional<std::string> t = claims.text(a.forward_claims[i]);
+    e.values.resize(a.claims.size());
+    for (size_t i = 0; i < a.claims.size(); ++i) {
+        std::optional<std::string> t = claims.text(a.claims[i]);
         if (t && fieldSafe(*t) && t->size() <= 4096) {
             e.values[i] = std::move(*t);
             e.present |= uint64_t{1} << i;
@@ -427,8 +451,41 @@ size_t removeQueryParam(std::string_view query, std::string_view name, char* out
     return n;
 }
 
-core::Result<std::shared_ptr<AuthInstance>> AuthInstance::compile(const core::AuthConfig& c,
-                                                                  std::string_view instance) {
+std::vector<std::string> transformClaimNames(const core::Config& cfg) {
+    std::vector<std::string> names;
+    auto scan = [&](const core::HeaderList& fields) {
+        for (const auto& [field, value] : fields) {
+            for (size_t at = value.find("${jwt."); at != std::string::npos;
+                 at = value.find("${jwt.", at + 1)) {
+                size_t close = value.find('}', at);
+                if (close == std::string::npos) {
+                    break;
+                }
+                std::string name = value.substr(at + 6, close - at - 6);
+                if (!name.empty() && std::find(names.begin(), names.end(), name) == names.end()) {
+                    names.push_back(std::move(name));
+                }
+            }
+        }
+    };
+    auto all = [&](const core::TransformConfig& t) {
+        for (const auto* side : {&t.request_headers, &t.response_headers}) {
+            scan(side->set);
+            scan(side->add);
+        }
+    };
+    if (cfg.middleware.transform) {
+        all(*cfg.middleware.transform);
+    }
+    for (const auto& [n, t] : cfg.middleware.transform_named) {
+        all(t);
+    }
+    return names;
+}
+
+core::Result<std::shared_ptr<AuthInstance>> AuthInstance::compile(
+    const core::AuthConfig& c, std::string_view instance,
+    const std::vector<std::string>& variable_claims) {
     auto a = std::make_shared<AuthInstance>();
     a->type = c.auth_type;
     a->name = instance.empty() ? "default" : std::string(instance);
@@ -474,9 +531,17 @@ core::Result<std::shared_ptr<AuthInstance>> AuthInstance::compile(const core::Au
             a->query = j.query;
             a->required_claims = j.required_claims;
             for (const auto& [claim, header] : j.forward_claims) {
-                a->forward_claims.push_back(claim);
+                a->claims.push_back(claim);
                 a->forward_lines.push_back(header + ": ");
                 a->drop_names.push_back(header);
+            }
+            for (const auto& name : variable_claims) {
+                if (std::find(a->claims.begin(), a->claims.end(), name) == a->claims.end()) {
+                    a->claims.push_back(name);
+                }
+            }
+            if (a->claims.size() > 64) {
+                return core::Error{"more than 64 claims forwarded or read by transforms"};
             }
             if (!j.forward_token) {
                 a->drop_names.push_back(j.header);

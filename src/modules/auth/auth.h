@@ -32,8 +32,10 @@ struct AuthInstance {
     std::string cookie;
     std::string query;
     std::vector<std::pair<std::string, std::optional<std::string>>> required_claims;
-    std::vector<std::string> forward_claims;  // claim names
-    std::vector<std::string> forward_lines;   // "Header: " per claim
+    // The claims taken from a verified token: the forwarded ones first (forward_lines[i] is
+    // "Header: " for claims[i]), then those header transforms read as ${jwt.NAME}. At most 64.
+    std::vector<std::string> claims;
+    std::vector<std::string> forward_lines;
 
     // ----- API keys -----
     std::unique_ptr<ApiKeySet> api_keys;
@@ -55,8 +57,11 @@ struct AuthInstance {
     uint64_t cache_ttl_us = 0;
     mutable std::unique_ptr<VerifiedCache> cache;  // per worker, created on first use
 
-    static core::Result<std::shared_ptr<AuthInstance>> compile(const core::AuthConfig& c,
-                                                               std::string_view instance);
+    /// `variable_claims`: the claims header transforms read (${jwt.NAME}), published to them.
+    static core::Result<std::shared_ptr<AuthInstance>> compile(
+        const core::AuthConfig& c, std::string_view instance,
+        const std::vector<std::string>& variable_claims = {});
+
 };
 
 /// A route's reference to its instance.
@@ -67,6 +72,9 @@ struct AuthConf final : worker::ModuleConf {
 
 worker::Verdict accessHandler(worker::Request& req, const void* conf);
 worker::Verdict headerHandler(worker::Request& req, const void* conf);
+
+/// The claim names header transforms anywhere in `cfg` read as ${jwt.NAME}.
+std::vector<std::string> transformClaimNames(const core::Config& cfg);
 
 /// `query` without the parameters whose decoded name is `name`, written to `out` (at least
 /// query.size() bytes); returns its length.

@@ -52,7 +52,7 @@ public:
         uint64_t hash = 0;
         uint64_t expires_us = 0;  // CLOCK_MONOTONIC
         std::string credential;   // the token, or a digest of a Basic credential
-        std::vector<std::string> values;  // forward_claims values, in their order
+        std::vector<std::string> values;  // the instance's claims (AuthInstance::claims)
         uint64_t present = 0;             // bit i: values[i] is set (the claim was there)
         std::string consumer;
     };

@@ -33,7 +33,7 @@ public:
         auto key = std::make_pair(&cfg, std::string(instance));
         auto it = compiled_.find(key);
         if (it == compiled_.end()) {
-            auto inst = AuthInstance::compile(*c, instance);
+            auto inst = AuthInstance::compile(*c, instance, transformClaimNames(cfg));
             if (!inst.ok()) {
                 return inst.error();
             }

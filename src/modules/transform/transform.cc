@@ -65,7 +65,13 @@ std::string_view variable(const Request& req, const Template::Part& p, const Sav
         case Var::PathParam:
             return pathParam(req, saved, p.text);
         case Var::JwtClaim:
-            return {};  // no verified token on this route (authentication fills it in)
+            // Published by auth for a verified JWT; empty without one (or without the claim).
+            for (uint16_t i = 0; i < req.claim_count; ++i) {
+                if (req.claims[i].name == p.text) {
+                    return req.claims[i].value;
+                }
+            }
+            return {};
     }
     return {};
 }

@@ -204,6 +204,26 @@ TEST_F(AuthTest, ForwardedClaimsReplaceClientFields) {
     EXPECT_EQ(edits(), "drop:X-User-Id,X-Tier,X-N,Authorization|add:X-User-Id: alice;X-N: 42;");
 }
 
+TEST_F(AuthTest, ClaimsArePublishedForHeaderTransforms) {
+    core::AuthConfig c = jwtConfig();
+    c.jwt->forward_claims = {{"sub", "X-User-Id"}};
+    auto inst = AuthInstance::compile(c, "", {"tenant", "sub", "absent"});
+    ASSERT_TRUE(inst.ok());
+    conf_.inst = inst.value();
+    conf_.slot = 2;
+    std::string t = hs256(R"({"sub":"alice","tenant":"acme"})");
+    for (int pass = 0; pass < 2; ++pass) {  // verified, then from the cache
+        ASSERT_EQ(run(bearer(t)), Verdict::Next);
+        ASSERT_EQ(req_.claim_count, 2u);
+        EXPECT_EQ(req_.claims[0].name, "sub");
+        EXPECT_EQ(req_.claims[0].value, "alice");
+        EXPECT_EQ(req_.claims[1].name, "tenant");
+        EXPECT_EQ(req_.claims[1].value, "acme");
+        // Only the forwarded claim becomes a header.
+        EXPECT_EQ(edits(), "drop:X-User-Id|add:X-User-Id: alice;");
+    }
+}
+
 TEST_F(AuthTest, CacheRemembersOnlySuccessesAndNotPastExpiry) {
     core::AuthConfig c = jwtConfig();
     use(c);
