@@ -19,6 +19,12 @@ bool constantTimeEquals(std::string_view a, std::string_view b) {
     const size_t n = a.size();
     uint64_t diff = 0;
     size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        uint64_t x[4], y[4];
+        std::memcpy(x, a.data() + i, 32);
+        std::memcpy(y, b.data() + i, 32);
+        diff |= (x[0] ^ y[0]) | (x[1] ^ y[1]) | (x[2] ^ y[2]) | (x[3] ^ y[3]);
+    }
     for (; i + 8 <= n; i += 8) {
         uint64_t x, y;
         std::memcpy(&x, a.data() + i, 8);
@@ -100,7 +106,11 @@ VerifiedCache::VerifiedCache(size_t capacity)
 }
 
 uint64_t VerifiedCache::hashOf(std::string_view s) const {
-    uint64_t h = XXH3_64bits_withSeed(s.data(), s.size(), seed_);
+    // The index needs only the last 64 bytes: a token ends with its signature, the most
+    // varied part, and a digest is 32 bytes. Tokens crafted to share a tail only share a
+    // neighbourhood (entries are verified credentials, confirmed in full on every hit).
+    const size_t n = s.size() < 64 ? s.size() : 64;
+    uint64_t h = XXH3_64bits_withSeed(s.data() + s.size() - n, n, seed_ ^ s.size());
     return h == 0 ? 1 : h;
 }
 
