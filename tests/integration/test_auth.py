@@ -108,6 +108,21 @@ def now():
     return int(time.time())
 
 
+def yescrypt(password):
+    """A yescrypt hash made by the system's libcrypt (no Debian tool writes one for htpasswd
+    files; `mkpasswd -m yescrypt` would)."""
+    import ctypes
+    import ctypes.util
+    lib = ctypes.CDLL(ctypes.util.find_library("crypt"))
+    lib.crypt_gensalt.restype = ctypes.c_char_p
+    lib.crypt_gensalt.argtypes = [ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p, ctypes.c_int]
+    lib.crypt.restype = ctypes.c_char_p
+    lib.crypt.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
+    h = lib.crypt(password.encode(), lib.crypt_gensalt(b"$y$", 0, None, 0)).decode()
+    assert h.startswith("$y$"), h
+    return h
+
+
 class JwtAlgorithmsTest(AuthBase):
 
     def test_every_algorithm_from_pem_keys(self):
@@ -373,6 +388,7 @@ class BasicAuthTest(AuthBase):
             out = subprocess.run(["openssl", "passwd", flag, "pw-" + user],
                                  capture_output=True, text=True, check=True, timeout=30)
             lines.append("%s:%s" % (user, out.stdout.strip()))
+        lines.append("yes:%s" % yescrypt("pw-yes"))
         with open(path, "w") as f:
             f.write("\n".join(lines) + "\n")
         return path
@@ -383,7 +399,7 @@ class BasicAuthTest(AuthBase):
     def test_htpasswd_schemes(self):
         self.start({"auth_type": "basic", "basic": {"htpasswd_file": self.htpasswd(),
                                                     "realm": "staff"}})
-        users = [("sha5", "pw-sha5"), ("sha6", "pw-sha6")]
+        users = [("sha5", "pw-sha5"), ("sha6", "pw-sha6"), ("yes", "pw-yes")]
         if shutil.which("htpasswd"):
             users.append(("bee", "bcrypt-pass"))
         for user, pw in users:
