@@ -28,7 +28,7 @@ struct GcraDecision {
         Allowed,
         Limited,
         TableFull,  // no slot for a new key: the limit's on_full policy decides
-        Contended,  // the key's word kept changing (bounded retries): treat as TableFull
+        Contended,  // the key's word kept changing (bounded retries): refused as Limited
     };
     Kind kind = Kind::Allowed;
     uint32_t remaining = 0;       // requests the key may still make at once (Allowed/Limited)

@@ -341,13 +341,21 @@ worker::Verdict accessHandler(worker::Request& req, const void* conf) {
             c.shared.stats->limited.fetchAdd(1, std::memory_order_relaxed);
             record(req, c, d, true);
             return req.fail(429, "rate limit exceeded");
+        case GcraDecision::Kind::Contended: {
+            // The key's word kept changing under bounded retries: each change was another
+            // worker's admission, so the key is hot. Refused like a limited request (never
+            // admitted unchecked), counted.
+            c.shared.stats->contended.fetchAdd(1, std::memory_order_relaxed);  // a statistic
+            d.remaining = 0;
+            d.retry_after_us = 1'000'000;
+            d.reset_us = 1'000'000;
+            record(req, c, d, true);
+            return req.fail(429, "rate limit exceeded");
+        }
         case GcraDecision::Kind::TableFull:
-        case GcraDecision::Kind::Contended:
             break;
     }
-    auto& counter = d.kind == GcraDecision::Kind::TableFull ? c.shared.stats->table_full
-                                                            : c.shared.stats->contended;
-    counter.fetchAdd(1, std::memory_order_relaxed);  // relaxed: a statistic
+    c.shared.stats->table_full.fetchAdd(1, std::memory_order_relaxed);  // a statistic
     if (now - c.last_full_log_us >= 10'000'000 || c.last_full_log_us == 0) {
         c.last_full_log_us = now;
         LOG_WARN("rate limit '%s': no slot for a new key (key table full, %zu slots); %s",
