@@ -474,6 +474,17 @@ struct JwtConfig {
     std::string public_key_file;
     /// jwks_file (new): JWKS document with the verification keys (selected by kid).
     std::string jwks_file;
+    /// jwks_url (new): an https:// URL serving a JWKS document, fetched by the master at start,
+    /// every jwks_refresh_interval and when a token names an unknown kid (at most every 5 s);
+    /// the last good document is kept when a fetch fails. Not with public_key_file/jwks_file.
+    std::string jwks_url;
+    /// jwks_ca_file (new): PEM CA certificates to verify the JWKS server with, instead of the
+    /// system's.
+    std::string jwks_ca_file;
+    /// jwks_refresh_interval (new): default 5 minutes.
+    Duration jwks_refresh_interval = std::chrono::minutes(5);
+    /// jwks_timeout (new): bound on one fetch, connect included. Default 5 seconds.
+    Duration jwks_timeout = std::chrono::seconds(5);
     /// header (orig): header carrying the token ("Bearer " scheme, case-insensitive).
     /// Default "Authorization".
     std::string header = "Authorization";

@@ -1533,6 +1533,10 @@ private:
             kv("algorithms", strList(algs));
             kv("public_key_file", str(j.public_key_file));
             kv("jwks_file", str(j.jwks_file));
+            kv("jwks_url", str(j.jwks_url));
+            kv("jwks_ca_file", str(j.jwks_ca_file));
+            kv("jwks_refresh_interval", dur(j.jwks_refresh_interval));
+            kv("jwks_timeout", dur(j.jwks_timeout));
             kv("header", str(j.header));
             kv("cookie", str(j.cookie));
             kv("query", str(j.query));

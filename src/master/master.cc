@@ -156,11 +156,16 @@ int Master::run() {
     };
     // The interval is read every time round: a reload that shortens it applies at once.
     int64_t last_resolve = monoUs();
+    int64_t last_module_tick = monoUs();
     while (true) {
         int64_t now = monoUs();
         if (now - last_resolve >= resolveEveryUs()) {
             runtimeResolveTick();
             last_resolve = monoUs();
+        }
+        if (now - last_module_tick >= 1'000'000) {
+            runtimeModuleTick();
+            last_module_tick = monoUs();
         }
         int64_t wake = nextWakeUs(now);
         struct timespec ts = {static_cast<time_t>(wake / 1000000),

@@ -314,6 +314,13 @@ void teardownSharedState() {
 
 worker::Proxy* runtimeProxy() { return g_proxy.get(); }
 
+void runtimeModuleTick() {
+    const uint64_t now = monoUs();
+    for (worker::Module* m : mod::modules()) {
+        m->masterTick(now);
+    }
+}
+
 int acquireShmSlot(bool helper) {
     uint32_t gen = g_proxy && g_proxy->plan ? g_proxy->plan->generation() : 0;
     auto r = g_state.slots->acquire(helper ? shm::SlotState::Helper : shm::SlotState::Worker, gen,

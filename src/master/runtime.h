@@ -50,6 +50,8 @@ void teardownSharedState();
 /// Re-resolves upstream host names (blocking DNS: master only, where no client waits) and
 /// publishes changed addresses to every process through shared memory.
 void runtimeResolveTick();
+/// Module work the master does about once a second (see worker::Module::masterTick).
+void runtimeModuleTick();
 /// The proxy model new workers inherit.
 worker::Proxy* runtimeProxy();
 

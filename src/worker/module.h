@@ -76,6 +76,9 @@ public:
                                          std::string_view /*shm_instance*/) {
         return {};
     }
+    /// Master only, about once a second between signals: background work that must stay off
+    /// the workers' loops (fetching key documents). May block briefly (bounded).
+    virtual void masterTick(uint64_t /*now_us*/) {}
     /// Master only, on clean exit: unmaps the module's segments and removes their names.
     virtual void removeShared() {}
     /// Whether a route may list several instances of this module, all of which apply (rate

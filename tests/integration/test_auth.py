@@ -350,6 +350,106 @@ class JwksTest(AuthBase):
         wait_until(lambda: self.get(token=old).status == 401, timeout=10)
 
 
+class JwksServer:
+    """A local HTTPS server for /jwks.json (certificate from a CA made with the openssl CLI);
+    `doc` is what it serves, `stop()` takes it down."""
+
+    def __init__(self, tmpdir):
+        import http.server
+        import ssl
+        import threading
+        self.ca = os.path.join(tmpdir, "ca.pem")
+        key, csr, crt = (os.path.join(tmpdir, n) for n in ("srv.key", "srv.csr", "srv.pem"))
+        ext = os.path.join(tmpdir, "san.ext")
+        with open(ext, "w") as f:
+            f.write("subjectAltName=IP:127.0.0.1\n")
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout",
+                os.path.join(tmpdir, "ca.key"), "-out", self.ca, "-days", "1", "-subj", "/CN=it-ca")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", csr,
+                "-subj", "/CN=127.0.0.1")
+        openssl("x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey",
+                os.path.join(tmpdir, "ca.key"), "-CAcreateserial", "-out", crt, "-days", "1",
+                "-extfile", ext)
+        self.doc = {"keys": []}
+        self.fetches = 0
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                outer.fetches += 1
+                body = json.dumps(outer.doc).encode()
+                self.send_response(200 if self.path == "/jwks.json" else 404)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *a):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(crt, key)
+        self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return "https://127.0.0.1:%d/jwks.json" % self.port
+
+    def stop(self):
+        if self.httpd is not None:
+            self.httpd.shutdown()
+            self.httpd.server_close()
+            self.httpd = None
+
+
+class JwksUrlTest(AuthBase):
+
+    jwk = JwksTest.jwk
+
+    def setUp(self):
+        super().setUp()
+        self.server = JwksServer(self.tmpdir)
+        self.addCleanup(self.server.stop)
+
+    def token(self, kid):
+        return jwt.encode({"sub": "u"}, self.private("rsa"), algorithm="RS256",
+                          headers={"kid": kid})
+
+    def test_rotation_by_unknown_kid_and_failures_keep_the_keys(self):
+        self.server.doc = {"keys": [self.jwk("rsa", "k1", "RS256")]}
+        self.start({"auth_type": "jwt", "jwt": {
+            "algorithm": "RS256", "jwks_url": self.server.url, "jwks_ca_file": self.server.ca,
+            "jwks_refresh_interval": "1h", "jwks_timeout": "2s"}})
+        self.assertEqual(self.get(token=self.token("k1")).status, 200)
+        self.assert_refused(self.get(token=self.token("k2")), 401, "Bearer",
+                            "unknown signing key")
+        # The issuer rotates: a token naming the new kid makes the master fetch again (at most
+        # every 5 s), without a reload.
+        self.server.doc = {"keys": [self.jwk("rsa", "k2", "RS256")]}
+        wait_until(lambda: self.get(token=self.token("k2")).status == 200, timeout=15,
+                   interval=0.5)
+        self.assertEqual(self.get(token=self.token("k1")).status, 401)
+        # The server goes away: a failed fetch keeps the keys in service.
+        fetches = self.server.fetches
+        self.server.stop()
+        self.get(token=self.token("k3"))
+        wait_until(lambda: "fetch failed" in self.logs(), timeout=15, interval=0.5)
+        self.assertEqual(self.server.fetches, fetches)
+        self.assertEqual(self.get(token=self.token("k2")).status, 200)
+
+    def test_an_untrusted_server_gives_no_keys(self):
+        self.server.doc = {"keys": [self.jwk("rsa", "k1", "RS256")]}
+        self.start({"auth_type": "jwt", "jwt": {
+            "algorithm": "RS256", "jwks_url": self.server.url, "jwks_timeout": "2s"}})
+        self.assert_refused(self.get(token=self.token("k1")), 401, "Bearer")
+        self.assertIn("certificate verify failed", self.logs())
+        self.assertEqual(self.server.fetches, 0)
+
+
 class ApiKeyTest(AuthBase):
 
     def test_header_query_consumers_and_keys_file(self):

@@ -267,6 +267,33 @@ VerifiedCache* cacheOf(const AuthInstance& a) {
     return a.cache.get();
 }
 
+/// A new document published for the instance's jwks_url: parse it, and forget the tokens
+/// verified with the previous keys. One atomic load when nothing changed.
+void refreshRemoteKeys(const AuthInstance& a) {
+    if (a.jwks->version.load() == a.jwks_seen) {
+        return;
+    }
+    std::string doc;
+    uint64_t version = 0;
+    if (!readJwks(*a.jwks, doc, version)) {
+        return;  // nothing yet, or racing a write: the next request looks again
+    }
+    a.jwks_seen = version;
+    auto ks = JwtKeySet::fromJwks(doc);
+    if (ks.ok()) {  // the master published only documents that parsed
+        a.jwks_keys = std::make_unique<JwtKeySet>(std::move(ks.value()));
+        a.cache.reset();
+    }
+}
+
+const JwtKeySet& keysOf(const AuthInstance& a) {
+    static const JwtKeySet kNone{};
+    if (a.jwks == nullptr) {
+        return a.keys;
+    }
+    return a.jwks_keys ? *a.jwks_keys : kNone;
+}
+
 Verdict jwtAccess(Request& req, const AuthConf& c, const AuthInstance& a) {
     std::string_view token;
     std::string_view v;
@@ -307,6 +334,9 @@ Verdict jwtAccess(Request& req, const AuthConf& c, const AuthInstance& a) {
         return refuse(req, c, 401, jwtReason(JwtError::TooLarge), bearerInvalid(JwtError::TooLarge));
     }
     const uint64_t now_us = shm::monotonicMicros();
+    if (a.jwks != nullptr) {
+        refreshRemoteKeys(a);
+    }
     VerifiedCache* cache = cacheOf(a);
     if (cache != nullptr) {
         if (const VerifiedCache::Entry* hit = cache->find(token, now_us)) {
@@ -316,7 +346,12 @@ Verdict jwtAccess(Request& req, const AuthConf& c, const AuthInstance& a) {
     }
     JwtClaims claims;
     const int64_t now_s = wallSeconds();
-    JwtError err = verifyJwt(token, a.keys, a.policy, now_s, &claims);
+    JwtError err = verifyJwt(token, keysOf(a), a.policy, now_s, &claims);
+    if (err == JwtError::UnknownKey && a.jwks != nullptr) {
+        // Perhaps the issuer rotated its keys: ask the master to fetch the document again.
+        const_cast<JwksShm*>(a.jwks)->refresh_request_us.store(now_us,
+                                                               std::memory_order_relaxed);
+    }
     if (err != JwtError::None) {
         return refuse(req, c, 401, jwtReason(err), bearerInvalid(err));
     }
@@ -525,6 +560,9 @@ core::Result<std::shared_ptr<AuthInstance>> AuthInstance::compile(
             a->policy.issuers = j.issuer;
             a->policy.audiences = j.audience;
             a->policy.max_size = j.max_token_size;
+            if (!j.jwks_url.empty()) {
+                a->jwks = findRemoteJwks(instance);
+            }
             a->header = j.header;
             a->header_is_authorization = core::http::equalsIgnoreCase(j.header, "authorization");
             a->cookie = j.cookie;

@@ -13,6 +13,7 @@
 #include "core/result.h"
 #include "modules/auth/basic.h"
 #include "modules/auth/credentials.h"
+#include "modules/auth/jwks_shared.h"
 #include "modules/auth/jwt.h"
 #include "worker/request.h"
 
@@ -36,6 +37,12 @@ struct AuthInstance {
     // "Header: " for claims[i]), then those header transforms read as ${jwt.NAME}. At most 64.
     std::vector<std::string> claims;
     std::vector<std::string> forward_lines;
+
+    // jwks_url: the published document (null without one, or under `photon -t`), and this
+    // worker's parse of it.
+    const JwksShm* jwks = nullptr;
+    mutable uint64_t jwks_seen = 0;
+    mutable std::unique_ptr<JwtKeySet> jwks_keys;
 
     // ----- API keys -----
     std::unique_ptr<ApiKeySet> api_keys;

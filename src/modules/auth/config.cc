@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "modules/auth/basic.h"
+#include "modules/auth/jwks_fetch.h"
 #include "modules/auth/jwt.h"
 
 namespace photon::mod::auth {
@@ -134,6 +135,30 @@ public:
         ok = r.opt("secret_base64", j.secret_base64) && ok;
         ok = r.opt("public_key_file", j.public_key_file) && ok;
         ok = r.opt("jwks_file", j.jwks_file) && ok;
+        ok = r.opt("jwks_url", j.jwks_url) && ok;
+        ok = r.opt("jwks_ca_file", j.jwks_ca_file) && ok;
+        ok = r.opt("jwks_refresh_interval", j.jwks_refresh_interval) && ok;
+        ok = r.opt("jwks_timeout", j.jwks_timeout) && ok;
+        if (ok && !j.jwks_url.empty()) {
+            std::string host, port, target;
+            if (!splitHttpsUrl(j.jwks_url, host, port, target)) {
+                ctx_.error(r.markOf("jwks_url"), r.path("jwks_url"),
+                           "expected an https:// URL with a host (https://host[:port]/path)");
+                ok = false;
+            } else if (!j.public_key_file.empty() || !j.jwks_file.empty()) {
+                ctx_.error(r.markOf("jwks_url"), r.path("jwks_url"),
+                           "jwks_url cannot be combined with public_key_file or jwks_file");
+                ok = false;
+            }
+            if (j.jwks_refresh_interval < std::chrono::seconds(1) ||
+                j.jwks_timeout < std::chrono::milliseconds(100) ||
+                j.jwks_timeout > std::chrono::seconds(60)) {
+                ctx_.error(r.markOf("jwks_refresh_interval"), r.path("jwks_refresh_interval"),
+                           "jwks_refresh_interval must be at least 1s and jwks_timeout "
+                           "100ms-60s");
+                ok = false;
+            }
+        }
         // algorithm (the original's, one) or algorithms (a list): exactly one of them.
         const ConfigNode* one = r.get("algorithm");
         const ConfigNode* many = r.get("algorithms");
@@ -214,14 +239,16 @@ public:
                 return false;
             }
         }
-        if (hmac && j.secret.empty() && j.jwks_file.empty()) {
+        const bool remote = !j.jwks_url.empty();
+        if (hmac && j.secret.empty() && j.jwks_file.empty() && !remote) {
             ctx_.error(node.mark(), r.path("secret"),
                        "HS algorithms need a secret (or a jwks_file with \"oct\" keys)");
             ok = false;
         }
-        if (asym && j.public_key_file.empty() && j.jwks_file.empty()) {
+        if (asym && j.public_key_file.empty() && j.jwks_file.empty() && !remote) {
             ctx_.error(node.mark(), r.path("public_key_file"),
-                       "RS/PS/ES/EdDSA algorithms need a public_key_file or a jwks_file");
+                       "RS/PS/ES/EdDSA algorithms need a public_key_file, a jwks_file or a "
+                       "jwks_url");
             ok = false;
         }
         if (!j.secret.empty() && !hmac) {

@@ -7,6 +7,7 @@
 
 #include "modules/auth/auth.h"
 #include "modules/auth/config.h"
+#include "modules/auth/jwks_shared.h"
 #include "modules/block_module.h"
 
 namespace photon::mod::auth {
@@ -48,10 +49,13 @@ public:
         return {};
     }
 
-    core::Result<void> mapShared(const core::Config&, std::string_view) override {
+    core::Result<void> mapShared(const core::Config& cfg,
+                                 std::string_view shm_instance) override {
         compiled_.clear();  // a build starts: the routes' AuthConfs keep what they use
-        return {};
+        return mapRemoteJwks(cfg, shm_instance);
     }
+    void masterTick(uint64_t now_us) override { remoteJwksTick(now_us); }
+    void removeShared() override { removeRemoteJwks(); }
 
 private:
     mutable std::map<std::pair<const core::Config*, std::string>,

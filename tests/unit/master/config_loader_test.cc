@@ -1023,7 +1023,7 @@ TEST(ConfigLoaderTest, JwtAlgorithmsNeedTheirKeys) {
                                      alg + "\n"));
     };
     expectError(withAlgorithm("RS256"), "middleware.authentication.jwt.public_key_file",
-                "need a public_key_file or a jwks_file");
+                "need a public_key_file, a jwks_file or a jwks_url");
     expectError(withAlgorithm("HS999"), "middleware.authentication.jwt.algorithm",
                 "unknown JWT algorithm 'HS999'", 20);
     expectError(withAlgorithm("hs256"), "middleware.authentication.jwt.algorithm",
