@@ -9,12 +9,16 @@
 #include <openssl/hmac.h>
 #include <openssl/pem.h>
 
+#include <xxhash.h>
+
+#include <cstring>
 #include <string>
 #include <vector>
 
 #include "modules/auth/credentials.h"
 #include "modules/auth/jwt.h"
 #include "shm/clock.h"
+#include "shm/seqlock.h"
 
 namespace {
 
@@ -159,6 +163,75 @@ void BM_Jwt_CacheHit(benchmark::State& state) {
     state.counters["token_bytes"] = static_cast<double>(token.size());
 }
 BENCHMARK(BM_Jwt_CacheHit);
+
+// The alternative the cache design was measured against: one table in shared memory for all
+// workers. Entries must be read under a seqlock (a worker may be overwriting one) and copied out
+// word by word before comparing, since another process may change them meanwhile; this
+// prototype is that lookup, uncontended, and with a second thread reading the same entry.
+struct SharedEntry {
+    photon::shm::Atomic64 version;
+    photon::shm::Atomic64 hash;
+    photon::shm::Atomic64 expires_us;
+    photon::shm::Atomic64 length;
+    photon::shm::Atomic64 words[64];  // tokens up to 512 bytes
+};
+
+std::vector<SharedEntry>& sharedTable() {
+    static std::vector<SharedEntry> t(4096);
+    return t;
+}
+
+bool sharedFind(const std::vector<SharedEntry>& t, std::string_view token, uint64_t now) {
+    const uint64_t h = XXH3_64bits(token.data() + token.size() - 64, 64) | 1;
+    const SharedEntry& e = t[h & (t.size() - 1)];
+    char copy[512];
+    for (int attempt = 0; attempt < 8; ++attempt) {
+        uint64_t v = photon::shm::SeqLock::readBegin(e.version);
+        if (photon::shm::SeqLock::isWriting(v)) {
+            continue;
+        }
+        uint64_t len = e.length.load(std::memory_order_relaxed);
+        if (e.hash.load(std::memory_order_relaxed) != h || len != token.size() || len > 512 ||
+            e.expires_us.load(std::memory_order_relaxed) <= now) {
+            return false;
+        }
+        for (size_t i = 0; i < (len + 7) / 8; ++i) {
+            uint64_t w = e.words[i].load(std::memory_order_relaxed);
+            std::memcpy(copy + i * 8, &w, 8);
+        }
+        if (photon::shm::SeqLock::readValid(e.version, v)) {
+            return constantTimeEquals(std::string_view(copy, len), token);
+        }
+    }
+    return false;
+}
+
+void BM_Jwt_CacheHitSharedPrototype(benchmark::State& state) {
+    auto& t = sharedTable();
+    std::string token = hs256Token();
+    uint64_t now = photon::shm::monotonicMicros();
+    if (state.thread_index() == 0) {
+        const uint64_t h = XXH3_64bits(token.data() + token.size() - 64, 64) | 1;
+        SharedEntry& e = t[h & (t.size() - 1)];
+        uint64_t tok = 0;
+        photon::shm::SeqLock::tryBeginWrite(e.version, 0, tok);
+        e.hash.store(h, std::memory_order_relaxed);
+        e.expires_us.store(now + 60'000'000, std::memory_order_relaxed);
+        e.length.store(token.size(), std::memory_order_relaxed);
+        std::string padded = token + std::string(8, '\0');
+        for (size_t i = 0; i < (token.size() + 7) / 8; ++i) {
+            uint64_t w;
+            std::memcpy(&w, padded.data() + i * 8, 8);
+            e.words[i].store(w, std::memory_order_relaxed);
+        }
+        photon::shm::SeqLock::endWrite(e.version, tok);
+    }
+    for (auto _ : state) {
+        bool hit = sharedFind(t, token, now);
+        benchmark::DoNotOptimize(hit);
+    }
+}
+BENCHMARK(BM_Jwt_CacheHitSharedPrototype)->Threads(1)->Threads(2);
 
 // One API key lookup with 10 000 keys configured (a hit, and a miss).
 void BM_ApiKey_Check(benchmark::State& state) {
