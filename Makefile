@@ -42,7 +42,7 @@ $(B)/flags: FORCE
 
 $(B)/obj/%.o: %.cc $(B)/flags $(B)/config.h
 	@mkdir -p $(@D)
-	$(CXX) $(CXXFLAGS_ALL) $(FILE_FLAGS) -c $< -o $@
+	$(CXX) $(CXXFLAGS_ALL) $(FILE_FLAGS) $(if $(filter tests/%,$<),-Itests/unit) -c $< -o $@
 
 # yaml-cpp 0.7's inline node code trips GCC 12's -Wdangling-pointer (a false positive inside the
 # library's headers, reported upstream); only the YAML front end includes them.

@@ -7,18 +7,11 @@
 #include <string_view>
 
 #include "core/http_parser.h"
+#include "fuzz_check.h"
 
 using namespace photon::core::http;
 
 namespace {
-
-#define FUZZ_CHECK(cond)                                                            \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            __builtin_printf("invariant failed at line %d: %s\n", __LINE__, #cond); \
-            std::abort();                                                           \
-        }                                                                           \
-    } while (0)
 
 // The first input byte picks the limits, so small limits (and their edge cases) are reached.
 Limits pickLimits(uint8_t sel) {

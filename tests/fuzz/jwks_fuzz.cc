@@ -7,20 +7,9 @@
 #include <string_view>
 
 #include "modules/auth/jwt.h"
+#include "fuzz_check.h"
 
 using namespace photon::mod::auth;
-
-namespace {
-
-#define FUZZ_CHECK(cond)                                                            \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            __builtin_printf("invariant failed at line %d: %s\n", __LINE__, #cond); \
-            std::abort();                                                           \
-        }                                                                           \
-    } while (0)
-
-}  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view doc(reinterpret_cast<const char*>(data), size);

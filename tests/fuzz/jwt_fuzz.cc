@@ -12,40 +12,15 @@
 #include <string_view>
 
 #include "modules/auth/jwt.h"
+#include "fuzz_check.h"
 
 using namespace photon::mod::auth;
 
 namespace {
 
-#define FUZZ_CHECK(cond)                                                            \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
-            __builtin_printf("invariant failed at line %d: %s\n", __LINE__, #cond); \
-            std::abort();                                                           \
-        }                                                                           \
-    } while (0)
-
 const std::string kSecret = "fuzz-secret-0123456789abcdef-0123";
 
-std::string b64url(std::string_view in) {
-    static const char* kAlphabet =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char ch : in) {
-        acc = (acc << 8) | ch;
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out.push_back(kAlphabet[(acc >> bits) & 63]);
-        }
-    }
-    if (bits > 0) {
-        out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
-    }
-    return out;
-}
+std::string b64url(std::string_view in) { return base64urlEncode(in); }
 
 const JwtKeySet& hmacSet() {
     static const JwtKeySet s = JwtKeySet::fromSecret(kSecret);

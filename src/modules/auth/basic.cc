@@ -55,9 +55,11 @@ bool readSmallFile(const std::string& path, std::string& out) {
     return true;
 }
 
-bool decodeBase64Any(std::string_view in, std::string& out) {
-    while (!in.empty() && in.back() == '=') {
-        in.remove_suffix(1);
+bool base64Decode(std::string_view in, std::string& out, bool url_strict) {
+    if (!url_strict) {
+        while (!in.empty() && in.back() == '=') {
+            in.remove_suffix(1);
+        }
     }
     if (in.size() % 4 == 1) {
         return false;
@@ -72,9 +74,9 @@ bool decodeBase64Any(std::string_view in, std::string& out) {
             v = ch - 'a' + 26;
         } else if (ch >= '0' && ch <= '9') {
             v = ch - '0' + 52;
-        } else if (ch == '+' || ch == '-') {
+        } else if (ch == '-' || (ch == '+' && !url_strict)) {
             v = 62;
-        } else if (ch == '/' || ch == '_') {
+        } else if (ch == '_' || (ch == '/' && !url_strict)) {
             v = 63;
         } else {
             return false;
@@ -86,8 +88,10 @@ bool decodeBase64Any(std::string_view in, std::string& out) {
             out.push_back(static_cast<char>((acc >> bits) & 0xff));
         }
     }
-    return true;
+    return !url_strict || (acc & ((1u << bits) - 1)) == 0;
 }
+
+bool decodeBase64Any(std::string_view in, std::string& out) { return base64Decode(in, out, false); }
 
 namespace {
 

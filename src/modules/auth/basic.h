@@ -17,6 +17,9 @@ bool readSmallFile(const std::string& path, std::string& out);
 
 /// Base64 in the standard or the url alphabet, padding optional, no whitespace. Appends to `out`.
 bool decodeBase64Any(std::string_view in, std::string& out);
+/// The decoder behind both: `url_strict` accepts only the url alphabet, no padding, and zero
+/// leftover bits (JWS); otherwise either alphabet and optional padding.
+bool base64Decode(std::string_view in, std::string& out, bool url_strict);
 
 /// One htpasswd line: user and crypt(3) hash.
 struct HtpasswdUser {

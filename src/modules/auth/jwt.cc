@@ -549,36 +549,30 @@ std::optional<int64_t> JwtClaims::exp() const {
     return static_cast<int64_t>(std::floor(v->valuedouble));
 }
 
-bool base64urlDecode(std::string_view in, std::string& out) {
-    if (in.size() % 4 == 1) {
-        return false;
-    }
+std::string base64urlEncode(std::string_view in) {
+    static const char* kAlphabet =
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string out;
     uint32_t acc = 0;
     int bits = 0;
-    for (char ch : in) {
-        int v;
-        if (ch >= 'A' && ch <= 'Z') {
-            v = ch - 'A';
-        } else if (ch >= 'a' && ch <= 'z') {
-            v = ch - 'a' + 26;
-        } else if (ch >= '0' && ch <= '9') {
-            v = ch - '0' + 52;
-        } else if (ch == '-') {
-            v = 62;
-        } else if (ch == '_') {
-            v = 63;
-        } else {
-            return false;  // '=', '+', '/', whitespace: not base64url as JWS writes it
-        }
-        acc = (acc << 6) | static_cast<uint32_t>(v);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    for (unsigned char ch : in) {
+        acc = (acc << 8) | ch;
+        bits += 8;
+        while (bits >= 6) {
+            bits -= 6;
+            out.push_back(kAlphabet[(acc >> bits) & 63]);
         }
     }
-    // The bits left over must be zero: one string per byte sequence (no malleable encodings).
-    return (acc & ((1u << bits) - 1)) == 0;
+    if (bits > 0) {
+        out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
+    }
+    return out;
+}
+
+bool base64urlDecode(std::string_view in, std::string& out) {
+    // '=', '+', '/' and whitespace are not base64url as JWS writes it; the bits left over must
+    // be zero, so that each byte sequence has one spelling (no malleable encodings).
+    return base64Decode(in, out, true);
 }
 
 JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy& policy,

@@ -146,6 +146,9 @@ private:
 JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy& policy,
                    int64_t now_s, JwtClaims* claims);
 
+/// base64url without padding (the encoding JWS uses; for tests and tools that mint tokens).
+std::string base64urlEncode(std::string_view in);
+
 /// Strict base64url (RFC 4648 §5) without padding: only [A-Za-z0-9_-], no '=', unused trailing
 /// bits zero, length mod 4 != 1. Appends to `out`; false on any violation.
 bool base64urlDecode(std::string_view in, std::string& out);

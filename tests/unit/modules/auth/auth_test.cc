@@ -12,35 +12,15 @@
 #include <string>
 #include <vector>
 
-#include "core/http_parser.h"
 #include "shm/clock.h"
-#include "worker/http_conn.h"
-#include "worker/phases.h"
+#include "worker/request_fixture.h"
 
 namespace photon::mod::auth {
 namespace {
 
 using worker::Verdict;
 
-std::string b64url(std::string_view in) {
-    static const char* kAlphabet =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char ch : in) {
-        acc = (acc << 8) | ch;
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out.push_back(kAlphabet[(acc >> bits) & 63]);
-        }
-    }
-    if (bits > 0) {
-        out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
-    }
-    return out;
-}
+std::string b64url(std::string_view in) { return base64urlEncode(in); }
 
 const std::string kSecret = "0123456789abcdef0123456789abcdef";
 
@@ -55,21 +35,8 @@ std::string hs256(const std::string& payload, const std::string& secret = kSecre
 
 int64_t now() { return static_cast<int64_t>(time(nullptr)); }
 
-class AuthTest : public ::testing::Test {
+class AuthTest : public worker::RequestFixture {
 protected:
-    void parse(const std::string& text) {
-        text_ = text;
-        size_t hint = 0;
-        core::http::Limits lim;
-        ASSERT_EQ(core::http::parseRequest(text_.data(), text_.size(), lim, head_, hint),
-                  core::http::ParseStatus::Complete);
-        req_.reset();
-        req_.clearSlots();
-        req_.head = &head_;
-        req_.resp = &resp_;
-        req_.meta = &meta_;
-        resp_.headers.count = 0;
-    }
     void use(const core::AuthConfig& c) {
         auto inst = AuthInstance::compile(c, "");
         ASSERT_TRUE(inst.ok()) << inst.error().msg;
@@ -82,10 +49,6 @@ protected:
         Verdict v = accessHandler(req_, &conf_);
         headerHandler(req_, &conf_);
         return v;
-    }
-    std::string field(std::string_view name) {
-        const auto* f = resp_.headers.find(name);
-        return f ? std::string(f->value) : std::string("<absent>");
     }
     /// The upstream edits as "drop:a,b|add:Name: value;..." for assertions.
     std::string edits() {
@@ -112,11 +75,6 @@ protected:
         return c;
     }
 
-    std::string text_;
-    core::http::RequestHead head_;
-    core::http::ResponseHead resp_;
-    worker::RequestMeta meta_;
-    worker::Request req_;
     AuthConf conf_;
 };
 
@@ -139,12 +97,12 @@ TEST_F(AuthTest, MissingCredentialsAre401WithABearerChallenge) {
     EXPECT_EQ(run("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 401);
     EXPECT_EQ(req_.replyError(), "missing credentials");
-    EXPECT_EQ(field("WWW-Authenticate"), "Bearer");
+    EXPECT_EQ(value("WWW-Authenticate"), "Bearer");
     // Another scheme in Authorization is no Bearer credential either.
     EXPECT_EQ(run("GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Basic YTpi\r\n\r\n"),
               Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 401);
-    EXPECT_EQ(field("WWW-Authenticate"), "Bearer");
+    EXPECT_EQ(value("WWW-Authenticate"), "Bearer");
 }
 
 TEST_F(AuthTest, BadTokensAre401InvalidTokenAndNeverEchoed) {
@@ -153,7 +111,7 @@ TEST_F(AuthTest, BadTokensAre401InvalidTokenAndNeverEchoed) {
     EXPECT_EQ(run(bearer(expired)), Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 401);
     EXPECT_EQ(req_.replyError(), "invalid token: token expired");
-    EXPECT_EQ(field("WWW-Authenticate"),
+    EXPECT_EQ(value("WWW-Authenticate"),
               "Bearer error=\"invalid_token\", error_description=\"token expired\"");
     std::string forged = hs256(R"({"sub":"a"})", "another secret, quite long enough....");
     EXPECT_EQ(run(bearer(forged)), Verdict::Respond);
@@ -182,7 +140,7 @@ TEST_F(AuthTest, RequiredClaimsAre403) {
     EXPECT_EQ(run(bearer(hs256(R"({"sub":"a","scope":["read","admin"]})"))), Verdict::Next);
     EXPECT_EQ(run(bearer(hs256(R"({"sub":"a","scope":"read"})"))), Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 403);
-    EXPECT_EQ(field("WWW-Authenticate"), "Bearer error=\"insufficient_scope\"");
+    EXPECT_EQ(value("WWW-Authenticate"), "Bearer error=\"insufficient_scope\"");
     EXPECT_EQ(run(bearer(hs256(R"({"scope":"admin"})"))), Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 403);
 }
@@ -300,7 +258,7 @@ TEST_F(AuthTest, ApiKeysInHeaderAndQueryWithConsumers) {
     EXPECT_EQ(run("GET / HTTP/1.1\r\nHost: a\r\nX-API-Key: k-on\r\n\r\n"), Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 401);
     EXPECT_EQ(req_.replyError(), "invalid API key");
-    EXPECT_EQ(field("WWW-Authenticate"), "ApiKey");
+    EXPECT_EQ(value("WWW-Authenticate"), "ApiKey");
     EXPECT_EQ(run("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Verdict::Respond);
     EXPECT_EQ(req_.replyError(), "missing credentials");
 }
@@ -369,7 +327,7 @@ TEST_F(BasicTest, CheckedAgainstTheHtpasswdHash) {
     EXPECT_EQ(run(basic("alice:s3cret pass")), Verdict::Next);  // from the cache
     EXPECT_EQ(run(basic("alice:wrong")), Verdict::Respond);
     EXPECT_EQ(req_.replyStatus(), 401);
-    EXPECT_EQ(field("WWW-Authenticate"), "Basic realm=\"api\", charset=\"UTF-8\"");
+    EXPECT_EQ(value("WWW-Authenticate"), "Basic realm=\"api\", charset=\"UTF-8\"");
     EXPECT_EQ(run(basic("bob:s3cret pass")), Verdict::Respond);
     EXPECT_EQ(run("GET / HTTP/1.1\r\nHost: a\r\n\r\n"), Verdict::Respond);
     EXPECT_EQ(req_.replyError(), "missing credentials");

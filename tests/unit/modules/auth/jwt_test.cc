@@ -17,25 +17,7 @@
 namespace photon::mod::auth {
 namespace {
 
-std::string b64url(std::string_view in) {
-    static const char* kAlphabet =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    std::string out;
-    uint32_t acc = 0;
-    int bits = 0;
-    for (unsigned char ch : in) {
-        acc = (acc << 8) | ch;
-        bits += 8;
-        while (bits >= 6) {
-            bits -= 6;
-            out.push_back(kAlphabet[(acc >> bits) & 63]);
-        }
-    }
-    if (bits > 0) {
-        out.push_back(kAlphabet[(acc << (6 - bits)) & 63]);
-    }
-    return out;
-}
+std::string b64url(std::string_view in) { return base64urlEncode(in); }
 
 struct KeyFree {
     void operator()(EVP_PKEY* k) const { EVP_PKEY_free(k); }

@@ -7,8 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "worker/http_conn.h"
-#include "worker/phases.h"
+#include "worker/request_fixture.h"
 
 namespace photon::mod::cors {
 namespace {
@@ -79,31 +78,7 @@ TEST(CorsConfTest, RequestedHeadersAndMethods) {
 }
 
 // Drives the two handlers on a request parsed from text.
-class CorsHandlerTest : public ::testing::Test {
-protected:
-    void parse(const std::string& text) {
-        text_ = text;
-        size_t hint = 0;
-        core::http::Limits lim;
-        ASSERT_EQ(core::http::parseRequest(text_.data(), text_.size(), lim, head_, hint),
-                  core::http::ParseStatus::Complete);
-        req_.reset();
-        req_.clearSlots();
-        req_.head = &head_;
-        req_.resp = &resp_;
-        req_.meta = &meta_;
-        resp_.headers.count = 0;
-    }
-    std::string value(std::string_view name) {
-        const auto* f = resp_.headers.find(name);
-        return f ? std::string(f->value) : std::string("<absent>");
-    }
-    std::string text_;
-    core::http::RequestHead head_;
-    core::http::ResponseHead resp_;
-    worker::RequestMeta meta_;
-    worker::Request req_;
-};
+class CorsHandlerTest : public worker::RequestFixture {};
 
 TEST_F(CorsHandlerTest, PreflightIsAnswered204WithTheGrants) {
     CorsConf c = CorsConf::compile(config({"https://app.example.com"}, true));

@@ -9,9 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "core/http_parser.h"
-#include "worker/http_conn.h"
-#include "worker/phases.h"
+#include "worker/request_fixture.h"
 
 namespace photon::mod::ratelimit {
 namespace {
@@ -29,26 +27,12 @@ RateLimitConfig limit(double rps, uint32_t burst, K kind = K::Ip, std::string na
     return c;
 }
 
-class LimiterTest : public ::testing::Test {
+class LimiterTest : public worker::RequestFixture {
 protected:
     LimiterTest() : slots_(64) {
         shared_.stats = &stats_;
         shared_.slots = slots_.data();
         shared_.capacity = slots_.size();
-    }
-    void parse(const std::string& text, std::string_view client = "10.0.0.1") {
-        text_ = text;
-        size_t hint = 0;
-        core::http::Limits lim;
-        ASSERT_EQ(core::http::parseRequest(text_.data(), text_.size(), lim, head_, hint),
-                  core::http::ParseStatus::Complete);
-        req_.reset();
-        req_.clearSlots();
-        req_.head = &head_;
-        req_.resp = &resp_;
-        req_.meta = &meta_;
-        req_.client_ip = client;
-        resp_.headers.count = 0;
     }
     std::unique_ptr<LimitConf> compile(const RateLimitConfig& c, std::string_view instance = "",
                                        std::string_view route = "r1") {
@@ -65,10 +49,6 @@ protected:
         }
         return v;
     }
-    std::string value(std::string_view name) {
-        const auto* f = resp_.headers.find(name);
-        return f ? std::string(f->value) : std::string("<absent>");
-    }
     int admitted(const LimitConf& c, int n, const std::string& text,
                  std::string_view client = "10.0.0.1") {
         int ok = 0;
@@ -82,11 +62,6 @@ protected:
     RateStatsShm stats_{};
     std::vector<RateSlotShm> slots_;
     SharedLimit shared_;
-    std::string text_;
-    core::http::RequestHead head_;
-    core::http::ResponseHead resp_;
-    worker::RequestMeta meta_;
-    worker::Request req_;
 };
 
 const std::string kGet = "GET /api HTTP/1.1\r\nHost: a\r\n\r\n";
