@@ -81,8 +81,10 @@ void fetch(Remote& r, uint64_t now_us) {
         why = body.error().msg;
     }
     // The last good document stays in service; try again sooner than the interval.
-    LOG_WARN("jwks_url %s: fetch failed (%s); keeping the keys in service", r.url.c_str(),
-             why.c_str());
+    LOG_WARN("jwks_url %s: fetch failed (%s); %s", r.url.c_str(), why.c_str(),
+             r.shm->version.load() == 0 ? "no keys yet: its tokens are refused until a fetch "
+                                          "succeeds"
+                                        : "keeping the keys in service");
     r.next_fetch_us = now_us + std::min<uint64_t>(r.interval_us, 30'000'000);
 }
 
