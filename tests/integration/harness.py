@@ -758,6 +758,14 @@ class Photon:
                 for pid in _pids_mentioning(os.path.abspath(self.config)):
                     victims.add(pid)
                     victims.update(descendant_pids(pid))
+            # A master that exits normally removes its shared-memory segments (a killed one
+            # leaves them in /dev/shm, 4 MiB per rate limit): ask first, then kill.
+            if self.proc.poll() is None:
+                _kill(self.proc.pid, signal.SIGTERM)
+                try:
+                    self.proc.wait(3)
+                except subprocess.TimeoutExpired:
+                    pass
             self.kill_group(signal.SIGKILL)
             for pid in victims:
                 _kill(pid, signal.SIGKILL)

@@ -236,17 +236,28 @@ std::unique_ptr<LimitConf> LimitConf::compile(const core::RateLimitConfig& c,
     k->headers = c.headers;
     k->legacy_headers = c.legacy_headers;
     k->policy_name = instance.empty() ? "default" : std::string(instance);
-    // RateLimit-Policy: the sustained quota as configured (q per w seconds).
+    // RateLimit-Policy: the sustained quota as configured, q requests per w seconds, both whole
+    // numbers: 2.5/s is q=5;w=2, 90.5/min q=181;w=120, 0.4/s q=2;w=5.
     uint64_t q = 0;
     uint64_t w = 0;
     const double rate = c.ratePerSecond();
     const uint64_t unit = c.per == RL::Per::Second ? 1 : c.per == RL::Per::Minute ? 60 : 3600;
-    if (c.requests >= 1 && std::floor(c.requests) == c.requests) {
-        q = static_cast<uint64_t>(c.requests);
-        w = unit;
-    } else if (rate > 0) {
-        q = 1;
-        w = std::max<uint64_t>(1, static_cast<uint64_t>(std::llround(1 / rate)));
+    for (uint64_t scale = 1; scale <= 1000 && rate > 0; ++scale) {
+        const double scaled = c.requests * static_cast<double>(scale);
+        if (std::fabs(scaled - std::round(scaled)) < 1e-9 * scaled && std::round(scaled) >= 1) {
+            q = static_cast<uint64_t>(std::llround(scaled));
+            w = unit * scale;
+            break;
+        }
+    }
+    if (rate > 0 && q == 0) {  // no small fraction (0.3333): the nearest whole figures
+        if (c.requests >= 1) {
+            q = static_cast<uint64_t>(std::llround(c.requests));
+            w = unit;
+        } else {
+            q = 1;
+            w = static_cast<uint64_t>(std::llround(static_cast<double>(unit) / c.requests));
+        }
     }
     k->policy = "\"" + k->policy_name + "\";q=" + std::to_string(rate > 0 ? q : c.burst);
     if (rate > 0) {

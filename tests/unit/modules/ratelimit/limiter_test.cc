@@ -120,7 +120,10 @@ TEST_F(LimiterTest, SlowRatesShowTheirWindow) {
     EXPECT_EQ(compile(m, "login")->policy, "\"login\";q=30;w=60");
     RateLimitConfig h = limit(1.5, 2);
     h.per = RateLimitConfig::Per::Hour;
-    EXPECT_EQ(compile(h)->policy, "\"default\";q=1;w=2400");
+    EXPECT_EQ(compile(h)->policy, "\"default\";q=3;w=7200");
+    EXPECT_EQ(compile(limit(2.5, 5))->policy, "\"default\";q=5;w=2");
+    EXPECT_EQ(compile(limit(0.4, 1))->policy, "\"default\";q=2;w=5");
+    EXPECT_EQ(compile(limit(1.0 / 3, 1))->policy, "\"default\";q=1;w=3");
 }
 
 TEST_F(LimiterTest, HeaderKeyAndMissingKey) {
