@@ -7,6 +7,7 @@
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/ecdsa.h>
+#include <openssl/err.h>
 #include <openssl/hmac.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -27,6 +29,9 @@ namespace {
 
 constexpr std::string_view kAlgNames[] = {"HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
                                           "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"};
+
+// 2^53: doubles hold every integer up to here exactly.
+constexpr double kExactDoubleInt = 9007199254740992.0;
 
 const EVP_MD* digestOf(JwtAlg a) {
     switch (a) {
@@ -55,20 +60,68 @@ struct JsonFree {
 };
 using Json = std::unique_ptr<cJSON, JsonFree>;
 
-/// Parses exactly `text` as one JSON object (no trailing bytes) whose member names are unique.
-Json parseObject(const std::string& text) {
-    const char* end = nullptr;
-    Json j(cJSON_ParseWithLengthOpts(text.c_str(), text.size() + 1, &end, true));
-    // A NUL inside the text would end the parse early: the whole text must be the value.
-    if (!j || !cJSON_IsObject(j.get()) || end != text.c_str() + text.size()) {
-        return nullptr;
-    }
-    for (const cJSON* a = j->child; a != nullptr; a = a->next) {
-        for (const cJSON* b = a->next; b != nullptr; b = b->next) {
-            if (a->string != nullptr && b->string != nullptr && std::strcmp(a->string, b->string) == 0) {
-                return nullptr;  // duplicate names: which one a verifier reads is ambiguous
+/// False for text that cJSON reads differently from other JSON parsers: raw control characters
+/// (cJSON skips every byte below 0x21 as whitespace and copies control characters into
+/// strings, where RFC 8259 requires escapes) and the escape \u0000 (decoded into a NUL that
+/// ends the C string early, so "iss":"a\u0000b" would be read as "a"). Refusing both keeps what
+/// we check equal to what every other reader of the same signed bytes sees. Quotes are tracked
+/// exactly for valid JSON; anything else cJSON refuses anyway.
+bool plainJsonText(std::string_view text) {
+    bool in_string = false;
+    for (size_t i = 0; i < text.size(); ++i) {
+        const auto ch = static_cast<unsigned char>(text[i]);
+        if (ch < 0x20 && (in_string || (ch != '\t' && ch != '\n' && ch != '\r'))) {
+            return false;
+        }
+        if (ch == '"') {
+            in_string = !in_string;
+        } else if (ch == '\\' && in_string) {
+            if (text.substr(i + 1, 5) == "u0000") {
+                return false;
+            }
+            ++i;  // the escaped character neither ends the string nor starts an escape
+            if (i < text.size() && static_cast<unsigned char>(text[i]) < 0x20) {
+                return false;
             }
         }
+    }
+    return true;
+}
+
+/// Whether the members of object `v` have unique names and, with `deep`, so do those of every
+/// object nested in it. cJSON keeps repeated names and reads the first, other libraries the
+/// last: a repeated name would let two verifiers see different claims in one signed token.
+/// Sorting keeps this O(n log n): the header is checked before any signature, so a quadratic
+/// scan would let an unauthenticated 8 KiB header cost a worker milliseconds.
+bool uniqueNames(const cJSON* v, bool deep) {
+    std::vector<const char*> names;
+    for (const cJSON* c = v->child; c != nullptr; c = c->next) {
+        if (cJSON_IsObject(v)) {
+            names.push_back(c->string != nullptr ? c->string : "");
+        }
+        if (deep && (cJSON_IsObject(c) || cJSON_IsArray(c)) && !uniqueNames(c, true)) {
+            return false;
+        }
+    }
+    std::sort(names.begin(), names.end(),
+              [](const char* a, const char* b) { return std::strcmp(a, b) < 0; });
+    return std::adjacent_find(names.begin(), names.end(), [](const char* a, const char* b) {
+               return std::strcmp(a, b) == 0;
+           }) == names.end();
+}
+
+/// Parses exactly `text` as one JSON object (no trailing bytes) whose member names are unique
+/// (in nested objects too with `deep`); nullptr otherwise.
+Json parseObject(const std::string& text, bool deep) {
+    if (!plainJsonText(text)) {
+        return nullptr;
+    }
+    // require_null_terminated: after the value only whitespace, then the string's own NUL.
+    const char* end = nullptr;
+    Json j(cJSON_ParseWithLengthOpts(text.c_str(), text.size() + 1, &end, true));
+    if (!j || !cJSON_IsObject(j.get()) || end != text.c_str() + text.size() ||
+        !uniqueNames(j.get(), deep)) {
+        return nullptr;
     }
     return j;
 }
@@ -83,8 +136,10 @@ bool verifyHmac(const JwtKey& k, JwtAlg a, std::string_view signing, std::string
     if (HMAC(digestOf(a), k.secret.data(), static_cast<int>(k.secret.size()),
              reinterpret_cast<const unsigned char*>(signing.data()), signing.size(), mac,
              &len) == nullptr) {
+        ERR_clear_error();
         return false;
     }
+    // The length first (CRYPTO_memcmp compares equal lengths), then the bytes in constant time.
     return sig.size() == len && CRYPTO_memcmp(mac, sig.data(), len) == 0;
 }
 
@@ -105,12 +160,14 @@ bool verifyPkey(const JwtKey& k, JwtAlg a, std::string_view signing, std::string
             BN_free(r);
             BN_free(s);
             ECDSA_SIG_free(es);
+            ERR_clear_error();
             return false;
         }
         unsigned char* buf = nullptr;
         int n = i2d_ECDSA_SIG(es, &buf);
         ECDSA_SIG_free(es);
         if (n <= 0) {
+            ERR_clear_error();
             return false;
         }
         der.assign(reinterpret_cast<char*>(buf), static_cast<size_t>(n));
@@ -130,11 +187,15 @@ bool verifyPkey(const JwtKey& k, JwtAlg a, std::string_view signing, std::string
     } else if (ok && (a == JwtAlg::RS256 || a == JwtAlg::RS384 || a == JwtAlg::RS512)) {
         ok = EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PADDING) == 1;
     }
-    ok = ok && EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()),
-                                sig.size(),
+    ok = ok && EVP_DigestVerify(ctx, reinterpret_cast<const unsigned char*>(sig.data()), sig.size(),
                                 reinterpret_cast<const unsigned char*>(signing.data()),
                                 signing.size()) == 1;
     EVP_MD_CTX_free(ctx);
+    if (!ok) {
+        // A refused token is not an OpenSSL error for whoever looks at this thread's queue next
+        // (SSL_get_error on a TLS connection of the same worker reads it).
+        ERR_clear_error();
+    }
     return ok;
 }
 
@@ -142,12 +203,30 @@ bool verifyPkey(const JwtKey& k, JwtAlg a, std::string_view signing, std::string
 std::optional<JwtKey::Kind> kindOf(EVP_PKEY* k, std::string& why) {
     switch (EVP_PKEY_get_base_id(k)) {
         case EVP_PKEY_RSA:
-        case EVP_PKEY_RSA_PSS:
-            if (EVP_PKEY_get_bits(k) < 2048) {
+        case EVP_PKEY_RSA_PSS: {
+            const int bits = EVP_PKEY_get_bits(k);
+            if (bits < 2048) {
                 why = "RSA keys under 2048 bits are refused";
                 return std::nullopt;
             }
+            if (bits > OPENSSL_RSA_MAX_MODULUS_BITS) {
+                // OpenSSL would refuse every signature: better said at load time.
+                why = "RSA keys over 16384 bits are refused";
+                return std::nullopt;
+            }
+            // e = 1 (or any even e) makes "verification" meaningless; OpenSSL does not check
+            // public exponents it is handed through JWKS parameters.
+            BIGNUM* e = nullptr;
+            const bool e_ok = EVP_PKEY_get_bn_param(k, OSSL_PKEY_PARAM_RSA_E, &e) == 1 &&
+                              BN_is_odd(e) && !BN_is_one(e);
+            BN_free(e);
+            if (!e_ok) {
+                ERR_clear_error();
+                why = "RSA public exponent must be odd and greater than 1";
+                return std::nullopt;
+            }
             return JwtKey::Kind::Rsa;
+        }
         case EVP_PKEY_EC: {
             char group[64] = {};
             size_t len = 0;
@@ -194,7 +273,7 @@ EVP_PKEY* fromParams(const char* type, OSSL_PARAM_BLD* bld) {
 
 /// One JWKS member as a key; false (skipped) when it is not one we verify with.
 bool jwkToKey(const cJSON* jwk, JwtKey& out) {
-    if (!cJSON_IsObject(jwk)) {
+    if (!cJSON_IsObject(jwk) || !uniqueNames(jwk, true)) {
         return false;
     }
     const cJSON* use = member(jwk, "use");
@@ -226,7 +305,8 @@ bool jwkToKey(const cJSON* jwk, JwtKey& out) {
     EVP_PKEY* key = nullptr;
     if (type == "oct") {
         out.kind = JwtKey::Kind::Hmac;
-        return jwkBytes(jwk, "k", out.secret);
+        // An "alg" of another family would make the key unusable: count it as skipped.
+        return jwkBytes(jwk, "k", out.secret) && (!out.alg || out.fits(*out.alg));
     }
     if (type == "RSA") {
         std::string n, e;
@@ -281,6 +361,7 @@ bool jwkToKey(const cJSON* jwk, JwtKey& out) {
         return false;
     }
     if (key == nullptr) {
+        ERR_clear_error();
         return false;
     }
     out.pkey.reset(key);
@@ -290,8 +371,12 @@ bool jwkToKey(const cJSON* jwk, JwtKey& out) {
         return false;
     }
     out.kind = *kind;
-    return true;
+    return !out.alg || out.fits(*out.alg);
 }
+
+/// For PEM blocks that say they are encrypted: never prompt on a terminal for a passphrase
+/// (OpenSSL's default callback would), a public key needs none.
+int noPassphrase(char*, int, int, void*) { return 0; }
 
 }  // namespace
 
@@ -304,7 +389,10 @@ std::optional<JwtAlg> jwtAlgFromName(std::string_view name) {
     return std::nullopt;
 }
 
-std::string_view jwtAlgName(JwtAlg a) { return kAlgNames[static_cast<size_t>(a)]; }
+std::string_view jwtAlgName(JwtAlg a) {
+    const auto i = static_cast<size_t>(a);
+    return i < std::size(kAlgNames) ? kAlgNames[i] : std::string_view("?");
+}
 
 bool JwtKey::fits(JwtAlg a) const {
     if (alg && *alg != a) {
@@ -335,21 +423,27 @@ JwtKeySet JwtKeySet::fromSecret(std::string secret) {
 }
 
 core::Result<JwtKeySet> JwtKeySet::fromPem(std::string_view pem) {
+    if (pem.size() > static_cast<size_t>(INT_MAX)) {
+        return core::Error{"PEM text too large"};
+    }
     BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
     if (bio == nullptr) {
         return core::Error{"out of memory"};
     }
-    EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, nullptr, nullptr);
+    EVP_PKEY* key = PEM_read_bio_PUBKEY(bio, nullptr, noPassphrase, nullptr);
     if (key == nullptr) {
         BIO_free(bio);
         bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
-        X509* cert = bio != nullptr ? PEM_read_bio_X509(bio, nullptr, nullptr, nullptr) : nullptr;
+        X509* cert =
+            bio != nullptr ? PEM_read_bio_X509(bio, nullptr, noPassphrase, nullptr) : nullptr;
         if (cert != nullptr) {
             key = X509_get_pubkey(cert);
             X509_free(cert);
         }
     }
     BIO_free(bio);
+    // The failed first attempt ("no start line") must not linger on the error queue.
+    ERR_clear_error();
     if (key == nullptr) {
         return core::Error{
             "not a PEM public key (\"BEGIN PUBLIC KEY\") or certificate; a private key or an "
@@ -382,9 +476,11 @@ core::Result<JwtKeySet> JwtKeySet::fromPemFile(const std::string& path) {
 }
 
 core::Result<JwtKeySet> JwtKeySet::fromJwks(std::string_view json) {
-    Json doc = parseObject(std::string(json));
+    // Repeated names inside one key only skip that key (jwkToKey); at the top they are fatal.
+    Json doc = parseObject(std::string(json), false);
     if (!doc) {
-        return core::Error{"not a JSON object (a JWKS document is {\"keys\": [...]})"};
+        return core::Error{
+            "not a JSON object with unique member names (a JWKS document is {\"keys\": [...]})"};
     }
     const cJSON* keys = member(doc.get(), "keys");
     if (!cJSON_IsArray(keys)) {
@@ -419,23 +515,31 @@ core::Result<JwtKeySet> JwtKeySet::fromJwksFile(const std::string& path) {
 }
 
 const JwtKey* JwtKeySet::find(std::string_view kid, JwtAlg alg) const {
+    // With a kid: the key of that kid. Without one, or when no key has that kid: the single
+    // fitting key that has no kid of its own (a secret or a PEM key, to which identity
+    // providers that always send a kid still sign); never a guess among several.
+    const JwtKey* unnamed = nullptr;
+    size_t unnamed_count = 0;
     const JwtKey* only = nullptr;
+    size_t fitting = 0;
     for (const auto& k : keys_) {
         if (!k.fits(alg)) {
             continue;
         }
-        if (!kid.empty()) {
-            if (k.kid == kid) {
-                return &k;
-            }
-            continue;
+        if (!kid.empty() && k.kid == kid) {
+            return &k;
         }
-        if (only != nullptr) {
-            return nullptr;  // several fit: the token must say which
-        }
+        ++fitting;
         only = &k;
+        if (k.kid.empty()) {
+            ++unnamed_count;
+            unnamed = &k;
+        }
     }
-    return kid.empty() ? only : nullptr;
+    if (kid.empty()) {
+        return fitting == 1 ? only : nullptr;  // several fit: the token must say which
+    }
+    return unnamed_count == 1 ? unnamed : nullptr;
 }
 
 std::string_view jwtErrorText(JwtError e) {
@@ -494,12 +598,16 @@ std::optional<std::string> JwtClaims::text(std::string_view name) const {
         return std::string(cJSON_IsTrue(v) ? "true" : "false");
     }
     if (cJSON_IsNumber(v)) {
+        const double d = v->valuedouble;
+        if (std::trunc(d) == d && std::fabs(d) < kExactDoubleInt) {
+            // Through int64 so that -0 prints as 0.
+            return std::to_string(static_cast<long long>(d));
+        }
         char buf[40];
-        double d = v->valuedouble;
-        if (std::floor(d) == d && std::fabs(d) < 9007199254740992.0) {
-            std::snprintf(buf, sizeof buf, "%.0f", d);
-        } else {
-            std::snprintf(buf, sizeof buf, "%.17g", d);
+        // The shortest form that reads back the same (0.1, not 0.10000000000000001).
+        std::snprintf(buf, sizeof buf, "%.15g", d);
+        if (std::strtod(buf, nullptr) != d) {
+            std::snprintf(buf, sizeof buf, "%.17g", d);  // round-trips any double
         }
         return std::string(buf);
     }
@@ -543,10 +651,13 @@ std::optional<int64_t> JwtClaims::exp() const {
         return std::nullopt;
     }
     const cJSON* v = member(impl_->payload.get(), "exp");
-    if (!cJSON_IsNumber(v)) {
+    if (!cJSON_IsNumber(v) || !std::isfinite(v->valuedouble)) {
         return std::nullopt;
     }
-    return static_cast<int64_t>(std::floor(v->valuedouble));
+    // Clamped to ±2^53 s: converting a larger double to int64 is undefined, and callers add
+    // the leeway to the result.
+    return static_cast<int64_t>(
+        std::clamp(std::floor(v->valuedouble), -kExactDoubleInt, kExactDoubleInt));
 }
 
 std::string base64urlEncode(std::string_view in) {
@@ -577,6 +688,9 @@ bool base64urlDecode(std::string_view in, std::string& out) {
 
 JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy& policy,
                    int64_t now_s, JwtClaims* claims) {
+    if (claims != nullptr) {
+        claims->impl_.reset();  // a reused object never keeps the claims of an earlier token
+    }
     if (token.size() > policy.max_size) {
         return JwtError::TooLarge;
     }
@@ -584,7 +698,7 @@ JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy
     const size_t d2 = d1 == std::string_view::npos ? d1 : token.find('.', d1 + 1);
     if (d2 == std::string_view::npos || token.find('.', d2 + 1) != std::string_view::npos ||
         d1 == 0 || d2 == d1 + 1 || d2 + 1 == token.size()) {
-        return JwtError::Malformed;
+        return JwtError::Malformed;  // not three non-empty parts (an unsigned token included)
     }
     std::string header_text, payload_text, sig;
     if (!base64urlDecode(token.substr(0, d1), header_text) ||
@@ -592,7 +706,7 @@ JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy
         !base64urlDecode(token.substr(d2 + 1), sig)) {
         return JwtError::Malformed;
     }
-    Json header = parseObject(header_text);
+    Json header = parseObject(header_text, true);
     if (!header) {
         return JwtError::Malformed;
     }
@@ -600,6 +714,8 @@ JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy
     if (!cJSON_IsString(alg)) {
         return JwtError::Algorithm;
     }
+    // The configured list decides, never the token: "none", unknown names and algorithms of
+    // another family than the key's are all refused here or by the key's fits().
     std::optional<JwtAlg> a = jwtAlgFromName(alg->valuestring);
     if (!a || std::find(policy.algorithms.begin(), policy.algorithms.end(), *a) ==
                   policy.algorithms.end()) {
@@ -623,14 +739,16 @@ JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy
     if (key == nullptr) {
         return JwtError::UnknownKey;
     }
+    // The signing input is the token's own ASCII text up to the second '.', not a re-encoding.
     std::string_view signing = token.substr(0, d2);
-    bool good = jwtAlgIsHmac(*a) ? verifyHmac(*key, *a, signing, sig)
-                                 : verifyPkey(*key, *a, signing, sig);
+    bool good =
+        jwtAlgIsHmac(*a) ? verifyHmac(*key, *a, signing, sig) : verifyPkey(*key, *a, signing, sig);
     if (!good) {
         return JwtError::Signature;
     }
-    // Only a signed payload is parsed.
-    Json payload = parseObject(payload_text);
+    // Only a signed payload is parsed: the JSON parser sees no unauthenticated claims text
+    // (so a token with a bad signature is refused as Signature even if its payload is junk).
+    Json payload = parseObject(payload_text, true);
     if (!payload) {
         return JwtError::Malformed;
     }
@@ -640,23 +758,31 @@ JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy
             return JwtError::BadClaim;
         }
     }
+    // In double, as NumericDate may have a fraction; no int64 overflow with any leeway.
+    const double now = static_cast<double>(now_s);
+    const double leeway = static_cast<double>(policy.leeway_s);
     const cJSON* exp = member(payload.get(), "exp");
     if (exp != nullptr) {
-        if (static_cast<double>(now_s) >= exp->valuedouble + static_cast<double>(policy.leeway_s)) {
+        if (now >= exp->valuedouble + leeway) {  // RFC 7519 4.1.4: "on or after" exp
             return JwtError::Expired;
         }
     } else if (policy.require_exp) {
         return JwtError::MissingExp;
     }
     const cJSON* nbf = member(payload.get(), "nbf");
-    if (nbf != nullptr &&
-        static_cast<double>(now_s + policy.leeway_s) < nbf->valuedouble) {
+    if (nbf != nullptr && now + leeway < nbf->valuedouble) {
         return JwtError::NotYetValid;
     }
+    // iss and aud are only looked at when the policy checks them. Absent: Issuer / Audience;
+    // present with a type RFC 7519 does not allow (iss not a string; aud neither a string nor
+    // an array of strings): BadClaim, as for the dates.
     if (!policy.issuers.empty()) {
         const cJSON* iss = member(payload.get(), "iss");
-        if (!cJSON_IsString(iss)) {
+        if (iss == nullptr) {
             return JwtError::Issuer;
+        }
+        if (!cJSON_IsString(iss)) {
+            return JwtError::BadClaim;
         }
         if (std::find(policy.issuers.begin(), policy.issuers.end(), iss->valuestring) ==
             policy.issuers.end()) {
@@ -665,18 +791,25 @@ JwtError verifyJwt(std::string_view token, const JwtKeySet& set, const JwtPolicy
     }
     if (!policy.audiences.empty()) {
         const cJSON* aud = member(payload.get(), "aud");
-        bool found = false;
+        if (aud == nullptr) {
+            return JwtError::Audience;
+        }
         auto accepted = [&](const cJSON* v) {
-            return cJSON_IsString(v) &&
-                   std::find(policy.audiences.begin(), policy.audiences.end(), v->valuestring) !=
-                       policy.audiences.end();
+            return std::find(policy.audiences.begin(), policy.audiences.end(), v->valuestring) !=
+                   policy.audiences.end();
         };
-        if (cJSON_IsArray(aud)) {
-            for (const cJSON* e = aud->child; e != nullptr && !found; e = e->next) {
-                found = accepted(e);
+        bool found = false;
+        if (cJSON_IsString(aud)) {
+            found = accepted(aud);
+        } else if (cJSON_IsArray(aud)) {
+            for (const cJSON* e = aud->child; e != nullptr; e = e->next) {
+                if (!cJSON_IsString(e)) {
+                    return JwtError::BadClaim;
+                }
+                found = found || accepted(e);
             }
         } else {
-            found = accepted(aud);
+            return JwtError::BadClaim;
         }
         if (!found) {
             return JwtError::Audience;

@@ -62,8 +62,9 @@ public:
     static core::Result<JwtKeySet> fromJwksFile(const std::string& path);
 
     /// The key for a token with header `kid` (empty = none given) and algorithm `alg`: with a
-    /// kid, the key with that kid if it fits; without, the single key that fits (nullptr when
-    /// none or several fit: a token must name its key when the set has more than one).
+    /// kid, the key with that kid if it fits, else the single fitting key without a kid (a
+    /// secret or PEM key); without a kid, the single key that fits. nullptr when none or
+    /// several fit: a token must name its key when the set has more than one.
     const JwtKey* find(std::string_view kid, JwtAlg alg) const;
 
     /// Adds the keys of `other` (a PEM key or a JWKS document next to a secret).
