@@ -71,8 +71,7 @@ void fetch(Remote& r, uint64_t now_us) {
             if (hash != r.shm->content_hash.load(std::memory_order_relaxed) ||
                 r.shm->version.load() == 0) {
                 publish(*r.shm, body.value(), hash);
-                LOG_NOTICE("jwks_url %s: %zu key(s) in service", r.url.c_str(),
-                           ks.value().size());
+                LOG_NOTICE("jwks_url %s: %zu key(s) in service", r.url.c_str(), ks.value().size());
             }
             r.next_fetch_us = now_us + r.interval_us;
             return;
@@ -136,8 +135,7 @@ core::Result<void> mapRemoteJwks(const core::Config& cfg, std::string_view shm_i
         r.url = j.jwks_url;
         r.ca_file = j.jwks_ca_file;
         r.interval_us = static_cast<uint64_t>(
-            std::chrono::duration_cast<std::chrono::microseconds>(j.jwks_refresh_interval)
-                .count());
+            std::chrono::duration_cast<std::chrono::microseconds>(j.jwks_refresh_interval).count());
         r.timeout_s = std::chrono::duration<double>(j.jwks_timeout).count();
         std::string label = instance + '\n' + j.jwks_url;
         char hex[17];

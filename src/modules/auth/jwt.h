@@ -19,7 +19,20 @@
 namespace photon::mod::auth {
 
 /// The algorithms a route may accept (RFC 7518 names; EdDSA = Ed25519, RFC 8037).
-enum class JwtAlg : uint8_t { HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA };
+enum class JwtAlg : uint8_t {
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA
+};
 
 /// Exact, case-sensitive ("none" and "hs256" are not algorithms).
 std::optional<JwtAlg> jwtAlgFromName(std::string_view name);
@@ -87,30 +100,30 @@ private:
 /// Why a token was refused; the text class goes into the 401/403 body (never the token).
 enum class JwtError : uint8_t {
     None,
-    Malformed,      // not three base64url parts, bad base64url, bad JSON, not an object
-    TooLarge,       // longer than the configured limit
-    Algorithm,      // alg missing, "none", not in the accepted list
-    Header,         // crit present, or jku / x5u / jwk / x5c (keys from the token are never used)
-    UnknownKey,     // no key fits kid + alg
-    Signature,      // the signature does not verify
-    Expired,        // exp + leeway <= now
-    NotYetValid,    // nbf - leeway > now
-    MissingExp,     // require_exp and no exp
-    BadClaim,       // exp / nbf / iat not a number; iss / aud of the wrong type
-    Issuer,         // iss not one of the accepted issuers
-    Audience,       // aud does not contain an accepted audience
+    Malformed,    // not three base64url parts, bad base64url, bad JSON, not an object
+    TooLarge,     // longer than the configured limit
+    Algorithm,    // alg missing, "none", not in the accepted list
+    Header,       // crit present, or jku / x5u / jwk / x5c (keys from the token are never used)
+    UnknownKey,   // no key fits kid + alg
+    Signature,    // the signature does not verify
+    Expired,      // exp + leeway <= now
+    NotYetValid,  // nbf - leeway > now
+    MissingExp,   // require_exp and no exp
+    BadClaim,     // exp / nbf / iat not a number; iss / aud of the wrong type
+    Issuer,       // iss not one of the accepted issuers
+    Audience,     // aud does not contain an accepted audience
 };
 std::string_view jwtErrorText(JwtError e);  // "token expired", "invalid signature", ...
 
 /// What verification checks besides the signature.
 struct JwtPolicy {
-    std::vector<JwtAlg> algorithms;     // accepted (authoritative: the token's alg must be one)
-    int64_t leeway_s = 0;               // for exp and nbf
+    std::vector<JwtAlg> algorithms;  // accepted (authoritative: the token's alg must be one)
+    int64_t leeway_s = 0;            // for exp and nbf
     bool require_exp = false;
-    std::vector<std::string> issuers;   // empty = iss not checked; else iss must equal one
-    std::vector<std::string> audiences; // empty = aud not checked; else aud (string or array)
-                                        // must contain one
-    size_t max_size = 8192;             // bytes of the compact token
+    std::vector<std::string> issuers;    // empty = iss not checked; else iss must equal one
+    std::vector<std::string> audiences;  // empty = aud not checked; else aud (string or array)
+                                         // must contain one
+    size_t max_size = 8192;              // bytes of the compact token
 };
 
 /// A verified token's payload (a parsed JSON object), for claim checks and forwarding.

@@ -133,8 +133,8 @@ core::Result<void> mapSharedLimits(const core::Config& cfg, std::string_view shm
         Mapped m;
         m.instance = instance;
         std::string label = instance.empty() ? "rate_limit" : "rate_limit:" + instance;
-        m.name = shm::segmentName(shm_instance,
-                                  "rl-" + hex16(XXH3_64bits(label.data(), label.size())));
+        m.name =
+            shm::segmentName(shm_instance, "rl-" + hex16(XXH3_64bits(label.data(), label.size())));
         size_t capacity = GcraTable::capacityFor(c->max_keys);
         m.fingerprint = shapeFingerprint(*c, capacity);
         auto same = std::find_if(g_current.begin(), g_current.end(), [&](const Mapped& o) {
@@ -146,9 +146,9 @@ core::Result<void> mapSharedLimits(const core::Config& cfg, std::string_view shm
             next.push_back(std::move(m));
             continue;
         }
-        auto seg = shm::MappedSegment::create(
-            m.name, sizeof(RateStatsShm) + GcraTable::bytesFor(capacity), kRateLayoutVersion,
-            m.fingerprint);
+        auto seg =
+            shm::MappedSegment::create(m.name, sizeof(RateStatsShm) + GcraTable::bytesFor(capacity),
+                                       kRateLayoutVersion, m.fingerprint);
         if (!seg.ok()) {
             // Give back what this call took from the current set.
             for (auto& n : next) {
@@ -215,8 +215,7 @@ uint64_t limitSeed(std::string_view instance, std::string_view route_id) {
 // ----- compiled limit -----
 
 std::unique_ptr<LimitConf> LimitConf::compile(const core::RateLimitConfig& c,
-                                              std::string_view instance,
-                                              std::string_view route_id,
+                                              std::string_view instance, std::string_view route_id,
                                               const SharedLimit* shared) {
     using RL = core::RateLimitConfig;
     auto k = std::make_unique<LimitConf>();
@@ -273,8 +272,7 @@ std::unique_ptr<LimitConf> LimitConf::compile(const core::RateLimitConfig& c,
 
 // ----- keys -----
 
-uint64_t queryParamHash(std::string_view query, std::string_view name, uint64_t seed,
-                        bool& found) {
+uint64_t queryParamHash(std::string_view query, std::string_view name, uint64_t seed, bool& found) {
     found = false;
     uint64_t h = 0;
     worker::forEachQueryParam(query, [&](std::string_view raw_name, std::string_view raw, bool) {
