@@ -47,6 +47,7 @@ uint64_t monoUs() {
 void zeroServerSlot(void*, uint32_t slot) {
     // The dead process's connections died with it.
     g_state.server->connections[slot].store(0);
+    g_state.server->ws[slot].active.store(0);  // its tunnels too; counters keep their totals
 }
 
 core::Result<void> mapSegments(const core::Config& c, const std::string& pid_path) {

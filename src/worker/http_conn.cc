@@ -21,13 +21,16 @@
 #include "master/listener.h"
 #include "modules/routing/path_normalize.h"
 #include "modules/routing/router.h"
+#include "modules/websocket/handshake.h"
 #include "worker/access_log.h"
 #include "worker/client_address.h"
 #include "worker/local_reply.h"
 #include "worker/phases.h"
 #include "worker/proxy.h"
 #include "worker/retry.h"
+#include "worker/server_counters.h"
 #include "worker/shared_state.h"
+#include "worker/ws_tunnel.h"
 
 namespace photon::worker {
 
@@ -77,6 +80,7 @@ void sendLocal(ClientConn* c, int status, std::string_view error, std::string_vi
                bool close);
 void writeLocal(ClientConn* c);
 void proceedProxy(ClientConn* c);
+void upgradeAccepted(ClientConn* c);
 
 /// The connection side of the phase engine.
 class ConnHost final : public RequestHost {
@@ -373,6 +377,9 @@ void closeClient(ClientConn* c) {
     if (c->dead) {
         return;
     }
+    if (c->ws != nullptr) {
+        wsRelease(c);
+    }
     c->rq.abort();  // a suspended handler cancels its work
     releaseUpstream(c, false);
     ctx().io.cancel(&c->rx);
@@ -452,6 +459,8 @@ void resetRequestState(ClientConn* c) {
     c->resp_dechunk = false;
     c->req_was_head = false;
     c->keep_alive = true;
+    c->ws_rewrite = false;
+    c->ws_protocols = {};
 }
 
 // ----- output helpers -----
@@ -662,6 +671,9 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         if (f == 'e' && equalsIgnoreCase(h.name, "expect")) {
             continue;
         }
+        if (f == 's' && c->ws_rewrite && equalsIgnoreCase(h.name, "sec-websocket-protocol")) {
+            continue;  // replaced by the subprotocols the route allows, below
+        }
         if (f == 'x' && (equalsIgnoreCase(h.name, "x-request-id") ||
                          equalsIgnoreCase(h.name, "x-forwarded-proto") ||
                          equalsIgnoreCase(h.name, "x-forwarded-host"))) {
@@ -731,6 +743,14 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     if (c->send_continue) {
         appendStr(b, "Expect: 100-continue\r\n");
     }
+    if (c->rq.websocket) {
+        // Upgrade and Connection are hop-by-hop: the client's are never forwarded, ours ask the
+        // upstream for the same upgrade.
+        appendStr(b, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
+        if (c->ws_rewrite && !c->ws_protocols.empty()) {
+            appendHeader(b, "Sec-WebSocket-Protocol", c->ws_protocols);
+        }
+    }
     appendStr(b, "\r\n");
 }
 
@@ -781,6 +801,45 @@ mod::routing::Match matchPreflight(ClientConn* c, const Proxy& p, std::string_vi
         return pm;
     }
     return m;
+}
+
+void countUpgrade(WsUpgradeResult r) {
+    // A counter read by the exporter: no ordering with anything else.
+    sharedWsCounters().upgrades[static_cast<size_t>(r)].fetchAdd(1, std::memory_order_relaxed);
+}
+
+/// A WebSocket upgrade on a route that allows them (RFC 6455 §4.2.1): refused here (400, 426)
+/// or accepted for the rest of the pipeline. False when refused.
+bool checkUpgrade(ClientConn* c, const RouteRt& route) {
+    namespace ws = mod::websocket;
+    char list[1024];
+    size_t len = 0;
+    bool rewrite = false;
+    ws::Check k = ws::checkRequest(c->req, route.ws_any_protocol ? nullptr : &route.ws_protocols,
+                                   list, sizeof list, len, rewrite);
+    if (k != ws::Check::Ok) {
+        countUpgrade(WsUpgradeResult::Refused);
+        c->in.consume(c->head_pending);
+        c->head_pending = 0;
+        bool version = k == ws::Check::BadVersion;
+        sendLocal(c, version ? 426 : 400, ws::checkMessage(k),
+                  version ? std::string_view("Sec-WebSocket-Version: 13\r\n") : std::string_view(),
+                  true);
+        return false;
+    }
+    const auto* key = c->req.headers.find("sec-websocket-key");
+    std::memcpy(c->ws_key, key->value.data(), sizeof c->ws_key);  // checked: 24 characters
+    c->ws_rewrite = rewrite;
+    c->ws_protocols = len != 0 ? c->rq.copy(std::string_view(list, len)) : std::string_view();
+    if (len != 0 && c->ws_protocols.empty()) {
+        countUpgrade(WsUpgradeResult::Refused);
+        c->in.consume(c->head_pending);
+        c->head_pending = 0;
+        sendLocal(c, 431, "request header too large", {}, true);
+        return false;
+    }
+    c->rq.websocket = true;
+    return true;
 }
 
 void dispatch(ClientConn* c) {
@@ -883,6 +942,10 @@ void dispatch(ClientConn* c) {
     resolveClientAddress(c, p);
     captureHashKey(c, p.backends[route.backend], path);
     rq.route = &route;
+    if (route.ws && r.upgrade && mod::websocket::hasToken(r.headers, "upgrade", "websocket") &&
+        !checkUpgrade(c, route)) {
+        return;
+    }
     if (route.rewrites || route.chain.needs_match) {
         rq.match = m;
     }
@@ -1294,6 +1357,9 @@ bool onResponseHead(ClientConn* c) {
     if (c->resp.framing == BodyFraming::UntilClose) {
         c->keep_alive = false;  // the end of the body is the end of the connection
     }
+    if (c->rq.websocket && !c->resp.switching_protocols) {
+        c->keep_alive = false;  // a refused upgrade: frames the client sent early are not requests
+    }
     if (!c->req_body_done) {
         c->keep_alive = false;  // answered before the whole upload: the rest cannot be resynced
         if (c->awaiting_continue) {
@@ -1607,6 +1673,11 @@ void goIdle(ClientConn* c) {
 }
 
 void finishRequest(ClientConn* c) {
+    if (c->rq.websocket) {
+        countUpgrade(c->state != ClientConn::State::WritingLocal ? WsUpgradeResult::UpstreamRefused
+                     : c->meta.status >= 500                     ? WsUpgradeResult::UpstreamInvalid
+                                                                 : WsUpgradeResult::Refused);
+    }
     if (c->rq.chain != nullptr && c->rq.chain->has(Phase::Log)) {
         runLog(c->rq);
     }
@@ -1782,6 +1853,10 @@ void clientRxDone(IoOp* op, ssize_t n) {
             return;
         }
         c->in.produceAt(op->land_off, static_cast<size_t>(n));
+    }
+    if (c->state == ClientConn::State::Tunnel) {
+        wsClientData(c, static_cast<long>(n));  // a receive begun before the upgrade
+        return;
     }
     if (n <= 0) {
         if (c->state == ClientConn::State::WritingLocal) {
@@ -1965,7 +2040,11 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
                 continue;
             }
             if (c->resp.switching_protocols) {
-                upstreamFailed(c, UpFail::BadResponse);  // we never asked for an upgrade
+                if (!c->rq.websocket) {
+                    upstreamFailed(c, UpFail::BadResponse);  // we never asked for an upgrade
+                    return;
+                }
+                upgradeAccepted(c);
                 return;
             }
             break;
@@ -1984,6 +2063,44 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
         }
     }
     pumpResponse(c);
+}
+
+/// The upstream answered a WebSocket upgrade with 101: checked, relayed, and the connection
+/// becomes a tunnel.
+void upgradeAccepted(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    const char* why = mod::websocket::checkResponse(
+        c->resp, std::string_view(c->ws_key, sizeof c->ws_key), c->ws_protocols);
+    if (why == nullptr && !u->wbuf.empty()) {
+        why = "101 before the whole request was sent";
+    }
+    if (why != nullptr) {
+        LOG_WARN("upstream %s: invalid WebSocket handshake: %s (request %.*s)",
+                 u->up->address.c_str(), why, static_cast<int>(c->meta.id_len), c->meta.id);
+        upstreamFailed(c, UpFail::BadResponse);  // never retried: 502
+        return;
+    }
+    c->ws_extensions = c->resp.headers.find("sec-websocket-extensions") != nullptr;
+    c->keep_alive = true;  // no "Connection: close" in a 101: the connection goes on
+    if (!onResponseHead(c)) {
+        if (c->filter_refused) {
+            c->filter_refused = false;
+            failRequest(c, 502, "response header too large");
+            return;
+        }
+        upstreamFailed(c, UpFail::BadResponse);
+        return;
+    }
+    // buildClientHead dropped the hop-by-hop fields and ended the head: restate the upgrade.
+    Buffer& b = c->out;
+    b.wpos -= 2;
+    appendStr(b, "Upgrade: websocket\r\nConnection: Upgrade\r\n\r\n");
+    if (b.overflowed) {
+        b.clear();
+        failRequest(c, 502, "response header too large");
+        return;
+    }
+    wsStart(c, *c->rq.route);
 }
 
 void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept {
@@ -2140,6 +2257,11 @@ void closeAllConnections() {
     while (head.linked()) {
         auto* c = reinterpret_cast<ClientConn*>(reinterpret_cast<char*>(head.next) -
                                                 offsetof(ClientConn, node));
+        if (c->state == ClientConn::State::Tunnel) {
+            wsGoingAwayNow(c);  // a 1001 close frame to both sides, not just a cut
+            tunnelFinish(c, false);
+            continue;
+        }
         closeClient(c);
     }
 }
@@ -2155,5 +2277,29 @@ void reopenWorkerLogs() {
 }
 
 void closePooled(UpstreamConn* u) { destroyUpstreamConn(u); }
+
+void tunnelFinish(ClientConn* c, bool linger) {
+    ev_io_stop(L(), &c->rio);
+    ev_io_stop(L(), &c->wio);
+    c->reading = c->writing = false;
+    ev_set_cb(&c->rio, onClientRead);
+    ev_set_cb(&c->wio, onClientWrite);
+    c->meta.upstream_time = now() - c->meta.upstream_start;
+    releaseUpstream(c, false);
+    if (c->ws != nullptr) {
+        wsRelease(c);
+    }
+    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::Log)) {
+        runLog(c->rq);
+    }
+    if (ctx().access_log) {
+        ctx().access_log->write(*c, now());
+    }
+    if (linger) {
+        lingerClose(c);
+    } else {
+        closeClient(c);
+    }
+}
 
 }  // namespace photon::worker

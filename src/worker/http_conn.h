@@ -20,6 +20,7 @@ namespace photon::worker {
 
 struct UpstreamRt;
 class ClientConn;
+struct WsTunnel;
 
 /// A connection to an upstream server. Owned by a ClientConn while a request uses it, else by
 /// its upstream's idle pool (where a readable event means the server closed it or sent garbage).
@@ -107,7 +108,8 @@ public:
     Buffer in;             // bytes from the client (heads, bodies, pipelined requests)
     Buffer out;            // bytes to the client (response heads, local replies)
 
-    enum class State : uint8_t { Idle, ReadingHead, Proxying, WritingLocal, Lingering };
+    // Tunnel: an upgraded WebSocket connection, driven by ws_tunnel.cc until it closes.
+    enum class State : uint8_t { Idle, ReadingHead, Proxying, WritingLocal, Lingering, Tunnel };
     State state = State::Idle;
     size_t scan_hint = 0;
     uint32_t requests = 0;
@@ -139,6 +141,14 @@ public:
     bool req_sent = false;        // a byte of the request reached the current upstream connection
     bool force_fresh = false;     // retrying after a stale pooled connection: connect anew
     bool filter_refused = false;  // onResponseHead: a header filter refused the upstream head
+    // WebSocket upgrade (checked in dispatch): the key and the subprotocols offered upstream
+    // (arena), kept to check the upstream's 101; whether the client's protocol fields are
+    // replaced by that list; whether the 101 negotiated extensions (RSV bits allowed).
+    bool ws_rewrite = false;
+    bool ws_extensions = false;
+    char ws_key[24];
+    std::string_view ws_protocols;
+    WsTunnel* ws = nullptr;  // State::Tunnel
     uint32_t attempts = 0;
     uint32_t tried[8] = {};  // upstreams already tried for this request
     uint8_t tried_count = 0;

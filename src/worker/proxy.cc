@@ -203,6 +203,17 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         rt.retry_non_idempotent = r.retry_non_idempotent;
         rt.fresh_for_unsafe = r.fresh_connection_for_unsafe;
         rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();
+        if (r.websocket && r.websocket->enabled) {
+            const auto& w = *r.websocket;
+            rt.ws = true;
+            rt.ws_any_protocol = !w.protocols.has_value();
+            if (w.protocols) {
+                rt.ws_protocols = *w.protocols;
+            }
+            rt.ws_idle = w.idle_timeout ? seconds(*w.idle_timeout) : 0;
+            rt.ws_lifetime = w.timeout ? seconds(*w.timeout) : 0;
+            rt.ws_max_message = w.max_message_size;
+        }
         auto chain = buildChain(cfg, r, p->module_confs);
         if (!chain.ok()) {
             return core::Error{"route '" + r.id + "': " + chain.error().msg};

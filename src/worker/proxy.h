@@ -82,6 +82,13 @@ struct RouteRt {
     bool retry_non_idempotent = false;
     bool fresh_for_unsafe = false;  // fresh_connection_for_unsafe
     bool rewrites = false;  // strip_prefix or rewrite configured
+    // websocket (enabled): upgrades are checked and tunnelled; otherwise never upgraded.
+    bool ws = false;
+    bool ws_any_protocol = true;            // no `protocols` list: any subprotocol
+    std::vector<std::string> ws_protocols;  // the allowed subprotocols
+    double ws_idle = 0;      // seconds without a byte either way; 0 = the upstream read_timeout
+    double ws_lifetime = 0;  // seconds an upgraded connection may last; 0 = no limit
+    uint64_t ws_max_message = 1u << 20;
     Chain chain;            // the handlers of the modules the route lists (empty: none)
 };
 

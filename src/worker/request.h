@@ -162,6 +162,9 @@ public:
     // empty = no query at all.
     std::string_view query_override;
     bool query_override_set = false;
+    // A WebSocket upgrade that passed the route's checks: if the upstream agrees, the
+    // connection becomes a tunnel (modules may treat it specially: cors checks its Origin).
+    bool websocket = false;
     const RouteRt* route = nullptr;            // null until matched
     const Chain* chain = nullptr;              // the route's handlers (null: none)
     mod::routing::Match match;                 // captures for `{name}` segments
@@ -234,6 +237,7 @@ public:
         host_override = {};
         query_override = {};
         query_override_set = false;
+        websocket = false;
         upstream = {};
         upstream_edits = nullptr;
         claims = nullptr;

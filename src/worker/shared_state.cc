@@ -74,6 +74,11 @@ bool sharedTryAddConnection(uint32_t max) {
     return true;
 }
 
+WsSlotCounters& sharedWsCounters() {
+    static WsSlotCounters unmapped;  // tests without shared memory
+    return g_seg.server != nullptr && g_slot >= 0 ? g_seg.server->ws[g_slot] : unmapped;
+}
+
 void sharedRemoveConnection() {
     g_seg.server->connections[g_slot].fetchSub(1, std::memory_order_relaxed);
 }

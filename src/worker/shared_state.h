@@ -21,6 +21,7 @@ namespace photon::worker {
 
 class Proxy;
 struct ServerCountersShm;
+struct WsSlotCounters;
 
 /// The shared-memory views the master maps before forking; workers inherit them.
 struct SharedSegments {
@@ -47,6 +48,8 @@ bool sharedTryAddConnection(uint32_t max);
 void sharedRemoveConnection();
 /// Client connections open across all workers.
 uint64_t sharedConnectionCount();
+/// This worker's WebSocket counters (its slot's; a private dummy when nothing is mapped).
+WsSlotCounters& sharedWsCounters();
 
 /// Context a balancer may use for one pick.
 struct PickInput {

@@ -299,6 +299,11 @@ Verdict accessHandler(Request& req, const void* conf) {
     }
     const std::string* rule = c.matchOrigin(origin->value);
     bool allowed = rule != nullptr;
+    if (!allowed && req.websocket) {
+        // WebSocket has no preflight and browsers let any page open one: the Origin check is
+        // what stops another site from using the user's cookies on this endpoint.
+        return req.fail(403, "WebSocket upgrade rejected: origin not allowed");
+    }
     if (acrm == nullptr) {
         auto* st = static_cast<State*>(static_cast<void*>(req.alloc(sizeof(State))));
         if (st != nullptr) {
