@@ -71,7 +71,7 @@ from collections import deque
 
 __all__ = ["Backend", "Request", "pattern", "pattern_sha256", "WS_GUID"]
 
-WS_GUID = b"258EAFA5-E914-47D5-95CA-C5AB0DC11B85"
+WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 _MAX_HEAD = 64 * 1024
 _MAX_LOG = 10000
 _RECV = 65536

@@ -12,7 +12,7 @@ namespace {
 
 using core::http::equalsIgnoreCase;
 
-constexpr std::string_view kGuid = "258EAFA5-E914-47D5-95CA-C5AB0DC11B85";
+constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 bool isB64(char c) {
     return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
