@@ -3,6 +3,7 @@
 // whole and in arbitrary splits. Checks that consumed bytes never exceed the input, that
 // splitting the input never changes what is consumed or found, and that an error is sticky.
 // fuzz-sources: src/modules/websocket/frame.cc
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
