@@ -48,6 +48,13 @@ $(B)/obj/%.o: %.cc $(B)/flags $(B)/config.h
 # library's headers, reported upstream); only the YAML front end includes them.
 $(B)/obj/src/master/config_yaml.o $(B)/obj/tests/unit/master/config_loader_test.o: FILE_FLAGS = -Wno-dangling-pointer
 
+# The dashboard page, embedded verbatim as a C++ raw string literal.
+$(B)/gen/dashboard_html.inc: src/modules/metrics/dashboard.html
+	@mkdir -p $(@D)
+	@! grep -q ')PHOTON_HTML"' $< || { echo "$<: must not contain )PHOTON_HTML\""; exit 1; }
+	{ printf 'R"PHOTON_HTML('; cat $<; printf ')PHOTON_HTML"\n'; } > $@
+$(B)/obj/src/worker/metrics_export.o: $(B)/gen/dashboard_html.inc
+
 $(B)/libphoton.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^

@@ -20,6 +20,7 @@
 #include "master/process.h"
 #include "master/runtime.h"
 #include "modules/health/helper.h"
+#include "modules/metrics/store.h"
 #include "worker/proxy.h"
 #include "worker/worker.h"
 
@@ -111,6 +112,8 @@ int Master::run() {
         std::fprintf(stderr, "photon: %s\n", r.error().msg.c_str());
         return 1;
     }
+    mod::metrics::masterStarted(generation_,
+                                static_cast<uint32_t>(runtimeWorkerCount(*config_)));
     int ready_fd = -1;
     if (cli_.daemon) {
         auto r = daemonize();
@@ -180,6 +183,7 @@ int Master::run() {
         } else if (sig == SIGTERM || sig == SIGINT) {
             LOG_NOTICE("received %s: fast shutdown", sig == SIGTERM ? "SIGTERM" : "SIGINT");
             stopping_ = true;
+            mod::metrics::masterDraining();
             signalWorkers(SIGTERM);
             if (!waitAllExited(monoUs() + 3'000'000)) {
                 signalWorkers(SIGKILL);
@@ -189,6 +193,7 @@ int Master::run() {
         } else if (sig == SIGQUIT) {
             LOG_NOTICE("received SIGQUIT: graceful shutdown");
             stopping_ = true;
+            mod::metrics::masterDraining();
             closeListeners(listeners_);  // new connections are refused from now on
             signalWorkers(SIGQUIT);
             int64_t grace = runtimeShutdownTimeoutUs(*config_);
@@ -350,6 +355,7 @@ void Master::reapChildren() {
             releaseChild(s);
             bool crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
             if (crashed && !stopping_) {
+                mod::metrics::masterWorkerRestart();
                 if (WIFSIGNALED(status)) {
                     LOG_ERROR("worker %d (slot %zu) killed by signal %d; respawning",
                               static_cast<int>(pid), i, WTERMSIG(status));
@@ -474,17 +480,20 @@ void Master::reload() {
     }
     if (!r.ok()) {
         LOG_ERROR("reload failed: keeping the running configuration");
+        mod::metrics::masterReload(false, generation_, 0);
         return;
     }
     auto nl = reopenRuntimeListeners(*r.config, listeners_);
     if (!nl.ok()) {
         LOG_ERROR("reload failed: %s; keeping the running configuration", nl.error().msg.c_str());
+        mod::metrics::masterReload(false, generation_, 0);
         return;
     }
     if (auto sr = reloadSharedState(*r.config); !sr.ok()) {
         LOG_ERROR("reload failed: shared memory: %s; keeping the running configuration",
                   sr.error().msg.c_str());
         closeListeners(nl.value());
+        mod::metrics::masterReload(false, generation_, 0);
         return;
     }
     std::vector<Listener> old_listeners = std::move(listeners_);
@@ -506,6 +515,7 @@ void Master::reload() {
         s = WorkerSlot{};
     }
     size_t n = static_cast<size_t>(runtimeWorkerCount(*config_));
+    mod::metrics::masterReload(true, generation_, static_cast<uint32_t>(n));
     slots_.assign(n, WorkerSlot{});
     for (size_t i = 0; i < n; ++i) {
         spawnWorker(i);

@@ -13,6 +13,7 @@
 #include "modules/balancer/balancer_layout.h"
 #include "modules/balancer/config.h"
 #include "modules/balancer/upstream_table.h"
+#include "modules/metrics/store.h"
 #include "modules/registry.h"
 #include "shm/segment.h"
 #include "shm/seqlock.h"
@@ -28,7 +29,7 @@ namespace {
 
 /// Everything the master maps; kept for the process lifetime (workers inherit the mappings).
 struct SharedState {
-    std::optional<shm::MappedSegment> slots_seg, upstreams_seg, server_seg, addrs_seg;
+    std::optional<shm::MappedSegment> slots_seg, upstreams_seg, server_seg, addrs_seg, metrics_seg;
     std::optional<shm::SlotTable> slots;
     std::optional<mod::balancer::UpstreamTable> upstreams;
     worker::ServerCountersShm* server = nullptr;
@@ -48,6 +49,48 @@ void zeroServerSlot(void*, uint32_t slot) {
     // The dead process's connections died with it.
     g_state.server->connections[slot].store(0);
     g_state.server->ws[slot].active.store(0);  // its tunnels too; counters keep their totals
+    mod::metrics::reclaimSlot(slot);           // and its requests in flight
+}
+
+/// Maps (or re-maps, larger) the metrics segment so it has rows for `p`, and gives every route
+/// and upstream of `p` its row. A segment that is big enough is kept, so counters continue.
+core::Result<void> mapMetrics(worker::Proxy& p) {
+    namespace mx = mod::metrics;
+    mx::MetricsGeometry need = mx::geometryFor(p.routes.size(), p.upstreams.size());
+    const mx::Store& cur = mx::store();
+    if (!cur.mapped() || cur.geo.route_rows < need.route_rows / 2 ||
+        cur.geo.upstream_rows < need.upstream_rows / 2) {
+        // Fresh (or too small: a new, larger segment; workers still on the old one keep it).
+        auto seg = shm::MappedSegment::create(shm::segmentName(g_state.instance, "metrics"),
+                                              need.bytes(), mx::kLayoutVersion,
+                                              need.fingerprint());
+        if (!seg.ok()) {
+            return seg.error();
+        }
+        if (g_state.metrics_seg) {
+            LOG_NOTICE("metrics: the configuration outgrew the metrics segment; counters restart");
+        }
+        g_state.metrics_seg.emplace(std::move(seg.value()));
+        mx::setCounting(mx::Store::bind(g_state.metrics_seg->body(), need), -1);
+    }
+    std::vector<uint64_t> rkeys, ukeys;
+    for (const auto& r : p.routes) {
+        rkeys.push_back(mx::routeKey(r.id));
+    }
+    for (const auto& u : p.upstreams) {
+        ukeys.push_back(mx::upstreamKey(p.backends[u.backend_index].name, u.address));
+    }
+    std::vector<uint32_t> rrows, urows;
+    if (auto r = mx::assignRows(mx::store(), rkeys, ukeys, rrows, urows); !r.ok()) {
+        return r;
+    }
+    for (size_t i = 0; i < p.routes.size(); ++i) {
+        p.routes[i].mx_row = rrows[i];
+    }
+    for (size_t i = 0; i < p.upstreams.size(); ++i) {
+        p.upstreams[i].mx_row = urows[i];
+    }
+    return {};
 }
 
 core::Result<void> mapSegments(const core::Config& c, const std::string& pid_path) {
@@ -278,6 +321,9 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
     if (!p.ok()) {
         return p.error();
     }
+    if (auto r = mapMetrics(*p.value()); !r.ok()) {
+        return core::fail("shared memory: ", r.error().msg);
+    }
     g_proxy = std::move(p.value());
     publishAddresses(*g_proxy);
     return {};
@@ -291,6 +337,9 @@ core::Result<void> reloadSharedState(const core::Config& c) {
     if (!p.ok()) {
         return p.error();
     }
+    if (auto r = mapMetrics(*p.value()); !r.ok()) {
+        return core::fail("shared memory: ", r.error().msg);
+    }
     g_old_proxies.push_back(std::move(g_proxy));
     g_proxy = std::move(p.value());
     publishAddresses(*g_proxy);
@@ -303,8 +352,9 @@ void teardownSharedState() {
     for (worker::Module* m : mod::modules()) {
         m->removeShared();
     }
-    for (auto* seg :
-         {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg, &g_state.addrs_seg}) {
+    mod::metrics::setCounting(mod::metrics::Store{}, -1);
+    for (auto* seg : {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg,
+                      &g_state.addrs_seg, &g_state.metrics_seg}) {
         if (*seg) {
             std::string n = (*seg)->name();
             seg->reset();

@@ -74,6 +74,7 @@ struct WorkerCtx {
     uint64_t conn_count = 0;
     uint64_t next_conn_id = 1;
     bool graceful = false;  // QUIT received: close idle connections, finish busy ones
+    bool expose_metrics_on_main = false;  // metrics.prometheus and metrics.expose_on_main
     bool stopping = false;  // no more accepting
     std::vector<ev_io> accept_watchers;
     std::vector<int> accept_kinds;  // master::ListenerKind per watcher

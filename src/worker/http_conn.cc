@@ -25,6 +25,8 @@
 #include "worker/access_log.h"
 #include "worker/client_address.h"
 #include "worker/local_reply.h"
+#include "worker/metrics_export.h"
+#include "modules/metrics/store.h"
 #include "worker/phases.h"
 #include "worker/proxy.h"
 #include "worker/retry.h"
@@ -33,6 +35,9 @@
 #include "worker/ws_tunnel.h"
 
 namespace photon::worker {
+
+class ClientConn;
+bool serveObservability(ClientConn* c, std::string_view path, bool metrics_listener);
 
 namespace {
 
@@ -76,6 +81,7 @@ void pumpSplice(ClientConn* c);
 void finishProxy(ClientConn* c);
 void finishRequest(ClientConn* c);
 void closeClient(ClientConn* c);
+void countRequest(ClientConn* c);
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
                bool close);
 void writeLocal(ClientConn* c);
@@ -381,12 +387,17 @@ void closeClient(ClientConn* c) {
         wsRelease(c);
     }
     c->rq.abort();  // a suspended handler cancels its work
+    if (c->mx_open) {
+        countRequest(c);  // a request that ends here without its response completed
+    }
     releaseUpstream(c, false);
     ctx().io.cancel(&c->rx);
     ctx().io.cancel(&c->tx);
     stopRead(c);
     stopWrite(c);
     c->timer.stop(L());
+    delete c->big;
+    c->big = nullptr;
     if (c->fd >= 0) {
         ::close(c->fd);
         c->fd = -1;
@@ -468,11 +479,26 @@ void resetRequestState(ClientConn* c) {
 /// Sends c->out; returns false if the connection failed (already closed), true otherwise.
 /// Leaves unsent bytes in c->out and arms the write watcher.
 bool flushOut(ClientConn* c) {
-    while (!c->out.empty()) {
-        ssize_t n = ::send(c->fd, c->out.readPtr(), c->out.size(), MSG_NOSIGNAL);
+    while (true) {
+        bool head = !c->out.empty();
+        if (!head && c->big == nullptr) {
+            break;
+        }
+        if (!head && c->big_off >= c->big->size()) {
+            delete c->big;  // a metrics-listener body, all sent
+            c->big = nullptr;
+            break;
+        }
+        ssize_t n = head ? ::send(c->fd, c->out.readPtr(), c->out.size(), MSG_NOSIGNAL)
+                         : ::send(c->fd, c->big->data() + c->big_off,
+                                  c->big->size() - c->big_off, MSG_NOSIGNAL);
         if (n > 0) {
             c->meta.bytes_out += static_cast<uint64_t>(n);
-            c->out.consume(static_cast<size_t>(n));
+            if (head) {
+                c->out.consume(static_cast<size_t>(n));
+            } else {
+                c->big_off += static_cast<size_t>(n);
+            }
             continue;
         }
         if (n < 0 && errno == EINTR) {
@@ -845,6 +871,8 @@ bool checkUpgrade(ClientConn* c, const RouteRt& route) {
 void dispatch(ClientConn* c) {
     auto& r = c->req;
     ++c->requests;
+    mod::metrics::requestStarted();  // every listener's (a scrape is in flight while it runs)
+    c->mx_open = true;
     moveToList(c, ctx().busy_conns);
     c->req_was_head = r.method_id == core::http::Method::Head;
     size_t ml = std::min(r.method.size(), sizeof c->meta.method);
@@ -908,6 +936,14 @@ void dispatch(ClientConn* c) {
     const Proxy& p = *ctx().proxy;
     bool metrics_listener = c->kind == static_cast<int>(master::ListenerKind::Metrics);
     mod::routing::Match m;
+    if (!metrics_listener && ctx().expose_metrics_on_main &&
+        (r.method_id == core::http::Method::Get || c->req_was_head) &&
+        path == ctx().init->config->metrics.metrics_path) {
+        c->in.consume(c->head_pending);
+        c->head_pending = 0;
+        serveObservability(c, path, false);  // metrics.expose_on_main: shadows any route
+        return;
+    }
     if (!metrics_listener) {
         m = p.router->match(r.method, r.host, path);
         if (m.status == mod::routing::MatchStatus::MethodNotAllowed &&
@@ -919,6 +955,9 @@ void dispatch(ClientConn* c) {
         c->in.consume(c->head_pending);
         c->head_pending = 0;
         bool get = r.method_id == core::http::Method::Get || c->req_was_head;
+        if (metrics_listener && get && serveObservability(c, path, true)) {
+            return;
+        }
         if (path == "/health" && get && (metrics_listener || !p.has_health_route)) {
             std::string body;
             int status = healthBody(body);
@@ -1050,6 +1089,11 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     c->meta.upstream_addr = u->up->address.c_str();
     if (!stale) {
         sharedReport(p, ui, false);
+        mod::metrics::upstreamError(u->up->mx_row,
+                                    kind == UpFail::Connect   ? mod::metrics::UpstreamError::Connect
+                                    : kind == UpFail::Timeout ? mod::metrics::UpstreamError::Timeout
+                                    : kind == UpFail::Reset   ? mod::metrics::UpstreamError::Reset
+                                                : mod::metrics::UpstreamError::BadResponse);
         LOG_WARN("upstream %s %s (request %.*s)", u->up->address.c_str(),
                  kind == UpFail::Connect   ? "connect failed"
                  : kind == UpFail::Timeout ? "timed out"
@@ -1125,6 +1169,7 @@ void attemptUpstream(ClientConn* c) {
         return;
     }
     UpstreamRt& up = p.upstreams[static_cast<size_t>(ui)];
+    mod::metrics::upstreamAttempt(up.mx_row);
     c->req_sent = false;
     // fresh_connection_for_unsafe: a request that must not be sent twice never takes a pooled
     // connection the server may be closing.
@@ -1139,6 +1184,7 @@ void attemptUpstream(ClientConn* c) {
                      std::strerror(errno));
             sharedRelease(p, static_cast<size_t>(ui));
             sharedReport(p, static_cast<size_t>(ui), false);
+            mod::metrics::upstreamError(up.mx_row, mod::metrics::UpstreamError::Connect);
             markTried(c, static_cast<size_t>(ui));
             if (c->attempts <= route.retries) {
                 attemptUpstream(c);
@@ -1373,6 +1419,9 @@ bool onResponseHead(ClientConn* c) {
     // Passive health: a 5xx answer counts against the upstream like a connect error.
     sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()),
                  c->resp.status < 500);
+    if (c->resp.status >= 500) {
+        mod::metrics::upstreamError(u->up->mx_row, mod::metrics::UpstreamError::Status5xx);
+    }
     if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
         c->rq.upstream = u->up->address;
         if (!filterUpstreamHead(c->rq)) {
@@ -1672,6 +1721,42 @@ void goIdle(ClientConn* c) {
     clientTimer(c, ctx().limits.keepalive_timeout);
 }
 
+/// The Log phase's metrics: one request, into this worker's shard of the shared counters.
+void countRequest(ClientConn* c) {
+    if (c->kind == static_cast<int>(master::ListenerKind::Metrics)) {
+        if (c->mx_open) {  // scrapes, /health and the dashboard are not counted as traffic
+            c->mx_open = false;
+            mod::metrics::requestEnded();
+        }
+        return;
+    }
+    mod::metrics::RequestSample s;
+    s.row = c->rq.route != nullptr ? c->rq.route->mx_row : mod::metrics::kNoRouteRow;
+    s.method = static_cast<uint8_t>(std::min<int>(static_cast<int>(c->req.method_id), 7));
+    // No response completed (the client went away, or the upstream failed mid-response before
+    // a head): nginx's 499 for an aborted request, else the status that was being sent.
+    s.status = c->mx_open && !c->resp_head_done && c->state != ClientConn::State::WritingLocal
+                   ? 499
+                   : c->meta.status;
+    double t = now();
+    s.duration_us = c->meta.start > 0 && t > c->meta.start
+                        ? static_cast<uint64_t>((t - c->meta.start) * 1e6)
+                        : 0;
+    if (c->meta.upstream_start > 0) {
+        double ut = c->meta.upstream_time > 0 ? c->meta.upstream_time : t - c->meta.upstream_start;
+        s.upstream_us = static_cast<int64_t>(std::max(ut, 0.0) * 1e6);
+    }
+    s.bytes_in = c->meta.bytes_in;
+    s.bytes_out = c->meta.bytes_out;
+    s.gateway_error = c->state == ClientConn::State::WritingLocal && c->meta.status >= 500;
+    s.refused_by = c->rq.answered_by;
+    mod::metrics::requestFinished(s);
+    if (c->mx_open) {
+        c->mx_open = false;
+        mod::metrics::requestEnded();
+    }
+}
+
 void finishRequest(ClientConn* c) {
     if (c->rq.websocket) {
         countUpgrade(c->state != ClientConn::State::WritingLocal ? WsUpgradeResult::UpstreamRefused
@@ -1684,6 +1769,7 @@ void finishRequest(ClientConn* c) {
     if (ctx().access_log) {
         ctx().access_log->write(*c, now());
     }
+    countRequest(c);
     bool error_reply = c->state == ClientConn::State::WritingLocal && c->meta.status >= 400;
     if (!c->keep_alive || ctx().graceful || c->client_eof) {
         // The client may still be sending (an unread body, pipelined bytes, or an error reply
@@ -1900,7 +1986,7 @@ void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
     if (!flushOut(c)) {
         return;
     }
-    if (c->out.empty() && c->state == ClientConn::State::WritingLocal) {
+    if (c->out.empty() && c->big == nullptr && c->state == ClientConn::State::WritingLocal) {
         finishRequest(c);
     }
 }
@@ -2168,6 +2254,62 @@ void sendJson(ClientConn* c, int status, std::string_view body) {
     if (flushOut(c) && c->out.empty()) {
         finishRequest(c);
     }
+}
+
+/// A local reply with a body of any size and type (the metrics listener's documents).
+void sendBig(ClientConn* c, int status, std::string_view content_type, std::string body) {
+    ctx().io.cancel(&c->tx);
+    ctx().io_pool.acquire(c->out);
+    c->out.clear();
+    if (!c->req_body_done) {
+        c->keep_alive = false;
+    }
+    c->meta.status = status;
+    buildTypedHead(c->out, status, content_type, body.size(),
+                   std::string_view(c->meta.id, c->meta.id_len), c->keep_alive);
+    delete c->big;
+    c->big = nullptr;
+    if (!c->req_was_head && !body.empty()) {
+        c->big = new std::string(std::move(body));
+        c->big_off = 0;
+    }
+    c->state = ClientConn::State::WritingLocal;
+    if (flushOut(c) && c->out.empty() && c->big == nullptr) {
+        finishRequest(c);
+    }
+}
+
+/// The metrics listener's documents (and metrics_path on the main listener when
+/// metrics.expose_on_main). False when `path` is none of them.
+bool serveObservability(ClientConn* c, std::string_view path, bool metrics_listener) {
+    const core::MetricsConfig& mc = ctx().init->config->metrics;
+    if (mc.prometheus && path == mc.metrics_path) {
+        const auto* accept = c->req.headers.find("accept");
+        bool om = accept != nullptr && wantsOpenMetrics(accept->value);
+        sendBig(c, 200,
+                om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
+                   : "text/plain; version=0.0.4; charset=utf-8",
+                metricsText(mc.detailed_metrics, om));
+        return true;
+    }
+    if (!metrics_listener) {
+        return false;
+    }
+    if (path == "/ready") {
+        bool ready = readyNow();
+        sendBig(c, ready ? 200 : 503, "text/plain; charset=utf-8",
+                ready ? "ready\n" : "draining\n");
+        return true;
+    }
+    if (path == "/dashboard" || path == "/dashboard/") {
+        sendBig(c, 200, "text/html; charset=utf-8", std::string(dashboardHtml()));
+        return true;
+    }
+    if (path == "/dashboard/api") {
+        sendBig(c, 200, "application/json", dashboardJson());
+        return true;
+    }
+    return false;
 }
 
 void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_kind) {

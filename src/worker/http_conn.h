@@ -114,6 +114,9 @@ public:
     size_t scan_hint = 0;
     uint32_t requests = 0;
     bool keep_alive = true;   // decided per response
+    bool mx_open = false;     // a request is counted in flight (metrics) until it ends
+    std::string* big = nullptr;  // a large local body sent after `out` (metrics listener only)
+    size_t big_off = 0;
     bool client_eof = false;  // client half-closed while we were busy
     bool reading = false;     // rio started
     bool writing = false;     // wio started

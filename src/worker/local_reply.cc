@@ -131,6 +131,28 @@ void buildJsonReply(Buffer& out, int status, std::string_view json_body,
     }
 }
 
+void buildTypedHead(Buffer& out, int status, std::string_view content_type, size_t body_len,
+                    std::string_view request_id, bool keep_alive) {
+    char line[512];
+    std::string_view reason = core::http::reasonPhrase(status);
+    int n = snprintf(line, sizeof line,
+                     "HTTP/1.1 %d %.*s\r\nContent-Type: %.*s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\n",
+                     status, static_cast<int>(reason.size()), reason.data(),
+                     static_cast<int>(std::min<size_t>(content_type.size(), 200)),
+                     content_type.data(), body_len);
+    out.append(line, static_cast<size_t>(n));
+    if (!request_id.empty()) {
+        out.append("X-Request-ID: ", 14);
+        out.append(request_id.data(), request_id.size());
+        out.append("\r\n", 2);
+    }
+    if (!keep_alive) {
+        out.append("Connection: close\r\n", 19);
+    }
+    out.append("\r\n", 2);
+}
+
 int healthBody(std::string& out) {
     const WorkerInit& init = *ctx().init;
     struct timespec ts;

@@ -27,6 +27,12 @@ void buildLocalReply(Buffer& out, int status, std::string_view error, std::strin
 void buildJsonReply(Buffer& out, int status, std::string_view json_body,
                     std::string_view request_id, bool keep_alive, bool head_only);
 
+/// The head of a reply whose body (`body_len` bytes of `content_type`) the caller sends itself:
+/// status line, Content-Type, Content-Length, Cache-Control: no-store, X-Request-ID, and
+/// Connection: close unless keep_alive.
+void buildTypedHead(Buffer& out, int status, std::string_view content_type, size_t body_len,
+                    std::string_view request_id, bool keep_alive);
+
 /// Builds the /health document (status, uptime, workers, generation, backends with each
 /// upstream's state) and returns its HTTP status: 200, or 503 when a backend has no healthy
 /// upstream. Worker side; not for the hot path (allocates).

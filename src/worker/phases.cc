@@ -63,6 +63,7 @@ void Request::resume(Verdict v) {
     uint16_t pos = pos_;
     switch (v) {
         case Verdict::Respond:
+            answered_by = static_cast<uint8_t>(chain->handlers[pos].module + 1);
             runHeaderFilter(*this);
             return;
         case Verdict::SkipPhase:
@@ -106,6 +107,7 @@ void runFrom(Request& req, Phase phase, uint16_t pos) {
                     i = ch->start[idx(h.phase) + 1];
                     break;
                 case Verdict::Respond:
+                    req.answered_by = static_cast<uint8_t>(h.module + 1);
                     runHeaderFilter(req);
                     return;
                 case Verdict::Suspend:

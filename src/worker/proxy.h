@@ -58,6 +58,7 @@ struct UpstreamRt {
     uint32_t weight = 1;
     int shm_index = -1;  // record in the shared upstream table (and the address table)
     size_t backend_index = 0;
+    uint32_t mx_row = UINT32_MAX;  // row in the metrics segment (set by the master)
     // Per-worker pool of idle keep-alive connections (most recently used at the back).
     ListNode idle;
     uint32_t idle_count = 0;
@@ -90,6 +91,7 @@ struct RouteRt {
     double ws_lifetime = 0;  // seconds an upgraded connection may last; 0 = no limit
     uint64_t ws_max_message = 1u << 20;
     Chain chain;            // the handlers of the modules the route lists (empty: none)
+    uint32_t mx_row = 0;    // row in the metrics segment (set by the master; 0 = none)
 };
 
 /// Everything the data path needs, immutable after build() except for the idle pools.

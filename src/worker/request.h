@@ -182,6 +182,9 @@ public:
     // A HeaderFilter handler took charge of X-Gateway (set or removed it): the connection does
     // not add its own.
     bool own_gateway_field = false;
+    // The module (registry index + 1) whose Route..Proxy handler answered the request in place
+    // (a refusal such as 401 or 429); 0 = none. For the metrics.
+    uint8_t answered_by = 0;
 
     // ----- the reply -----
     /// Sets a gateway reply with no body (a CORS preflight's 204, for instance).
@@ -243,6 +246,7 @@ public:
         claims = nullptr;
         claim_count = 0;
         own_gateway_field = false;
+        answered_by = 0;
         local_ = false;
         reply_body_ = false;
         reply_status_ = 0;

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "modules/balancer/balancer.h"
 #include "modules/balancer/rng.h"
+#include "modules/metrics/store.h"
 #include "shm/slot_table.h"
 #include "worker/context.h"
 #include "worker/local_reply.h"
@@ -47,6 +48,7 @@ core::Result<void> attachWorkerSharedState(int slot) {
         return core::fail("shared memory segments are not mapped");
     }
     g_slot = slot;
+    mod::metrics::setCounting(mod::metrics::store(), slot);  // the master's view, our shard
     const auto& plan = *ctx().proxy->plan;
     g_seg.upstreams->pinSlot(static_cast<uint32_t>(slot), plan.generation());
     g_balancer = std::make_unique<mod::balancer::Balancer>(
@@ -118,6 +120,20 @@ void sharedReport(const Proxy& proxy, size_t upstream, bool ok) {
         LOG_WARN("upstream %s ejected after repeated failures",
                  proxy.upstreams[upstream].address.c_str());
     }
+}
+
+UpstreamView sharedUpstreamView(const Proxy&, size_t upstream) {
+    UpstreamView v;
+    if (!g_balancer) {
+        return v;
+    }
+    auto u = static_cast<uint32_t>(upstream);
+    auto s = g_balancer->snapshot(u, monoUs());
+    v.state = s.drained ? "drained" : s.ejected ? "ejected" : s.healthy ? "healthy" : "unhealthy";
+    v.usable = s.healthy && !s.ejected && !s.drained && g_balancer->plan().upstream(u).weight > 0;
+    v.inflight = s.inflight;
+    v.last_error = mod::balancer::healthErrorName(s.last_error);
+    return v;
 }
 
 bool sharedHealthJson(const Proxy& proxy, std::string& out) {

@@ -6,6 +6,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <string_view>
 
 #include "core/result.h"
 #include "worker/addr_table.h"
@@ -69,6 +70,16 @@ int sharedPickAndAcquire(const Proxy& proxy, size_t backend, const PickInput& in
 void sharedRelease(const Proxy& proxy, size_t upstream);
 /// Passive health: a connect failure, reset or timeout (ok=false) or a good response (ok=true).
 void sharedReport(const Proxy& proxy, size_t upstream, bool ok);
+
+/// One upstream's shared state as a scrape reports it.
+struct UpstreamView {
+    const char* state = "unhealthy";  // healthy | unhealthy | ejected | drained
+    bool usable = false;               // a pick may use it now
+    uint64_t inflight = 0;
+    std::string_view last_error;
+};
+/// The state of upstream `upstream` (index into proxy.upstreams). Any worker; lock-free.
+UpstreamView sharedUpstreamView(const Proxy& proxy, size_t upstream);
 
 /// Appends the /health JSON "backends" object and returns false when some backend has no
 /// healthy upstream.

@@ -205,6 +205,7 @@ void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
     l.lingering_timeout = secs(s.lingering_timeout);
     l.client_abort_cancel = s.client_abort_cancel;
     l.shutdown_timeout = secs(s.shutdown_timeout);
+    ctx().expose_metrics_on_main = cfg.metrics.prometheus && cfg.metrics.expose_on_main;
     // Buffers must hold a whole request head plus what we add to it when forwarding.
     uint32_t need = s.max_header_size + 4096;
     if (need > ctx().io_pool.bufSize()) {
