@@ -134,6 +134,12 @@ struct ServerConfig {
     bool client_abort_cancel = false;
     /// request_id (new): "keep" (default) or "always_generate".
     RequestIdMode request_id = RequestIdMode::Keep;
+    /// trace_context (new): "propagate" (default) carries a valid incoming W3C traceparent on
+    /// with the gateway's own span id and starts a trace for a request without one; "off"
+    /// forwards the client's trace fields untouched and starts none.
+    bool trace_context = true;
+    /// trace_sampled (new): the sampled flag of the traces the gateway starts. Default false.
+    bool trace_sampled = false;
     /// trusted_proxies (new): list of CIDRs (or bare addresses). When the TCP peer is inside one,
     /// the right-most X-Forwarded-For entry outside all of them is the client address.
     /// Default empty = trust nobody.

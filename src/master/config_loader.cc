@@ -426,6 +426,19 @@ private:
             decodeEnum(ctx_, *v, r.path("request_id"), "request_id mode", kRequestIdModes,
                        s.request_id);
         }
+        if (const ConfigNode* v = r.get("trace_context")) {
+            std::string mode;
+            if (ctx_.convert(*v, r.path("trace_context"), mode)) {
+                if (mode == "propagate" || mode == "off") {
+                    s.trace_context = mode == "propagate";
+                } else {
+                    ctx_.error(*v, r.path("trace_context"),
+                               "unknown trace_context " + quoted(mode) +
+                                   " (expected propagate or off)");
+                }
+            }
+        }
+        r.opt("trace_sampled", s.trace_sampled);
         if (const ConfigNode* v = r.get("trusted_proxies")) {
             std::vector<std::string> list;
             if (ctx_.convert(*v, r.path("trusted_proxies"), list)) {
@@ -1313,6 +1326,8 @@ public:
         kv("lingering_timeout", dur(s.lingering_timeout));
         kv("client_abort", s.client_abort_cancel ? "cancel" : "continue");
         kv("request_id", s.request_id == core::RequestIdMode::Keep ? "keep" : "always_generate");
+        kv("trace_context", s.trace_context ? "propagate" : "off");
+        kv("trace_sampled", s.trace_sampled ? "true" : "false");
         std::vector<std::string> cidrs;
         for (const auto& cidr : s.trusted_proxies) {
             cidrs.push_back(cidr.toString());

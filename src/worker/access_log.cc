@@ -12,6 +12,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "modules/tracing/traceparent.h"
 #include "worker/context.h"
 #include "worker/http_conn.h"
 #include "worker/local_reply.h"
@@ -83,11 +84,16 @@ void AccessLog::write(const ClientConn& c, double now) {
     struct tm tm;
     gmtime_r(&ts.tv_sec, &tm);
     char line[1024];
+    char trace[33] = "";
+    if (m.traced) {
+        mod::tracing::hex(m.trace_id, 16, trace);
+        trace[32] = '\0';
+    }
     int n = snprintf(line, sizeof line,
                      "{\"time\":\"%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ\",\"request_id\":\"%.*s\","
-                     "\"client\":\"%s\",\"method\":\"",
+                     "\"trace_id\":\"%s\",\"client\":\"%s\",\"method\":\"",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, static_cast<int>(m.id_len), m.id, c.peer_ip);
+                     ts.tv_nsec / 1000000, static_cast<int>(m.id_len), m.id, trace, c.peer_ip);
     buf_.append(line, static_cast<size_t>(n));
     appendJsonEscaped(buf_, std::string_view(m.method, m.method_len));
     buf_ += "\",\"path\":\"";

@@ -50,6 +50,8 @@ struct WorkerLimits {
     uint32_t keepalive_requests = 10000;
     uint32_t max_connections = 10000;  // global across workers
     bool keep_request_id = true;
+    bool trace_context = true;   // W3C traceparent: propagate, or start one
+    bool trace_sampled = false;  // the flag of the traces we start
     double upstream_keepalive_timeout = 4;  // seconds: idle pooled upstream connections
     double lingering_time = 30;             // seconds: draining before a close, in all
     double lingering_timeout = 5;           // seconds: ... between two reads

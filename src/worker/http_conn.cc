@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -19,14 +20,16 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "master/listener.h"
+#include "modules/balancer/rng.h"
+#include "modules/metrics/store.h"
 #include "modules/routing/path_normalize.h"
 #include "modules/routing/router.h"
+#include "modules/tracing/traceparent.h"
 #include "modules/websocket/handshake.h"
 #include "worker/access_log.h"
 #include "worker/client_address.h"
 #include "worker/local_reply.h"
 #include "worker/metrics_export.h"
-#include "modules/metrics/store.h"
 #include "worker/phases.h"
 #include "worker/proxy.h"
 #include "worker/retry.h"
@@ -40,6 +43,16 @@ class ClientConn;
 bool serveObservability(ClientConn* c, std::string_view path, bool metrics_listener);
 
 namespace {
+
+/// Trace and span ids: a per-worker generator seeded from the kernel's randomness once.
+mod::balancer::Rng& traceRng() {
+    static mod::balancer::Rng rng([] {
+        uint64_t seed;
+        arc4random_buf(&seed, sizeof seed);
+        return seed;
+    }());
+    return rng;
+}
 
 using core::http::BodyFraming;
 using core::http::ParseStatus;
@@ -655,6 +668,36 @@ bool methodIdempotent(core::http::Method m) {
 
 /// Writes the request head for the upstream into `b`: hop-by-hop fields dropped, the
 /// X-Forwarded-* set and the request id added, framing re-stated.
+/// W3C Trace Context: carries on the client's trace when its traceparent is valid (exactly one
+/// field, §3.2), else starts one (random ids, the configured sampled flag); the upstream gets
+/// the gateway's own span id (buildUpstreamHead). One pass over the fields.
+void startTrace(ClientConn* c) {
+    const core::http::HeaderField* tp = nullptr;
+    int seen = 0;
+    for (const auto& h : c->req.headers) {
+        if (h.name.size() == 11 && (h.name[0] | 0x20) == 't' &&
+            core::http::equalsIgnoreCase(h.name, "traceparent")) {
+            tp = &h;
+            ++seen;
+        }
+    }
+    mod::tracing::TraceParent t;
+    c->trace_in = seen == 1 && mod::tracing::parse(tp->value, t);
+    if (c->trace_in) {
+        std::memcpy(c->meta.trace_id, t.trace_id, 16);
+        c->trace_flags = t.flags;
+    } else {
+        uint64_t a = traceRng().next(), b = traceRng().next();
+        if ((a | b) == 0) {
+            a = 1;  // all zeros is not a trace id
+        }
+        std::memcpy(c->meta.trace_id, &a, 8);
+        std::memcpy(c->meta.trace_id + 8, &b, 8);
+        c->trace_flags = ctx().limits.trace_sampled ? 1 : 0;
+    }
+    c->meta.traced = true;
+}
+
 void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     using core::http::equalsIgnoreCase;
     const auto& r = c->req;
@@ -699,6 +742,11 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         }
         if (f == 's' && c->ws_rewrite && equalsIgnoreCase(h.name, "sec-websocket-protocol")) {
             continue;  // replaced by the subprotocols the route allows, below
+        }
+        if (f == 't' && c->meta.traced &&
+            (equalsIgnoreCase(h.name, "traceparent") ||
+             (!c->trace_in && equalsIgnoreCase(h.name, "tracestate")))) {
+            continue;  // ours below; a tracestate goes on only with the trace it belongs to
         }
         if (f == 'x' && (equalsIgnoreCase(h.name, "x-request-id") ||
                          equalsIgnoreCase(h.name, "x-forwarded-proto") ||
@@ -754,6 +802,19 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         appendHeader(b, "X-Forwarded-Host", r.host);
     }
     appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
+    if (c->meta.traced && b.space() >= 13 + mod::tracing::kTraceParentLen + 2) {
+        uint64_t span = traceRng().next();
+        if (span == 0) {
+            span = 1;  // all zeros is not a span id
+        }
+        uint8_t sb[8];
+        std::memcpy(sb, &span, 8);
+        char* w = b.writePtr();
+        std::memcpy(w, "traceparent: ", 13);
+        mod::tracing::format(c->meta.trace_id, sb, c->trace_flags, w + 13);
+        std::memcpy(w + 13 + mod::tracing::kTraceParentLen, "\r\n", 2);
+        b.produce(13 + mod::tracing::kTraceParentLen + 2);
+    }
     if (r.framing == BodyFraming::ContentLength) {
         appendStr(b, "Content-Length: ");
         appendUint(b, r.content_length);
@@ -888,6 +949,9 @@ void dispatch(ClientConn* c) {
         c->meta.id_len = static_cast<uint8_t>(rid->value.size());
     } else {
         c->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->meta.id));
+    }
+    if (ctx().limits.trace_context) {
+        startTrace(c);
     }
 
     if (r.framing == BodyFraming::ContentLength) {
@@ -1728,6 +1792,10 @@ void countRequest(ClientConn* c) {
             c->mx_open = false;
             mod::metrics::requestEnded();
         }
+        return;
+    }
+    if (!mod::metrics::store().mapped()) {
+        c->mx_open = false;  // metrics are off: nothing to count
         return;
     }
     mod::metrics::RequestSample s;

@@ -64,6 +64,8 @@ struct RequestMeta {
     double upstream_start = 0;  // when the upstream attempt began
     double upstream_time = 0;   // first attempt start → response complete
     const char* upstream_addr = nullptr;
+    bool traced = false;     // trace_id holds the request's W3C trace id
+    uint8_t trace_id[16];
     char method[16];
     char id[130];
     char path[256];
@@ -76,6 +78,7 @@ struct RequestMeta {
         bytes_in = bytes_out = 0;
         start = upstream_start = upstream_time = 0;
         upstream_addr = nullptr;
+        traced = false;
     }
 };
 
@@ -115,6 +118,8 @@ public:
     uint32_t requests = 0;
     bool keep_alive = true;   // decided per response
     bool mx_open = false;     // a request is counted in flight (metrics) until it ends
+    bool trace_in = false;    // the client's traceparent was valid: its tracestate goes on too
+    uint8_t trace_flags = 0;
     std::string* big = nullptr;  // a large local body sent after `out` (metrics listener only)
     size_t big_off = 0;
     bool client_eof = false;  // client half-closed while we were busy

@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <memory>
 
+#include "core/config.h"
 #include "core/log.h"
 #include "modules/balancer/balancer.h"
 #include "modules/balancer/rng.h"
@@ -17,6 +18,7 @@
 #include "worker/local_reply.h"
 #include "worker/proxy.h"
 #include "worker/server_counters.h"
+#include "worker/worker.h"
 
 namespace photon::worker {
 
@@ -48,7 +50,11 @@ core::Result<void> attachWorkerSharedState(int slot) {
         return core::fail("shared memory segments are not mapped");
     }
     g_slot = slot;
-    mod::metrics::setCounting(mod::metrics::store(), slot);  // the master's view, our shard
+    // The master's view and our shard; nothing is counted when no one can read it (no
+    // Prometheus endpoint and no metrics listener for the dashboard).
+    const core::Config* cfg = ctx().init != nullptr ? ctx().init->config : nullptr;
+    bool counting = cfg == nullptr || cfg->metrics.prometheus || cfg->metrics.metrics_addr;
+    mod::metrics::setCounting(counting ? mod::metrics::store() : mod::metrics::Store{}, slot);
     const auto& plan = *ctx().proxy->plan;
     g_seg.upstreams->pinSlot(static_cast<uint32_t>(slot), plan.generation());
     g_balancer = std::make_unique<mod::balancer::Balancer>(

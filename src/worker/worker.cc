@@ -200,6 +200,8 @@ void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
     l.keepalive_requests = s.keepalive_requests;
     l.max_connections = static_cast<uint32_t>(std::min<uint64_t>(s.max_connections, UINT32_MAX));
     l.keep_request_id = s.request_id == core::RequestIdMode::Keep;
+    l.trace_context = s.trace_context;
+    l.trace_sampled = s.trace_sampled;
     l.upstream_keepalive_timeout = secs(s.upstream_keepalive_timeout);
     l.lingering_time = secs(s.lingering_time);
     l.lingering_timeout = secs(s.lingering_timeout);
