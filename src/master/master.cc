@@ -145,7 +145,7 @@ int Master::run() {
     }
     for (const auto& l : listeners_) {
         LOG_NOTICE("listening on %s%s", l.addr.c_str(),
-                   l.kind == ListenerKind::Metrics ? " (metrics, /health)" : "");
+                   l.kind == ListenerKind::Metrics ? " (metrics, /health, /ready, /dashboard)" : "");
     }
     LOG_NOTICE("photon %s started: master pid %d, %zu worker(s)", PHOTON_VERSION,
                static_cast<int>(getpid()), slots_.size());

@@ -67,18 +67,46 @@ core::Result<void> mapMetrics(worker::Proxy& p) {
         if (!seg.ok()) {
             return seg.error();
         }
-        if (g_state.metrics_seg) {
+        mx::Store fresh = mx::Store::bind(seg.value().body(), need);
+        if (cur.mapped()) {
             LOG_NOTICE("metrics: the configuration outgrew the metrics segment; counters restart");
+            // The master's own figures (start time, reloads, restarts) carry over.
+            const auto* from = reinterpret_cast<const shm::Atomic64*>(&cur.head->master);
+            auto* to = reinterpret_cast<shm::Atomic64*>(&fresh.head->master);
+            for (size_t i = 0; i < sizeof(mx::MasterStatsShm) / 8; ++i) {
+                to[i].store(from[i].load(std::memory_order_relaxed), std::memory_order_relaxed);
+            }
+        }
+        // In-flight counts of slots nobody holds are left-overs of processes that are gone
+        // (a previous master that was killed): they died with them.
+        for (uint32_t k = 0; k < shm::kMaxSlots; ++k) {
+            if (g_state.slots->info(k).state == shm::SlotState::Free) {
+                fresh.head->inflight[k].store(0, std::memory_order_relaxed);
+            }
         }
         g_state.metrics_seg.emplace(std::move(seg.value()));
-        mx::setCounting(mx::Store::bind(g_state.metrics_seg->body(), need), -1);
+        mx::setCounting(fresh, -1);
     }
     std::vector<uint64_t> rkeys, ukeys;
+    rkeys.reserve(p.routes.size());
     for (const auto& r : p.routes) {
         rkeys.push_back(mx::routeKey(r.id));
     }
-    for (const auto& u : p.upstreams) {
-        ukeys.push_back(mx::upstreamKey(p.backends[u.backend_index].name, u.address));
+    // A repeated address in one backend (allowed, with a warning) gets its own row.
+    ukeys.resize(p.upstreams.size());
+    for (const auto& b : p.backends) {
+        for (size_t k = 0; k < b.upstreams.size(); ++k) {
+            size_t u = b.upstreams[k];
+            int seen = 0;
+            for (size_t j = 0; j < k; ++j) {
+                seen += p.upstreams[b.upstreams[j]].address == p.upstreams[u].address;
+            }
+            std::string addr = p.upstreams[u].address;
+            if (seen != 0) {
+                addr += "#" + std::to_string(seen + 1);
+            }
+            ukeys[u] = mx::upstreamKey(b.name, addr);
+        }
     }
     std::vector<uint32_t> rrows, urows;
     if (auto r = mx::assignRows(mx::store(), rkeys, ukeys, rrows, urows); !r.ok()) {
@@ -146,14 +174,15 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     }
     g_state.addrs_seg.emplace(std::move(addrs.value()));
 
-    // Repair what a previous master that died may have left behind.
+    // Repair what a previous master that died may have left behind (every hook first, so the
+    // orphans' gauges are zeroed too).
     g_state.slots->addHook(g_state.upstreams->slotHook());
-    g_state.slots->reclaimOrphans();
-    g_state.upstreams->reclaimInactive(*g_state.slots);
     shm::SlotHook server_hook;
     server_hook.name = "server_counters";
     server_hook.on_reclaim = zeroServerSlot;
     g_state.slots->addHook(server_hook);
+    g_state.slots->reclaimOrphans();
+    g_state.upstreams->reclaimInactive(*g_state.slots);
     worker::SharedSegments segs;
     segs.slots = &*g_state.slots;
     segs.upstreams = &*g_state.upstreams;

@@ -2254,6 +2254,9 @@ void upgradeAccepted(ClientConn* c) {
         failRequest(c, 502, "response header too large");
         return;
     }
+    // The upgrade request is over at the 101 (its duration is the handshake's); the tunnel's
+    // lifetime is in the WebSocket families, not the request histograms.
+    countRequest(c);
     wsStart(c, *c->rq.route);
 }
 

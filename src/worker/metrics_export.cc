@@ -140,9 +140,13 @@ struct Snapshot {
     uint64_t ws_buckets[kWsDurationBuckets] = {};
     uint64_t ws_count = 0, ws_sum_us = 0;
     std::vector<std::pair<std::string, uint64_t>> limits;  // rate-limit refusals by limit
+    std::vector<uint64_t> limits_full;  // new keys that found no slot in the limit's table
     mx::MasterStatsShm master{};
     bool mapped = false;
 };
+
+/// Client connections with neither a request in progress nor a WebSocket tunnel.
+uint64_t idleOf(const Snapshot& s);
 
 Snapshot takeSnapshot() {
     Snapshot s;
@@ -199,9 +203,11 @@ Snapshot takeSnapshot() {
         const auto& mw = ctx().init->config->middleware;
         auto add = [&](const std::string& name, std::string_view instance) {
             const auto* l = mod::ratelimit::findSharedLimit(instance);
-            s.limits.emplace_back(name, l != nullptr && l->stats != nullptr
-                                            ? l->stats->limited.load(kRelaxed)
-                                            : 0);
+            bool ok = l != nullptr && l->stats != nullptr;
+            s.limits.emplace_back(name, ok ? l->stats->limited.load(kRelaxed) : 0);
+            s.limits_full.push_back(ok ? l->stats->table_full.load(kRelaxed) +
+                                             l->stats->contended.load(kRelaxed)
+                                       : 0);
         };
         if (mw.rate_limiting) {
             add("default", "");
@@ -211,6 +217,11 @@ Snapshot takeSnapshot() {
         }
     }
     return s;
+}
+
+uint64_t idleOf(const Snapshot& s) {
+    uint64_t busy = s.inflight + s.ws_active;
+    return s.connections > busy ? s.connections - busy : 0;
 }
 
 // ----- Prometheus families -----
@@ -261,6 +272,26 @@ void addHist(MetricFamily& f, const Hist& h, std::vector<ClientMetric::Label> la
 }
 
 const char* kClassNames[] = {"1xx", "2xx", "3xx", "4xx", "5xx"};
+
+/// The `upstream` label of each upstream: its address, with "#2", "#3" ... appended to a
+/// repeated address in the same backend (allowed with a warning), so no two series collide.
+std::vector<std::string> upstreamLabels(const Proxy& p) {
+    std::vector<std::string> out(p.upstreams.size());
+    for (const auto& b : p.backends) {
+        for (size_t k = 0; k < b.upstreams.size(); ++k) {
+            size_t u = b.upstreams[k];
+            int seen = 1;
+            for (size_t j = 0; j < k; ++j) {
+                seen += p.upstreams[b.upstreams[j]].address == p.upstreams[u].address;
+            }
+            out[u] = p.upstreams[u].address;
+            if (seen > 1) {
+                out[u] += "#" + std::to_string(seen);
+            }
+        }
+    }
+    return out;
+}
 
 }  // namespace
 
@@ -343,16 +374,16 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
     f = family("gateway_active_connections", "Open client connections", MetricType::Gauge);
     addValue(f, static_cast<double>(s.connections));
     out.push_back(std::move(f));
-    f = family("gateway_idle_connections", "Open client connections with no request in progress",
+    f = family("gateway_idle_connections", "Open client connections with no request in progress and no WebSocket tunnel",
                MetricType::Gauge);
-    addValue(f, static_cast<double>(s.connections > s.inflight ? s.connections - s.inflight : 0));
+    addValue(f, static_cast<double>(idleOf(s)));
     out.push_back(std::move(f));
     f = family("gateway_errors_total",
                "Requests the gateway answered with a 5xx of its own (upstream failures, timeouts)",
                MetricType::Counter);
     addValue(f, static_cast<double>(all.gateway_errors));
     out.push_back(std::move(f));
-    f = family("gateway_bytes_received_total", "Request body bytes received from clients", MetricType::Counter);
+    f = family("gateway_bytes_received_total", "Request body bytes forwarded upstream (and WebSocket bytes from clients)", MetricType::Counter);
     addValue(f, static_cast<double>(all.bytes_in));
     out.push_back(std::move(f));
     f = family("gateway_bytes_sent_total", "Bytes sent to clients", MetricType::Counter);
@@ -387,13 +418,18 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
             static_cast<double>(s.ws_sum_us) / 1e6);
     out.push_back(std::move(f));
 
-    f = family("gateway_rate_limit_rejections_total", "Requests refused (429) by each rate limit",
-               MetricType::Counter);
-    for (const auto& [name, n] : s.limits) {
-        addValue(f, static_cast<double>(n), {label("limit", name)});
+    f = family("gateway_rate_limit_rejections_total",
+               "Requests refused (429) by each rate limit for exceeding it", MetricType::Counter);
+    auto ff = family("gateway_rate_limit_table_full_total",
+                     "New keys that found no free slot in the limit's table (on_full decided)",
+                     MetricType::Counter);
+    for (size_t i = 0; i < s.limits.size(); ++i) {
+        addValue(f, static_cast<double>(s.limits[i].second), {label("limit", s.limits[i].first)});
+        addValue(ff, static_cast<double>(s.limits_full[i]), {label("limit", s.limits[i].first)});
     }
     if (!f.metric.empty()) {
         out.push_back(std::move(f));
+        out.push_back(std::move(ff));
     }
 
     // Per backend and upstream (bounded by the configuration).
@@ -403,16 +439,17 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
                      MetricType::Gauge);
     auto fs = family("gateway_upstream_state", "The upstream's state (1 for the current one)",
                      MetricType::Gauge);
+    const std::vector<std::string> ulabel = upstreamLabels(p);
     for (const auto& b : p.backends) {
         uint64_t n = 0;
         for (size_t u : b.upstreams) {
             const UpstreamView& v = s.views[u];
             n += v.usable ? 1 : 0;
             addValue(fu, v.usable ? 1 : 0,
-                     {label("backend", b.name), label("upstream", p.upstreams[u].address)});
+                     {label("backend", b.name), label("upstream", ulabel[u])});
             for (const char* st : {"healthy", "unhealthy", "ejected", "drained"}) {
                 addValue(fs, std::string_view(v.state) == st ? 1 : 0,
-                         {label("backend", b.name), label("upstream", p.upstreams[u].address),
+                         {label("backend", b.name), label("upstream", ulabel[u]),
                           label("state", st)});
             }
         }
@@ -464,7 +501,7 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
                       MetricType::Histogram);
     auto fe = family("gateway_route_errors_total", "Gateway 5xx replies by route",
                      MetricType::Counter);
-    auto fbi = family("gateway_route_bytes_received_total", "Request body bytes received by route",
+    auto fbi = family("gateway_route_bytes_received_total", "Request body bytes forwarded upstream, by route",
                       MetricType::Counter);
     auto fbo = family("gateway_route_bytes_sent_total", "Bytes sent to clients by route",
                       MetricType::Counter);
@@ -513,7 +550,7 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
     for (const auto& b : p.backends) {
         for (size_t u : b.upstreams) {
             const UpstreamSum& us = s.upstreams[u];
-            const std::string& addr = p.upstreams[u].address;
+            const std::string& addr = ulabel[u];
             addValue(fur, static_cast<double>(us.requests),
                      {label("backend", b.name), label("upstream", addr)});
             for (size_t k = 0; k < std::size(us.errors); ++k) {
@@ -752,8 +789,7 @@ std::string dashboardJson() {
     appendU(out, "in_flight", s.inflight);
     snprintf(buf, sizeof buf, ",\"connections\":{\"active\":%llu,\"idle\":%llu,\"websocket\":%llu}",
              static_cast<unsigned long long>(s.connections),
-             static_cast<unsigned long long>(s.connections > s.inflight ? s.connections - s.inflight
-                                                                        : 0),
+             static_cast<unsigned long long>(idleOf(s)),
              static_cast<unsigned long long>(s.ws_active));
     out += buf;
     out += ",\"duration\":{\"bounds\":[0.001,0.005,0.01,0.025,0.05,0.1,0.25,0.5,1,2.5,5,10],"

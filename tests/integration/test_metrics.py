@@ -405,6 +405,14 @@ class MetricsFamiliesTest(MetricsBase):
                 c.ws_send(b"hello %d" % i)
                 self.assertEqual(c.ws_recv()[2], b"hello %d" % i)
             m = self.metrics(mport)
+            # The upgrade request ended at the 101; the tunnel is neither in flight nor idle.
+            self.assertEqual(m.get("gateway_route_requests_total", route="ws", method="GET",
+                                   **{"class": "1xx"}), 1)
+            self.assertEqual(m.get("gateway_requests_in_flight"), 1)  # the scrape
+            self.assertEqual(m.get("gateway_active_connections"), 2)
+            self.assertEqual(m.get("gateway_idle_connections"), 0)
+            self.assertEqual(m.get("gateway_route_request_duration_seconds_count", route="ws"),
+                             1)
             self.assertEqual(m.get("gateway_websocket_connections_active"), 1)
             self.assertEqual(m.get("gateway_websocket_upgrades_total"), 1)
             self.assertEqual(m.get("gateway_websocket_upgrade_results_total",
@@ -429,10 +437,13 @@ class PrometheusToolsTest(MetricsBase):
         return path
 
     def busy_photon(self):
-        b1 = self.backend()
+        b1 = self.b1 = self.backend()
         port, mport = free_port(), free_port()
         cfg = self.config(port, mport, [b1], workers=2)
         cfg["routes"].append({"id": 'quote"back\\slash', "path": "/q/**", "backend": "default"})
+        # The same address twice in one backend (a warning): two series, never one label set.
+        cfg["load_balancing"]["backends"]["twice"] = {
+            "upstreams": [{"address": b1.address}, {"address": b1.address}], "max_fails": 0}
         self.photon(cfg)
         for path in ("/api/x", "/nothing", "/api/status/503", "/dead/x", "/q/x"):
             http_request(port, "GET", path)
@@ -449,6 +460,8 @@ class PrometheusToolsTest(MetricsBase):
         self.assertEqual(r.returncode, 0, (r.stdout + r.stderr).decode()[:2000])
         self.assertEqual((r.stdout + r.stderr).strip(), b"")
         self.assertIn(b'route="quote\\"back\\\\slash"', body)
+        self.assertIn(('gateway_upstream_up{backend="twice",upstream="%s#2"} 1'
+                       % self.b1.address).encode(), body)
 
     @timeout(120)
     def test_real_prometheus_scrapes_and_answers_a_rate(self):

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cstring>
+#include <unordered_map>
 #include <unordered_set>
 
 namespace photon::mod::metrics {
@@ -43,45 +44,52 @@ void zeroRow(void* p, size_t bytes) {
     }
 }
 
-/// Assigns rows in one name table. Row `reserved` (if < rows) is never handed out.
+/// Assigns rows in one name table from row `first` on: a name keeps the row it has; a new name
+/// takes a free row, else (second pass) a row whose name is no longer wanted; `zero` clears a
+/// row before it is (re)named. False when rows run out.
 bool assign(shm::Atomic64* names, uint32_t rows, const std::vector<uint64_t>& keys,
-            std::vector<uint32_t>& out, uint32_t first_free,
-            void (*zero)(const Store&, uint32_t), const Store& s) {
+            std::vector<uint32_t>& out, uint32_t first, void (*zero)(const Store&, uint32_t),
+            const Store& s) {
     out.assign(keys.size(), UINT32_MAX);
-    std::unordered_set<uint64_t> wanted(keys.begin(), keys.end());
-    for (size_t i = 0; i < keys.size(); ++i) {
-        for (uint32_t r = first_free; r < rows; ++r) {
-            if (names[r].load(kRelaxed) == keys[i]) {
-                out[i] = r;
-                break;
-            }
+    std::unordered_map<uint64_t, uint32_t> named;  // name -> its row
+    for (uint32_t r = first; r < rows; ++r) {
+        uint64_t n = names[r].load(kRelaxed);
+        if (n != 0) {
+            named.emplace(n, r);
         }
     }
-    auto take = [&](bool reclaim_unused) {
+    std::unordered_set<uint64_t> wanted(keys.begin(), keys.end());
+    std::vector<bool> taken(rows, false);
+    for (size_t i = 0; i < keys.size(); ++i) {
+        auto it = named.find(keys[i]);
+        if (it != named.end() && !taken[it->second]) {
+            out[i] = it->second;
+            taken[it->second] = true;
+        }
+    }
+    for (bool reclaim_unused : {false, true}) {
+        uint32_t r = first;
         for (size_t i = 0; i < keys.size(); ++i) {
             if (out[i] != UINT32_MAX) {
                 continue;
             }
-            for (uint32_t r = first_free; r < rows; ++r) {
+            for (; r < rows; ++r) {
                 uint64_t n = names[r].load(kRelaxed);
-                bool in_use = false;
-                for (uint32_t v : out) {
-                    in_use = in_use || v == r;
+                if (!taken[r] && (n == 0 || (reclaim_unused && wanted.count(n) == 0))) {
+                    break;
                 }
-                if (in_use || (n != 0 && (!reclaim_unused || wanted.count(n) != 0))) {
-                    continue;
-                }
-                // A free row, or one whose name is gone: zeroed, then named (a straggler of the
-                // previous generation may still add to it while it drains; that is all it loses).
-                zero(s, r);
-                names[r].store(keys[i], std::memory_order_release);
-                out[i] = r;
+            }
+            if (r == rows) {
                 break;
             }
+            // A free row, or one whose name is gone: zeroed, then named (a straggler of the
+            // previous generation may still add to it while it drains; that is all it loses).
+            zero(s, r);
+            names[r].store(keys[i], std::memory_order_release);
+            out[i] = r;
+            taken[r] = true;
         }
-    };
-    take(false);
-    take(true);
+    }
     return std::find(out.begin(), out.end(), UINT32_MAX) == out.end();
 }
 
@@ -184,6 +192,9 @@ inline uint32_t bucketOf(uint64_t us) {
 
 void requestFinished(const RequestSample& r) {
     if (g_store.head == nullptr) {
+        return;
+    }
+    if (r.row >= g_store.geo.route_rows || r.method >= kMethods) {
         return;
     }
     RouteCellShm& c = g_store.route(r.row, g_shard);

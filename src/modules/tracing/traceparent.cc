@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "modules/tracing/traceparent.h"
 
+#include <cstring>
+
 namespace photon::mod::tracing {
 
 namespace {
@@ -60,11 +62,26 @@ bool parse(std::string_view v, TraceParent& out) {
     return true;
 }
 
+namespace {
+
+/// The two hex digits of every byte value (one table read per byte, on the request path).
+struct HexPairs {
+    char v[256][2];
+    constexpr HexPairs() : v() {
+        constexpr char kDigits[] = "0123456789abcdef";
+        for (int i = 0; i < 256; ++i) {
+            v[i][0] = kDigits[i >> 4];
+            v[i][1] = kDigits[i & 15];
+        }
+    }
+};
+constexpr HexPairs kHex;
+
+}  // namespace
+
 void hex(const uint8_t* p, size_t n, char* out) {
-    static constexpr char kDigits[] = "0123456789abcdef";
     for (size_t i = 0; i < n; ++i) {
-        out[2 * i] = kDigits[p[i] >> 4];
-        out[2 * i + 1] = kDigits[p[i] & 15];
+        std::memcpy(out + 2 * i, kHex.v[p[i]], 2);
     }
 }
 
