@@ -51,7 +51,8 @@ enum class RequestIdMode : uint8_t {
 };
 
 enum class AccessLogFormat : uint8_t {
-    Json,  // "json": one JSON object per line
+    Json,      // "json": one JSON object per line
+    Combined,  // "combined": the NCSA combined format of Apache and nginx
 };
 
 struct ServerConfig {
@@ -88,7 +89,7 @@ struct ServerConfig {
     std::optional<LogLevel> log_level;
     /// access_log (new): access log path, or "off". Default off (empty string here).
     std::string access_log;
-    /// access_log_format (new): only "json" for now. Default json.
+    /// access_log_format (new): "json" (default) or "combined".
     AccessLogFormat access_log_format = AccessLogFormat::Json;
     /// shutdown_timeout (new): graceful-stop budget (QUIT, reload, upgrade): in-flight requests
     /// get this long to finish before their connections are closed. Default 10s.

@@ -300,6 +300,7 @@ constexpr EnumName<core::RequestIdMode> kRequestIdModes[] = {
 
 constexpr EnumName<core::AccessLogFormat> kAccessLogFormats[] = {
     {"json", core::AccessLogFormat::Json},
+    {"combined", core::AccessLogFormat::Combined},
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -1312,7 +1313,8 @@ public:
         kv("error_log", s.error_log.empty() ? "stderr" : str(s.error_log));
         kv("log_level", s.log_level ? std::string(core::logLevelName(*s.log_level)) : "~");
         kv("access_log", s.access_log.empty() ? "off" : str(s.access_log));
-        kv("access_log_format", "json");
+        kv("access_log_format",
+           s.access_log_format == core::AccessLogFormat::Combined ? "combined" : "json");
         kv("shutdown_timeout", dur(s.shutdown_timeout));
         kv("max_body_size", std::to_string(s.max_body_size));
         kv("max_request_line", std::to_string(s.max_request_line));

@@ -12,6 +12,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "modules/registry.h"
 #include "modules/tracing/traceparent.h"
 #include "worker/context.h"
 #include "worker/http_conn.h"
@@ -31,6 +32,7 @@ std::unique_ptr<AccessLog> AccessLog::create(const core::Config& cfg) {
     }
     std::unique_ptr<AccessLog> log(new AccessLog);
     log->path_ = p;
+    log->combined_ = cfg.server.access_log_format == core::AccessLogFormat::Combined;
     log->buf_.reserve(kFlushBytes * 2);
     log->reopen();
     ev_init(&log->timer_, onTimer);
@@ -77,7 +79,65 @@ void AccessLog::onTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     self->flush();
 }
 
+namespace {
+
+/// A value inside the combined format's quotes: '"', '\\' and bytes outside printable ASCII as
+/// \xHH, as nginx writes them.
+void appendQuoted(std::string& out, std::string_view v) {
+    static constexpr char kDigits[] = "0123456789ABCDEF";
+    for (unsigned char ch : v) {
+        if (ch == '"' || ch == '\\' || ch < 0x20 || ch > 0x7e) {
+            out += "\\x";
+            out += kDigits[ch >> 4];
+            out += kDigits[ch & 15];
+        } else {
+            out += static_cast<char>(ch);
+        }
+    }
+}
+
+}  // namespace
+
+void AccessLog::writeCombined(const ClientConn& c) {
+    const RequestMeta& m = c.meta;
+    static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                              "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    struct tm tm;
+    gmtime_r(&ts.tv_sec, &tm);
+    char line[160];
+    int n = snprintf(line, sizeof line, "%s - - [%02d/%s/%04d:%02d:%02d:%02d +0000] \"", c.peer_ip,
+                     tm.tm_mday, kMonths[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
+                     tm.tm_sec);
+    buf_.append(line, static_cast<size_t>(n));
+    appendQuoted(buf_, std::string_view(m.method, m.method_len));
+    buf_ += ' ';
+    appendQuoted(buf_, std::string_view(m.path, m.path_len));
+    n = snprintf(line, sizeof line, " %s\" %d %llu \"",
+                 c.req.version == core::http::Version::Http10 ? "HTTP/1.0" : "HTTP/1.1",
+                 m.status, static_cast<unsigned long long>(m.bytes_out));
+    buf_.append(line, static_cast<size_t>(n));
+    if (m.referer_len != 0) {
+        appendQuoted(buf_, std::string_view(m.referer, m.referer_len));
+    } else {
+        buf_ += '-';
+    }
+    buf_ += "\" \"";
+    if (m.agent_len != 0) {
+        appendQuoted(buf_, std::string_view(m.agent, m.agent_len));
+    } else {
+        buf_ += '-';
+    }
+    buf_ += "\"\n";
+}
+
 void AccessLog::write(const ClientConn& c, double now) {
+    if (combined_) {
+        writeCombined(c);
+        scheduleFlush();
+        return;
+    }
     const RequestMeta& m = c.meta;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -108,7 +168,15 @@ void AccessLog::write(const ClientConn& c, double now) {
                  m.upstream_time * 1000.0, m.upstream_addr ? m.upstream_addr : "");
     buf_.append(line, static_cast<size_t>(n));
     appendJsonEscaped(buf_, route);
+    buf_ += "\",\"refused_by\":\"";
+    if (c.rq.answered_by != 0 && c.rq.answered_by <= mod::modules().size()) {
+        buf_ += mod::modules()[c.rq.answered_by - 1]->name();  // a module that answered itself
+    }
     buf_ += "\"}\n";
+    scheduleFlush();
+}
+
+void AccessLog::scheduleFlush() {
     if (buf_.size() >= kFlushBytes) {
         flush();
     } else if (!timer_on_) {

@@ -1,5 +1,6 @@
 // SPDX-License-Identifier: Apache-2.0
-// Access log: one JSON line per request, buffered per worker, flushed by size and by timer.
+// Access log: one line per request (JSON, or the NCSA combined format), buffered per worker,
+// flushed by size and by timer.
 #pragma once
 
 #include <ev.h>
@@ -34,6 +35,9 @@ public:
 private:
     AccessLog() = default;
     static void onTimer(struct ev_loop* loop, ev_timer* w, int) noexcept;
+    void writeCombined(const ClientConn& c);
+    void scheduleFlush();
+    bool combined_ = false;
     std::string path_;
     int fd_ = -1;
     std::string buf_;

@@ -52,6 +52,7 @@ struct WorkerLimits {
     bool keep_request_id = true;
     bool trace_context = true;   // W3C traceparent: propagate, or start one
     bool trace_sampled = false;  // the flag of the traces we start
+    bool log_agents = false;     // the access log wants Referer and User-Agent (combined)
     double upstream_keepalive_timeout = 4;  // seconds: idle pooled upstream connections
     double lingering_time = 30;             // seconds: draining before a close, in all
     double lingering_timeout = 5;           // seconds: ... between two reads

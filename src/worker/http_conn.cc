@@ -698,6 +698,22 @@ void startTrace(ClientConn* c) {
     c->meta.traced = true;
 }
 
+/// Copies Referer and User-Agent for the combined access log (the head's views do not last
+/// until the Log phase); longer values are cut.
+void keepAgents(ClientConn* c) {
+    auto keep = [](const core::http::HeaderField* h, char* to, size_t cap, uint8_t& len) {
+        size_t n = h != nullptr ? std::min(h->value.size(), cap) : 0;
+        if (n != 0) {
+            std::memcpy(to, h->value.data(), n);
+        }
+        len = static_cast<uint8_t>(n);
+    };
+    keep(c->req.headers.find("referer"), c->meta.referer, sizeof c->meta.referer,
+         c->meta.referer_len);
+    keep(c->req.headers.find("user-agent"), c->meta.agent, sizeof c->meta.agent,
+         c->meta.agent_len);
+}
+
 void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     using core::http::equalsIgnoreCase;
     const auto& r = c->req;
@@ -952,6 +968,9 @@ void dispatch(ClientConn* c) {
     }
     if (ctx().limits.trace_context) {
         startTrace(c);
+    }
+    if (ctx().limits.log_agents) {
+        keepAgents(c);
     }
 
     if (r.framing == BodyFraming::ContentLength) {

@@ -65,6 +65,10 @@ struct RequestMeta {
     double upstream_time = 0;   // first attempt start → response complete
     const char* upstream_addr = nullptr;
     bool traced = false;     // trace_id holds the request's W3C trace id
+    uint8_t referer_len = 0;  // Referer and User-Agent, kept for the combined access log only
+    uint8_t agent_len = 0;
+    char referer[200];
+    char agent[200];
     uint8_t trace_id[16];
     char method[16];
     char id[130];
@@ -79,6 +83,7 @@ struct RequestMeta {
         start = upstream_start = upstream_time = 0;
         upstream_addr = nullptr;
         traced = false;
+        referer_len = agent_len = 0;
     }
 };
 

@@ -202,6 +202,8 @@ void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
     l.keep_request_id = s.request_id == core::RequestIdMode::Keep;
     l.trace_context = s.trace_context;
     l.trace_sampled = s.trace_sampled;
+    l.log_agents = !s.access_log.empty() && s.access_log != "off" &&
+                   s.access_log_format == core::AccessLogFormat::Combined;
     l.upstream_keepalive_timeout = secs(s.upstream_keepalive_timeout);
     l.lingering_time = secs(s.lingering_time);
     l.lingering_timeout = secs(s.lingering_timeout);

@@ -377,6 +377,8 @@ class MetricsFamiliesTest(MetricsBase):
         cfg["routes"][0]["middleware"] = ["rate_limit"]
         cfg["routes"].append({"id": "secure", "path": "/secure/**", "backend": "default",
                               "middleware": ["auth"]})
+        log = os.path.join(self.tmpdir, "access.log")
+        cfg["server"]["access_log"] = log
         self.photon(cfg)
         codes = [http_request(port, "GET", "/api/x").status for _ in range(5)]
         self.assertEqual(codes, [200, 200, 429, 429, 429])
@@ -391,6 +393,19 @@ class MetricsFamiliesTest(MetricsBase):
                                middleware="auth", status="401"), 1)
         # A refusal is answered in place: no upstream attempt.
         self.assertEqual(m.get("gateway_upstream_requests_total"), 3)
+        # The access log says which module answered.
+
+        def entries():
+            if not os.path.exists(log):
+                return []
+            with open(log) as f:
+                return [e for e in (json.loads(x) for x in f if x.strip())
+                        if e["path"] != "/metrics"]  # the scrape is logged too
+        wait_until(lambda: len(entries()) == 7, timeout=10)
+        by = [(e["status"], e["refused_by"]) for e in entries()]
+        self.assertEqual(sorted(by), sorted([(200, ""), (200, ""), (429, "rate_limit"),
+                                             (429, "rate_limit"), (429, "rate_limit"),
+                                             (401, "auth"), (200, "")]))
 
     def test_websocket_families(self):
         b1 = self.backend()

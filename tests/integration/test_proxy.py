@@ -6,6 +6,7 @@ basics and the access log. Every test runs the real binary on 127.0.0.1."""
 import hashlib
 import json
 import os
+import re
 import socket
 import struct
 import sys
@@ -1215,3 +1216,35 @@ class AccessLogTest(ProxyTest):
             self.assertEqual(entry.get("status"), status, entry)
             self.assertEqual(entry.get("request_id"), rid, entry)
             self.assertEqual(entry.get("route"), "all", entry)
+
+    def test_combined_format(self):
+        b = self.backend()
+        log = os.path.join(self.tmpdir, "access.log")
+        self.start([b], access_log=log, access_log_format="combined")
+        c = self.conn(self.port)
+        self.assertEqual(c.request("GET", "/fixed?size=10&token=secret",
+                                   headers={"Referer": "https://app.example/p",
+                                            "User-Agent": 'curl/8.0 "quoted"'}).status, 200)
+        self.assertEqual(c.request("POST", "/status/404", body=b"x").status, 404)
+
+        def lines():
+            try:
+                with open(log) as f:
+                    return [ln for ln in f.read().splitlines() if ln.strip()]
+            except OSError:
+                return []
+        wait_until(lambda: len(lines()) >= 2, 5, msg="access log lines missing")
+        combined = re.compile(r'^127\.0\.0\.1 - - \[\d{2}/[A-Z][a-z]{2}/\d{4}:\d{2}:\d{2}:\d{2} '
+                              r'\+0000\] "(\S+) (\S+) (HTTP/1\.[01])" (\d{3}) (\d+) "([^"]*)" '
+                              r'"([^"]*)"$')
+        first, second = lines()
+        m = combined.match(first)
+        self.assertIsNotNone(m, first)
+        self.assertEqual(m.group(1, 2, 3, 4), ("GET", "/fixed", "HTTP/1.1", "200"))
+        self.assertGreater(int(m.group(5)), 10)
+        self.assertEqual(m.group(6), "https://app.example/p")
+        self.assertEqual(m.group(7), r"curl/8.0 \x22quoted\x22")
+        self.assertNotIn("secret", first)  # the query string is never logged
+        m = combined.match(second)
+        self.assertIsNotNone(m, second)
+        self.assertEqual(m.group(1, 2, 4, 6, 7), ("POST", "/status/404", "404", "-", "-"))

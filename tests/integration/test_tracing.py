@@ -121,6 +121,7 @@ class TracingTest(IntegrationTest):
         self.assertNotEqual(new_trace, TRACE)
         # A request no route took still has a trace id to correlate its log line.
         self.assertTrue(all(re.match(r"^[0-9a-f]{32}$", e["trace_id"]) for e in lines()))
+        self.assertTrue(all(e["refused_by"] == "" for e in lines()))
 
     def test_bad_trace_context_value_is_a_config_error(self):
         from harness import run_photon, write_config
