@@ -22,6 +22,7 @@
 #include "master/listener.h"
 #include "modules/balancer/rng.h"
 #include "modules/metrics/store.h"
+#include "modules/registry.h"
 #include "modules/routing/path_normalize.h"
 #include "modules/routing/router.h"
 #include "modules/tracing/traceparent.h"
@@ -1837,6 +1838,9 @@ void countRequest(ClientConn* c) {
     s.bytes_out = c->meta.bytes_out;
     s.gateway_error = c->state == ClientConn::State::WritingLocal && c->meta.status >= 500;
     s.refused_by = c->rq.answered_by;
+    if (s.refused_by != 0 && mod::modules()[s.refused_by - 1]->name() == "auth") {
+        s.auth_reason = c->rq.refusal_reason;
+    }
     mod::metrics::requestFinished(s);
     if (c->mx_open) {
         c->mx_open = false;

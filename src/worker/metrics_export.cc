@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "worker/metrics_export.h"
 
+#include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 #include <prometheus/text_serializer.h>
 #include <time.h>
@@ -63,6 +64,7 @@ struct RouteSum {
     Hist duration, upstream;
     uint64_t bytes_in = 0, bytes_out = 0, gateway_errors = 0;
     uint64_t refusals[mx::kRefusalModules][mx::kRefusalKinds] = {};
+    uint64_t auth[mx::kAuthReasonCount] = {};
 
     uint64_t total() const {
         uint64_t n = 0;
@@ -103,6 +105,9 @@ RouteSum sumRoute(const mx::Store& s, uint32_t row) {
             for (size_t i = 0; i < mx::kRefusalKinds; ++i) {
                 r.refusals[m][i] += c.refusals[m][i].load(kRelaxed);
             }
+        }
+        for (size_t i = 0; i < mx::kAuthReasonCount; ++i) {
+            r.auth[i] += c.auth_refusals[i].load(kRelaxed);
         }
     }
     return r;
@@ -312,6 +317,9 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
         all.bytes_in += r.bytes_in;
         all.bytes_out += r.bytes_out;
         all.gateway_errors += r.gateway_errors;
+        for (size_t i = 0; i < mx::kAuthReasonCount; ++i) {
+            all.auth[i] += r.auth[i];
+        }
     }
 
     // The original's families (no labels, except the status class).
@@ -430,6 +438,21 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
     if (!f.metric.empty()) {
         out.push_back(std::move(f));
         out.push_back(std::move(ff));
+    }
+
+    bool has_auth = false;
+    for (const auto& r : p.routes) {
+        for (const auto& h : r.chain.handlers) {
+            has_auth = has_auth || mod::modules()[h.module]->name() == "auth";
+        }
+    }
+    if (has_auth) {
+        f = family("gateway_auth_rejections_total", "Requests the auth middleware refused, by reason",
+                   MetricType::Counter);
+        for (size_t i = 0; i < mx::kAuthReasonCount; ++i) {
+            addValue(f, static_cast<double>(all.auth[i]), {label("reason", mx::kAuthReasons[i])});
+        }
+        out.push_back(std::move(f));
     }
 
     // Per backend and upstream (bounded by the configuration).
@@ -678,8 +701,23 @@ std::string openMetricsText(const std::vector<MetricFamily>& fams) {
 
 }  // namespace
 
+namespace {
+
+/// The gateway's metrics as prometheus-cpp sees a source of families: read from shared memory
+/// at each scrape (nothing is registered or kept in the process).
+class GatewayCollectable final : public prometheus::Collectable {
+public:
+    explicit GatewayCollectable(bool detailed) : detailed_(detailed) {}
+    std::vector<MetricFamily> Collect() const override { return collectMetrics(detailed_); }
+
+private:
+    bool detailed_;
+};
+
+}  // namespace
+
 std::string metricsText(bool detailed, bool openmetrics) {
-    auto fams = collectMetrics(detailed);
+    auto fams = GatewayCollectable(detailed).Collect();
     if (openmetrics) {
         return openMetricsText(fams);
     }

@@ -185,6 +185,8 @@ public:
     // The module (registry index + 1) whose Route..Proxy handler answered the request in place
     // (a refusal such as 401 or 429); 0 = none. For the metrics.
     uint8_t answered_by = 0;
+    // Why (module-defined, 1-based; 0 = unknown) — the auth module's mod::metrics::kAuthReasons.
+    uint8_t refusal_reason = 0;
 
     // ----- the reply -----
     /// Sets a gateway reply with no body (a CORS preflight's 204, for instance).
@@ -247,6 +249,7 @@ public:
         claim_count = 0;
         own_gateway_field = false;
         answered_by = 0;
+        refusal_reason = 0;
         local_ = false;
         reply_body_ = false;
         reply_status_ = 0;

@@ -385,12 +385,17 @@ class MetricsFamiliesTest(MetricsBase):
         self.assertEqual(http_request(port, "GET", "/secure/x").status, 401)
         self.assertEqual(http_request(port, "GET", "/secure/x",
                                       headers={"X-API-Key": "k" * 32}).status, 200)
+        self.assertEqual(http_request(port, "GET", "/secure/x",
+                                      headers={"X-API-Key": "w" * 32}).status, 401)
         m = self.metrics(mport)
         self.assertEqual(m.get("gateway_rate_limit_rejections_total", limit="default"), 3)
         self.assertEqual(m.get("gateway_route_refusals_total", route="api",
                                middleware="rate_limit", status="429"), 3)
         self.assertEqual(m.get("gateway_route_refusals_total", route="secure",
-                               middleware="auth", status="401"), 1)
+                               middleware="auth", status="401"), 2)
+        self.assertEqual(m.get("gateway_auth_rejections_total", reason="missing_credentials"), 1)
+        self.assertEqual(m.get("gateway_auth_rejections_total", reason="invalid_api_key"), 1)
+        self.assertEqual(m.sum("gateway_auth_rejections_total"), 2)
         # A refusal is answered in place: no upstream attempt.
         self.assertEqual(m.get("gateway_upstream_requests_total"), 3)
         # The access log says which module answered.
@@ -401,11 +406,11 @@ class MetricsFamiliesTest(MetricsBase):
             with open(log) as f:
                 return [e for e in (json.loads(x) for x in f if x.strip())
                         if e["path"] != "/metrics"]  # the scrape is logged too
-        wait_until(lambda: len(entries()) == 7, timeout=10)
+        wait_until(lambda: len(entries()) == 8, timeout=10)
         by = [(e["status"], e["refused_by"]) for e in entries()]
         self.assertEqual(sorted(by), sorted([(200, ""), (200, ""), (429, "rate_limit"),
                                              (429, "rate_limit"), (429, "rate_limit"),
-                                             (401, "auth"), (200, "")]))
+                                             (401, "auth"), (200, ""), (401, "auth")]))
 
     def test_websocket_families(self):
         b1 = self.backend()

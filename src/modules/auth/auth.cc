@@ -34,8 +34,21 @@ int64_t wallSeconds() {
 }
 
 /// Refuses with `status` and remembers the challenge for the HeaderFilter handler.
+/// The metrics' reason (1-based index into mod::metrics::kAuthReasons) for a refusal.
+uint8_t reasonOf(int status, std::string_view why, std::string_view challenge) {
+    size_t i = status == 400                                   ? 6   // ambiguous_credentials
+               : status == 403                                 ? 3   // insufficient_scope
+               : why == "missing credentials"                  ? 0
+               : why == "invalid API key"                      ? 4
+               : why == "invalid credentials"                  ? 5
+               : challenge.find("token expired") != std::string_view::npos ? 2
+                                                               : 1;  // invalid_token
+    return static_cast<uint8_t>(i + 1);
+}
+
 Verdict refuse(Request& req, const AuthConf& c, int status, std::string_view why,
                std::string_view challenge) {
+    req.refusal_reason = reasonOf(status, why, challenge);
     if (!challenge.empty()) {
         void* mem = req.alloc(sizeof(AuthState));
         if (mem != nullptr) {
@@ -641,6 +654,7 @@ Verdict accessHandler(Request& req, const void* conf) {
         case core::AuthType::Basic:
             return basicAccess(req, c, a);
     }
+    req.refusal_reason = 8;  // unavailable
     return req.fail(503, "authentication is not available");
 }
 

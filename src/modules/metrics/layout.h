@@ -44,6 +44,14 @@ inline constexpr size_t kRefusalModules = 6;
 inline constexpr uint16_t kRefusalStatuses[] = {400, 401, 403, 429, 503};
 inline constexpr size_t kRefusalKinds = std::size(kRefusalStatuses) + 1;  // + other
 
+/// Why the auth module refused a request (gateway_auth_rejections_total{reason}); index + 1 is
+/// Request::refusal_reason.
+inline constexpr const char* kAuthReasons[] = {
+    "missing_credentials", "invalid_token",        "expired_token",
+    "insufficient_scope",  "invalid_api_key",      "invalid_credentials",
+    "ambiguous_credentials", "unavailable"};
+inline constexpr size_t kAuthReasonCount = std::size(kAuthReasons);
+
 /// One histogram: non-cumulative bucket counts (count = their sum) and the sum in µs.
 struct HistShm {
     shm::Atomic64 buckets[kDurationBuckets];
@@ -60,9 +68,11 @@ struct RouteCellShm {
     shm::Atomic64 bytes_out;
     shm::Atomic64 gateway_errors;  // 5xx replies the gateway made (502/503/504 ...)
     shm::Atomic64 refusals[kRefusalModules][kRefusalKinds];
+    shm::Atomic64 auth_refusals[kAuthReasonCount];
     shm::Atomic64 reserved[3];
 };
-static_assert(sizeof(RouteCellShm) == 8 * (40 + 28 + 3 + 36 + 3), "layout changed: bump kLayoutVersion");
+static_assert(sizeof(RouteCellShm) == 8 * (40 + 28 + 3 + 36 + 8 + 3),
+              "layout changed: bump kLayoutVersion");
 
 /// Why an upstream attempt failed (gateway_upstream_errors_total{kind}).
 enum class UpstreamError : uint8_t { Connect, Timeout, Reset, BadResponse, Status5xx, Count };

@@ -228,6 +228,9 @@ void requestFinished(const RequestSample& r) {
         }
         c.refusals[r.refused_by - 1][k].fetchAdd(1, kRelaxed);
     }
+    if (r.auth_reason != 0 && r.auth_reason <= kAuthReasonCount) {
+        c.auth_refusals[r.auth_reason - 1].fetchAdd(1, kRelaxed);
+    }
 }
 
 void upstreamAttempt(uint32_t row) {

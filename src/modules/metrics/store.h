@@ -76,6 +76,7 @@ struct RequestSample {
     uint64_t bytes_out = 0;
     bool gateway_error = false;
     uint8_t refused_by = 0;
+    uint8_t auth_reason = 0;  // 1-based index into kAuthReasons (0 = not an auth refusal)
 };
 void requestFinished(const RequestSample& r);
 /// One attempt sent to the upstream of row `row`, and a failed one.

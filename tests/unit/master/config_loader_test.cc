@@ -691,8 +691,16 @@ TEST(ConfigLoaderTest, ParsesServerEnumsAndLogSettings) {
     EXPECT_EQ(r.config->server.error_log, "");
     expectError(loadYaml(baseYaml("  log_level: verbose\n")), "server.log_level",
                 "unknown log level 'verbose'", 3);
-    expectError(loadYaml(baseYaml("  access_log_format: combined\n")), "server.access_log_format",
-                "unknown access log format 'combined'", 3);
+    expectError(loadYaml(baseYaml("  access_log_format: common\n")), "server.access_log_format",
+                "unknown access log format 'common'", 3);
+    auto combined = loadYaml(baseYaml("  access_log_format: combined\n  trace_context: \"off\"\n"
+                                      "  trace_sampled: true\n"));
+    ASSERT_TRUE(combined.ok()) << describe(combined);
+    EXPECT_EQ(combined.config->server.access_log_format, core::AccessLogFormat::Combined);
+    EXPECT_FALSE(combined.config->server.trace_context);
+    EXPECT_TRUE(combined.config->server.trace_sampled);
+    expectError(loadYaml(baseYaml("  trace_context: sometimes\n")), "server.trace_context",
+                "unknown trace_context 'sometimes'", 3);
     expectError(loadYaml(baseYaml("  request_id: regenerate\n")), "server.request_id",
                 "unknown request_id mode", 3);
 }
