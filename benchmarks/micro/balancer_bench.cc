@@ -29,7 +29,7 @@ struct Env {
     std::optional<UpstreamTable> table;
     std::optional<BalancerPlan> plan;
 
-    Env(Algorithm algo, bool two_choices, uint32_t n) {
+    Env(Algorithm algo, bool two_choices, uint32_t n, bool outlier_rules) {
         photon::core::setLogLevel(photon::core::LogLevel::Warn);
         static int counter = 0;
         name =
@@ -50,6 +50,11 @@ struct Env {
         b.name = "bench";
         b.algorithm = algo;
         b.two_choices = two_choices;
+        if (outlier_rules) {  // the configuration's defaults: panic check on every pick
+            b.panic_threshold = 50;
+            b.max_ejection_percent = 50;
+            b.max_ejection_time_us = 300'000'000;
+        }
         for (uint32_t i = 0; i < n; ++i) {
             UpstreamSpec u;
             u.address = "10." + std::to_string(i / 250) + ".0." + std::to_string(i % 250) + ":80";
@@ -75,19 +80,20 @@ struct Env {
     ~Env() { MappedSegment::remove(name); }
 };
 
-Env& env(Algorithm algo, bool two_choices, uint32_t n) {
+Env& env(Algorithm algo, bool two_choices, uint32_t n, bool outlier_rules = true) {
     static std::mutex mu;
-    static std::map<std::tuple<int, bool, uint32_t>, std::unique_ptr<Env>> envs;
+    static std::map<std::tuple<int, bool, uint32_t, bool>, std::unique_ptr<Env>> envs;
     std::lock_guard<std::mutex> lock(mu);
-    auto& e = envs[{static_cast<int>(algo), two_choices, n}];
+    auto& e = envs[{static_cast<int>(algo), two_choices, n, outlier_rules}];
     if (!e) {
-        e = std::make_unique<Env>(algo, two_choices, n);
+        e = std::make_unique<Env>(algo, two_choices, n, outlier_rules);
     }
     return *e;
 }
 
-void runPicks(benchmark::State& state, Algorithm algo, bool two_choices) {
-    Env& e = env(algo, two_choices, static_cast<uint32_t>(state.range(0)));
+void runPicks(benchmark::State& state, Algorithm algo, bool two_choices,
+              bool outlier_rules = true) {
+    Env& e = env(algo, two_choices, static_cast<uint32_t>(state.range(0)), outlier_rules);
     Balancer bal(*e.plan, *e.table, static_cast<uint32_t>(state.thread_index()) % kWorkers,
                  Rng::seedFor(getpid(), state.thread_index(), 1));
     uint8_t ip[4] = {192, 168, 0, 0};
@@ -107,6 +113,14 @@ void runPicks(benchmark::State& state, Algorithm algo, bool two_choices) {
 
 // One shared-counter fetchAdd plus one eligibility check per pick.
 void BM_Balancer_RoundRobin(benchmark::State& s) { runPicks(s, Algorithm::RoundRobin, false); }
+// The same without panic routing and the ejection cap (the rules before they existed): the
+// difference is what the per-pick panic check costs.
+void BM_Balancer_RoundRobinWithoutOutlierRules(benchmark::State& s) {
+    runPicks(s, Algorithm::RoundRobin, false, false);
+}
+void BM_Balancer_LeastConnectionsWithoutOutlierRules(benchmark::State& s) {
+    runPicks(s, Algorithm::LeastConnections, false, false);
+}
 // Shared counter indexing the precomputed smooth sequence.
 void BM_Balancer_WeightedRoundRobin(benchmark::State& s) {
     runPicks(s, Algorithm::WeightedRoundRobin, false);
@@ -123,6 +137,8 @@ void BM_Balancer_Random(benchmark::State& s) { runPicks(s, Algorithm::Random, fa
 void BM_Balancer_RandomTwoChoices(benchmark::State& s) { runPicks(s, Algorithm::Random, true); }
 
 BENCHMARK(BM_Balancer_RoundRobin)->Arg(2)->Arg(16)->Arg(256);
+BENCHMARK(BM_Balancer_RoundRobinWithoutOutlierRules)->Arg(2)->Arg(16)->Arg(256);
+BENCHMARK(BM_Balancer_LeastConnectionsWithoutOutlierRules)->Arg(2)->Arg(16)->Arg(256);
 BENCHMARK(BM_Balancer_WeightedRoundRobin)->Arg(2)->Arg(16)->Arg(256);
 BENCHMARK(BM_Balancer_LeastConnections)->Arg(2)->Arg(16)->Arg(256);
 BENCHMARK(BM_Balancer_IpHash)->Arg(2)->Arg(16)->Arg(256);

@@ -281,8 +281,22 @@ struct BackendConfig {
     /// upstream) after which passive health ejects the upstream for fail_timeout. Default 3;
     /// 0 disables passive ejection.
     uint32_t max_fails = 3;
-    /// fail_timeout (new): how long a passively ejected upstream stays out. Default 10s.
+    /// fail_timeout (new): the failure window, and how long a passively ejected upstream stays
+    /// out the first time. Default 10s.
     Duration fail_timeout = std::chrono::seconds(10);
+    /// count_5xx (new): a 5xx answer counts toward max_fails like a connect error, reset or
+    /// timeout. Default false: an application's errors never eject its upstreams.
+    bool count_5xx = false;
+    /// max_ejection_percent (new): at most this share of the backend's upstreams is passively
+    /// ejected at once; the last usable one never is. 0..100, default 50.
+    uint32_t max_ejection_percent = 50;
+    /// max_ejection_time (new): an upstream ejected again soon after its last ejection ended
+    /// stays out fail_timeout × n (the n-th ejection in a row), at most this long. Default 300s.
+    Duration max_ejection_time = std::chrono::seconds(300);
+    /// panic_threshold (new): when fewer than this percentage of the backend's upstreams are
+    /// healthy (active checks and ejections), health is ignored and load spread over all of
+    /// them. 0..100, default 50; 0 turns panic routing off.
+    uint32_t panic_threshold = 50;
     /// health_check (orig block, extended): effective active-check settings.
     BackendHealthCheckConfig health_check;
 

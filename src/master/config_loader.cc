@@ -726,6 +726,10 @@ private:
         ok = r.opt("fail_open", b.fail_open) && ok;
         ok = r.opt("max_fails", b.max_fails) && ok;
         ok = positiveDuration(r, "fail_timeout", b.fail_timeout) && ok;
+        ok = r.opt("count_5xx", b.count_5xx) && ok;
+        ok = percent(r, "max_ejection_percent", b.max_ejection_percent) && ok;
+        ok = positiveDuration(r, "max_ejection_time", b.max_ejection_time) && ok;
+        ok = percent(r, "panic_threshold", b.panic_threshold) && ok;
 
         // Effective health check: defaults from the global block, overridden by the backend's.
         core::BackendHealthCheckConfig& hc = b.health_check;
@@ -1248,6 +1252,20 @@ private:
         return true;
     }
 
+    /// An integer percentage, 0..100.
+    bool percent(MapReader& r, const char* key, uint32_t& out) {
+        const ConfigNode* v = r.get(key);
+        if (v == nullptr) {
+            return true;
+        }
+        uint64_t n = 0;
+        if (!ctx_.integer(*v, r.path(key), 0, 100, n)) {
+            return false;
+        }
+        out = static_cast<uint32_t>(n);
+        return true;
+    }
+
     bool positiveDuration(MapReader& r, const char* key, Duration& out) {
         const ConfigNode* v = r.get(key);
         if (v == nullptr) {
@@ -1401,6 +1419,10 @@ private:
         kv("fail_open", boolean(b.fail_open));
         kv("max_fails", std::to_string(b.max_fails));
         kv("fail_timeout", dur(b.fail_timeout));
+        kv("count_5xx", boolean(b.count_5xx));
+        kv("max_ejection_percent", std::to_string(b.max_ejection_percent));
+        kv("max_ejection_time", dur(b.max_ejection_time));
+        kv("panic_threshold", std::to_string(b.panic_threshold));
         line("upstreams:");
         for (const auto& u : b.upstreams) {
             item();

@@ -1264,14 +1264,21 @@ void attemptUpstream(ClientConn* c) {
     if (u == nullptr) {
         u = connectUpstream(up);
         if (u == nullptr) {
+            // A name that has not resolved yet (panic routing may pick it) is nobody's failure:
+            // no passive-health report, and a 503 when nothing else was tried.
+            const bool no_address = errno == EHOSTUNREACH;
             LOG_WARN("connect() to upstream %s failed: %s", up.address.c_str(),
-                     std::strerror(errno));
+                     no_address ? "its name has not resolved" : std::strerror(errno));
             sharedRelease(p, static_cast<size_t>(ui));
-            sharedReport(p, static_cast<size_t>(ui), false);
-            mod::metrics::upstreamError(up.mx_row, mod::metrics::UpstreamError::Connect);
+            if (!no_address) {
+                sharedReport(p, static_cast<size_t>(ui), false);
+                mod::metrics::upstreamError(up.mx_row, mod::metrics::UpstreamError::Connect);
+            }
             markTried(c, static_cast<size_t>(ui));
             if (c->attempts <= route.retries) {
                 attemptUpstream(c);
+            } else if (no_address && c->attempts == 1) {
+                failRequest(c, 503, "no upstream available");
             } else {
                 failRequest(c, 502, "upstream connection failed");
             }
@@ -1500,9 +1507,18 @@ bool onResponseHead(ClientConn* c) {
         c->resp_dechunk = true;  // HTTP/1.0 has no chunked coding: the close ends the body
         c->keep_alive = false;
     }
-    // Passive health: a 5xx answer counts against the upstream like a connect error.
-    sharedReport(*ctx().proxy, static_cast<size_t>(u->up - ctx().proxy->upstreams.data()),
-                 c->resp.status < 500);
+    // Passive health: a good answer clears the upstream's failure window; a 5xx counts against
+    // it like a connect error only where the backend says so (count_5xx), since an
+    // application's errors on one endpoint must not take its upstreams out.
+    {
+        const Proxy& p = *ctx().proxy;
+        const size_t ui = static_cast<size_t>(u->up - p.upstreams.data());
+        if (c->resp.status < 500) {
+            sharedReport(p, ui, true);
+        } else if (p.backends[u->up->backend_index].count_5xx) {
+            sharedReport(p, ui, false);
+        }
+    }
     if (c->resp.status >= 500) {
         mod::metrics::upstreamError(u->up->mx_row, mod::metrics::UpstreamError::Status5xx);
     }

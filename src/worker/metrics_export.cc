@@ -481,6 +481,21 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
     out.push_back(std::move(f));
     out.push_back(std::move(fu));
     out.push_back(std::move(fs));
+    f = family("gateway_backend_panic",
+               "1 while the backend has fewer healthy upstreams than its panic_threshold "
+               "(load spread over all of them)",
+               MetricType::Gauge);
+    fu = family("gateway_upstream_ejections_total", "Passive ejections of each upstream",
+                MetricType::Counter);
+    for (size_t b = 0; b < p.backends.size(); ++b) {
+        addValue(f, sharedBackendPanic(b) ? 1 : 0, {label("backend", p.backends[b].name)});
+        for (size_t u : p.backends[b].upstreams) {
+            addValue(fu, static_cast<double>(s.views[u].ejections),
+                     {label("backend", p.backends[b].name), label("upstream", ulabel[u])});
+        }
+    }
+    out.push_back(std::move(f));
+    out.push_back(std::move(fu));
 
     // The master's.
     f = family("gateway_config_generation", "Generation of the configuration in use",

@@ -155,6 +155,7 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         BackendRt be;
         be.name = b.name;
         be.hash_kind = b.hash_key.kind;
+        be.count_5xx = b.count_5xx;
         be.hash_name = b.hash_key.name;
         for (const auto& uc : b.upstreams) {
             UpstreamRt u;
@@ -247,6 +248,11 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             bs.max_fails = b.max_fails;
             bs.fail_timeout_us = static_cast<uint64_t>(
                 std::chrono::duration_cast<std::chrono::microseconds>(b.fail_timeout).count());
+            bs.max_ejection_time_us = static_cast<uint64_t>(
+                std::chrono::duration_cast<std::chrono::microseconds>(b.max_ejection_time)
+                    .count());
+            bs.max_ejection_percent = b.max_ejection_percent;
+            bs.panic_threshold = b.panic_threshold;
             for (const auto& uc : b.upstreams) {
                 mod::balancer::UpstreamSpec us;
                 us.address = uc.address.toString();

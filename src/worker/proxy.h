@@ -72,6 +72,7 @@ struct BackendRt {
     // consistent_hash key: what is hashed (see core::HashKey); Ip = the client address.
     core::HashKey::Kind hash_kind = core::HashKey::Kind::Ip;
     std::string hash_name;  // header or cookie name
+    bool count_5xx = false;  // a 5xx answer is a passive-health failure
 };
 
 /// A route as the worker runs it; index-aligned with the router's route list.

@@ -7,6 +7,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <vector>
 
 #include "core/config.h"
 #include "core/log.h"
@@ -91,6 +92,38 @@ void sharedRemoveConnection() {
     g_seg.server->connections[g_slot].fetchSub(1, std::memory_order_relaxed);
 }
 
+namespace {
+
+/// Logs when this worker sees a backend enter or leave panic routing (once per change).
+std::vector<uint8_t> g_panic_seen;
+void notePanic(size_t backend, bool panic) {
+    if (!panic && (backend >= g_panic_seen.size() || g_panic_seen[backend] == 0)) {
+        return;  // the common case: no panic, none before
+    }
+    if (g_panic_seen.size() <= backend) {
+        g_panic_seen.resize(backend + 1, 0);
+    }
+    panic = panic || g_balancer->panicking(static_cast<uint32_t>(backend));
+    if (static_cast<bool>(g_panic_seen[backend]) == panic) {
+        return;
+    }
+    g_panic_seen[backend] = panic;
+    const std::string& name = ctx().proxy->backends[backend].name;
+    if (panic) {
+        LOG_WARN("backend %s: fewer healthy upstreams than its panic_threshold; spreading load "
+                 "over all of them, healthy or not",
+                 name.c_str());
+    } else {
+        LOG_NOTICE("backend %s: enough healthy upstreams again; panic routing ends", name.c_str());
+    }
+}
+
+}  // namespace
+
+bool sharedBackendPanic(size_t backend) {
+    return g_balancer && g_balancer->belowPanicThreshold(static_cast<uint32_t>(backend), monoUs());
+}
+
 int sharedPickAndAcquire(const Proxy&, size_t backend, const PickInput& in) {
     mod::balancer::ExcludeList ex;
     for (size_t i = 0; i < in.exclude_count; ++i) {
@@ -106,6 +139,7 @@ int sharedPickAndAcquire(const Proxy&, size_t backend, const PickInput& in) {
     }
     pc.exclude = in.exclude_count ? &ex : nullptr;
     auto pick = g_balancer->pick(static_cast<uint32_t>(backend), pc);
+    notePanic(backend, pick.status == mod::balancer::PickStatus::Panic);
     if (!pick.ok()) {
         return -1;
     }
@@ -138,6 +172,7 @@ UpstreamView sharedUpstreamView(const Proxy&, size_t upstream) {
     v.state = s.drained ? "drained" : s.ejected ? "ejected" : s.healthy ? "healthy" : "unhealthy";
     v.usable = s.healthy && !s.ejected && !s.drained && g_balancer->plan().upstream(u).weight > 0;
     v.inflight = s.inflight;
+    v.ejections = s.ejections_total;
     v.last_error = mod::balancer::healthErrorName(s.last_error);
     return v;
 }
@@ -155,9 +190,11 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
         }
         out += '"';
         appendJsonEscaped(out, proxy.backends[b].name);
-        char buf[160];
-        snprintf(buf, sizeof buf, "\":{\"healthy\":%u,\"ejected\":%u,\"total\":%u,\"upstreams\":[",
-                 bh.healthy, bh.ejected, bh.total);
+        char buf[320];
+        snprintf(buf, sizeof buf,
+                 "\":{\"healthy\":%u,\"ejected\":%u,\"total\":%u,\"panic\":%s,\"upstreams\":[",
+                 bh.healthy, bh.ejected, bh.total,
+                 g_balancer->belowPanicThreshold(b, now) ? "true" : "false");
         out += buf;
         const auto& bp = plan.backend(b);
         for (uint32_t k = 0; k < bp.count; ++k) {
@@ -177,12 +214,15 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
             appendJsonEscaped(out, proxy.upstreams[u].address);
             long long ago =
                 s.last_check_us ? static_cast<long long>((now - s.last_check_us) / 1000) : -1;
+            long long left = s.ejected ? static_cast<long long>((s.ejected_until_us - now) / 1000) : 0;
             snprintf(buf, sizeof buf,
                      "\",\"state\":\"%s\",\"inflight\":%llu,\"requests\":%llu,\"failures\":%llu,"
+                     "\"ejections\":%llu,\"ejected_ms_left\":%lld,"
                      "\"last_check_ms_ago\":%lld,\"last_error\":\"",
                      state, static_cast<unsigned long long>(s.inflight),
                      static_cast<unsigned long long>(s.requests_total),
-                     static_cast<unsigned long long>(s.failures_total), ago);
+                     static_cast<unsigned long long>(s.failures_total),
+                     static_cast<unsigned long long>(s.ejections_total), left, ago);
             out += buf;
             out += mod::balancer::healthErrorName(s.last_error);
             out += "\"}";

@@ -76,10 +76,14 @@ struct UpstreamView {
     const char* state = "unhealthy";  // healthy | unhealthy | ejected | drained
     bool usable = false;               // a pick may use it now
     uint64_t inflight = 0;
+    uint64_t ejections = 0;  // passive ejections so far
     std::string_view last_error;
 };
 /// The state of upstream `upstream` (index into proxy.upstreams). Any worker; lock-free.
 UpstreamView sharedUpstreamView(const Proxy& proxy, size_t upstream);
+
+/// Whether `backend` is in panic routing now (too few healthy upstreams). Any worker.
+bool sharedBackendPanic(size_t backend);
 
 /// Appends the /health JSON "backends" object and returns false when some backend has no
 /// healthy upstream.

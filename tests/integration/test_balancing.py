@@ -409,7 +409,7 @@ class PassiveHealthTest(BalancingTest):
         bad = WorkBackend("bad", status=500).start()
         self.addCleanup(good.stop)
         self.addCleanup(bad.stop)
-        self.start([good, bad], "round_robin", max_fails=2, fail_timeout="30s")
+        self.start([good, bad], "round_robin", max_fails=2, fail_timeout="30s", count_5xx=True)
         statuses = Counter()
         for _ in range(20):
             r, _ = self.get_fresh("/work", status=None)
@@ -458,8 +458,10 @@ class PassiveHealthTest(BalancingTest):
         ups = [self.backend("A"), self.backend("B")]
         for u in ups:
             u.stop()
+        # Every upstream may be ejected (max_ejection_percent 100) and no panic routing: the
+        # original's rules, under which fail_open decides.
         self.start(ups, "round_robin", max_fails=1, fail_timeout="30s", retries=1,
-                   fail_open=True)
+                   fail_open=True, max_ejection_percent=100, panic_threshold=0)
         self.eject_all(ups)
         self.assertEqual(self.health()["backends"]["default"]["ejected"], 2)
         for _ in range(4):
@@ -478,7 +480,8 @@ class PassiveHealthTest(BalancingTest):
         ups = [self.backend("A"), self.backend("B")]
         for u in ups:
             u.stop()
-        self.start(ups, "round_robin", max_fails=1, fail_timeout="30s", retries=1)
+        self.start(ups, "round_robin", max_fails=1, fail_timeout="30s", retries=1,
+                   max_ejection_percent=100, panic_threshold=0)
         self.eject_all(ups)
         for u in ups:
             u.start()

@@ -760,9 +760,15 @@ class RetryTest(ProxyTest):
                    msg="upstream slot not released after the client left")
 
     def test_all_upstreams_ejected_gives_503_with_retry_after(self):
-        # Passive health: one failed connect ejects the only upstream (max_fails: 1); the next
+        # Passive health: one failed connect ejects the only upstream (max_fails: 1, and
+        # max_ejection_percent: 100 lets the last one go, without panic routing); the next
         # request finds no usable upstream at all.
-        self.start([self.dead_address()], max_fails=1)
+        def rules(cfg):
+            b = cfg["load_balancing"]["backends"]["default"]
+            b["max_ejection_percent"] = 100
+            b["panic_threshold"] = 0
+
+        self.start([self.dead_address()], max_fails=1, config=rules)
         check_error_reply(self, http_request(self.port, "GET", "/name"), 502)
         r = http_request(self.port, "GET", "/name")
         check_error_reply(self, r, 503)

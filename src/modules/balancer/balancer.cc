@@ -129,8 +129,37 @@ uint32_t drawEligible(Elig& e, uint32_t n, uint32_t skip, Rand& rng) {
 }  // namespace
 
 Balancer::Balancer(const BalancerPlan& plan, UpstreamTable& table, uint32_t slot, uint64_t seed)
-    : plan_(&plan), table_(&table), slot_(slot), rng_(seed) {
+    : plan_(&plan), table_(&table), slot_(slot), rng_(seed), panic_(plan.backendCount()) {
     table.pinSlot(slot, plan.generation());
+}
+
+bool Balancer::inPanic(uint32_t backend, uint64_t now_us) {
+    PanicState& ps = panic_[backend];
+    if (ps.checked_us != 0 && now_us >= ps.checked_us && now_us - ps.checked_us < kPanicRecheckUs) {
+        return ps.panic;
+    }
+    ps.checked_us = now_us == 0 ? 1 : now_us;
+    ps.panic = belowPanicThreshold(backend, now_us);
+    return ps.panic;
+}
+
+bool Balancer::belowPanicThreshold(uint32_t backend, uint64_t now_us) const {
+    const BackendPlan& bp = plan_->backend(backend);
+    if (bp.panic_threshold == 0) {
+        return false;
+    }
+    uint32_t usable = 0, healthy = 0;  // weight > 0 and not drained; of those, healthy and in
+    for (uint32_t k = 0; k < bp.count; ++k) {
+        const UpstreamPlan& up = plan_->upstream(bp.first + k);
+        const UpstreamRecordShm& rec = table_->record(up.record);
+        const uint64_t h = rec.health.load();
+        if (up.weight == 0 || (h & kHealthDrained) != 0) {
+            continue;
+        }
+        ++usable;
+        healthy += (h & kHealthHealthy) != 0 && rec.ejected_until_us.load() <= now_us ? 1 : 0;
+    }
+    return usable != 0 && uint64_t{healthy} * 100 < uint64_t{bp.panic_threshold} * usable;
 }
 
 template <bool kFailOpen>
@@ -253,6 +282,15 @@ Pick Balancer::pick(uint32_t backend, const PickContext& ctx) {
         return {};
     }
     const uint64_t mask = table_->activeSlots();
+    if (bp.panic_threshold != 0 && inPanic(backend, ctx.now_us)) {
+        // Too few healthy upstreams to carry the load: spread it over all of them (Envoy's
+        // panic routing) rather than overload the survivors.
+        uint32_t i = pickLocal<true>(bp, ctx, mask);
+        if (i != kLocalNone) {
+            return Pick{bp.first + i, PickStatus::Panic};
+        }
+        return {};
+    }
     uint32_t i = pickLocal<false>(bp, ctx, mask);
     if (i != kLocalNone) {
         return Pick{bp.first + i, PickStatus::Picked};
@@ -269,7 +307,32 @@ Pick Balancer::pick(uint32_t backend, const PickContext& ctx) {
 bool Balancer::reportFailure(uint32_t upstream, uint64_t now_us) {
     const UpstreamPlan& up = plan_->upstream(upstream);
     const BackendPlan& bp = plan_->backend(up.backend);
-    return table_->reportFailure(up.record, slot_, now_us, bp.max_fails, bp.fail_timeout_us);
+    UpstreamTable::EjectionPolicy p;
+    p.max_fails = bp.max_fails;
+    p.window_us = bp.fail_timeout_us;
+    p.max_ejection_us = bp.max_ejection_time_us;
+    // The cap (failure path only): below 100 %, never the last usable upstream and never more
+    // than max_ejection_percent of those that take traffic.
+    uint32_t usable = 0, usable_others = 0, ejected = 0;
+    for (uint32_t k = 0; k < bp.count; ++k) {
+        const UpstreamPlan& u = plan_->upstream(bp.first + k);
+        const uint64_t h = table_->record(u.record).health.load();
+        if (u.weight == 0 || (h & kHealthDrained) != 0) {
+            continue;
+        }
+        ++usable;
+        if (table_->isEjected(u.record, now_us)) {
+            ++ejected;
+        } else if (bp.first + k != upstream && (h & kHealthHealthy) != 0) {
+            ++usable_others;
+        }
+    }
+    // max_ejection_percent 100 is the old rule: anything may go, the last one too (fail_open
+    // then decides what happens to the backend).
+    p.may_eject = bp.max_ejection_percent >= 100 ||
+                  (usable_others != 0 &&
+                   uint64_t{ejected + 1} * 100 <= uint64_t{bp.max_ejection_percent} * usable);
+    return table_->reportFailure(up.record, slot_, now_us, p);
 }
 
 BackendHealth Balancer::backendHealth(uint32_t backend, uint64_t now_us) const {

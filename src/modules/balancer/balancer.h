@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <span>
 #include <string_view>
+#include <vector>
 
 #include "modules/balancer/config.h"
 #include "modules/balancer/rng.h"
@@ -57,6 +58,7 @@ struct PickContext {
 enum class PickStatus : uint8_t {
     Picked,      // an eligible upstream
     FailOpen,    // none was eligible; the backend's fail_open picked one ignoring health
+    Panic,       // the backend's healthy share is below panic_threshold: picked ignoring health
     NoUpstream,  // nothing to pick: answer 503
 };
 
@@ -151,7 +153,10 @@ public:
 
     /// Passive health: one failed attempt (connect error, timeout, 5xx — the caller's policy).
     /// Returns true iff this call ejected the upstream (log it). See UpstreamTable::reportFailure;
-    /// thresholds are the backend's max_fails/fail_timeout.
+    /// thresholds are the backend's max_fails/fail_timeout; the ejection is skipped when it
+    /// would leave the backend without a usable upstream or with more than
+    /// max_ejection_percent of its upstreams ejected, and a repeated one lasts longer
+    /// (max_ejection_time).
     bool reportFailure(uint32_t upstream, uint64_t now_us);
     /// Passive health: a successful attempt clears this process's failure window.
     void reportSuccess(uint32_t upstream) {
@@ -181,6 +186,13 @@ public:
         return table_->snapshot(plan_->upstream(upstream).record, now_us);
     }
     BackendHealth backendHealth(uint32_t backend, uint64_t now_us) const;
+    /// Whether fewer than panic_threshold percent of the backend's usable upstreams (weight > 0,
+    /// not drained) are healthy and not ejected at `now_us` (read fresh from the table).
+    bool belowPanicThreshold(uint32_t backend, uint64_t now_us) const;
+    /// Whether this process last found `backend` in panic (below its panic_threshold).
+    bool panicking(uint32_t backend) const {
+        return backend < panic_.size() && panic_[backend].panic;
+    }
 
     const BalancerPlan& plan() const { return *plan_; }
     UpstreamTable& table() const { return *table_; }
@@ -189,11 +201,22 @@ public:
 private:
     template <bool kFailOpen>
     uint32_t pickLocal(const BackendPlan& bp, const PickContext& ctx, uint64_t mask);
+    /// Recomputes the backend's panic state when the last evaluation is kPanicRecheckUs old.
+    bool inPanic(uint32_t backend, uint64_t now_us);
+
+    /// Per backend, this process's view of the panic state: the share of healthy upstreams is
+    /// counted at most every kPanicRecheckUs per process, not on every pick.
+    struct PanicState {
+        uint64_t checked_us = 0;
+        bool panic = false;
+    };
+    static constexpr uint64_t kPanicRecheckUs = 100'000;
 
     const BalancerPlan* plan_;
     UpstreamTable* table_;
     uint32_t slot_;
     Rng rng_;
+    std::vector<PanicState> panic_;
 };
 
 inline InflightGuard& InflightGuard::operator=(InflightGuard&& o) noexcept {

@@ -14,7 +14,7 @@ using shm::Atomic32;
 using shm::Atomic64;
 
 /// Bump whenever any struct below, the column order or the geometry rules change.
-inline constexpr uint32_t kUpstreamLayoutVersion = 1;
+inline constexpr uint32_t kUpstreamLayoutVersion = 2;
 
 /// Columns of the counter arrays: one per process slot plus the retired column that collects the
 /// counters of reclaimed slots (so sums never go backwards).
@@ -77,10 +77,15 @@ struct UpstreamRecordShm {
                                 // check; under health_seq
     Atomic32 generation;        // last plan generation that bound this record; master
     Atomic64 health_changes;    // healthy<->unhealthy transitions; under health_seq
+    // Second cache line: read on the failure path only, never by pick.
+    Atomic64 ejections;        // consecutive ejections (the multiplier of the next one's length);
+                               // written by the worker whose CAS ejected it
+    Atomic64 ejections_total;  // every passive ejection (statistics); fetchAdd
+    Atomic64 reserved2[6];
 };
 static_assert(std::is_standard_layout_v<UpstreamRecordShm> &&
               std::is_trivially_copyable_v<UpstreamRecordShm>);
-static_assert(sizeof(UpstreamRecordShm) == 64, "layout changed: bump kUpstreamLayoutVersion");
+static_assert(sizeof(UpstreamRecordShm) == 128, "layout changed: bump kUpstreamLayoutVersion");
 
 /// Shared state of one backend, keyed by its name.
 struct BackendRecordShm {

@@ -88,6 +88,9 @@ core::Result<BalancerPlan> BalancerPlan::build(const BalancerInput& in, Upstream
         bp.fail_open = spec.fail_open;
         bp.max_fails = spec.max_fails;
         bp.fail_timeout_us = spec.fail_timeout_us;
+        bp.max_ejection_time_us = spec.max_ejection_time_us;
+        bp.max_ejection_percent = spec.max_ejection_percent;
+        bp.panic_threshold = spec.panic_threshold;
 
         std::unordered_map<std::string_view, uint32_t> seen;
         std::vector<std::string> ring_names;

@@ -47,6 +47,11 @@ struct BackendSpec {
     bool fail_open = false;    // no eligible upstream → ignore health and ejection (see pick)
     uint32_t max_fails = 5;    // passive ejection threshold; 0 disables passive ejection
     uint64_t fail_timeout_us = 10'000'000;  // failure window and ejection length
+    // The configuration's defaults (core::BackendConfig) are 300 s, 50 % and 50 %; these are
+    // the neutral values (no growth, no cap but the last usable upstream, no panic).
+    uint64_t max_ejection_time_us = 0;    // cap of a repeated ejection (window × n); 0 = window
+    uint32_t max_ejection_percent = 100;  // at most this share of the upstreams ejected at once
+    uint32_t panic_threshold = 0;         // healthy share (%) below which health is ignored
     std::vector<UpstreamSpec> upstreams;
 };
 
@@ -74,6 +79,9 @@ struct BackendPlan {
     bool fail_open = false;
     uint32_t max_fails = 0;
     uint64_t fail_timeout_us = 0;
+    uint64_t max_ejection_time_us = 0;
+    uint32_t max_ejection_percent = 100;
+    uint32_t panic_threshold = 0;  // 0 = never
     uint32_t wrr_offset = 0;  // weighted_round_robin: sequence in BalancerPlan::wrrSequence()
     uint32_t wrr_period = 0;
     HashRing ring;  // ip_hash / consistent_hash only

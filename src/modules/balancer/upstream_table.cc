@@ -248,6 +248,8 @@ core::Result<uint32_t> UpstreamTable::bindUpstream(std::string_view key, uint32_
     rec.last_check_us.store(0);
     rec.last_error.store(0);
     rec.health_changes.store(0);
+    rec.ejections.store(0);
+    rec.ejections_total.store(0);
     rec.generation.store(generation);
     rec.key_hash.store(hash);  // publish last
     return r;
@@ -396,7 +398,9 @@ void UpstreamTable::release(uint32_t record, uint32_t slot) {
 }
 
 bool UpstreamTable::reportFailure(uint32_t record, uint32_t slot, uint64_t now_us,
-                                  uint32_t max_fails, uint64_t fail_timeout_us) {
+                                  const EjectionPolicy& p) {
+    const uint32_t max_fails = p.max_fails;
+    const uint64_t fail_timeout_us = p.window_us;
     const size_t cell = static_cast<size_t>(slot) * capacity_ + record;
     bump(failures_[cell], 1u);
     if (max_fails == 0 || fail_timeout_us == 0) {
@@ -440,10 +444,27 @@ bool UpstreamTable::reportFailure(uint32_t record, uint32_t slot, uint64_t now_u
     if (until > now_us) {
         return false;  // already ejected
     }
-    const uint64_t new_until = now_us + fail_timeout_us;
+    if (!p.may_eject) {
+        return false;  // the backend has as many out as it may (or this is its last usable one)
+    }
+    // The n-th ejection in a row (each within max_ejection_us of the previous one's end) lasts
+    // n × the window, capped: a flapping upstream stays out longer and longer.
+    uint64_t n = 1;
+    if (p.max_ejection_us > 0 && until != 0 && now_us < until + p.max_ejection_us) {
+        n = std::min<uint64_t>(rec.ejections.load(std::memory_order_relaxed) + 1, 1u << 16);
+    }
+    uint64_t len = fail_timeout_us;
+    if (p.max_ejection_us > 0) {
+        len = std::min(fail_timeout_us * n, std::max(p.max_ejection_us, fail_timeout_us));
+    }
+    const uint64_t new_until = now_us + len;
     if (!rec.ejected_until_us.cas(until, new_until)) {
         return false;  // another worker ejected it first
     }
+    // Relaxed: written only by the worker that won the CAS above; read for statistics and by
+    // the next ejection, which follows this one by at least `len`.
+    rec.ejections.store(n, std::memory_order_relaxed);
+    rec.ejections_total.fetchAdd(1, std::memory_order_relaxed);
     // Failures from windows that started before the ejection ends no longer count.
     rec.passive_epoch_us.store(new_until);
     return true;
@@ -576,6 +597,8 @@ UpstreamSnapshot UpstreamTable::snapshot(uint32_t record, uint64_t now_us) const
     out.last_http_status = static_cast<uint16_t>(err >> 16);
     out.ejected_until_us = rec.ejected_until_us.load();
     out.ejected = out.ejected_until_us > now_us;
+    out.ejections = rec.ejections.load(std::memory_order_relaxed);
+    out.ejections_total = rec.ejections_total.load(std::memory_order_relaxed);
     out.inflight = inflight(record);
 
     bool counters_ok = false;

@@ -54,6 +54,8 @@ struct UpstreamSnapshot {
     uint64_t last_check_us = 0;  // CLOCK_MONOTONIC µs; 0 = never checked
     uint64_t ejected_until_us = 0;
     uint64_t health_changes = 0;
+    uint64_t ejections = 0;       // consecutive passive ejections (multiplier of the last one)
+    uint64_t ejections_total = 0;
     uint64_t inflight = 0;        // summed over slots
     uint64_t requests_total = 0;  // summed over slots + retired; never decreases
     uint64_t failures_total = 0;  // passive failures, likewise
@@ -159,7 +161,22 @@ public:
     /// fail_timeout_us == 0 disables ejection (the failure is still counted). Returns true iff
     /// this call ejected the upstream (log it once).
     bool reportFailure(uint32_t record, uint32_t slot, uint64_t now_us, uint32_t max_fails,
-                       uint64_t fail_timeout_us);
+                       uint64_t fail_timeout_us) {
+        EjectionPolicy p;
+        p.max_fails = max_fails;
+        p.window_us = fail_timeout_us;
+        return reportFailure(record, slot, now_us, p);
+    }
+    /// How a failure may eject (see reportFailure above, which is this with the defaults).
+    struct EjectionPolicy {
+        uint32_t max_fails = 0;
+        uint64_t window_us = 0;        // failure window, and the first ejection's length
+        uint64_t max_ejection_us = 0;  // an upstream ejected again within this long after its
+                                       // last ejection ended stays out window × n (n-th in a
+                                       // row), at most this long; 0 = always window
+        bool may_eject = true;         // the backend's cap allows one more ejection now
+    };
+    bool reportFailure(uint32_t record, uint32_t slot, uint64_t now_us, const EjectionPolicy& p);
     /// A success clears `slot`'s current failure window for `record`.
     void reportSuccess(uint32_t record, uint32_t slot);
 

@@ -195,6 +195,36 @@ void HealthChecker::onProbeDone(void* ctx, const ProbeResult& r) {
     ev_timer_start(self->loop_, &e->timer);
 }
 
+void HealthChecker::noteFirstCheck(const CheckTarget& t, const ProbeResult& r) {
+    if (t.probe.kind == core::HealthCheckType::Tcp) {
+        return;
+    }
+    auto it = first_checks_.find(t.backend);
+    if (it == first_checks_.end()) {
+        FirstChecks fc;
+        for (const auto& e : entries_) {
+            fc.upstreams += e->target.backend == t.backend ? 1 : 0;
+        }
+        it = first_checks_.emplace(t.backend, fc).first;
+    }
+    FirstChecks& fc = it->second;
+    ++fc.seen;
+    fc.all_404 = fc.all_404 && r.http_status == 404;
+    if (fc.seen == fc.upstreams && fc.all_404) {
+        // The original's default (GET /health, 200) against an application without that path:
+        // every upstream would go unhealthy. Say so once, plainly.
+        const std::string& req = t.probe.request;
+        size_t sp = req.find(' ');
+        size_t end = sp == std::string::npos ? sp : req.find(' ', sp + 1);
+        std::string path = sp == std::string::npos ? std::string("the check path")
+                                                   : req.substr(sp + 1, end - sp - 1);
+        LOG_WARN("health check: backend %s does not serve %s (every upstream answered 404), so "
+                 "its upstreams will be marked unhealthy: set health_check.path to a path they "
+                 "serve, or health_check.check_type: tcp",
+                 t.backend.c_str(), path.c_str());
+    }
+}
+
 void HealthChecker::record(Entry& e, const ProbeResult& r) {
     const CheckTarget& t = e.target;
     const uint64_t now_us = shm::monotonicMicros();
@@ -203,6 +233,9 @@ void HealthChecker::record(Entry& e, const ProbeResult& r) {
         tr = balancer_->recordCheck(t.upstream, r.ok, now_us, r.error, r.http_status, t.thresholds);
     }
     ++e.checks;
+    if (e.checks == 1) {
+        noteFirstCheck(t, r);
+    }
     char why[256];
     switch (tr) {
         case HealthTransition::BecameUnhealthy:

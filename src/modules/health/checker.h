@@ -9,6 +9,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "modules/balancer/balancer.h"
@@ -133,6 +134,15 @@ private:
     SSL_CTX* tls_verify_ = nullptr;
     SSL_CTX* tls_no_verify_ = nullptr;
     std::vector<std::unique_ptr<Entry>> entries_;  // stable addresses: watchers point into them
+    /// Per backend (by name): how the first HTTP check of each upstream went, to say once when
+    /// every upstream answered 404 (the backend does not serve the check path).
+    struct FirstChecks {
+        uint32_t upstreams = 0;
+        uint32_t seen = 0;
+        bool all_404 = true;
+    };
+    std::unordered_map<std::string, FirstChecks> first_checks_;
+    void noteFirstCheck(const CheckTarget& t, const ProbeResult& r);
     ResultFn on_result_ = nullptr;
     void* on_result_ctx_ = nullptr;
     bool started_ = false;

@@ -417,6 +417,70 @@ TEST_P(BalancerEligibilityTest, MaxConnectionsCountsEveryWorker) {
     EXPECT_EQ(sample(w0, 100, nullptr, &ex), std::set<uint32_t>{0});
 }
 
+TEST_P(BalancerEligibilityTest, EjectionCapKeepsTheLastUsableUpstreamAndAShare) {
+    BackendSpec b = spec({1, 1, 1});
+    b.max_ejection_percent = 50;
+    ASSERT_TRUE(build(b));
+    Balancer w = balancer(0);
+    EXPECT_TRUE(w.reportFailure(0, kNow));   // 1 of 3 out: 33 % <= 50 %
+    EXPECT_FALSE(w.reportFailure(1, kNow));  // 2 of 3 would be 67 %
+    EXPECT_FALSE(w.reportFailure(1, kNow));
+    EXPECT_EQ(sample(w, 200), (std::set<uint32_t>{1, 2}));
+    // Once the first ejection expires another may go.
+    EXPECT_TRUE(w.reportFailure(1, kNow + 10000001));
+}
+
+TEST_P(BalancerEligibilityTest, ASingleUpstreamIsNeverEjectedBelowOneHundredPercent) {
+    BackendSpec b = spec({1});
+    b.max_ejection_percent = 99;
+    ASSERT_TRUE(build(b));
+    Balancer w = balancer(0);
+    for (int i = 0; i < 5; ++i) {
+        EXPECT_FALSE(w.reportFailure(0, kNow + static_cast<uint64_t>(i)));
+    }
+    EXPECT_EQ(sample(w, 20), std::set<uint32_t>{0});
+}
+
+TEST_P(BalancerEligibilityTest, RepeatedEjectionsGrowUpToTheCap) {
+    BackendSpec b = spec({1, 1});
+    b.max_ejection_percent = 50;
+    b.max_ejection_time_us = 25000000;  // 25 s; the window is 10 s
+    ASSERT_TRUE(build(b));
+    Balancer w = balancer(0);
+    uint64_t t = kNow;
+    uint64_t expect[] = {10000000, 20000000, 25000000, 25000000};
+    for (uint64_t len : expect) {
+        ASSERT_TRUE(w.reportFailure(0, t));
+        const auto s = w.snapshot(0, t);
+        EXPECT_EQ(s.ejected_until_us - t, len);
+        t = s.ejected_until_us + 1;  // fails again right after it is back
+    }
+    EXPECT_EQ(w.snapshot(0, t).ejections_total, 4u);
+    // Back for longer than max_ejection_time: the next ejection is a first one again.
+    t += 25000001;
+    ASSERT_TRUE(w.reportFailure(0, t));
+    EXPECT_EQ(w.snapshot(0, t).ejected_until_us - t, 10000000u);
+}
+
+TEST_P(BalancerEligibilityTest, PanicBelowTheThresholdSpreadsOverAll) {
+    BackendSpec b = spec({1, 1, 1, 0});
+    b.panic_threshold = 50;
+    ASSERT_TRUE(build(b));
+    Balancer w = balancer(0);
+    ASSERT_TRUE(table().setHealth(rec(0), 9, false, kNow, HealthError::Timeout));
+    std::set<PickStatus> statuses;
+    // 2 of 3 healthy (the weight-0 one does not count): no panic.
+    EXPECT_EQ(sample(w, 200, &statuses), (std::set<uint32_t>{1, 2}));
+    EXPECT_EQ(statuses, std::set<PickStatus>{PickStatus::Picked});
+    ASSERT_TRUE(table().setHealth(rec(1), 9, false, kNow, HealthError::Timeout));
+    // 1 of 3: panic, once this worker re-evaluates (every 100 ms).
+    EXPECT_TRUE(w.belowPanicThreshold(0, kNow));
+    statuses.clear();
+    EXPECT_EQ(sample(w, 300, &statuses, nullptr, kNow + 100001), (std::set<uint32_t>{0, 1, 2}));
+    EXPECT_EQ(statuses, std::set<PickStatus>{PickStatus::Panic});
+    EXPECT_TRUE(w.panicking(0));
+}
+
 INSTANTIATE_TEST_SUITE_P(AllAlgorithms, BalancerEligibilityTest,
                          ::testing::Values(AlgoCase{Algorithm::RoundRobin, false},
                                            AlgoCase{Algorithm::WeightedRoundRobin, false},
