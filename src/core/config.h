@@ -297,6 +297,18 @@ struct BackendConfig {
     /// healthy (active checks and ejections), health is ignored and load spread over all of
     /// them. 0..100, default 50; 0 turns panic routing off.
     uint32_t panic_threshold = 50;
+    /// retry_budget (new): a route's retries to this backend start only while the retries in
+    /// flight (every worker) are below this percentage of its requests in flight, or below
+    /// min_retry_concurrency. 0..100, default 20; 0 = no budget.
+    uint32_t retry_budget = 20;
+    /// min_retry_concurrency (new): retries in flight always allowed. Default 3.
+    uint32_t min_retry_concurrency = 3;
+    /// max_requests (new): requests in flight to this backend over every worker; more are
+    /// answered 503 at once. Default 0 = no limit.
+    uint32_t max_requests = 0;
+    /// max_pending (new): connections to this backend's upstreams being made at once; more
+    /// requests are answered 503 at once. Default 0 = no limit.
+    uint32_t max_pending = 0;
     /// health_check (orig block, extended): effective active-check settings.
     BackendHealthCheckConfig health_check;
 

@@ -730,6 +730,10 @@ private:
         ok = percent(r, "max_ejection_percent", b.max_ejection_percent) && ok;
         ok = positiveDuration(r, "max_ejection_time", b.max_ejection_time) && ok;
         ok = percent(r, "panic_threshold", b.panic_threshold) && ok;
+        ok = percent(r, "retry_budget", b.retry_budget) && ok;
+        ok = r.opt("min_retry_concurrency", b.min_retry_concurrency) && ok;
+        ok = r.opt("max_requests", b.max_requests) && ok;
+        ok = r.opt("max_pending", b.max_pending) && ok;
 
         // Effective health check: defaults from the global block, overridden by the backend's.
         core::BackendHealthCheckConfig& hc = b.health_check;
@@ -1423,6 +1427,10 @@ private:
         kv("max_ejection_percent", std::to_string(b.max_ejection_percent));
         kv("max_ejection_time", dur(b.max_ejection_time));
         kv("panic_threshold", std::to_string(b.panic_threshold));
+        kv("retry_budget", std::to_string(b.retry_budget));
+        kv("min_retry_concurrency", std::to_string(b.min_retry_concurrency));
+        kv("max_requests", std::to_string(b.max_requests));
+        kv("max_pending", std::to_string(b.max_pending));
         line("upstreams:");
         for (const auto& u : b.upstreams) {
             item();

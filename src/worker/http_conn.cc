@@ -45,6 +45,8 @@ bool serveObservability(ClientConn* c, std::string_view path, bool metrics_liste
 
 namespace {
 
+uint64_t g_last_overflow_log_us = 0;  // circuit-breaking warnings: at most one a second
+
 /// Trace and span ids: a per-worker generator seeded from the kernel's randomness once.
 mod::balancer::Rng& traceRng() {
     static mod::balancer::Rng rng([] {
@@ -186,7 +188,10 @@ UpstreamConn* newUpstreamConn() {
     return u;
 }
 
+void connectDone(UpstreamConn* u);
+
 void destroyUpstreamConn(UpstreamConn* u) {
+    connectDone(u);
     ctx().io.cancel(&u->rx);
     ctx().io.cancel(&u->tx);
     ev_io_stop(L(), &u->rio);
@@ -352,7 +357,20 @@ void moveToList(ClientConn* c, ListNode& list) {
 void releaseInflight(ClientConn* c) {
     if (c->counted) {
         c->counted = false;
-        sharedRelease(*ctx().proxy, static_cast<size_t>(c->up->up - ctx().proxy->upstreams.data()));
+        const size_t ui = static_cast<size_t>(c->up->up - ctx().proxy->upstreams.data());
+        sharedRelease(*ctx().proxy, ui);
+        if (c->retrying) {
+            c->retrying = false;
+            sharedRetrying(ui, -1);
+        }
+    }
+}
+
+/// The Connecting gauge ends for `u` (connected, or gone).
+void connectDone(UpstreamConn* u) {
+    if (u->pending) {
+        u->pending = false;
+        sharedConnecting(static_cast<size_t>(u->up - ctx().proxy->upstreams.data()), -1);
     }
 }
 
@@ -1202,6 +1220,11 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     in.retries = route.retries;
     in.retry_non_idempotent = route.retry_non_idempotent;
     bool may_retry = mayRetry(in);
+    if (may_retry && !stale && !sharedRetryAllowed(route.backend)) {
+        // The backend's retry budget is spent: retries must not multiply the load of an outage.
+        may_retry = false;
+        mod::metrics::routeEvent(route.mx_row, mod::metrics::RouteEvent::RetryDenied);
+    }
     if (may_retry && !stale) {
         markTried(c, ui);
     }
@@ -1232,6 +1255,19 @@ void attemptUpstream(ClientConn* c) {
     Proxy& p = *ctx().proxy;
     const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
     ++c->attempts;
+    // Circuit breaking: a backend at its limit answers at once, never queues.
+    if (const char* limit = sharedOverLimit(route.backend)) {
+        mod::metrics::routeEvent(route.mx_row, mod::metrics::RouteEvent::Overflow);
+        uint64_t now_us = static_cast<uint64_t>(now() * 1e6);
+        if (now_us - g_last_overflow_log_us >= 1000000) {  // at most one line a second
+            g_last_overflow_log_us = now_us;
+            LOG_WARN("backend %s is at its %s: answering 503 (request %.*s)",
+                     p.backends[route.backend].name.c_str(), limit,
+                     static_cast<int>(c->meta.id_len), c->meta.id);
+        }
+        failRequest(c, 503, "backend is at its request limit");
+        return;
+    }
     PickInput in;
     in.client_addr = c->client_bin;
     in.client_addr_len = c->client_bin_len;
@@ -1254,6 +1290,12 @@ void attemptUpstream(ClientConn* c) {
     }
     UpstreamRt& up = p.upstreams[static_cast<size_t>(ui)];
     mod::metrics::upstreamAttempt(up.mx_row);
+    if (c->attempts > 1) {
+        // Counted for the retry budget while it is in flight (releaseInflight ends it).
+        c->retrying = true;
+        sharedRetrying(static_cast<size_t>(ui), 1);
+        mod::metrics::routeEvent(route.mx_row, mod::metrics::RouteEvent::Retry);
+    }
     c->req_sent = false;
     // fresh_connection_for_unsafe: a request that must not be sent twice never takes a pooled
     // connection the server may be closing.
@@ -1270,6 +1312,10 @@ void attemptUpstream(ClientConn* c) {
             LOG_WARN("connect() to upstream %s failed: %s", up.address.c_str(),
                      no_address ? "its name has not resolved" : std::strerror(errno));
             sharedRelease(p, static_cast<size_t>(ui));
+            if (c->retrying) {
+                c->retrying = false;
+                sharedRetrying(static_cast<size_t>(ui), -1);
+            }
             if (!no_address) {
                 sharedReport(p, static_cast<size_t>(ui), false);
                 mod::metrics::upstreamError(up.mx_row, mod::metrics::UpstreamError::Connect);
@@ -1288,6 +1334,10 @@ void attemptUpstream(ClientConn* c) {
     u->owner = c;
     c->up = u;
     c->counted = true;
+    if (u->connecting && !u->pending) {
+        u->pending = true;  // for max_pending, until connectDone()
+        sharedConnecting(static_cast<size_t>(ui), 1);
+    }
     c->meta.upstream_addr = up.address.c_str();
     ctx().io_pool.acquire(u->wbuf);
     u->wbuf.clear();
@@ -2316,6 +2366,7 @@ void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept {
             return;
         }
         u->connecting = false;
+        connectDone(u);
     }
     if (u->tx.busy()) {
         return;  // its completion carries on

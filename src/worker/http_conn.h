@@ -38,6 +38,7 @@ public:
     UpstreamRt* up = nullptr;
     ClientConn* owner = nullptr;
     bool connecting = false;
+    bool pending = false;     // counted in the Connecting gauge until connected or gone
     bool reused = false;      // taken from the idle pool
     bool read_full = false;   // the last recv filled all the space it was offered
     bool tx_body = false;     // the send in flight carries body bytes (not wbuf)
@@ -113,6 +114,7 @@ public:
     char hash_key[256];
     uint16_t hash_key_len = 0;
     bool counted = false;  // an in-flight request is counted on `up` in shared memory
+    bool retrying = false;  // the attempt on `up` is a retry (counted in the Retrying gauge)
     Buffer in;             // bytes from the client (heads, bodies, pipelined requests)
     Buffer out;            // bytes to the client (response heads, local replies)
 

@@ -65,6 +65,7 @@ struct RouteSum {
     uint64_t bytes_in = 0, bytes_out = 0, gateway_errors = 0;
     uint64_t refusals[mx::kRefusalModules][mx::kRefusalKinds] = {};
     uint64_t auth[mx::kAuthReasonCount] = {};
+    uint64_t events[3] = {};
 
     uint64_t total() const {
         uint64_t n = 0;
@@ -108,6 +109,9 @@ RouteSum sumRoute(const mx::Store& s, uint32_t row) {
         }
         for (size_t i = 0; i < mx::kAuthReasonCount; ++i) {
             r.auth[i] += c.auth_refusals[i].load(kRelaxed);
+        }
+        for (size_t i = 0; i < 3; ++i) {
+            r.events[i] += c.events[i].load(kRelaxed);
         }
     }
     return r;
@@ -320,6 +324,9 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
         for (size_t i = 0; i < mx::kAuthReasonCount; ++i) {
             all.auth[i] += r.auth[i];
         }
+        for (size_t i = 0; i < 3; ++i) {
+            all.events[i] += r.events[i];
+        }
     }
 
     // The original's families (no labels, except the status class).
@@ -439,6 +446,22 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
         out.push_back(std::move(f));
         out.push_back(std::move(ff));
     }
+
+    f = family("gateway_retries_total", "Retry attempts (a request sent again to another upstream)",
+               MetricType::Counter);
+    addValue(f, static_cast<double>(all.events[0]));
+    out.push_back(std::move(f));
+    f = family("gateway_retries_denied_total",
+               "Retries not made because the backend's retry budget was spent",
+               MetricType::Counter);
+    addValue(f, static_cast<double>(all.events[1]));
+    out.push_back(std::move(f));
+    f = family("gateway_circuit_breaker_rejections_total",
+               "Requests answered 503 at once because their backend was at max_requests or "
+               "max_pending",
+               MetricType::Counter);
+    addValue(f, static_cast<double>(all.events[2]));
+    out.push_back(std::move(f));
 
     bool has_auth = false;
     for (const auto& r : p.routes) {

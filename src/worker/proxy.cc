@@ -253,6 +253,10 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
                     .count());
             bs.max_ejection_percent = b.max_ejection_percent;
             bs.panic_threshold = b.panic_threshold;
+            bs.retry_budget = b.retry_budget;
+            bs.min_retry_concurrency = b.min_retry_concurrency;
+            bs.max_requests = b.max_requests;
+            bs.max_pending = b.max_pending;
             for (const auto& uc : b.upstreams) {
                 mod::balancer::UpstreamSpec us;
                 us.address = uc.address.toString();

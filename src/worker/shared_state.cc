@@ -120,6 +120,25 @@ void notePanic(size_t backend, bool panic) {
 
 }  // namespace
 
+bool sharedRetryAllowed(size_t backend) {
+    return !g_balancer || g_balancer->retryAllowed(static_cast<uint32_t>(backend));
+}
+const char* sharedOverLimit(size_t backend) {
+    return g_balancer ? g_balancer->overLimit(static_cast<uint32_t>(backend)) : nullptr;
+}
+void sharedRetrying(size_t upstream, int delta) {
+    if (g_balancer) {
+        g_balancer->gauge(mod::balancer::SlotGauge::Retrying, static_cast<uint32_t>(upstream),
+                          delta);
+    }
+}
+void sharedConnecting(size_t upstream, int delta) {
+    if (g_balancer) {
+        g_balancer->gauge(mod::balancer::SlotGauge::Connecting, static_cast<uint32_t>(upstream),
+                          delta);
+    }
+}
+
 bool sharedBackendPanic(size_t backend) {
     return g_balancer && g_balancer->belowPanicThreshold(static_cast<uint32_t>(backend), monoUs());
 }

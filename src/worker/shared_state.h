@@ -82,6 +82,14 @@ struct UpstreamView {
 /// The state of upstream `upstream` (index into proxy.upstreams). Any worker; lock-free.
 UpstreamView sharedUpstreamView(const Proxy& proxy, size_t upstream);
 
+/// Retry budget of `backend` (see mod::balancer::Balancer::retryAllowed).
+bool sharedRetryAllowed(size_t backend);
+/// Circuit breaking: the limit (`max_requests`, `max_pending`) `backend` is at, or nullptr.
+const char* sharedOverLimit(size_t backend);
+/// This worker's gauges of `upstream`: a retry attempt in flight, a connection being made.
+void sharedRetrying(size_t upstream, int delta);
+void sharedConnecting(size_t upstream, int delta);
+
 /// Whether `backend` is in panic routing now (too few healthy upstreams). Any worker.
 bool sharedBackendPanic(size_t backend);
 

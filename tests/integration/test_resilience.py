@@ -158,3 +158,74 @@ class ResilienceTest(IntegrationTest):
         wait_until(lambda: "does not serve /status/404" in self.p.stderr_text(), timeout=10,
                    msg="no warning about the check path")
         self.assertEqual(self.p.stderr_text().count("does not serve /status/404"), 1)
+
+
+class BudgetAndBreakerTest(ResilienceTest):
+    def attempts(self, b):
+        return sum(1 for q in b.request_log() if q.path == "/reset")
+
+    def test_retry_budget_bounds_a_retry_storm(self):
+        # Every attempt is reset by the upstream; the route may retry 3 times.
+        for budget, expect_attempts in ((0, 4), (20, 1)):
+            with self.subTest(retry_budget=budget):
+                b1 = self.backend()
+                self.port, self.mport = free_port(), free_port()
+                cfg = base_config(self.port, [b1, b1.address, b1.address, b1.address],
+                                  metrics_port=self.mport)
+                cfg["server"]["pid_file"] = os.path.join(self.tmpdir, "p%d.pid" % budget)
+                cfg["health_check"]["enabled"] = False
+                cfg["routes"][0]["retries"] = 3
+                b = cfg["load_balancing"]["backends"]["default"]
+                b.update(max_fails=0, panic_threshold=0, retry_budget=budget,
+                         min_retry_concurrency=0)
+                p = self.photon(cfg, name="photon%d" % budget)
+                for _ in range(10):
+                    self.assertEqual(http_request(self.port, "GET", "/reset").status, 502)
+                self.assertEqual(self.attempts(b1), 10 * expect_attempts)
+                m = http_request(self.mport, "GET", "/metrics").text
+                denied = 10 if budget else 0
+                self.assertIn("gateway_retries_denied_total %d\n" % denied, m)
+                self.assertIn("gateway_retries_total %d\n" % (10 * (expect_attempts - 1)), m)
+                p.stop()
+
+    def hold(self, n, path="/hang"):
+        """Opens n connections each with a request the upstream holds (never answers, by
+        default)."""
+        conns = []
+        for _ in range(n):
+            c = self.conn(self.port)
+            c.send_request("GET", path)
+            conns.append(c)
+        return conns
+
+    def test_max_requests_holds_across_workers(self):
+        b1 = self.backend()
+        self.gateway([b1], workers=2, max_requests=2, max_fails=0)
+        held = self.hold(2, "/slow?delay_ms=2000")
+        wait_until(lambda: b1.requests_served >= 2 or len(b1.request_log()) >= 2, timeout=5)
+        for _ in range(3):
+            r = http_request(self.port, "GET", "/name")
+            self.assertEqual(r.status, 503, r.body)
+            self.assertEqual(r.header("retry-after"), "1")
+        m = http_request(self.mport, "GET", "/metrics").text
+        self.assertIn("gateway_circuit_breaker_rejections_total 3\n", m)
+        for c in held:
+            c.close()
+        wait_until(lambda: http_request(self.port, "GET", "/name").status == 200, timeout=10,
+                   msg="the limit never freed up after the held requests ended")
+
+    def test_killed_worker_leaves_no_count_stuck(self):
+        b1 = self.backend()
+        p = self.gateway([b1], workers=2, max_requests=2, max_fails=0)
+        held = self.hold(2)
+        wait_until(lambda: len(b1.request_log()) >= 2, timeout=5)
+        self.assertEqual(http_request(self.port, "GET", "/name").status, 503)
+        import signal
+        from harness import cmdline
+        for w in [w for w in p.worker_pids() if cmdline(w).startswith("photon: worker")]:
+            os.kill(w, signal.SIGKILL)
+        for c in held:
+            c.close()
+        # The dead workers' in-flight counts are reclaimed with their slots.
+        wait_until(lambda: http_request(self.port, "GET", "/name").status == 200, timeout=10,
+                   msg="a dead worker's requests still count against max_requests")

@@ -335,6 +335,48 @@ bool Balancer::reportFailure(uint32_t upstream, uint64_t now_us) {
     return table_->reportFailure(up.record, slot_, now_us, p);
 }
 
+uint64_t Balancer::backendInflight(uint32_t backend) const {
+    const BackendPlan& bp = plan_->backend(backend);
+    const uint64_t mask = table_->activeSlots();
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < bp.count; ++k) {
+        n += table_->inflightIn(plan_->upstream(bp.first + k).record, mask);
+    }
+    return n;
+}
+
+uint64_t Balancer::backendGauge(SlotGauge g, uint32_t backend) const {
+    const BackendPlan& bp = plan_->backend(backend);
+    const uint64_t mask = table_->activeSlots();
+    uint64_t n = 0;
+    for (uint32_t k = 0; k < bp.count; ++k) {
+        n += table_->gaugeSum(g, plan_->upstream(bp.first + k).record, mask);
+    }
+    return n;
+}
+
+bool Balancer::retryAllowed(uint32_t backend) const {
+    const BackendPlan& bp = plan_->backend(backend);
+    if (bp.retry_budget == 0) {
+        return true;
+    }
+    const uint64_t retrying = backendGauge(SlotGauge::Retrying, backend);
+    const uint64_t allowed = std::max<uint64_t>(
+        bp.min_retry_concurrency, backendInflight(backend) * bp.retry_budget / 100);
+    return retrying < allowed;
+}
+
+const char* Balancer::overLimit(uint32_t backend) const {
+    const BackendPlan& bp = plan_->backend(backend);
+    if (bp.max_requests != 0 && backendInflight(backend) >= bp.max_requests) {
+        return "max_requests";
+    }
+    if (bp.max_pending != 0 && backendGauge(SlotGauge::Connecting, backend) >= bp.max_pending) {
+        return "max_pending";
+    }
+    return nullptr;
+}
+
 BackendHealth Balancer::backendHealth(uint32_t backend, uint64_t now_us) const {
     const BackendPlan& bp = plan_->backend(backend);
     BackendHealth out;

@@ -186,6 +186,21 @@ public:
         return table_->snapshot(plan_->upstream(upstream).record, now_us);
     }
     BackendHealth backendHealth(uint32_t backend, uint64_t now_us) const;
+    /// Per-slot gauges of `upstream` in this process (retries in flight, connections being made).
+    void gauge(SlotGauge g, uint32_t upstream, int delta) {
+        table_->gaugeAdd(g, plan_->upstream(upstream).record, slot_, delta);
+    }
+    /// Sums over every worker and every upstream of `backend`: requests in flight, and a gauge.
+    uint64_t backendInflight(uint32_t backend) const;
+    uint64_t backendGauge(SlotGauge g, uint32_t backend) const;
+    /// Retry budget: may one more retry start on `backend` now? True when the backend has no
+    /// budget, or when its retries in flight (every worker) are below retry_budget percent of
+    /// its requests in flight, or below min_retry_concurrency.
+    bool retryAllowed(uint32_t backend) const;
+    /// Circuit breaking: the limit `backend` is at (max_requests, then max_pending), or
+    /// nullptr when a new request may start.
+    const char* overLimit(uint32_t backend) const;
+
     /// Whether fewer than panic_threshold percent of the backend's usable upstreams (weight > 0,
     /// not drained) are healthy and not ejected at `now_us` (read fresh from the table).
     bool belowPanicThreshold(uint32_t backend, uint64_t now_us) const;

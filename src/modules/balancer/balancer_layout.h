@@ -19,6 +19,10 @@ inline constexpr uint32_t kUpstreamLayoutVersion = 2;
 /// Columns of the counter arrays: one per process slot plus the retired column that collects the
 /// counters of reclaimed slots (so sums never go backwards).
 inline constexpr uint32_t kSlotColumns = shm::kMaxSlots + 1;
+
+/// Per-slot gauges kept per upstream record beside in-flight (UpstreamTable::gaugeAdd).
+enum class SlotGauge : uint8_t { Retrying, Connecting };
+inline constexpr uint32_t kSlotGauges = 2;
 inline constexpr uint32_t kRetiredColumn = shm::kMaxSlots;
 
 /// Key hash values with a special meaning; real hashes are remapped to >= kFirstKeyHash.

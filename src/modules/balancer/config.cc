@@ -91,6 +91,10 @@ core::Result<BalancerPlan> BalancerPlan::build(const BalancerInput& in, Upstream
         bp.max_ejection_time_us = spec.max_ejection_time_us;
         bp.max_ejection_percent = spec.max_ejection_percent;
         bp.panic_threshold = spec.panic_threshold;
+        bp.retry_budget = spec.retry_budget;
+        bp.min_retry_concurrency = spec.min_retry_concurrency;
+        bp.max_requests = spec.max_requests;
+        bp.max_pending = spec.max_pending;
 
         std::unordered_map<std::string_view, uint32_t> seen;
         std::vector<std::string> ring_names;

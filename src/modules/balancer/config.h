@@ -52,6 +52,11 @@ struct BackendSpec {
     uint64_t max_ejection_time_us = 0;    // cap of a repeated ejection (window × n); 0 = window
     uint32_t max_ejection_percent = 100;  // at most this share of the upstreams ejected at once
     uint32_t panic_threshold = 0;         // healthy share (%) below which health is ignored
+    uint32_t retry_budget = 0;            // retries in flight ≤ this % of requests in flight
+                                          // (0 = no budget); core default 20
+    uint32_t min_retry_concurrency = 3;   // ... or this many, whichever is more
+    uint32_t max_requests = 0;            // requests in flight over all workers (0 = no limit)
+    uint32_t max_pending = 0;             // connections being made (0 = no limit)
     std::vector<UpstreamSpec> upstreams;
 };
 
@@ -82,6 +87,10 @@ struct BackendPlan {
     uint64_t max_ejection_time_us = 0;
     uint32_t max_ejection_percent = 100;
     uint32_t panic_threshold = 0;  // 0 = never
+    uint32_t retry_budget = 0;     // 0 = no budget
+    uint32_t min_retry_concurrency = 3;
+    uint32_t max_requests = 0;  // 0 = no limit
+    uint32_t max_pending = 0;   // 0 = no limit
     uint32_t wrr_offset = 0;  // weighted_round_robin: sequence in BalancerPlan::wrrSequence()
     uint32_t wrr_period = 0;
     HashRing ring;  // ip_hash / consistent_hash only

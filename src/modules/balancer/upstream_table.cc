@@ -26,7 +26,8 @@ constexpr uint64_t align64(uint64_t n) { return (n + 63) / 64 * 64; }
 
 /// Byte offsets of every region from the start of the segment body.
 struct Geometry {
-    uint64_t backends, backend_keys, records, keys, inflight, passive, requests, failures, total;
+    uint64_t backends, backend_keys, records, keys, inflight, passive, requests, failures, gauges,
+        total;
 };
 
 Geometry geometry(uint32_t cap, uint32_t bcap) {
@@ -48,6 +49,8 @@ Geometry geometry(uint32_t cap, uint32_t bcap) {
     off += align64(uint64_t{kSlotColumns} * cap * sizeof(Atomic64));
     g.failures = off;
     off += align64(uint64_t{kSlotColumns} * cap * sizeof(Atomic64));
+    g.gauges = off;
+    off += align64(uint64_t{kSlotGauges} * shm::kMaxSlots * cap * sizeof(Atomic32));
     g.total = off;
     return g;
 }
@@ -197,6 +200,10 @@ core::Result<UpstreamTable> UpstreamTable::bind(const shm::MappedSegment& seg, u
     t.passive_ = reinterpret_cast<Atomic64*>(body + g.passive);
     t.requests_ = reinterpret_cast<Atomic64*>(body + g.requests);
     t.failures_ = reinterpret_cast<Atomic64*>(body + g.failures);
+    for (uint32_t k = 0; k < kSlotGauges; ++k) {
+        t.gauges_[k] = reinterpret_cast<Atomic32*>(body + g.gauges) +
+                       static_cast<size_t>(k) * shm::kMaxSlots * capacity;
+    }
     t.capacity_ = capacity;
     t.backend_capacity_ = backend_capacity;
     return t;
@@ -236,6 +243,9 @@ core::Result<uint32_t> UpstreamTable::bindUpstream(std::string_view key, uint32_
     for (uint32_t s = 0; s < shm::kMaxSlots; ++s) {
         inflight_[static_cast<size_t>(s) * capacity_ + r].store(0);
         passive_[static_cast<size_t>(s) * capacity_ + r].store(0);
+        for (uint32_t k = 0; k < kSlotGauges; ++k) {
+            gauges_[k][static_cast<size_t>(s) * capacity_ + r].store(0);
+        }
     }
     for (uint32_t c = 0; c < kSlotColumns; ++c) {
         requests_[static_cast<size_t>(c) * capacity_ + r].store(0);
@@ -349,6 +359,9 @@ void UpstreamTable::reclaimSlot(uint32_t slot) {
     for (uint32_t r = 0; r < capacity_; ++r) {
         inflight_[gauge + r].store(0, std::memory_order_relaxed);
         passive_[gauge + r].store(0, std::memory_order_relaxed);
+        for (uint32_t k = 0; k < kSlotGauges; ++k) {
+            gauges_[k][gauge + r].store(0, std::memory_order_relaxed);  // died with the process
+        }
         // Relaxed loads/stores inside the fold seqlock: the fences in SeqLock order them. The
         // retired column is updated with fetchAdd because two masters may fold at once.
         const uint64_t req = requests_[gauge + r].load(std::memory_order_relaxed);
@@ -386,6 +399,27 @@ void UpstreamTable::acquire(uint32_t record, uint32_t slot) {
     const size_t cell = static_cast<size_t>(slot) * capacity_ + record;
     bump(inflight_[cell], 1u);
     bump(requests_[cell], 1u);
+}
+
+void UpstreamTable::gaugeAdd(SlotGauge g, uint32_t record, uint32_t slot, int delta) {
+    Atomic32& cell = gauges_[static_cast<size_t>(g)][static_cast<size_t>(slot) * capacity_ + record];
+    // Relaxed: single writer (this slot's process); readers only sum an advisory gauge.
+    const uint32_t v = cell.load(std::memory_order_relaxed);
+    cell.store(delta >= 0 ? v + static_cast<uint32_t>(delta)
+                          : (v >= static_cast<uint32_t>(-delta) ? v - static_cast<uint32_t>(-delta)
+                                                                : 0),
+               std::memory_order_relaxed);
+}
+
+uint64_t UpstreamTable::gaugeSum(SlotGauge g, uint32_t record, uint64_t mask) const {
+    uint64_t sum = 0;
+    const Atomic32* col = gauges_[static_cast<size_t>(g)];
+    while (mask != 0) {
+        const unsigned s = static_cast<unsigned>(__builtin_ctzll(mask));
+        mask &= mask - 1;
+        sum += col[static_cast<size_t>(s) * capacity_ + record].load(std::memory_order_relaxed);
+    }
+    return sum;
 }
 
 void UpstreamTable::release(uint32_t record, uint32_t slot) {

@@ -240,6 +240,12 @@ public:
             std::memory_order_relaxed);
     }
 
+    /// Per-slot gauges besides in-flight (single writer per slot; zeroed by reclaim, so a dead
+    /// process leaves none stuck): attempts in flight that are retries, and connections being
+    /// made. Summed over the slots in `mask` by gaugeSum.
+    void gaugeAdd(SlotGauge g, uint32_t record, uint32_t slot, int delta);
+    uint64_t gaugeSum(SlotGauge g, uint32_t record, uint64_t mask) const;
+
     /// A consistent copy of the record (seqlocks read with bounded retries).
     UpstreamSnapshot snapshot(uint32_t record, uint64_t now_us) const;
 
@@ -265,6 +271,7 @@ private:
     Atomic64* passive_ = nullptr;
     Atomic64* requests_ = nullptr;
     Atomic64* failures_ = nullptr;
+    Atomic32* gauges_[kSlotGauges] = {};
     uint32_t capacity_ = 0;
     uint32_t backend_capacity_ = 0;
 };

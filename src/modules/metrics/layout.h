@@ -69,10 +69,13 @@ struct RouteCellShm {
     shm::Atomic64 gateway_errors;  // 5xx replies the gateway made (502/503/504 ...)
     shm::Atomic64 refusals[kRefusalModules][kRefusalKinds];
     shm::Atomic64 auth_refusals[kAuthReasonCount];
-    shm::Atomic64 reserved[3];
+    shm::Atomic64 events[3];  // RouteEvent: retries, retries the budget denied, breaker 503s
 };
 static_assert(sizeof(RouteCellShm) == 8 * (40 + 28 + 3 + 36 + 8 + 3),
               "layout changed: bump kLayoutVersion");
+
+/// Route events besides requests (RouteCellShm::events).
+enum class RouteEvent : uint8_t { Retry, RetryDenied, Overflow };
 
 /// Why an upstream attempt failed (gateway_upstream_errors_total{kind}).
 enum class UpstreamError : uint8_t { Connect, Timeout, Reset, BadResponse, Status5xx, Count };

@@ -233,6 +233,12 @@ void requestFinished(const RequestSample& r) {
     }
 }
 
+void routeEvent(uint32_t row, RouteEvent e) {
+    if (g_store.head != nullptr && row < g_store.geo.route_rows) {
+        g_store.route(row, g_shard).events[static_cast<size_t>(e)].fetchAdd(1, kRelaxed);
+    }
+}
+
 void upstreamAttempt(uint32_t row) {
     if (g_store.head != nullptr && row < g_store.geo.upstream_rows) {
         g_store.upstream(row, g_shard).requests.fetchAdd(1, kRelaxed);

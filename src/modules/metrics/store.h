@@ -81,6 +81,8 @@ struct RequestSample {
 void requestFinished(const RequestSample& r);
 /// One attempt sent to the upstream of row `row`, and a failed one.
 void upstreamAttempt(uint32_t row);
+/// A retry attempt, a retry the budget refused, a request refused by circuit breaking.
+void routeEvent(uint32_t row, RouteEvent e);
 void upstreamError(uint32_t row, UpstreamError kind);
 
 /// Master: its own statistics.
