@@ -259,6 +259,15 @@ struct BackendHealthCheckConfig {
     bool operator==(const BackendHealthCheckConfig&) const = default;
 };
 
+/// Bits of RouteConfig::retry_on.
+namespace retry_on {
+inline constexpr uint8_t kConnectFailure = 1, kReset = 2, kTimeout = 4, k502 = 8, k503 = 16,
+                         k504 = 32;
+inline constexpr std::pair<const char*, uint8_t> kNames[] = {
+    {"connect_failure", kConnectFailure}, {"reset", kReset}, {"timeout", kTimeout},
+    {"502", k502}, {"503", k503}, {"504", k504}};
+}  // namespace retry_on
+
 /// One entry of `load_balancing.backends` (a map name → backend).
 struct BackendConfig {
     /// The map key.
@@ -396,6 +405,17 @@ struct RouteConfig {
     /// retries (orig, the original ignored it): extra attempts on another upstream for
     /// idempotent requests that failed before any response byte was sent. Default 0.
     uint32_t retries = 0;
+    /// retry_on (new): what is retried (within `retries`): connect_failure, reset, timeout,
+    /// 502, 503, 504 (RetryOn bits). Default connect_failure and reset. A timeout or a 5xx
+    /// answer is retried only for idempotent requests (or with retry_non_idempotent).
+    uint8_t retry_on = 0x03;
+    /// per_try_timeout (new): each attempt's read/write timeout (the smaller of it and
+    /// `timeout` or the upstream's own). Absent = none of its own.
+    std::optional<Duration> per_try_timeout;
+    /// retry_backoff, retry_backoff_max (new): wait before the n-th retry, drawn at random up to
+    /// retry_backoff × 2^(n-1), at most retry_backoff_max ("full jitter"). Default 25ms / 250ms.
+    Duration retry_backoff = std::chrono::milliseconds(25);
+    Duration retry_backoff_max = std::chrono::milliseconds(250);
     /// retry_non_idempotent (new): also retry requests that are not idempotent (POST, PATCH,
     /// ...) after some of their bytes reached an upstream. The upstream may have acted on them:
     /// a payment may be made twice. Default false.

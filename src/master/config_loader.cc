@@ -1027,6 +1027,32 @@ private:
         ok = positiveDuration(r, "timeout", rt.timeout) && ok;
         ok = r.opt("retries", rt.retries) && ok;
         ok = r.opt("retry_non_idempotent", rt.retry_non_idempotent) && ok;
+        ok = positiveDuration(r, "per_try_timeout", rt.per_try_timeout) && ok;
+        ok = positiveDuration(r, "retry_backoff", rt.retry_backoff) && ok;
+        ok = positiveDuration(r, "retry_backoff_max", rt.retry_backoff_max) && ok;
+        if (const ConfigNode* v = r.get("retry_on")) {
+            std::vector<std::string> list;
+            if (ctx_.convert(*v, r.path("retry_on"), list)) {
+                uint8_t bits = 0;
+                for (const auto& name : list) {
+                    uint8_t bit = 0;
+                    for (const auto& [n, b] : core::retry_on::kNames) {
+                        bit = name == n ? b : bit;
+                    }
+                    if (bit == 0) {
+                        ctx_.error(*v, r.path("retry_on"),
+                                   "unknown retry_on condition " + quoted(name) +
+                                       " (expected connect_failure, reset, timeout, 502, 503 or "
+                                       "504)");
+                        ok = false;
+                    }
+                    bits |= bit;
+                }
+                rt.retry_on = bits;
+            } else {
+                ok = false;
+            }
+        }
         ok = r.opt("fresh_connection_for_unsafe", rt.fresh_connection_for_unsafe) && ok;
         for (auto [key, field] :
              {std::pair{"strip_prefix", &rt.strip_prefix}, std::pair{"rewrite", &rt.rewrite}}) {
@@ -1485,6 +1511,19 @@ private:
         kv("timeout", r.timeout ? dur(*r.timeout) : "~");
         kv("retries", std::to_string(r.retries));
         kv("retry_non_idempotent", boolean(r.retry_non_idempotent));
+        {
+            std::string on;
+            for (const auto& [n, b] : core::retry_on::kNames) {
+                if ((r.retry_on & b) != 0) {
+                    on += on.empty() ? "" : ", ";
+                    on += n;
+                }
+            }
+            kv("retry_on", "[" + on + "]");
+        }
+        kv("per_try_timeout", r.per_try_timeout ? dur(*r.per_try_timeout) : "~");
+        kv("retry_backoff", dur(r.retry_backoff));
+        kv("retry_backoff_max", dur(r.retry_backoff_max));
         kv("fresh_connection_for_unsafe", boolean(r.fresh_connection_for_unsafe));
         kv("strip_prefix", optStr(r.strip_prefix));
         kv("rewrite", optStr(r.rewrite));

@@ -89,6 +89,7 @@ void onUpstreamTimer(struct ev_loop*, ev_timer* w, int) noexcept;
 
 void processInput(ClientConn* c);
 void attemptUpstream(ClientConn* c);
+void retryAfterBackoff(ClientConn* c, bool backoff);
 void sendUpstream(ClientConn* c);
 void pumpRequestBody(ClientConn* c);
 void abandonRequestBody(ClientConn* c);
@@ -151,25 +152,25 @@ void stopWrite(ClientConn* c) {
 void clientTimer(ClientConn* c, double seconds) { c->timer.set(L(), seconds); }
 void upstreamTimer(UpstreamConn* u, double seconds) { u->timer.set(L(), seconds); }
 
-double readTimeout(const ClientConn* c, const UpstreamConn* u) {
-    const Proxy& p = *ctx().proxy;
+/// The route's timeout (else the upstream's own), shortened to its per_try_timeout.
+double attemptTimeout(const ClientConn* c, double upstream_own) {
+    double t = upstream_own;
     if (c && c->meta.route >= 0) {
-        double t = p.routes[static_cast<size_t>(c->meta.route)].timeout;
-        if (t > 0) {
-            return t;
+        const RouteRt& r = ctx().proxy->routes[static_cast<size_t>(c->meta.route)];
+        if (r.timeout > 0) {
+            t = r.timeout;
+        }
+        if (r.per_try_timeout > 0 && r.per_try_timeout < t) {
+            t = r.per_try_timeout;
         }
     }
-    return u->up->read_timeout;
+    return t;
+}
+double readTimeout(const ClientConn* c, const UpstreamConn* u) {
+    return attemptTimeout(c, u->up->read_timeout);
 }
 double writeTimeout(const ClientConn* c, const UpstreamConn* u) {
-    const Proxy& p = *ctx().proxy;
-    if (c && c->meta.route >= 0) {
-        double t = p.routes[static_cast<size_t>(c->meta.route)].timeout;
-        if (t > 0) {
-            return t;
-        }
-    }
-    return u->up->write_timeout;
+    return attemptTimeout(c, u->up->write_timeout);
 }
 
 // ----- upstream connections -----
@@ -487,6 +488,7 @@ void resetRequestState(ClientConn* c) {
     c->awaiting_continue = false;
     c->req_body_abandoned = false;
     c->force_fresh = false;
+    c->backoff_pending = false;
     c->retryable = true;
     c->attempts = 0;
     c->tried_count = 0;
@@ -1219,6 +1221,7 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     in.attempts = c->attempts;
     in.retries = route.retries;
     in.retry_non_idempotent = route.retry_non_idempotent;
+    in.retry_on = route.retry_on;
     bool may_retry = mayRetry(in);
     if (may_retry && !stale && !sharedRetryAllowed(route.backend)) {
         // The backend's retry budget is spent: retries must not multiply the load of an outage.
@@ -1239,7 +1242,7 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
             c->meta.id);
     }
     if (may_retry) {
-        attemptUpstream(c);
+        retryAfterBackoff(c, !stale);  // a stale pooled connection is retried at once
         return;
     }
     if (kind == UpFail::Timeout) {
@@ -1249,6 +1252,70 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
                     kind == UpFail::BadResponse ? "invalid response from upstream"
                                                 : "upstream connection failed");
     }
+}
+
+/// The next attempt, after the route's back-off when `backoff` (the n-th retry waits a random
+/// time up to retry_backoff × 2^(n-1), at most retry_backoff_max: full jitter, so retries of
+/// many clients do not arrive together).
+void retryAfterBackoff(ClientConn* c, bool backoff) {
+    const RouteRt& route = ctx().proxy->routes[static_cast<size_t>(c->meta.route)];
+    double cap = 0;
+    if (backoff && route.backoff > 0) {
+        const uint32_t n = c->attempts == 0 ? 0 : c->attempts - 1;  // retries made so far
+        cap = std::min(route.backoff_max, route.backoff * static_cast<double>(1u << std::min(n, 16u)));
+    }
+    if (cap <= 0) {
+        attemptUpstream(c);
+        return;
+    }
+    const double wait = cap * static_cast<double>(traceRng().next() >> 11) * 0x1.0p-53;
+    if (wait < 0.0005) {
+        attemptUpstream(c);
+        return;
+    }
+    c->backoff_pending = true;
+    clientTimer(c, wait);
+}
+
+/// A 502, 503 or 504 answer the route retries (retry_on): nothing of it reaches the client,
+/// the connection is closed and the next attempt made. False when the answer goes on.
+bool retryOnStatus(ClientConn* c) {
+    const int status = c->resp.status;
+    if (status < 502 || status > 504 || c->rq.websocket) {
+        return false;
+    }
+    const Proxy& p = *ctx().proxy;
+    const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
+    if ((route.retry_on & 0x38) == 0) {
+        return false;
+    }
+    UpstreamConn* u = c->up;
+    RetryInput in;
+    in.idempotent = methodIdempotent(c->req.method_id);
+    in.kind = UpFail::Status;
+    in.status = static_cast<uint16_t>(status);
+    in.request_sent = true;
+    in.retained = c->retryable && c->req_body_done;
+    in.attempts = c->attempts;
+    in.retries = route.retries;
+    in.retry_non_idempotent = route.retry_non_idempotent;
+    in.retry_on = route.retry_on;
+    if (!mayRetry(in) || !sharedRetryAllowed(route.backend)) {
+        return false;
+    }
+    const size_t ui = static_cast<size_t>(u->up - p.upstreams.data());
+    mod::metrics::upstreamError(u->up->mx_row, mod::metrics::UpstreamError::Status5xx);
+    if (p.backends[u->up->backend_index].count_5xx) {
+        sharedReport(p, ui, false);
+    }
+    LOG_INFO("upstream %s answered %d (request %.*s); retrying", u->up->address.c_str(), status,
+             static_cast<int>(c->meta.id_len), c->meta.id);
+    c->meta.upstream_addr = u->up->address.c_str();
+    releaseUpstream(c, false);  // its body is not read: the connection goes
+    markTried(c, ui);
+    c->resp_scan_hint = 0;
+    retryAfterBackoff(c, true);
+    return true;
 }
 
 void attemptUpstream(ClientConn* c) {
@@ -2153,6 +2220,13 @@ void onClientTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     if (!c->timer.expired(L())) {
         return;
     }
+    if (c->backoff_pending) {
+        c->backoff_pending = false;  // the back-off before a retry is over
+        if (c->state == ClientConn::State::Proxying && c->up == nullptr) {
+            attemptUpstream(c);
+            return;
+        }
+    }
     if (c->state == ClientConn::State::Proxying && c->awaiting_continue && c->up != nullptr) {
         if (c->up->connecting) {
             clientTimer(c, kContinueWait);  // a retry is still connecting: its timers stand
@@ -2291,6 +2365,9 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
                 return;
             }
             break;
+        }
+        if (retryOnStatus(c)) {
+            return;
         }
         if (!onResponseHead(c)) {
             if (c->filter_refused) {

@@ -115,6 +115,7 @@ public:
     uint16_t hash_key_len = 0;
     bool counted = false;  // an in-flight request is counted on `up` in shared memory
     bool retrying = false;  // the attempt on `up` is a retry (counted in the Retrying gauge)
+    bool backoff_pending = false;  // the client timer runs the back-off before a retry
     Buffer in;             // bytes from the client (heads, bodies, pipelined requests)
     Buffer out;            // bytes to the client (response heads, local replies)
 

@@ -201,6 +201,10 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
         rt.backend = r.backend_index;
         rt.timeout = r.timeout ? seconds(*r.timeout) : 0;
         rt.retries = r.retries;
+        rt.retry_on = r.retry_on;
+        rt.per_try_timeout = r.per_try_timeout ? seconds(*r.per_try_timeout) : 0;
+        rt.backoff = seconds(r.retry_backoff);
+        rt.backoff_max = seconds(r.retry_backoff_max);
         rt.retry_non_idempotent = r.retry_non_idempotent;
         rt.fresh_for_unsafe = r.fresh_connection_for_unsafe;
         rt.rewrites = r.strip_prefix.has_value() || r.rewrite.has_value();

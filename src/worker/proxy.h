@@ -81,6 +81,10 @@ struct RouteRt {
     size_t backend = 0;
     double timeout = 0;     // seconds; 0 = use the upstream's own read/write timeouts
     uint32_t retries = 0;   // extra attempts on another upstream (idempotent requests)
+    uint8_t retry_on = 0x03;     // core::retry_on bits
+    double per_try_timeout = 0;  // seconds; 0 = none
+    double backoff = 0.025;      // seconds: base and cap of the wait before a retry
+    double backoff_max = 0.25;
     bool retry_non_idempotent = false;
     bool fresh_for_unsafe = false;  // fresh_connection_for_unsafe
     bool rewrites = false;  // strip_prefix or rewrite configured

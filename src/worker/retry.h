@@ -13,6 +13,7 @@ enum class UpstreamFailure : uint8_t {
     Reset,        // the upstream closed or reset the connection before a complete response head
     Timeout,      // no answer in time: the request may be executing
     BadResponse,  // the upstream answered with something that is not HTTP/1.1
+    Status,       // a 502, 503 or 504 answer (RetryInput::status), nothing of it sent on
 };
 
 struct RetryInput {
@@ -26,6 +27,8 @@ struct RetryInput {
     uint32_t attempts = 1;      // attempts made so far, this one included
     uint32_t retries = 0;       // the route's `retries`
     bool retry_non_idempotent = false;  // the route's opt-in
+    uint8_t retry_on = 0x03;  // the route's retry_on (core::retry_on bits)
+    uint16_t status = 0;      // kind Status: the answer's status
 };
 
 /// Whether the request may be sent again (to another upstream where one exists).
@@ -35,8 +38,11 @@ struct RetryInput {
 /// - Connect failures are retried while attempts <= retries, for every method.
 /// - A stale pooled connection is retried on a fresh one while attempts < retries + 3: the
 ///   server closed an idle connection as we reused it, which says nothing about its health.
-/// - A reset is retried while attempts <= retries; timeouts and invalid responses never are
-///   (the request may be executing; the answer would be the same).
+/// - Each of connect failures, resets, timeouts and 502/503/504 answers is retried while
+///   attempts <= retries only when the route's retry_on names it (default: connect failures
+///   and resets). A timeout or an answer means the request was sent: for a request that is not
+///   idempotent that is the rule above.
+/// - Invalid responses never are (the answer would be the same).
 constexpr bool mayRetry(const RetryInput& in) {
     if (!in.retained) {
         return false;
@@ -44,12 +50,19 @@ constexpr bool mayRetry(const RetryInput& in) {
     if (in.request_sent && !in.idempotent && !in.retry_non_idempotent) {
         return false;
     }
+    const bool within = in.attempts <= in.retries;
     switch (in.kind) {
         case UpstreamFailure::Connect:
-            return in.attempts <= in.retries;
+            return within && (in.retry_on & 0x01) != 0;
         case UpstreamFailure::Reset:
-            return in.stale ? in.attempts < in.retries + 3 : in.attempts <= in.retries;
+            return in.stale ? in.attempts < in.retries + 3 : within && (in.retry_on & 0x02) != 0;
         case UpstreamFailure::Timeout:
+            return within && (in.retry_on & 0x04) != 0;
+        case UpstreamFailure::Status: {
+            const uint8_t bit = in.status == 502 ? 0x08 : in.status == 503 ? 0x10
+                                : in.status == 504 ? 0x20 : 0;
+            return within && (in.retry_on & bit) != 0;
+        }
         case UpstreamFailure::BadResponse:
             return false;
     }

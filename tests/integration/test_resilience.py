@@ -10,10 +10,16 @@ reported at start.
 """
 
 import os
+import signal
 import socket
+import sys
 import time
 
-from harness import IntegrationTest, base_config, free_port, http_request, wait_until
+from harness import IntegrationTest, base_config, cmdline, free_port, http_request, wait_until
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures",
+                                "balancing"))
+from balancing_support import WorkBackend  # noqa: E402
 
 INTERVAL = 0.2
 
@@ -26,7 +32,7 @@ def closed_port():
     return port
 
 
-class ResilienceTest(IntegrationTest):
+class ResilienceBase(IntegrationTest):
     def gateway(self, upstreams, workers=2, health=None, **backend):
         self.port, self.mport = free_port(), free_port()
         cfg = base_config(self.port, upstreams, metrics_port=self.mport)
@@ -53,6 +59,8 @@ class ResilienceTest(IntegrationTest):
                 return u
         self.fail("no upstream %s in /health" % address)
 
+
+class ResilienceTest(ResilienceBase):
     def test_application_5xx_never_ejects_by_default(self):
         b1 = self.backend()
         self.gateway([b1])
@@ -160,7 +168,7 @@ class ResilienceTest(IntegrationTest):
         self.assertEqual(self.p.stderr_text().count("does not serve /status/404"), 1)
 
 
-class BudgetAndBreakerTest(ResilienceTest):
+class BudgetAndBreakerTest(ResilienceBase):
     def attempts(self, b):
         return sum(1 for q in b.request_log() if q.path == "/reset")
 
@@ -220,8 +228,6 @@ class BudgetAndBreakerTest(ResilienceTest):
         held = self.hold(2)
         wait_until(lambda: len(b1.request_log()) >= 2, timeout=5)
         self.assertEqual(http_request(self.port, "GET", "/name").status, 503)
-        import signal
-        from harness import cmdline
         for w in [w for w in p.worker_pids() if cmdline(w).startswith("photon: worker")]:
             os.kill(w, signal.SIGKILL)
         for c in held:
@@ -229,3 +235,72 @@ class BudgetAndBreakerTest(ResilienceTest):
         # The dead workers' in-flight counts are reclaimed with their slots.
         wait_until(lambda: http_request(self.port, "GET", "/name").status == 200, timeout=10,
                    msg="a dead worker's requests still count against max_requests")
+
+
+class RetryConditionsTest(ResilienceBase):
+    def two(self, bad_status, **route):
+        """Upstream "bad" answers /work with `bad_status`, "good" with 200; round robin starts
+        with bad."""
+        bad = WorkBackend("bad", status=bad_status).start()
+        good = WorkBackend("good").start()
+        self.addCleanup(bad.stop)
+        self.addCleanup(good.stop)
+        self.port, self.mport = free_port(), free_port()
+        cfg = base_config(self.port, [bad, good], metrics_port=self.mport)
+        cfg["server"]["pid_file"] = os.path.join(self.tmpdir, "photon.pid")
+        cfg["server"]["worker_processes"] = 1
+        cfg["health_check"]["enabled"] = False
+        cfg["load_balancing"]["backends"]["default"].update(max_fails=0, panic_threshold=0)
+        cfg["routes"][0].update(route)
+        self.p = self.photon(cfg)
+        return bad, good
+
+    def test_503_is_retried_when_the_route_says_so(self):
+        bad, good = self.two(503, retries=1, retry_on=["connect_failure", "503"])
+        for _ in range(6):
+            r = http_request(self.port, "GET", "/work")
+            self.assertEqual((r.status, r.text), (200, "good"))
+        # Round robin (the retry takes the next turn): every request met bad first, then good.
+        self.assertEqual((bad.work_served, good.work_served), (6, 6))
+        # POST is not idempotent: its 503 goes to the client.
+        statuses = {http_request(self.port, "POST", "/work", body=b"x").status
+                    for _ in range(4)}
+        self.assertEqual(statuses, {200, 503})
+
+    def test_503_is_relayed_by_default(self):
+        bad, good = self.two(503, retries=1)
+        statuses = [http_request(self.port, "GET", "/work").status for _ in range(4)]
+        self.assertEqual(sorted(statuses), [200, 200, 503, 503])
+
+    def test_per_try_timeout_and_retry_on_timeout(self):
+        slow = WorkBackend("slow", delay_ms=3000).start()
+        good = WorkBackend("good").start()
+        self.addCleanup(slow.stop)
+        self.addCleanup(good.stop)
+        self.port, self.mport = free_port(), free_port()
+        cfg = base_config(self.port, [slow, good], metrics_port=self.mport)
+        cfg["server"]["pid_file"] = os.path.join(self.tmpdir, "photon.pid")
+        cfg["server"]["worker_processes"] = 1
+        cfg["health_check"]["enabled"] = False
+        cfg["load_balancing"]["backends"]["default"].update(max_fails=0, panic_threshold=0)
+        cfg["routes"][0].update(retries=1, per_try_timeout="300ms",
+                                retry_on=["connect_failure", "reset", "timeout"],
+                                retry_backoff="10ms")
+        self.photon(cfg)
+        for _ in range(4):
+            t0 = time.monotonic()
+            r = http_request(self.port, "GET", "/work", timeout=10)
+            self.assertEqual((r.status, r.text), (200, "good"))
+            self.assertLess(time.monotonic() - t0, 2.5)  # never the slow one's 3 s
+        # Each request met slow first (the retry takes the next turn) and gave up on it at the
+        # per-try timeout.
+        self.assertEqual((slow.work_served, good.work_served), (4, 4))
+
+    def test_unknown_retry_on_is_a_config_error(self):
+        from harness import run_photon, write_config
+        cfg = base_config(free_port(), ["127.0.0.1:1"])
+        cfg["routes"][0]["retry_on"] = ["connect_failure", "5xx"]
+        path = write_config(self.tmpdir, cfg)
+        rc, out, err = run_photon(["-t", "-c", path])
+        self.assertNotEqual(rc, 0)
+        self.assertIn("unknown retry_on condition '5xx'", err + out)

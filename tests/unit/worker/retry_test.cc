@@ -83,5 +83,46 @@ TEST(RetryTest, StreamedBodyIsNeverResent) {
     EXPECT_FALSE(mayRetry(in));
 }
 
+TEST(RetryTest, RetryOnSelectsTheConditions) {
+    RetryInput in = input(true, UpstreamFailure::Timeout, false, true, 1, 1);
+    EXPECT_FALSE(mayRetry(in));  // default: connect failures and resets only
+    in.retry_on = 0x03 | 0x04;   // + timeout
+    EXPECT_TRUE(mayRetry(in));
+    in.attempts = 2;             // retries spent
+    EXPECT_FALSE(mayRetry(in));
+
+    in = input(true, UpstreamFailure::Status, false, true, 1, 1);
+    for (uint16_t status : {502, 503, 504}) {
+        in.status = status;
+        in.retry_on = 0x03;
+        EXPECT_FALSE(mayRetry(in)) << status;
+        in.retry_on = 0x08 | 0x10 | 0x20;
+        EXPECT_TRUE(mayRetry(in)) << status;
+    }
+    in.retry_on = 0x10;  // 503 only
+    in.status = 502;
+    EXPECT_FALSE(mayRetry(in));
+    in.status = 500;
+    in.retry_on = 0x3f;
+    EXPECT_FALSE(mayRetry(in));  // only 502, 503 and 504 can be named
+
+    // Without connect_failure even a connect failure is not retried; a stale pooled
+    // connection always is (it says nothing about the upstream).
+    in = input(true, UpstreamFailure::Connect, false, false, 1, 2);
+    in.retry_on = 0x10;
+    EXPECT_FALSE(mayRetry(in));
+    in = input(true, UpstreamFailure::Reset, true, true, 1, 0);
+    in.retry_on = 0;
+    EXPECT_TRUE(mayRetry(in));
+
+    // A 503 to a POST is its answer unless the route opts in.
+    in = input(false, UpstreamFailure::Status, false, true, 1, 1);
+    in.status = 503;
+    in.retry_on = 0x10;
+    EXPECT_FALSE(mayRetry(in));
+    in.retry_non_idempotent = true;
+    EXPECT_TRUE(mayRetry(in));
+}
+
 }  // namespace
 }  // namespace photon::worker
