@@ -246,7 +246,16 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
             out += mod::balancer::healthErrorName(s.last_error);
             out += "\"}";
         }
-        snprintf(buf, sizeof buf, "],\"usable\":%u}", usable);
+        const auto& bpl = plan.backend(b);
+        snprintf(buf, sizeof buf,
+                 "],\"usable\":%u,\"inflight\":%llu,\"retrying\":%llu,\"connecting\":%llu,"
+                 "\"max_requests\":%u,\"max_pending\":%u}",
+                 usable, static_cast<unsigned long long>(g_balancer->backendInflight(b)),
+                 static_cast<unsigned long long>(
+                     g_balancer->backendGauge(mod::balancer::SlotGauge::Retrying, b)),
+                 static_cast<unsigned long long>(
+                     g_balancer->backendGauge(mod::balancer::SlotGauge::Connecting, b)),
+                 bpl.max_requests, bpl.max_pending);
         out += buf;
         if (usable == 0) {
             all_ok = false;

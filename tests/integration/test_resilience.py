@@ -217,6 +217,8 @@ class BudgetAndBreakerTest(ResilienceBase):
             self.assertEqual(r.header("retry-after"), "1")
         m = http_request(self.mport, "GET", "/metrics").text
         self.assertIn("gateway_circuit_breaker_rejections_total 3\n", m)
+        h = self.backend_health()
+        self.assertEqual((h["inflight"], h["max_requests"], h["retrying"]), (2, 2, 0))
         for c in held:
             c.close()
         wait_until(lambda: http_request(self.port, "GET", "/name").status == 200, timeout=10,
