@@ -2478,7 +2478,9 @@ void failRequestPublic(ClientConn* c, int status, std::string_view why) {
     failRequest(c, status, why);
 }
 
-void sendJson(ClientConn* c, int status, std::string_view body) {
+/// The start of every local reply built here: nothing of the previous output goes out, and a
+/// request whose body was not read whole ends its connection.
+void beginLocalReply(ClientConn* c, int status) {
     ctx().io.cancel(&c->tx);
     ctx().io_pool.acquire(c->out);
     c->out.clear();
@@ -2486,6 +2488,10 @@ void sendJson(ClientConn* c, int status, std::string_view body) {
         c->keep_alive = false;
     }
     c->meta.status = status;
+}
+
+void sendJson(ClientConn* c, int status, std::string_view body) {
+    beginLocalReply(c, status);
     buildJsonReply(c->out, status, body, std::string_view(c->meta.id, c->meta.id_len),
                    c->keep_alive, c->req_was_head);
     c->state = ClientConn::State::WritingLocal;
@@ -2496,13 +2502,7 @@ void sendJson(ClientConn* c, int status, std::string_view body) {
 
 /// A local reply with a body of any size and type (the metrics listener's documents).
 void sendBig(ClientConn* c, int status, std::string_view content_type, std::string body) {
-    ctx().io.cancel(&c->tx);
-    ctx().io_pool.acquire(c->out);
-    c->out.clear();
-    if (!c->req_body_done) {
-        c->keep_alive = false;
-    }
-    c->meta.status = status;
+    beginLocalReply(c, status);
     buildTypedHead(c->out, status, content_type, body.size(),
                    std::string_view(c->meta.id, c->meta.id_len), c->keep_alive);
     delete c->big;

@@ -228,6 +228,30 @@ Snapshot takeSnapshot() {
     return s;
 }
 
+/// Every route row added up, the requests no route took included.
+RouteSum totals(const Snapshot& s) {
+    RouteSum all = s.none;
+    for (const auto& r : s.routes) {
+        for (size_t m = 0; m < mx::kMethods; ++m) {
+            for (size_t c = 0; c < mx::kClasses; ++c) {
+                all.requests[m][c] += r.requests[m][c];
+            }
+        }
+        all.duration.add(r.duration);
+        all.upstream.add(r.upstream);
+        all.bytes_in += r.bytes_in;
+        all.bytes_out += r.bytes_out;
+        all.gateway_errors += r.gateway_errors;
+        for (size_t i = 0; i < mx::kAuthReasonCount; ++i) {
+            all.auth[i] += r.auth[i];
+        }
+        for (size_t i = 0; i < std::size(r.events); ++i) {
+            all.events[i] += r.events[i];
+        }
+    }
+    return all;
+}
+
 uint64_t idleOf(const Snapshot& s) {
     uint64_t busy = s.inflight + s.ws_active;
     return s.connections > busy ? s.connections - busy : 0;
@@ -309,25 +333,7 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
     Snapshot s = takeSnapshot();
     std::vector<MetricFamily> out;
 
-    RouteSum all = s.none;
-    for (const auto& r : s.routes) {
-        for (size_t m = 0; m < mx::kMethods; ++m) {
-            for (size_t c = 0; c < mx::kClasses; ++c) {
-                all.requests[m][c] += r.requests[m][c];
-            }
-        }
-        all.duration.add(r.duration);
-        all.upstream.add(r.upstream);
-        all.bytes_in += r.bytes_in;
-        all.bytes_out += r.bytes_out;
-        all.gateway_errors += r.gateway_errors;
-        for (size_t i = 0; i < mx::kAuthReasonCount; ++i) {
-            all.auth[i] += r.auth[i];
-        }
-        for (size_t i = 0; i < 3; ++i) {
-            all.events[i] += r.events[i];
-        }
-    }
+    const RouteSum all = totals(s);
 
     // The original's families (no labels, except the status class).
     auto f = family("gateway_requests_total",
@@ -817,15 +823,7 @@ std::string dashboardJson() {
     if (gen == 0 && ctx().init != nullptr) {
         gen = ctx().init->generation;
     }
-    RouteSum all = s.none;
-    for (const auto& r : s.routes) {
-        for (size_t m = 0; m < mx::kMethods; ++m) {
-            for (size_t c = 0; c < mx::kClasses; ++c) {
-                all.requests[m][c] += r.requests[m][c];
-            }
-        }
-        all.duration.add(r.duration);
-    }
+    const RouteSum all = totals(s);
     uint32_t running = 0;
     if (const auto* slots = sharedSegments().slots; slots != nullptr && ctx().init != nullptr) {
         // Workers of this worker's generation that are running (a reload's old ones excluded).
