@@ -55,6 +55,27 @@ int main(int argc, char** argv) {
     core::setLogLevel(level);
 
     master::LoadResult loaded = master::loadConfigFile(o.config_path);
+    if (o.signal == "reload") {
+        // Validated here first, as `photon -t` would: a file with errors is reported now and
+        // never reaches the running gateway.
+        size_t errors = printDiagnostics(loaded);
+        if (loaded.ok()) {
+            std::vector<std::string> warnings;
+            if (auto r = worker::Proxy::checkRoutes(*loaded.config, warnings); !r.ok()) {
+                std::fprintf(stderr, "photon: [error] %s: %s\n", o.config_path.c_str(),
+                             r.error().msg.c_str());
+                ++errors;
+            }
+        }
+        if (errors != 0 || !loaded.ok()) {
+            std::fprintf(stderr,
+                         "photon: configuration file %s has %zu error%s; reload not sent, the "
+                         "running configuration stays\n",
+                         o.config_path.c_str(), errors, errors == 1 ? "" : "s");
+            return 1;
+        }
+        return master::reloadCommand(master::pidPathOf(*loaded.config));
+    }
     if (!o.signal.empty()) {
         // The pid file comes from the configuration when it loads, else the built-in default.
         std::string pid_path = loaded.ok() ? master::pidPathOf(*loaded.config) : PHOTON_PID_PATH;

@@ -21,6 +21,7 @@
 #include "master/runtime.h"
 #include "modules/health/helper.h"
 #include "modules/metrics/store.h"
+#include "shm/segment.h"
 #include "worker/proxy.h"
 #include "worker/worker.h"
 
@@ -76,6 +77,49 @@ int sendSignalCommand(const std::string& signal, const std::string& pid_path) {
         return 1;
     }
     return 0;
+}
+
+int reloadCommand(const std::string& pid_path) {
+    pid_t pid = PidFile::read(pid_path);
+    if (pid == 0) {
+        std::fprintf(stderr, "photon: cannot read pid file %s: is photon running?\n",
+                     pid_path.c_str());
+        return 1;
+    }
+    // The master counts its reloads in the metrics segment: watch them to report the outcome.
+    auto seg = shm::MappedSegment::attachExisting(
+        shm::segmentName(shm::instanceName(pid_path), "metrics"), mod::metrics::kLayoutVersion);
+    const mod::metrics::MasterStatsShm* stats = nullptr;
+    if (seg.ok() && seg.value().size() >= shm::kSegmentHeaderBytes + sizeof(mod::metrics::MasterStatsShm)) {
+        stats = reinterpret_cast<const mod::metrics::MasterStatsShm*>(seg.value().body());
+    }
+    const uint64_t ok0 = stats ? stats->reloads_ok.load() : 0;
+    const uint64_t failed0 = stats ? stats->reloads_failed.load() : 0;
+    if (::kill(pid, SIGHUP) != 0) {
+        std::fprintf(stderr, "photon: kill(%d, reload) failed: %s\n", static_cast<int>(pid),
+                     std::strerror(errno));
+        return 1;
+    }
+    if (stats == nullptr) {
+        return 0;  // a gateway without the counters: the signal is all we can do
+    }
+    const int64_t until = monoUs() + 30'000'000;  // a reload resolves names and maps segments
+    while (monoUs() < until) {
+        if (stats->reloads_failed.load() != failed0) {
+            std::fprintf(stderr,
+                         "photon: reload failed; the running configuration stays (the error "
+                         "log says why)\n");
+            return 1;
+        }
+        if (stats->reloads_ok.load() != ok0) {
+            std::fprintf(stderr, "photon: reloaded: configuration generation %llu\n",
+                         static_cast<unsigned long long>(stats->generation.load()));
+            return 0;
+        }
+        ::usleep(20'000);
+    }
+    std::fprintf(stderr, "photon: reload signal sent; no outcome within 30 s\n");
+    return 1;
 }
 
 Master::Master(CliOptions cli, std::unique_ptr<core::Config> config)

@@ -77,5 +77,9 @@ std::string pidPathOf(const core::Config& c);
 /// Sends `-s` signals: stop→TERM, quit→QUIT, reload→HUP, reopen→USR1, to the master named by
 /// the pid file. Returns the exit code and prints errors on stderr.
 int sendSignalCommand(const std::string& signal, const std::string& pid_path);
+/// `photon -s reload` with a configuration that passed validation: signals the master and
+/// waits (up to 30 s) for it to report the reload's outcome through shared memory. Exit code:
+/// 0 reloaded, 1 failed (the running configuration stays) or no answer.
+int reloadCommand(const std::string& pid_path);
 
 }  // namespace photon::master

@@ -58,6 +58,12 @@ public:
     static core::Result<MappedSegment> attach(std::string_view name, uint64_t body_bytes,
                                               uint32_t layout_version, uint64_t fingerprint);
 
+    /// Tools (`photon -s reload`): maps an existing, complete segment of `layout_version` with
+    /// the size and fingerprint its own header gives, whatever configuration made it. Never
+    /// creates, replaces or removes anything.
+    static core::Result<MappedSegment> attachExisting(std::string_view name,
+                                                      uint32_t layout_version);
+
     /// Master only, on clean shutdown. Unlinks the name; existing mappings stay valid. Returns
     /// false if no such segment existed or the name is invalid.
     static bool remove(std::string_view name);

@@ -318,6 +318,42 @@ class SignalTest(FoundationTest):
         self.assertEqual(read_pid(self.pid_file), p.pid)
 
 
+    def test_signal_reload_reports_the_outcome(self):
+        p = self.start_gateway(workers=1, metrics=True)
+        b2 = self.backend()
+        write_config(self.tmpdir, gateway_config(self.tmpdir, self.port, [b2], workers=1,
+                                                 metrics_port=self.metrics_port))
+        rc, out, err = run_photon(["-c", p.config, "-s", "reload"])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("reloaded: configuration generation 2", err)
+        # A file with errors is reported here and never reaches the gateway.
+        with open(p.config) as f:
+            good = f.read()
+        with open(p.config, "w") as f:
+            f.write(good.replace("worker_processes: 1", "worker_processes: -3"))
+        rc, out, err = run_photon(["-c", p.config, "-s", "reload"])
+        self.assertEqual(rc, 1, err)
+        self.assertIn("worker_processes", err)
+        self.assertIn("reload not sent", err)
+        self.assertEqual(self.health(self.metrics_port)["generation"], 2)
+        # Valid on paper, refused by the running gateway (its new listener's port is taken):
+        # the command says so and the running configuration stays.
+        blocker = socket.socket()
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen(1)
+        self.addCleanup(blocker.close)
+        taken = blocker.getsockname()[1]
+        cfg = gateway_config(self.tmpdir, self.port, [b2], workers=1,
+                             metrics_port=self.metrics_port)
+        cfg["server"]["http_addr"] = "127.0.0.1:%d" % taken
+        write_config(self.tmpdir, cfg)
+        rc, out, err = run_photon(["-c", p.config, "-s", "reload"])
+        self.assertEqual(rc, 1, err)
+        self.assertIn("reload failed", err)
+        self.assertEqual(self.health(self.metrics_port)["generation"], 2)
+        self.assertEqual(http_request(self.port, "GET", "/name").status, 200)
+
+
 class ReloadTest(FoundationTest):
 
     def test_sighup_with_valid_config_starts_new_generation(self):
