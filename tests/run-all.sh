@@ -66,5 +66,19 @@ for f in $B/fuzz/*_fuzz; do
     fi
 done
 
+# Manual pages: mandoc's lint, every level (style included), must have nothing to say.
+for m in man/photon.8 man/photon.conf.5; do
+    echo "== mandoc -Tlint $m"
+    if ! command -v mandoc >/dev/null 2>&1; then
+        echo "mandoc is not installed (contrib/install-deps.sh installs it)"
+        failed=$((failed + 1))
+    elif out=$(mandoc -Tlint "$m" 2>&1) && [ -z "$out" ]; then
+        passed=$((passed + 1))
+    else
+        printf '%s\n' "$out" | head -n 20
+        failed=$((failed + 1))
+    fi
+done
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
