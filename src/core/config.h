@@ -84,6 +84,11 @@ struct ServerConfig {
     std::string pid_file;
     /// error_log (new): error log path. Default empty = stderr ("stderr" is also accepted).
     std::string error_log;
+    /// user, group (new): when the master runs as root, workers and the helper run as this user
+    /// and group (default: the user's primary group) once the master has opened the listening
+    /// sockets. Empty = they keep the master's identity.
+    std::string user;
+    std::string group;
     /// log_level (new): error | warn | info | debug | trace. Absent = the -l command-line level
     /// (itself default info); when both are given the command line wins.
     std::optional<LogLevel> log_level;

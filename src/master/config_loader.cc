@@ -3,6 +3,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "master/config_loader.h"
 
+#include <grp.h>
+#include <pwd.h>
+
 #include <fcntl.h>
 #include <netdb.h>
 #include <pcre2.h>
@@ -377,6 +380,21 @@ private:
         }
         decodeWorkerProcesses(r, s);
         r.opt("pid_file", s.pid_file);
+        for (auto [key, field] : {std::pair{"user", &s.user}, std::pair{"group", &s.group}}) {
+            const ConfigNode* v = r.get(key);
+            if (v == nullptr || !r.opt(key, *field) || field->empty()) {
+                continue;
+            }
+            bool known = std::string_view(key) == "user" ? ::getpwnam(field->c_str()) != nullptr
+                                                         : ::getgrnam(field->c_str()) != nullptr;
+            if (!known) {
+                ctx_.error(*v, r.path(key),
+                           std::string("unknown ") + key + " " + quoted(*field) + " on this host");
+            }
+        }
+        if (!s.group.empty() && s.user.empty()) {
+            ctx_.error(r.markOf("group"), r.path("group"), "group needs server.user");
+        }
         if (r.opt("error_log", s.error_log) && s.error_log == "stderr") {
             s.error_log.clear();
         }
@@ -1361,6 +1379,8 @@ public:
         kv("error_log", s.error_log.empty() ? "stderr" : str(s.error_log));
         kv("log_level", s.log_level ? std::string(core::logLevelName(*s.log_level)) : "~");
         kv("access_log", s.access_log.empty() ? "off" : str(s.access_log));
+        kv("user", s.user.empty() ? "~" : str(s.user));
+        kv("group", s.group.empty() ? "~" : str(s.group));
         kv("access_log_format",
            s.access_log_format == core::AccessLogFormat::Combined ? "combined" : "json");
         kv("shutdown_timeout", dur(s.shutdown_timeout));

@@ -2,6 +2,9 @@
 // Master process: supervision loop on sigtimedwait, worker respawn with backoff, reload, shutdown.
 #include "master/master.h"
 
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -130,6 +133,10 @@ Master::~Master() { closeListeners(listeners_); }
 int Master::run() {
     pid_path_ = pidPathOf(*config_);
     start_time_us_ = wallUs();
+    if (!config_->server.user.empty() && ::geteuid() != 0) {
+        LOG_WARN("server.user %s is ignored: the master does not run as root",
+                 config_->server.user.c_str());
+    }
 
     // A second instance on the same pid file is refused before anything is opened.
     if (pid_t other = PidFile::read(pid_path_);
@@ -286,7 +293,75 @@ bool Master::helperWanted() const {
     return false;
 }
 
+namespace {
+
+/// Who workers and the helper run as (server.user / server.group), when the master is root.
+struct RunAs {
+    bool active = false;
+    uid_t uid = 0;
+    gid_t gid = 0;
+    std::string user;
+};
+
+RunAs runAsOf(const core::Config& c) {
+    RunAs r;
+    if (c.server.user.empty() || ::geteuid() != 0) {
+        return r;
+    }
+    const passwd* pw = ::getpwnam(c.server.user.c_str());
+    if (pw == nullptr) {
+        return r;  // validated at load; gone since: keep going rather than refuse to serve
+    }
+    r.active = true;
+    r.uid = pw->pw_uid;
+    r.gid = pw->pw_gid;
+    r.user = c.server.user;
+    if (!c.server.group.empty()) {
+        if (const group* gr = ::getgrnam(c.server.group.c_str())) {
+            r.gid = gr->gr_gid;
+        }
+    }
+    return r;
+}
+
+/// In a new worker or the helper: becomes the configured user for good (groups, gid, uid),
+/// or exits: it never runs as root when told not to.
+void dropPrivileges(const RunAs& r) {
+    if (!r.active) {
+        return;
+    }
+    if (::initgroups(r.user.c_str(), r.gid) != 0 || ::setgid(r.gid) != 0 ||
+        ::setuid(r.uid) != 0 || ::setuid(0) == 0) {
+        LOG_ERROR("cannot run as user %s (uid %d, gid %d): %s", r.user.c_str(),
+                  static_cast<int>(r.uid), static_cast<int>(r.gid), std::strerror(errno));
+        std::_Exit(1);
+    }
+}
+
+/// The master, as root, makes sure the access log exists and belongs to the workers' user, so
+/// that workers can open and reopen it after they dropped their privileges (as nginx does).
+void prepareAccessLog(const core::Config& c, const RunAs& r) {
+    const std::string& p = c.server.access_log;
+    if (!r.active || p.empty() || p == "off") {
+        return;
+    }
+    int fd = ::open(p.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        LOG_ERROR("cannot open access log %s: %s", p.c_str(), std::strerror(errno));
+        return;
+    }
+    if (::fchown(fd, r.uid, r.gid) != 0) {
+        LOG_WARN("cannot give the access log %s to user %s: %s", p.c_str(), r.user.c_str(),
+                 std::strerror(errno));
+    }
+    ::close(fd);
+}
+
+}  // namespace
+
 bool Master::forkChild(WorkerSlot& s, bool helper, const std::function<int(int, int)>& run) {
+    const RunAs run_as = runAsOf(*config_);
+    prepareAccessLog(*config_, run_as);
     const char* what = helper ? "health-check helper" : "worker";
     int sv[2];
     if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -316,6 +391,7 @@ bool Master::forkChild(WorkerSlot& s, bool helper, const std::function<int(int, 
         sigprocmask(SIG_SETMASK, &empty, nullptr);
         core::setLogSlot(slot_id);
         ProcTitle::set(helper ? "photon: helper process" : "photon: worker process");
+        dropPrivileges(run_as);
         std::_Exit(run(slot_id, sv[1]));
     }
     ::close(sv[1]);
@@ -579,6 +655,7 @@ void Master::reload() {
 
 void Master::reopenLogs() {
     LOG_NOTICE("received SIGUSR1: reopening logs");
+    prepareAccessLog(*config_, runAsOf(*config_));  // a rotated log: the new file is theirs
     const std::string& error_log = runtimeErrorLog(*config_);
     if (!error_log.empty() && !core::openLogFile(error_log.c_str())) {
         LOG_ERROR("cannot reopen %s: %s", error_log.c_str(), std::strerror(errno));
