@@ -53,8 +53,9 @@ std::string apply(CliOptions& o, char c, const std::string& v) {
             o.log_level = v;
             return {};
         case 's':
-            if (v != "reload" && v != "reopen" && v != "quit" && v != "stop") {
-                return "invalid signal '" + v + "' (expected reload, reopen, quit or stop)";
+            if (v != "reload" && v != "reopen" && v != "quit" && v != "stop" && v != "upgrade") {
+                return "invalid signal '" + v +
+                       "' (expected reload, reopen, quit, stop or upgrade)";
             }
             o.signal = v;
             return {};
@@ -181,12 +182,16 @@ Options:
                                   finish in-flight requests, then exit
                           reload  re-read the configuration (SIGHUP)
                           reopen  reopen the log files (SIGUSR1)
+                          upgrade start the binary now installed at the same
+                                  path on the same sockets (SIGUSR2), then
+                                  stop the old one gracefully (SIGQUIT)
   -h, --help            print this help and exit
   -V, --version         print the version and build options and exit
 
 Signals understood by the master process:
   TERM, INT   fast shutdown          QUIT   graceful shutdown
   HUP         reload configuration   USR1   reopen log files
+  USR2        start a new binary     WINCH  stop the workers gracefully
 
 Environment:
   ${VAR} and ${VAR:-default} in configuration values are replaced from the

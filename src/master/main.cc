@@ -33,6 +33,7 @@ size_t printDiagnostics(const master::LoadResult& r) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    master::saveCommandLine(argc, argv);  // before the title overwrites argv
     master::CliParse cli = master::parseCli(argc, argv);
     master::ProcTitle::init(argc, argv);
     if (!cli.error.empty()) {
@@ -75,6 +76,15 @@ int main(int argc, char** argv) {
             return 1;
         }
         return master::reloadCommand(master::pidPathOf(*loaded.config));
+    }
+    if (o.signal == "upgrade") {
+        if (!loaded.ok()) {
+            printDiagnostics(loaded);
+            std::fprintf(stderr, "photon: configuration file %s has errors; no upgrade\n",
+                         o.config_path.c_str());
+            return 1;
+        }
+        return master::upgradeCommand(master::pidPathOf(*loaded.config));
     }
     if (!o.signal.empty()) {
         // The pid file comes from the configuration when it loads, else the built-in default.

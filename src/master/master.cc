@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstdio>
 #include <cstring>
 #include <functional>
@@ -82,6 +83,109 @@ int sendSignalCommand(const std::string& signal, const std::string& pid_path) {
     return 0;
 }
 
+namespace {
+std::vector<std::string> g_argv;
+std::string g_exe;
+}  // namespace
+
+void saveCommandLine(int argc, char** argv) {
+    g_argv.assign(argv, argv + argc);
+    char buf[4096];
+    ssize_t n = ::readlink("/proc/self/exe", buf, sizeof buf - 1);
+    g_exe = n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string(argv[0]);
+}
+
+void Master::upgrade() {
+    if (new_master_ != 0) {
+        LOG_WARN("received SIGUSR2: an upgrade is already under way (new master %d)",
+                 static_cast<int>(new_master_));
+        return;
+    }
+    const std::string old = pid_path_ + ".oldbin";
+    if (::rename(pid_path_.c_str(), old.c_str()) != 0) {
+        LOG_ERROR("upgrade: cannot rename %s: %s", pid_path_.c_str(), std::strerror(errno));
+        return;
+    }
+    std::string fds;
+    for (const auto& l : listeners_) {
+        fds += std::to_string(l.fd) + "=" + l.addr + ";";
+    }
+    pid_t pid = ::fork();
+    if (pid < 0) {
+        LOG_ERROR("upgrade: fork: %s", std::strerror(errno));
+        ::rename(old.c_str(), pid_path_.c_str());
+        return;
+    }
+    if (pid == 0) {
+        // The new binary, on the same sockets (they are not close-on-exec). It is detached
+        // already: a daemon's child does not daemonize again.
+        sigset_t empty;
+        sigemptyset(&empty);
+        sigprocmask(SIG_SETMASK, &empty, nullptr);
+        ::setenv("PHOTON_LISTEN_FDS", fds.c_str(), 1);
+        std::vector<char*> args;
+        for (auto& a : g_argv) {
+            if (a != "-d" && a != "--daemon") {
+                args.push_back(a.data());
+            }
+        }
+        args.push_back(nullptr);
+        ::execv(g_exe.c_str(), args.data());
+        std::fprintf(stderr, "photon: upgrade: cannot run %s: %s\n", g_exe.c_str(),
+                     std::strerror(errno));
+        std::_Exit(127);
+    }
+    new_master_ = pid;
+    LOG_NOTICE("received SIGUSR2: started %s as new master %d on the same sockets",
+               g_exe.c_str(), static_cast<int>(pid));
+}
+
+int upgradeCommand(const std::string& pid_path) {
+    pid_t old = PidFile::read(pid_path);
+    if (old == 0 || !PidFile::alive(old)) {
+        std::fprintf(stderr, "photon: cannot read pid file %s: is photon running?\n",
+                     pid_path.c_str());
+        return 1;
+    }
+    if (::kill(old, SIGUSR2) != 0) {
+        std::fprintf(stderr, "photon: kill(%d, USR2) failed: %s\n", static_cast<int>(old),
+                     std::strerror(errno));
+        return 1;
+    }
+    // The new master writes the pid file once it serves; the old one restores it if the new
+    // binary fails.
+    const int64_t until = monoUs() + 30'000'000;
+    pid_t fresh = 0;
+    while (monoUs() < until) {
+        ::usleep(50'000);
+        pid_t p = PidFile::read(pid_path);
+        if (p != 0 && p != old && PidFile::alive(p)) {
+            fresh = p;
+            break;
+        }
+        if (p == old && ::access((pid_path + ".oldbin").c_str(), F_OK) != 0) {
+            std::fprintf(stderr,
+                         "photon: the new binary did not start; the old master %d serves on "
+                         "(the error log says why)\n",
+                         static_cast<int>(old));
+            return 1;
+        }
+    }
+    if (fresh == 0) {
+        std::fprintf(stderr, "photon: no new master within 30 s; the old master %d serves on\n",
+                     static_cast<int>(old));
+        return 1;
+    }
+    if (::kill(old, SIGQUIT) != 0) {
+        std::fprintf(stderr, "photon: kill(%d, QUIT) failed: %s\n", static_cast<int>(old),
+                     std::strerror(errno));
+        return 1;
+    }
+    std::fprintf(stderr, "photon: upgraded: new master %d; old master %d finishes its requests\n",
+                 static_cast<int>(fresh), static_cast<int>(old));
+    return 0;
+}
+
 int reloadCommand(const std::string& pid_path) {
     pid_t pid = PidFile::read(pid_path);
     if (pid == 0) {
@@ -146,12 +250,42 @@ int Master::run() {
         return 1;
     }
 
-    auto ls = openRuntimeListeners(*config_);
+    // A binary upgrade hands over its listening sockets: "fd=address;..." (see upgrade()).
+    std::vector<Listener> inherited;
+    if (const char* env = std::getenv("PHOTON_LISTEN_FDS")) {
+        std::string s = env;
+        size_t pos = 0;
+        while (pos < s.size()) {
+            size_t end = s.find(';', pos);
+            std::string item = s.substr(pos, end == std::string::npos ? end : end - pos);
+            pos = end == std::string::npos ? s.size() : end + 1;
+            size_t eq = item.find('=');
+            if (eq == std::string::npos) {
+                continue;
+            }
+            Listener l;
+            l.fd = std::atoi(item.substr(0, eq).c_str());
+            l.addr = item.substr(eq + 1);
+            int listening = 0;
+            socklen_t len = sizeof listening;
+            if (l.fd > 2 &&
+                ::getsockopt(l.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+                listening != 0) {
+                inherited.push_back(l);
+            }
+        }
+        ::unsetenv("PHOTON_LISTEN_FDS");
+    }
+    auto ls = reopenRuntimeListeners(*config_, inherited);
     if (!ls.ok()) {
         std::fprintf(stderr, "photon: %s\n", ls.error().msg.c_str());
         return 1;
     }
     listeners_ = std::move(ls.value());
+    closeListenersNotIn(inherited, listeners_);  // addresses the new configuration dropped
+    if (!inherited.empty()) {
+        LOG_NOTICE("took over the listening sockets of the previous master");
+    }
 
     const std::string& error_log = runtimeErrorLog(*config_);
     if (!error_log.empty() && !core::openLogFile(error_log.c_str())) {
@@ -255,16 +389,28 @@ int Master::run() {
             }
             break;
         } else if (sig == SIGHUP) {
+            winched_ = false;
             reload();
         } else if (sig == SIGUSR1) {
             reopenLogs();
-        } else if (sig == SIGUSR2 || sig == SIGWINCH) {
-            LOG_WARN("signal %d is not supported yet; ignored", sig);
+        } else if (sig == SIGUSR2) {
+            upgrade();
+        } else if (sig == SIGWINCH) {
+            // After an upgrade: the old workers stop gracefully, the master stays (a HUP brings
+            // them back should the new binary misbehave).
+            LOG_NOTICE("received SIGWINCH: stopping the workers gracefully");
+            winched_ = true;
+            signalWorkers(SIGQUIT);
         }
         respawnDue(monoUs());
     }
-    teardownSharedState();
-    PidFile::removeIfOwned(pid_path_, getpid());
+    if (new_master_ != 0 && ::kill(new_master_, 0) == 0) {
+        // The new master runs on the same shared memory: leave it in place.
+        PidFile::removeIfOwned(pid_path_ + ".oldbin", getpid());
+    } else {
+        teardownSharedState();
+        PidFile::removeIfOwned(pid_path_, getpid());
+    }
     LOG_NOTICE("exiting");
     return exit_code;
 }
@@ -464,6 +610,19 @@ void Master::reapChildren() {
     int status;
     pid_t pid;
     while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        if (pid == new_master_) {
+            // The new binary of an upgrade is gone: it failed to start, or was stopped.
+            new_master_ = 0;
+            const std::string old = pid_path_ + ".oldbin";
+            if (PidFile::read(old) == getpid()) {
+                ::rename(old.c_str(), pid_path_.c_str());
+            }
+            LOG_ERROR("the new master %d exited (%s %d); this master serves on%s",
+                      static_cast<int>(pid), WIFSIGNALED(status) ? "signal" : "status",
+                      WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status),
+                      winched_ ? " (its workers stopped: send HUP to start them again)" : "");
+            continue;
+        }
         int64_t now = monoUs();
         bool found = false;
         for (size_t i = 0; i < slots_.size(); ++i) {
@@ -518,7 +677,7 @@ void Master::reapChildren() {
 }
 
 void Master::respawnDue(int64_t now) {
-    if (stopping_) {
+    if (stopping_ || winched_) {
         return;
     }
     for (size_t i = 0; i < slots_.size(); ++i) {

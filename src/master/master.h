@@ -55,6 +55,9 @@ private:
     bool waitAllExited(int64_t deadline_us);
     void reload();
     void reopenLogs();
+    /// USR2: starts the binary at the path this one was started from, handing it the listening
+    /// sockets (PHOTON_LISTEN_FDS); the pid file becomes <pid_file>.oldbin meanwhile.
+    void upgrade();
     int64_t nextWakeUs(int64_t now_us) const;
 
     CliOptions cli_;
@@ -68,7 +71,13 @@ private:
     int64_t start_time_us_ = 0;
     std::string pid_path_;
     bool stopping_ = false;
+    pid_t new_master_ = 0;  // a binary upgrade's new master, while it runs
+    bool winched_ = false;  // WINCH: workers stopped on purpose; not respawned until HUP
 };
+
+/// The command line the master was started with (for a binary upgrade); call from main()
+/// before anything rewrites argv.
+void saveCommandLine(int argc, char** argv);
 
 /// Resolves the effective pid-file path of a configuration (server.pid_file, else the
 /// compiled-in default).
@@ -81,5 +90,8 @@ int sendSignalCommand(const std::string& signal, const std::string& pid_path);
 /// waits (up to 30 s) for it to report the reload's outcome through shared memory. Exit code:
 /// 0 reloaded, 1 failed (the running configuration stays) or no answer.
 int reloadCommand(const std::string& pid_path);
+/// `photon -s upgrade`: USR2 to the master, waits for the new master to run its workers, then
+/// QUIT to the old one. Exit code 0 upgraded, 1 when the new binary failed (the old serves on).
+int upgradeCommand(const std::string& pid_path);
 
 }  // namespace photon::master
