@@ -73,6 +73,9 @@ struct ServerConfig {
     uint64_t max_connections = 10000;
     /// upgrade_sock (orig): Unix socket for the `--upgrade` listener hand-over.
     std::string upgrade_sock = "/tmp/photon_upgrade.sock";
+    /// upgrade_sock was written in the file: a graceful stop (QUIT) first offers the listening
+    /// sockets to a `photon --upgrade` waiting there (the original's hand-over).
+    bool upgrade_sock_set = false;
 
     /// worker_processes (new): integer 1-1024 or "auto". Default "auto" = number of online CPUs
     /// (capped at 1024); the loader resolves it, so this field always holds the effective count.

@@ -375,6 +375,7 @@ private:
         r.opt("tls_key", s.tls_key);
         positiveDuration(r, "connection_timeout", s.connection_timeout);
         uintAtLeast(r, "max_connections", 1, s.max_connections);
+        s.upgrade_sock_set = r.get("upgrade_sock") != nullptr;
         if (r.opt("upgrade_sock", s.upgrade_sock) && s.upgrade_sock.empty()) {
             ctx_.error(r.markOf("upgrade_sock"), r.path("upgrade_sock"), "must not be empty");
         }

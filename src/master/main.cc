@@ -124,10 +124,6 @@ int main(int argc, char** argv) {
                      o.config_path.c_str(), errors, errors == 1 ? "" : "s");
         return 1;
     }
-    if (o.upgrade) {
-        std::fprintf(stderr, "photon: --upgrade is not supported by this build yet\n");
-        return 1;
-    }
     master::applyRuntimeLogSettings(*loaded.config, o.log_level.has_value());
     master::Master m(o, std::move(loaded.config));
     return m.run();

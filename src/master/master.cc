@@ -4,16 +4,19 @@
 
 #include <fcntl.h>
 #include <grp.h>
+#include <poll.h>
 #include <pwd.h>
 #include <signal.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <cstdlib>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 
@@ -81,6 +84,138 @@ int sendSignalCommand(const std::string& signal, const std::string& pid_path) {
         return 1;
     }
     return 0;
+}
+
+namespace {
+
+/// The original's hand-over, old side: connects to `path` (a `photon --upgrade` waiting there),
+/// retrying for 5 s, and sends every listening socket with its address (SCM_RIGHTS); true once
+/// the new instance confirmed it has them. Our workers go on serving meanwhile.
+bool sendListeners(const std::string& path, const std::vector<Listener>& ls) {
+    sockaddr_un sa{};
+    if (ls.empty() || path.size() >= sizeof sa.sun_path) {
+        return false;
+    }
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.c_str(), path.size());
+    const int64_t until = monoUs() + 5'000'000;
+    while (true) {
+        int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+            std::string names;
+            std::vector<int> fds;
+            for (const auto& l : ls) {
+                names += l.addr + ";";
+                fds.push_back(l.fd);
+            }
+            iovec iov{names.data(), names.size()};
+            std::vector<char> ctl(CMSG_SPACE(sizeof(int) * fds.size()));
+            msghdr mh{};
+            mh.msg_iov = &iov;
+            mh.msg_iovlen = 1;
+            mh.msg_control = ctl.data();
+            mh.msg_controllen = ctl.size();
+            cmsghdr* cm = CMSG_FIRSTHDR(&mh);
+            cm->cmsg_level = SOL_SOCKET;
+            cm->cmsg_type = SCM_RIGHTS;
+            cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+            std::memcpy(CMSG_DATA(cm), fds.data(), sizeof(int) * fds.size());
+            timeval tv{5, 0};
+            ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+            char ack = 0;
+            bool ok = ::sendmsg(fd, &mh, MSG_NOSIGNAL) == static_cast<ssize_t>(names.size()) &&
+                      ::recv(fd, &ack, 1, 0) == 1 && ack == 'k';
+            ::close(fd);
+            if (ok) {
+                LOG_NOTICE("handed the listening sockets over through %s", path.c_str());
+                return true;
+            }
+            LOG_WARN("upgrade: the instance at %s did not take the sockets", path.c_str());
+            return false;
+        }
+        if (fd >= 0) {
+            ::close(fd);
+        }
+        if (monoUs() >= until) {
+            return false;  // nobody waits there: an ordinary stop
+        }
+        ::usleep(100'000);
+    }
+}
+
+}  // namespace
+
+/// The original's hand-over, new side (`photon --upgrade`): waits up to 10 s at `path` for the
+/// running instance to send its listening sockets; none (nothing running) means they are
+/// opened as usual.
+std::vector<Listener> receiveListeners(const std::string& path) {
+    std::vector<Listener> out;
+    sockaddr_un sa{};
+    if (path.size() >= sizeof sa.sun_path) {
+        LOG_ERROR("upgrade_sock %s: path too long", path.c_str());
+        return out;
+    }
+    sa.sun_family = AF_UNIX;
+    std::memcpy(sa.sun_path, path.c_str(), path.size());
+    int srv = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    ::unlink(path.c_str());
+    if (srv < 0 || ::bind(srv, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0 ||
+        ::listen(srv, 1) != 0) {
+        LOG_ERROR("upgrade_sock %s: %s", path.c_str(), std::strerror(errno));
+        if (srv >= 0) {
+            ::close(srv);
+        }
+        return out;
+    }
+    ::chmod(path.c_str(), 0600);
+    pollfd pfd{srv, POLLIN, 0};
+    int c = -1;
+    if (::poll(&pfd, 1, 10'000) == 1) {
+        c = ::accept4(srv, nullptr, nullptr, SOCK_CLOEXEC);
+    }
+    ::close(srv);
+    ::unlink(path.c_str());
+    if (c < 0) {
+        std::fprintf(stderr,
+                     "photon: --upgrade: no running instance handed its sockets over through %s "
+                     "within 10 s; opening them\n",
+                     path.c_str());
+        return out;
+    }
+    char names[4096];
+    std::vector<char> ctl(CMSG_SPACE(sizeof(int) * 64));
+    iovec iov{names, sizeof names - 1};
+    msghdr mh{};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = ctl.data();
+    mh.msg_controllen = ctl.size();
+    ssize_t n = ::recvmsg(c, &mh, MSG_CMSG_CLOEXEC);
+    std::vector<int> fds;
+    for (cmsghdr* cm = CMSG_FIRSTHDR(&mh); cm != nullptr; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+            size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            fds.resize(k);
+            std::memcpy(fds.data(), CMSG_DATA(cm), k * sizeof(int));
+        }
+    }
+    std::string list = n > 0 ? std::string(names, static_cast<size_t>(n)) : std::string();
+    size_t pos = 0;
+    for (int fd : fds) {
+        size_t end = list.find(';', pos);
+        Listener l;
+        l.fd = fd;
+        l.addr = list.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
+        pos = end == std::string::npos ? list.size() : end + 1;
+        ::fcntl(fd, F_SETFD, 0);  // inherited by our workers
+        out.push_back(l);
+    }
+    char ack = 'k';
+    ::send(c, &ack, 1, MSG_NOSIGNAL);
+    ::close(c);
+    std::fprintf(stderr, "photon: --upgrade: took over %zu listening socket(s) through %s\n",
+                 out.size(), path.c_str());
+    return out;
 }
 
 namespace {
@@ -242,9 +377,10 @@ int Master::run() {
                  config_->server.user.c_str());
     }
 
-    // A second instance on the same pid file is refused before anything is opened.
+    // A second instance on the same pid file is refused before anything is opened (but for a
+    // --upgrade, which takes over from the instance the pid file names).
     if (pid_t other = PidFile::read(pid_path_);
-        other != 0 && other != getpid() && PidFile::alive(other)) {
+        !cli_.upgrade && other != 0 && other != getpid() && PidFile::alive(other)) {
         std::fprintf(stderr, "photon: already running (pid %d, pid file %s)\n",
                      static_cast<int>(other), pid_path_.c_str());
         return 1;
@@ -275,6 +411,9 @@ int Master::run() {
             }
         }
         ::unsetenv("PHOTON_LISTEN_FDS");
+    }
+    if (cli_.upgrade && inherited.empty()) {
+        inherited = receiveListeners(config_->server.upgrade_sock);
     }
     auto ls = reopenRuntimeListeners(*config_, inherited);
     if (!ls.ok()) {
@@ -378,6 +517,10 @@ int Master::run() {
         } else if (sig == SIGQUIT) {
             LOG_NOTICE("received SIGQUIT: graceful shutdown");
             stopping_ = true;
+            if (config_->server.upgrade_sock_set &&
+                sendListeners(config_->server.upgrade_sock, listeners_)) {
+                handed_over_ = true;  // a new instance serves on our sockets and shared memory
+            }
             mod::metrics::masterDraining();
             closeListeners(listeners_);  // new connections are refused from now on
             signalWorkers(SIGQUIT);
@@ -404,7 +547,9 @@ int Master::run() {
         }
         respawnDue(monoUs());
     }
-    if (new_master_ != 0 && ::kill(new_master_, 0) == 0) {
+    if (handed_over_) {
+        // The instance that took our sockets runs on the same shared memory and pid file.
+    } else if (new_master_ != 0 && ::kill(new_master_, 0) == 0) {
         // The new master runs on the same shared memory: leave it in place.
         PidFile::removeIfOwned(pid_path_ + ".oldbin", getpid());
     } else {

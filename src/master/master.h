@@ -73,7 +73,12 @@ private:
     bool stopping_ = false;
     pid_t new_master_ = 0;  // a binary upgrade's new master, while it runs
     bool winched_ = false;  // WINCH: workers stopped on purpose; not respawned until HUP
+    bool handed_over_ = false;  // QUIT gave the sockets to a `--upgrade` instance
 };
+
+/// `photon --upgrade`: the listening sockets a running instance hands over through
+/// server.upgrade_sock (empty when none did within 10 s).
+std::vector<Listener> receiveListeners(const std::string& path);
 
 /// The command line the master was started with (for a binary upgrade); call from main()
 /// before anything rewrites argv.

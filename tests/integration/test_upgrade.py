@@ -143,3 +143,58 @@ class UpgradeTest(IntegrationTest):
         p.signal(signal.SIGHUP)
         wait_until(lambda: len(workers()) == 2, timeout=10, msg="HUP did not restart workers")
         self.assertEqual(http_request(self.port, "GET", "/name").status, 200)
+
+
+class SocketHandOverTest(IntegrationTest):
+    """The original's recipe: `upgrade_sock` in the file, QUIT to the running instance, then
+    `photon --upgrade`; the old instance hands its listening sockets over and drains."""
+
+    @timeout(90)
+    def test_quit_then_upgrade_hands_the_sockets_over(self):
+        import subprocess
+        from harness import photon_binary
+        b1 = self.backend()
+        self.port, self.mport = free_port(), free_port()
+        cfg = base_config(self.port, [b1], metrics_port=self.mport)
+        self.pid_file = os.path.join(self.tmpdir, "photon.pid")
+        sock = os.path.join(self.tmpdir, "upgrade.sock")
+        cfg["server"].update(worker_processes=2, pid_file=self.pid_file, upgrade_sock=sock)
+        cfg["health_check"]["enabled"] = False
+        p = self.photon(cfg)
+        wait_until(lambda: read_pid(self.pid_file) == p.pid, timeout=5)
+        load = Load(self.port)
+        load.thread.start()
+        time.sleep(0.5)
+        p.signal(signal.SIGQUIT)
+        err = open(os.path.join(self.tmpdir, "new.err"), "w")
+        new = subprocess.Popen([photon_binary(), "-c", p.config, "--upgrade"], stdout=err,
+                               stderr=subprocess.STDOUT, start_new_session=True)
+        p.adopt(new.pid)
+        self.addCleanup(lambda: (new.poll() is None and new.kill(), new.wait(10), err.close()))
+        self.assertEqual(p.wait(30), 0)  # the old one finished and exited
+        wait_until(lambda: read_pid(self.pid_file) == new.pid, timeout=10,
+                   msg="the new instance never wrote the pid file")
+        time.sleep(0.5)
+        load.stop.set()
+        load.thread.join(10)
+        with open(os.path.join(self.tmpdir, "new.err")) as f:
+            log = f.read()
+        self.assertIn("took over 2 listening socket(s)", log)
+        self.assertEqual(load.failures, [], "requests failed during the hand-over")
+        self.assertGreater(load.ok, 20)
+        self.assertIn("handed the listening sockets over", p.stderr_text())
+        self.assertEqual(http_request(self.mport, "GET", "/health").status, 200)
+        new.send_signal(signal.SIGTERM)
+        self.assertEqual(new.wait(10), 0)
+
+    def test_quit_without_a_waiting_instance_is_an_ordinary_stop(self):
+        b1 = self.backend()
+        self.port = free_port()
+        cfg = base_config(self.port, [b1])
+        cfg["server"].update(pid_file=os.path.join(self.tmpdir, "photon.pid"),
+                             upgrade_sock=os.path.join(self.tmpdir, "upgrade.sock"))
+        cfg["health_check"]["enabled"] = False
+        p = self.photon(cfg)
+        p.signal(signal.SIGQUIT)
+        self.assertEqual(p.wait(20), 0)
+        self.assertNotIn("handed", p.stderr_text())
