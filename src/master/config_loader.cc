@@ -1372,7 +1372,11 @@ public:
         kv("tls_key", optStr(s.tls_key));
         kv("connection_timeout", dur(s.connection_timeout));
         kv("max_connections", std::to_string(s.max_connections));
-        kv("upgrade_sock", str(s.upgrade_sock));
+        if (s.upgrade_sock_set) {
+            kv("upgrade_sock", str(s.upgrade_sock));  // QUIT offers the sockets there
+        } else {
+            line("# upgrade_sock: " + str(s.upgrade_sock) + "  (not set: QUIT offers nothing)");
+        }
         kv("worker_processes", s.worker_processes_auto
                                    ? "auto  # " + std::to_string(s.worker_processes)
                                    : std::to_string(s.worker_processes));

@@ -102,6 +102,18 @@ bool sendListeners(const std::string& path, const std::vector<Listener>& ls) {
     while (true) {
         int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0 && ::connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof sa) == 0) {
+            // Only a process of our own user gets the sockets: /tmp is writable by everyone,
+            // and these may be port 80's.
+            ucred peer{};
+            socklen_t plen = sizeof peer;
+            if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &plen) != 0 ||
+                peer.uid != ::geteuid()) {
+                LOG_ERROR("upgrade: %s is held by uid %d, not ours: the sockets are not handed "
+                          "over",
+                          path.c_str(), static_cast<int>(peer.uid));
+                ::close(fd);
+                return false;
+            }
             std::string names;
             std::vector<int> fds;
             for (const auto& l : ls) {
@@ -175,6 +187,15 @@ std::vector<Listener> receiveListeners(const std::string& path) {
     }
     ::close(srv);
     ::unlink(path.c_str());
+    ucred peer{};
+    socklen_t plen = sizeof peer;
+    if (c >= 0 && (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &peer, &plen) != 0 ||
+                   peer.uid != ::geteuid())) {
+        std::fprintf(stderr, "photon: --upgrade: refusing sockets from uid %d\n",
+                     static_cast<int>(peer.uid));
+        ::close(c);
+        c = -1;
+    }
     if (c < 0) {
         std::fprintf(stderr,
                      "photon: --upgrade: no running instance handed its sockets over through %s "

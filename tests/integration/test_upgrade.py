@@ -198,3 +198,51 @@ class SocketHandOverTest(IntegrationTest):
         p.signal(signal.SIGQUIT)
         self.assertEqual(p.wait(20), 0)
         self.assertNotIn("handed", p.stderr_text())
+
+
+class AcceptanceTest(IntegrationTest):
+    @timeout(150)
+    def test_five_reloads_an_upgrade_and_a_hand_over_under_load(self):
+        """One load run through 5 reloads, a USR2 upgrade and the --upgrade hand-over: no
+        request fails and no connection is refused."""
+        import subprocess
+        from harness import photon_binary
+        b1 = self.backend()
+        port = free_port()
+        cfg = base_config(port, [b1])
+        pid_file = os.path.join(self.tmpdir, "photon.pid")
+        cfg["server"].update(worker_processes=2, pid_file=pid_file,
+                             upgrade_sock=os.path.join(self.tmpdir, "upgrade.sock"))
+        cfg["health_check"]["enabled"] = False
+        p = self.photon(cfg)
+        wait_until(lambda: read_pid(pid_file) == p.pid, timeout=5)
+        load = Load(port)
+        load.thread.start()
+        for i in range(5):
+            time.sleep(0.3)
+            rc, out, err = run_photon(["-c", p.config, "-s", "reload"], timeout=60)
+            self.assertEqual(rc, 0, err)
+            self.assertIn("reloaded: configuration generation %d" % (i + 2), err)
+        rc, out, err = run_photon(["-c", p.config, "-s", "upgrade"], timeout=60)
+        self.assertEqual(rc, 0, err)
+        second = read_pid(pid_file)
+        p.adopt(second)
+        wait_until(lambda: not pid_alive(p.pid) or p.returncode is not None, timeout=30)
+        time.sleep(0.3)
+        # The original's way, from the second master to a third.
+        os.kill(second, signal.SIGQUIT)
+        err = open(os.path.join(self.tmpdir, "third.err"), "w")
+        third = subprocess.Popen([photon_binary(), "-c", p.config, "--upgrade"], stdout=err,
+                                 stderr=subprocess.STDOUT, start_new_session=True)
+        p.adopt(third.pid)
+        self.addCleanup(lambda: (third.poll() is None and third.kill(), third.wait(10),
+                                 err.close()))
+        wait_until(lambda: not pid_alive(second), timeout=30, msg="the second master stayed")
+        wait_until(lambda: read_pid(pid_file) == third.pid, timeout=10)
+        time.sleep(0.5)
+        load.stop.set()
+        load.thread.join(10)
+        self.assertEqual(load.failures, [], "requests failed")
+        self.assertGreater(load.ok, 50)
+        third.send_signal(signal.SIGTERM)
+        self.assertEqual(third.wait(10), 0)
