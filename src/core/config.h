@@ -326,6 +326,11 @@ struct BackendConfig {
     /// max_pending (new): connections to this backend's upstreams being made at once; more
     /// requests are answered 503 at once. Default 0 = no limit.
     uint32_t max_pending = 0;
+    /// failure_percentage (new): also eject an upstream once this percentage of the attempts a
+    /// worker sent it within fail_timeout failed (judged on at least
+    /// failure_percentage_min_requests of them). 0..100, default 0 = off.
+    uint32_t failure_percentage = 0;
+    uint32_t failure_percentage_min_requests = 20;
     /// health_check (orig block, extended): effective active-check settings.
     BackendHealthCheckConfig health_check;
 

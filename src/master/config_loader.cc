@@ -753,6 +753,10 @@ private:
         ok = r.opt("min_retry_concurrency", b.min_retry_concurrency) && ok;
         ok = r.opt("max_requests", b.max_requests) && ok;
         ok = r.opt("max_pending", b.max_pending) && ok;
+        ok = percent(r, "failure_percentage", b.failure_percentage) && ok;
+        ok = uintAtLeast(r, "failure_percentage_min_requests", 1,
+                         b.failure_percentage_min_requests) &&
+             ok;
 
         // Effective health check: defaults from the global block, overridden by the backend's.
         core::BackendHealthCheckConfig& hc = b.health_check;
@@ -1482,6 +1486,8 @@ private:
         kv("min_retry_concurrency", std::to_string(b.min_retry_concurrency));
         kv("max_requests", std::to_string(b.max_requests));
         kv("max_pending", std::to_string(b.max_pending));
+        kv("failure_percentage", std::to_string(b.failure_percentage));
+        kv("failure_percentage_min_requests", std::to_string(b.failure_percentage_min_requests));
         line("upstreams:");
         for (const auto& u : b.upstreams) {
             item();

@@ -261,6 +261,8 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             bs.min_retry_concurrency = b.min_retry_concurrency;
             bs.max_requests = b.max_requests;
             bs.max_pending = b.max_pending;
+            bs.failure_percentage = b.failure_percentage;
+            bs.failure_percentage_min_requests = b.failure_percentage_min_requests;
             for (const auto& uc : b.upstreams) {
                 mod::balancer::UpstreamSpec us;
                 us.address = uc.address.toString();

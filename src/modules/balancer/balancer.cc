@@ -129,7 +129,8 @@ uint32_t drawEligible(Elig& e, uint32_t n, uint32_t skip, Rand& rng) {
 }  // namespace
 
 Balancer::Balancer(const BalancerPlan& plan, UpstreamTable& table, uint32_t slot, uint64_t seed)
-    : plan_(&plan), table_(&table), slot_(slot), rng_(seed), panic_(plan.backendCount()) {
+    : plan_(&plan), table_(&table), slot_(slot), rng_(seed), rate_(plan.upstreamCount()),
+      panic_(plan.backendCount()) {
     table.pinSlot(slot, plan.generation());
 }
 
@@ -304,10 +305,26 @@ Pick Balancer::pick(uint32_t backend, const PickContext& ctx) {
     return {};
 }
 
+bool Balancer::noteOutcome(uint32_t upstream, bool ok, uint64_t now_us) {
+    const BackendPlan& bp = plan_->backend(plan_->upstream(upstream).backend);
+    RateWindow& w = rate_[upstream];
+    if (w.start_us == 0 || now_us >= w.start_us + bp.fail_timeout_us || now_us < w.start_us) {
+        w = RateWindow{now_us == 0 ? 1 : now_us, 0, 0};
+    }
+    ++w.requests;
+    w.failures += ok ? 0 : 1;
+    return !ok && w.requests >= bp.failure_percentage_min_requests &&
+           uint64_t{w.failures} * 100 >= uint64_t{bp.failure_percentage} * w.requests;
+}
+
 bool Balancer::reportFailure(uint32_t upstream, uint64_t now_us) {
     const UpstreamPlan& up = plan_->upstream(upstream);
     const BackendPlan& bp = plan_->backend(up.backend);
     UpstreamTable::EjectionPolicy p;
+    if (bp.failure_percentage != 0 && noteOutcome(upstream, false, now_us)) {
+        p.rate_tripped = true;  // judged on this worker's share of the traffic
+        rate_[upstream] = RateWindow{};
+    }
     p.max_fails = bp.max_fails;
     p.window_us = bp.fail_timeout_us;
     p.max_ejection_us = bp.max_ejection_time_us;

@@ -10,6 +10,7 @@
 #include "modules/balancer/config.h"
 #include "modules/balancer/rng.h"
 #include "modules/balancer/upstream_table.h"
+#include "shm/clock.h"
 
 namespace photon::mod::balancer {
 
@@ -159,8 +160,12 @@ public:
     /// (max_ejection_time).
     bool reportFailure(uint32_t upstream, uint64_t now_us);
     /// Passive health: a successful attempt clears this process's failure window.
-    void reportSuccess(uint32_t upstream) {
+    /// `now_us` 0: read the clock (only for a backend with failure_percentage).
+    void reportSuccess(uint32_t upstream, uint64_t now_us = 0) {
         table_->reportSuccess(plan_->upstream(upstream).record, slot_);
+        if (plan_->backend(plan_->upstream(upstream).backend).failure_percentage != 0) {
+            noteOutcome(upstream, true, now_us != 0 ? now_us : shm::monotonicMicros());
+        }
     }
 
     /// Health writer (the helper, as this slot): see UpstreamTable::recordCheck / setHealth.
@@ -219,6 +224,15 @@ private:
     /// Recomputes the backend's panic state when the last evaluation is kPanicRecheckUs old.
     bool inPanic(uint32_t backend, uint64_t now_us);
 
+    /// failure_percentage: this process's sample of each upstream's attempts and failures in
+    /// the current window (fail_timeout long). Returns whether the rate now calls for ejection.
+    bool noteOutcome(uint32_t upstream, bool ok, uint64_t now_us);
+    struct RateWindow {
+        uint64_t start_us = 0;
+        uint32_t requests = 0;
+        uint32_t failures = 0;
+    };
+
     /// Per backend, this process's view of the panic state: the share of healthy upstreams is
     /// counted at most every kPanicRecheckUs per process, not on every pick.
     struct PanicState {
@@ -231,6 +245,7 @@ private:
     UpstreamTable* table_;
     uint32_t slot_;
     Rng rng_;
+    std::vector<RateWindow> rate_;  // by plan upstream index
     std::vector<PanicState> panic_;
 };
 

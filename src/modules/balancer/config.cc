@@ -95,6 +95,8 @@ core::Result<BalancerPlan> BalancerPlan::build(const BalancerInput& in, Upstream
         bp.min_retry_concurrency = spec.min_retry_concurrency;
         bp.max_requests = spec.max_requests;
         bp.max_pending = spec.max_pending;
+        bp.failure_percentage = spec.failure_percentage;
+        bp.failure_percentage_min_requests = spec.failure_percentage_min_requests;
 
         std::unordered_map<std::string_view, uint32_t> seen;
         std::vector<std::string> ring_names;

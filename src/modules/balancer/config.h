@@ -57,6 +57,8 @@ struct BackendSpec {
     uint32_t min_retry_concurrency = 3;   // ... or this many, whichever is more
     uint32_t max_requests = 0;            // requests in flight over all workers (0 = no limit)
     uint32_t max_pending = 0;             // connections being made (0 = no limit)
+    uint32_t failure_percentage = 0;      // eject at this failure rate within fail_timeout (0 off)
+    uint32_t failure_percentage_min_requests = 20;  // ... judged on at least this many attempts
     std::vector<UpstreamSpec> upstreams;
 };
 
@@ -91,6 +93,8 @@ struct BackendPlan {
     uint32_t min_retry_concurrency = 3;
     uint32_t max_requests = 0;  // 0 = no limit
     uint32_t max_pending = 0;   // 0 = no limit
+    uint32_t failure_percentage = 0;  // 0 = off
+    uint32_t failure_percentage_min_requests = 20;
     uint32_t wrr_offset = 0;  // weighted_round_robin: sequence in BalancerPlan::wrrSequence()
     uint32_t wrr_period = 0;
     HashRing ring;  // ip_hash / consistent_hash only

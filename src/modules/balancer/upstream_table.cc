@@ -437,7 +437,7 @@ bool UpstreamTable::reportFailure(uint32_t record, uint32_t slot, uint64_t now_u
     const uint64_t fail_timeout_us = p.window_us;
     const size_t cell = static_cast<size_t>(slot) * capacity_ + record;
     bump(failures_[cell], 1u);
-    if (max_fails == 0 || fail_timeout_us == 0) {
+    if ((max_fails == 0 && !p.rate_tripped) || fail_timeout_us == 0) {
         return false;
     }
     UpstreamRecordShm& rec = records_[record];
@@ -471,7 +471,7 @@ bool UpstreamTable::reportFailure(uint32_t record, uint32_t slot, uint64_t now_u
             total += v & kPassiveCountMask;
         }
     }
-    if (total < max_fails) {
+    if (total < max_fails && !p.rate_tripped) {
         return false;
     }
     uint64_t until = rec.ejected_until_us.load();

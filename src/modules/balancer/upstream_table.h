@@ -175,6 +175,7 @@ public:
                                        // last ejection ended stays out window × n (n-th in a
                                        // row), at most this long; 0 = always window
         bool may_eject = true;         // the backend's cap allows one more ejection now
+        bool rate_tripped = false;     // the failure rate says eject, whatever max_fails says
     };
     bool reportFailure(uint32_t record, uint32_t slot, uint64_t now_us, const EjectionPolicy& p);
     /// A success clears `slot`'s current failure window for `record`.

@@ -481,6 +481,39 @@ TEST_P(BalancerEligibilityTest, PanicBelowTheThresholdSpreadsOverAll) {
     EXPECT_TRUE(w.panicking(0));
 }
 
+TEST_P(BalancerEligibilityTest, FailureRateEjectsWhatNeverFailsTwiceInARow) {
+    BackendSpec b = spec({1, 1, 1});
+    b.max_fails = 100;  // never reached: only the rate can eject
+    b.max_ejection_percent = 50;
+    b.failure_percentage = 50;
+    b.failure_percentage_min_requests = 6;
+    ASSERT_TRUE(build(b));
+    Balancer w = balancer(0);
+    uint64_t t = kNow;
+    bool ejected = false;
+    int attempts = 0;
+    for (; attempts < 20 && !ejected; ++attempts) {
+        if (attempts % 2 == 0) {
+            w.reportSuccess(0, t);
+        } else {
+            ejected = w.reportFailure(0, t);
+        }
+        t += 1000;
+    }
+    EXPECT_TRUE(ejected);
+    EXPECT_EQ(attempts, 6);  // judged once 6 attempts were seen, 3 of them failed
+    EXPECT_TRUE(w.snapshot(0, t).ejected);
+    // Below the rate nothing happens: 1 failure in 4.
+    for (int i = 0; i < 40; ++i) {
+        if (i % 4 == 3) {
+            EXPECT_FALSE(w.reportFailure(1, t));
+        } else {
+            w.reportSuccess(1, t);
+        }
+    }
+    EXPECT_FALSE(w.snapshot(1, t).ejected);
+}
+
 INSTANTIATE_TEST_SUITE_P(AllAlgorithms, BalancerEligibilityTest,
                          ::testing::Values(AlgoCase{Algorithm::RoundRobin, false},
                                            AlgoCase{Algorithm::WeightedRoundRobin, false},
