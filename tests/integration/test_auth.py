@@ -315,6 +315,31 @@ class JwksTest(AuthBase):
         d.update({"kid": kid, "alg": alg, "use": "sig"})
         return d
 
+    def test_ec_coordinates_without_their_leading_zero_bytes_are_accepted(self):
+        # Some producers (PyJWT before 2.7) write x and y minimal-length: a P-256 coordinate
+        # that starts with a zero byte comes as 31 bytes. Find such a key, publish it that way.
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+        for _ in range(5000):
+            priv = ec.generate_private_key(ec.SECP256R1())
+            nums = priv.public_key().public_numbers()
+            if nums.x < (1 << 248):
+                break
+        else:
+            self.fail("no key with a short x coordinate in 5000 tries")
+
+        def b64(n):
+            raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+            return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+        self.assertLess(len(base64.urlsafe_b64decode(b64(nums.x) + "==")), 32)
+        path = self.jwks({"kty": "EC", "crv": "P-256", "kid": "short", "alg": "ES256",
+                          "use": "sig", "x": b64(nums.x), "y": b64(nums.y)})
+        self.start({"auth_type": "jwt", "jwt": {"algorithms": ["ES256"], "jwks_file": path}})
+        pem = priv.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+        t = jwt.encode({"sub": "u"}, pem, algorithm="ES256", headers={"kid": "short"})
+        self.assertEqual(self.get(token=t).status, 200)
+
     def test_keys_selected_by_kid(self):
         path = self.jwks(self.jwk("rsa", "r1", "RS256"), self.jwk("p256", "e1", "ES256"),
                          self.jwk("ed25519", "o1", "EdDSA"),

@@ -334,10 +334,14 @@ bool jwkToKey(const cJSON* jwk, JwtKey& out) {
         std::string_view c = crv->valuestring;
         size_t width = c == "P-256" ? 32 : c == "P-384" ? 48 : 0;
         std::string x, y;
-        if (width == 0 || !jwkBytes(jwk, "x", x) || !jwkBytes(jwk, "y", y) || x.size() != width ||
-            y.size() != width) {
+        // RFC 7518 §6.2.1.2 wants each coordinate at full width, but some producers (PyJWT
+        // before 2.7, for one) drop its leading zero bytes: those are restored. Longer is wrong.
+        if (width == 0 || !jwkBytes(jwk, "x", x) || !jwkBytes(jwk, "y", y) || x.empty() ||
+            y.empty() || x.size() > width || y.size() > width) {
             return false;
         }
+        x.insert(0, width - x.size(), '\0');
+        y.insert(0, width - y.size(), '\0');
         std::string point = "\x04" + x + y;
         OSSL_PARAM_BLD* bld = OSSL_PARAM_BLD_new();
         if (bld != nullptr &&
