@@ -34,6 +34,7 @@
 #include "core/address.h"
 #include "core/duration.h"
 #include "core/log.h"
+#include "core/retry_on.h"
 
 namespace photon::core {
 
@@ -267,15 +268,6 @@ struct BackendHealthCheckConfig {
     bool operator==(const BackendHealthCheckConfig&) const = default;
 };
 
-/// Bits of RouteConfig::retry_on.
-namespace retry_on {
-inline constexpr uint8_t kConnectFailure = 1, kReset = 2, kTimeout = 4, k502 = 8, k503 = 16,
-                         k504 = 32;
-inline constexpr std::pair<const char*, uint8_t> kNames[] = {
-    {"connect_failure", kConnectFailure}, {"reset", kReset}, {"timeout", kTimeout},
-    {"502", k502}, {"503", k503}, {"504", k504}};
-}  // namespace retry_on
-
 /// One entry of `load_balancing.backends` (a map name → backend).
 struct BackendConfig {
     /// The map key.
@@ -421,7 +413,7 @@ struct RouteConfig {
     /// retry_on (new): what is retried (within `retries`): connect_failure, reset, timeout,
     /// 502, 503, 504 (RetryOn bits). Default connect_failure and reset. A timeout or a 5xx
     /// answer is retried only for idempotent requests (or with retry_non_idempotent).
-    uint8_t retry_on = 0x03;
+    uint8_t retry_on = retry_on::kDefault;
     /// per_try_timeout (new): each attempt's read/write timeout (the smaller of it and
     /// `timeout` or the upstream's own). Absent = none of its own.
     std::optional<Duration> per_try_timeout;

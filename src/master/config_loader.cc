@@ -3,20 +3,19 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include "master/config_loader.h"
 
-#include <grp.h>
-#include <pwd.h>
-
 #include <fcntl.h>
+#include <grp.h>
 #include <netdb.h>
 #include <pcre2.h>
+#include <pwd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <cctype>
 #include <cerrno>
 #include <climits>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
@@ -452,9 +451,9 @@ private:
                 if (mode == "propagate" || mode == "off") {
                     s.trace_context = mode == "propagate";
                 } else {
-                    ctx_.error(*v, r.path("trace_context"),
-                               "unknown trace_context " + quoted(mode) +
-                                   " (expected propagate or off)");
+                    ctx_.error(
+                        *v, r.path("trace_context"),
+                        "unknown trace_context " + quoted(mode) + " (expected propagate or off)");
                 }
             }
         }

@@ -111,6 +111,18 @@ int main(int argc, char** argv) {
             std::fputs(master::dumpConfigMasked(*loaded.config).c_str(), stdout);
         }
         if (loaded.ok()) {
+            // The original's health-check default, which its own binary never ran: say what it
+            // means here, since an application without /health would be marked down.
+            for (const auto& b : loaded.config->load_balancing.backends) {
+                if (b.health_check.enabled && !b.health_check.configured) {
+                    std::fprintf(stderr,
+                                 "photon: [notice] backend %s: no health_check block, so its "
+                                 "upstreams are checked with GET /health and must answer 200; "
+                                 "set health_check.path, check_type: tcp or enabled: false if "
+                                 "they do not serve it\n",
+                                 b.name.c_str());
+                }
+            }
             std::fprintf(stderr, "photon: configuration file %s test is successful\n",
                          o.config_path.c_str());
             return 0;

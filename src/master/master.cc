@@ -538,11 +538,11 @@ int Master::run() {
         } else if (sig == SIGQUIT) {
             LOG_NOTICE("received SIGQUIT: graceful shutdown");
             stopping_ = true;
+            mod::metrics::masterDraining();  // /ready says so while the sockets are offered
             if (config_->server.upgrade_sock_set &&
                 sendListeners(config_->server.upgrade_sock, listeners_)) {
                 handed_over_ = true;  // a new instance serves on our sockets and shared memory
             }
-            mod::metrics::masterDraining();
             closeListeners(listeners_);  // new connections are refused from now on
             signalWorkers(SIGQUIT);
             int64_t grace = runtimeShutdownTimeoutUs(*config_);

@@ -132,33 +132,7 @@ core::Result<MappedSegment> MappedSegment::attach(std::string_view name, uint64_
     if (!validName(name) || body_bytes == 0) {
         return core::fail("shm segment '", name, "': invalid name or size");
     }
-    const std::string n(name);
-    const uint64_t total = totalBytesFor(body_bytes);
-    try {
-        bip::shared_memory_object shm(bip::open_only, n.c_str(), bip::read_write);
-        bip::offset_t object_bytes = 0;
-        if (!shm.get_size(object_bytes)) {
-            return core::fail("shm segment ", n, ": cannot read size");
-        }
-        if (static_cast<uint64_t>(object_bytes) < kSegmentHeaderBytes) {
-            return core::fail("shm segment ", n, ": too small to hold a header");
-        }
-        auto region = std::make_unique<bip::mapped_region>(shm, bip::read_write);
-        const auto* hdr = static_cast<const SegmentHeader*>(region->get_address());
-        if (const char* why = mismatch(*hdr, static_cast<uint64_t>(object_bytes), total,
-                                       layout_version, fingerprint)) {
-            return core::fail("shm segment ", n, ": cannot attach: ", why);
-        }
-        MappedSegment seg;
-        seg.base_ = static_cast<std::byte*>(region->get_address());
-        seg.size_ = total;
-        seg.region_ = std::move(region);
-        seg.name_ = n;
-        seg.reused_ = true;
-        return seg;
-    } catch (const bip::interprocess_exception& e) {
-        return osError("cannot attach", n, e);
-    }
+    return openExisting(name, totalBytesFor(body_bytes), layout_version, fingerprint, false);
 }
 
 core::Result<MappedSegment> MappedSegment::attachExisting(std::string_view name,
@@ -166,6 +140,12 @@ core::Result<MappedSegment> MappedSegment::attachExisting(std::string_view name,
     if (!validName(name)) {
         return core::fail("shm segment '", name, "': invalid name");
     }
+    return openExisting(name, 0, layout_version, 0, true);
+}
+
+core::Result<MappedSegment> MappedSegment::openExisting(std::string_view name, uint64_t total,
+                                                        uint32_t layout_version,
+                                                        uint64_t fingerprint, bool from_header) {
     const std::string n(name);
     try {
         bip::shared_memory_object shm(bip::open_only, n.c_str(), bip::read_write);
@@ -178,9 +158,12 @@ core::Result<MappedSegment> MappedSegment::attachExisting(std::string_view name,
         }
         auto region = std::make_unique<bip::mapped_region>(shm, bip::read_write);
         const auto* hdr = static_cast<const SegmentHeader*>(region->get_address());
-        const uint64_t total = hdr->segment_bytes.load();
+        if (from_header) {
+            total = hdr->segment_bytes.load();
+            fingerprint = hdr->fingerprint.load();
+        }
         if (const char* why = mismatch(*hdr, static_cast<uint64_t>(object_bytes), total,
-                                       layout_version, hdr->fingerprint.load())) {
+                                       layout_version, fingerprint)) {
             return core::fail("shm segment ", n, ": cannot attach: ", why);
         }
         MappedSegment seg;

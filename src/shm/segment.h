@@ -93,6 +93,11 @@ public:
 
 private:
     MappedSegment() = default;
+    /// attach() and attachExisting(): maps `name` when its header matches `layout_version` and
+    /// the size and fingerprint given, or (`from_header`) the ones the header itself records.
+    static core::Result<MappedSegment> openExisting(std::string_view name, uint64_t total,
+                                                    uint32_t layout_version, uint64_t fingerprint,
+                                                    bool from_header);
 
     std::unique_ptr<boost::interprocess::mapped_region> region_;
     std::string name_;

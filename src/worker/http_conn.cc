@@ -1286,7 +1286,7 @@ bool retryOnStatus(ClientConn* c) {
     }
     const Proxy& p = *ctx().proxy;
     const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
-    if ((route.retry_on & 0x38) == 0) {
+    if ((route.retry_on & core::retry_on::kStatuses) == 0) {
         return false;
     }
     UpstreamConn* u = c->up;

@@ -81,7 +81,7 @@ struct RouteRt {
     size_t backend = 0;
     double timeout = 0;     // seconds; 0 = use the upstream's own read/write timeouts
     uint32_t retries = 0;   // extra attempts on another upstream (idempotent requests)
-    uint8_t retry_on = 0x03;     // core::retry_on bits
+    uint8_t retry_on = core::retry_on::kDefault;
     double per_try_timeout = 0;  // seconds; 0 = none
     double backoff = 0.025;      // seconds: base and cap of the wait before a retry
     double backoff_max = 0.25;

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "core/retry_on.h"
+
 namespace photon::worker {
 
 /// How an attempt failed, before any response byte reached the client.
@@ -27,7 +29,7 @@ struct RetryInput {
     uint32_t attempts = 1;      // attempts made so far, this one included
     uint32_t retries = 0;       // the route's `retries`
     bool retry_non_idempotent = false;  // the route's opt-in
-    uint8_t retry_on = 0x03;  // the route's retry_on (core::retry_on bits)
+    uint8_t retry_on = core::retry_on::kDefault;  // the route's retry_on
     uint16_t status = 0;      // kind Status: the answer's status
 };
 
@@ -50,19 +52,18 @@ constexpr bool mayRetry(const RetryInput& in) {
     if (in.request_sent && !in.idempotent && !in.retry_non_idempotent) {
         return false;
     }
+    namespace on = core::retry_on;
     const bool within = in.attempts <= in.retries;
     switch (in.kind) {
         case UpstreamFailure::Connect:
-            return within && (in.retry_on & 0x01) != 0;
+            return within && (in.retry_on & on::kConnectFailure) != 0;
         case UpstreamFailure::Reset:
-            return in.stale ? in.attempts < in.retries + 3 : within && (in.retry_on & 0x02) != 0;
+            return in.stale ? in.attempts < in.retries + 3
+                            : within && (in.retry_on & on::kReset) != 0;
         case UpstreamFailure::Timeout:
-            return within && (in.retry_on & 0x04) != 0;
-        case UpstreamFailure::Status: {
-            const uint8_t bit = in.status == 502 ? 0x08 : in.status == 503 ? 0x10
-                                : in.status == 504 ? 0x20 : 0;
-            return within && (in.retry_on & bit) != 0;
-        }
+            return within && (in.retry_on & on::kTimeout) != 0;
+        case UpstreamFailure::Status:
+            return within && (in.retry_on & on::statusBit(in.status)) != 0;
         case UpstreamFailure::BadResponse:
             return false;
     }

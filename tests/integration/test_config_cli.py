@@ -563,3 +563,19 @@ class CliTest(CheckMixin, IntegrationTest):
         self.assertRegex(err, r"not starting")
         self.assertFalse(port_listening(port))
         self.assertFalse(os.path.exists(cfg["server"]["pid_file"]))
+
+
+class HealthCheckDefaultNoticeTest(CheckMixin, IntegrationTest):
+    def test_t_explains_the_default_health_check(self):
+        cfg = valid_config(self.tmpdir)
+        cfg["load_balancing"]["backends"]["plain"] = {"upstreams": [{"address": "127.0.0.1:1"}]}
+        cfg["load_balancing"]["backends"]["tcp"] = {
+            "upstreams": [{"address": "127.0.0.1:2"}], "health_check": {"check_type": "tcp"}}
+        path = write_config(self.tmpdir, cfg)
+        self.require_photon()
+        rc, out, err = run_photon(["-t", "-c", path])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("backend plain: no health_check block, so its upstreams are checked "
+                      "with GET /health and must answer 200", err)
+        self.assertNotIn("backend tcp:", err)
+        self.assertEqual(self.warn_lines(err), [])

@@ -332,6 +332,21 @@ class MetricsListenerTest(MetricsBase):
         self.assertIn('gateway_request_duration_seconds_bucket{le="+Inf"} 2\n', text)
         self.assertIn('gateway_request_duration_seconds_bucket{le="0.001"}', text)
 
+    def test_ready_answers_503_while_the_gateway_stops(self):
+        # With upgrade_sock set, a graceful stop first offers the sockets for up to 5 s while
+        # the workers go on serving: load balancers asking /ready are told to go elsewhere.
+        b1 = self.backend()
+        port, mport = free_port(), free_port()
+        cfg = self.config(port, mport, [b1], workers=1)
+        cfg["server"]["upgrade_sock"] = os.path.join(self.tmpdir, "upgrade.sock")
+        p = self.photon(cfg)
+        self.assertEqual(http_request(mport, "GET", "/ready").status, 200)
+        p.signal(signal.SIGQUIT)
+        r = wait_until(lambda: (lambda r: r.status == 503 and r)(
+            http_request(mport, "GET", "/ready")), timeout=4, msg="/ready never said 503")
+        self.assertEqual(r.body, b"draining\n")
+        self.assertEqual(p.wait(20), 0)
+
     def test_large_scrape_on_keepalive_connection(self):
         """A body far larger than a connection buffer (many routes) arrives whole, and the
         connection stays usable."""

@@ -129,7 +129,11 @@ uint32_t drawEligible(Elig& e, uint32_t n, uint32_t skip, Rand& rng) {
 }  // namespace
 
 Balancer::Balancer(const BalancerPlan& plan, UpstreamTable& table, uint32_t slot, uint64_t seed)
-    : plan_(&plan), table_(&table), slot_(slot), rng_(seed), rate_(plan.upstreamCount()),
+    : plan_(&plan),
+      table_(&table),
+      slot_(slot),
+      rng_(seed),
+      rate_(plan.upstreamCount()),
       panic_(plan.backendCount()) {
     table.pinSlot(slot, plan.generation());
 }
@@ -378,8 +382,8 @@ bool Balancer::retryAllowed(uint32_t backend) const {
         return true;
     }
     const uint64_t retrying = backendGauge(SlotGauge::Retrying, backend);
-    const uint64_t allowed = std::max<uint64_t>(
-        bp.min_retry_concurrency, backendInflight(backend) * bp.retry_budget / 100);
+    const uint64_t allowed = std::max<uint64_t>(bp.min_retry_concurrency,
+                                                backendInflight(backend) * bp.retry_budget / 100);
     return retrying < allowed;
 }
 

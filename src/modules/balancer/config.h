@@ -91,8 +91,8 @@ struct BackendPlan {
     uint32_t panic_threshold = 0;  // 0 = never
     uint32_t retry_budget = 0;     // 0 = no budget
     uint32_t min_retry_concurrency = 3;
-    uint32_t max_requests = 0;  // 0 = no limit
-    uint32_t max_pending = 0;   // 0 = no limit
+    uint32_t max_requests = 0;        // 0 = no limit
+    uint32_t max_pending = 0;         // 0 = no limit
     uint32_t failure_percentage = 0;  // 0 = off
     uint32_t failure_percentage_min_requests = 20;
     uint32_t wrr_offset = 0;  // weighted_round_robin: sequence in BalancerPlan::wrrSequence()

@@ -402,12 +402,13 @@ void UpstreamTable::acquire(uint32_t record, uint32_t slot) {
 }
 
 void UpstreamTable::gaugeAdd(SlotGauge g, uint32_t record, uint32_t slot, int delta) {
-    Atomic32& cell = gauges_[static_cast<size_t>(g)][static_cast<size_t>(slot) * capacity_ + record];
+    Atomic32& cell =
+        gauges_[static_cast<size_t>(g)][static_cast<size_t>(slot) * capacity_ + record];
     // Relaxed: single writer (this slot's process); readers only sum an advisory gauge.
     const uint32_t v = cell.load(std::memory_order_relaxed);
-    cell.store(delta >= 0 ? v + static_cast<uint32_t>(delta)
-                          : (v >= static_cast<uint32_t>(-delta) ? v - static_cast<uint32_t>(-delta)
-                                                                : 0),
+    cell.store(delta >= 0
+                   ? v + static_cast<uint32_t>(delta)
+                   : (v >= static_cast<uint32_t>(-delta) ? v - static_cast<uint32_t>(-delta) : 0),
                std::memory_order_relaxed);
 }
 
