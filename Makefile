@@ -6,6 +6,8 @@
 #   make fuzz       run the fuzz targets for FUZZ_SECONDS each (default 60)
 #   make run        build, start the demo backends and run the gateway on conf/photon.yaml
 #   make install / uninstall   honour DESTDIR and the configured paths
+#   make lib        libphoton: build/libphoton.a, build/libphoton.so and build/photon.pc
+#   make install-lib / uninstall-lib   the library, its header and photon.pc
 #   make clean
 
 ifeq ($(wildcard build/config.mk),)
@@ -16,7 +18,10 @@ include build/config.mk
 B := build
 WERROR ?= $(if $(filter yes,$(WERROR_ALWAYS)),1,)
 WFLAGS := -Wall -Wextra $(if $(WERROR),-Werror,)
-CXXFLAGS_ALL := -std=c++20 $(OPT) $(DEFS) $(SAN) $(WFLAGS) -Isrc -I$(B) $(PKG_CFLAGS) $(USER_CXXFLAGS) -MMD -MP
+# Position-independent with hidden symbols: the same objects make the static and the shared
+# library (which exports only the PHOTON_API interface of include/photon/photon.h) and the binary.
+PIC := -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
+CXXFLAGS_ALL := -std=c++20 $(OPT) $(DEFS) $(SAN) $(WFLAGS) $(PIC) -Isrc -Iinclude -I$(B) $(PKG_CFLAGS) $(USER_CXXFLAGS) -MMD -MP
 LDFLAGS_ALL := $(SAN) $(USER_LDFLAGS)
 LIBS := $(PKG_LIBS)
 
@@ -31,7 +36,8 @@ FUZZ_SRCS := $(shell find tests/fuzz -maxdepth 1 -name '*_fuzz.cc' 2>/dev/null |
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.cc=$(B)/fuzz/%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all check unit integration fuzz fuzz-smoke bench bench-load run install uninstall clean FORCE
+.PHONY: all check unit integration fuzz fuzz-smoke bench bench-load run install uninstall \
+	lib install-lib uninstall-lib clean FORCE
 
 all: $(B)/photon
 
@@ -59,6 +65,18 @@ $(B)/libphoton.a: $(LIB_OBJS)
 	@rm -f $@
 	ar rcs $@ $^
 
+SOMAJOR := 0
+SONAME := libphoton.so.$(SOMAJOR)
+$(B)/libphoton.so: $(LIB_OBJS) contrib/libphoton.map
+	$(CXX) $(LDFLAGS_ALL) -shared -Wl,-soname,$(SONAME) -Wl,--no-undefined \
+		-Wl,--version-script=contrib/libphoton.map -o $@ $(LIB_OBJS) $(LIBS)
+
+$(B)/photon.pc: contrib/photon.pc.in build/config.mk
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+		-e 's|@VERSION@|$(VERSION)|g' -e 's|@SAN@|$(strip $(SAN))|g' -e 's|@LIBS@|$(strip $(LIBS))|g' $< > $@
+
+lib: $(B)/libphoton.a $(B)/libphoton.so $(B)/photon.pc
+
 $(B)/photon: $(MAIN_OBJ) $(B)/libphoton.a
 	$(CXX) $(LDFLAGS_ALL) -o $@ $(MAIN_OBJ) $(B)/libphoton.a $(LIBS)
 
@@ -79,7 +97,7 @@ $(B)/fuzz/%: tests/fuzz/%.cc $(LIB_SRCS)
 CHECK_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
 
 check:
-	@$(MAKE) --no-print-directory $(CHECK_JOBS) WERROR=1 $(B)/photon $(B)/unit_tests $(B)/fake_resolver.so $(if $(CLANGXX),$(FUZZ_BINS),)
+	@$(MAKE) --no-print-directory $(CHECK_JOBS) WERROR=1 $(B)/photon $(B)/unit_tests lib $(B)/fake_resolver.so $(if $(CLANGXX),$(FUZZ_BINS),)
 	@sh tests/run-all.sh
 
 unit: $(B)/unit_tests
@@ -119,12 +137,29 @@ install: $(B)/photon
 	else install -m 644 conf/photon.yaml $(DESTDIR)$(CONF_PATH); fi
 	install -m 644 conf/examples/*.yaml $(DESTDIR)$(SYSCONFDIR)/examples/
 
+# The library keeps its full version in the file name, the soname as a link (ldconfig's layout).
+install-lib: lib
+	install -d $(DESTDIR)$(LIBDIR)/pkgconfig $(DESTDIR)$(INCLUDEDIR)/photon
+	install -m 644 include/photon/photon.h $(DESTDIR)$(INCLUDEDIR)/photon/photon.h
+	install -m 644 $(B)/libphoton.a $(DESTDIR)$(LIBDIR)/libphoton.a
+	install -m 755 $(B)/libphoton.so $(DESTDIR)$(LIBDIR)/libphoton.so.$(VERSION)
+	ln -sf libphoton.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME)
+	ln -sf $(SONAME) $(DESTDIR)$(LIBDIR)/libphoton.so
+	install -m 644 $(B)/photon.pc $(DESTDIR)$(LIBDIR)/pkgconfig/photon.pc
+	@if [ -z "$(DESTDIR)" ] && command -v ldconfig >/dev/null && [ "$$(id -u)" = 0 ]; then ldconfig; fi
+
+uninstall-lib:
+	rm -f $(DESTDIR)$(INCLUDEDIR)/photon/photon.h $(DESTDIR)$(LIBDIR)/libphoton.a \
+		$(DESTDIR)$(LIBDIR)/libphoton.so.$(VERSION) $(DESTDIR)$(LIBDIR)/$(SONAME) \
+		$(DESTDIR)$(LIBDIR)/libphoton.so $(DESTDIR)$(LIBDIR)/pkgconfig/photon.pc
+	-rmdir $(DESTDIR)$(INCLUDEDIR)/photon 2>/dev/null
+
 uninstall:
 	rm -f $(DESTDIR)$(SBINDIR)/photon $(DESTDIR)$(MANDIR)/man8/photon.8 $(DESTDIR)$(MANDIR)/man5/photon.conf.5
 	rm -rf $(DESTDIR)$(SYSCONFDIR)/examples
 	@echo "left $(DESTDIR)$(CONF_PATH) in place (your configuration)"
 
 clean:
-	rm -rf $(B)/obj $(B)/photon $(B)/libphoton.a $(B)/unit_tests $(B)/micro_bench $(B)/fuzz $(B)/flags
+	rm -rf $(B)/obj $(B)/photon $(B)/libphoton.a $(B)/libphoton.so $(B)/photon.pc $(B)/unit_tests $(B)/micro_bench $(B)/fuzz $(B)/flags
 
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)
