@@ -15,6 +15,7 @@
 #include "master/config_loader.h"
 #include "master/master.h"
 #include "master/runtime.h"
+#include "modules/tls/server_tls.h"
 #include "photon/photon.h"
 #include "worker/proxy.h"
 
@@ -55,6 +56,13 @@ Config Config::fromFile(const std::string& path) {
         }
         if (!r.ok()) {
             errors.push_back(path + ": " + r.error().msg);
+        }
+        std::vector<std::string> tls_warnings;
+        if (auto t = master::buildServerTls(*loaded.config, tls_warnings); !t.ok()) {
+            errors.push_back(path + ": " + t.error().msg);
+        }
+        for (auto& w : tls_warnings) {
+            c.impl_->warnings.push_back(path + ": " + w);
         }
     }
     if (!loaded.ok() || !errors.empty()) {

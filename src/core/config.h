@@ -56,6 +56,58 @@ enum class AccessLogFormat : uint8_t {
     Combined,  // "combined": the NCSA combined format of Apache and nginx
 };
 
+/// server.tls.verify_client (new): client certificates (mutual TLS).
+enum class TlsVerifyClient : uint8_t {
+    Off,       // "off": none asked for (default)
+    Optional,  // "optional": asked for; a client without one is served, a bad one refused
+    Require,   // "on": a valid certificate is required to complete the handshake
+};
+
+/// One certificate of the TLS listener: PEM files, the certificate file holding the chain
+/// (leaf first).
+struct TlsCertificate {
+    std::string cert;
+    std::string key;
+    bool operator==(const TlsCertificate&) const = default;
+};
+
+/// server.tls (new): the TLS listener's settings beyond the original's tls_cert / tls_key.
+struct ServerTlsConfig {
+    /// certificates (new): [{cert, key}]. Chosen per connection by the SNI name against the
+    /// DNS names of each certificate's subjectAltName (exact, then `*.` wildcards); RSA and
+    /// ECDSA certificates for the same names are served side by side (the client's signature
+    /// algorithms decide). server.tls_cert/tls_key, when given, come first and are the default
+    /// for clients that send no (or no matching) name.
+    std::vector<TlsCertificate> certificates;
+    /// protocols (new): any of TLSv1.2, TLSv1.3. Default both; older versions are never offered.
+    bool tls12 = true;
+    bool tls13 = true;
+    /// ciphers (new): OpenSSL cipher list for TLS 1.2. Default: forward-secret AEAD suites only.
+    std::string ciphers =
+        "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"
+        "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+        "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305";
+    /// ciphersuites (new): TLS 1.3 suites. Default OpenSSL's three.
+    std::string ciphersuites =
+        "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256";
+    /// curves (new): key-exchange groups in preference order. Default X25519:P-256:P-384.
+    std::string curves = "X25519:prime256v1:secp384r1";
+    /// session_tickets (new): stateless resumption; the ticket keys are shared by every worker
+    /// and kept across reloads, so a client resumes on any worker. Default true.
+    bool session_tickets = true;
+    /// session_timeout (new): lifetime of a session (ticket). Default 1h.
+    Duration session_timeout = std::chrono::hours(1);
+    /// handshake_timeout (new): time allowed for the TLS handshake. Default 10s.
+    Duration handshake_timeout = std::chrono::seconds(10);
+    /// client_ca (new): PEM file of the CAs that client certificates must chain to; needed by
+    /// verify_client optional/on.
+    std::string client_ca;
+    TlsVerifyClient verify_client = TlsVerifyClient::Off;
+    /// verify_depth (new): longest client certificate chain accepted. Default 3.
+    uint32_t verify_depth = 3;
+    bool operator==(const ServerTlsConfig&) const = default;
+};
+
 struct ServerConfig {
     /// http_addr (orig, required): plaintext HTTP/1.1 listener. Literal `a.b.c.d:port`,
     /// `[v6]:port`; also `localhost:port`, `*:port`, `:port` (= 0.0.0.0).
@@ -66,6 +118,9 @@ struct ServerConfig {
     /// readability at load when https_addr is set.
     std::optional<std::string> tls_cert;
     std::optional<std::string> tls_key;
+    /// tls (new): more certificates and the listener's TLS settings (see ServerTlsConfig). The
+    /// loader puts tls_cert/tls_key first into tls.certificates when https_addr is set.
+    ServerTlsConfig tls;
     /// connection_timeout (orig, the original ignored it): client keep-alive idle timeout, i.e.
     /// how long an idle client connection is kept open between requests. Default 60s.
     Duration connection_timeout = std::chrono::seconds(60);

@@ -480,28 +480,142 @@ private:
                       "larger than server.max_header_size (" + std::to_string(s.max_header_size) +
                           "), which also bounds the request line");
         }
+        if (const ConfigNode* v = r.get("tls")) {
+            decodeServerTls(*v, r.path("tls"), s.tls);
+        }
+        auto readable = [&](const ConfigNode* at, const std::string& path,
+                            const std::string& file) {
+            if (::access(file.c_str(), R_OK) != 0) {
+                ctx_.error(*at, path, "cannot read " + quoted(file) + ": " + std::strerror(errno));
+            }
+        };
         if (s.https_addr) {
-            for (const char* key : {"tls_cert", "tls_key"}) {
-                const std::optional<std::string>& file =
-                    std::string_view(key) == "tls_cert" ? s.tls_cert : s.tls_key;
-                if (!file || file->empty()) {
-                    ctx_.error(r.markOf("https_addr"), r.path("https_addr"),
-                               std::string("TLS certificate and key must be provided when HTTPS "
-                                           "is enabled: server.") +
-                                   key + " is missing");
-                } else if (::access(file->c_str(), R_OK) != 0) {
-                    ctx_.error(r.markOf(key), r.path(key),
-                               "cannot read " + quoted(*file) + ": " + std::strerror(errno));
+            bool have_cert = s.tls_cert && !s.tls_cert->empty();
+            bool have_key = s.tls_key && !s.tls_key->empty();
+            if (have_cert != have_key || (!have_cert && s.tls.certificates.empty())) {
+                for (const char* key : {"tls_cert", "tls_key"}) {
+                    if (!(std::string_view(key) == "tls_cert" ? have_cert : have_key)) {
+                        ctx_.error(r.markOf("https_addr"), r.path("https_addr"),
+                                   std::string("TLS certificate and key must be provided when "
+                                               "HTTPS is enabled: server.") +
+                                       key + " is missing" +
+                                       (s.tls.certificates.empty()
+                                            ? " (or list them in server.tls.certificates)"
+                                            : ""));
+                    }
                 }
             }
+            if (have_cert) {
+                readable(r.get("tls_cert"), r.path("tls_cert"), *s.tls_cert);
+            }
+            if (have_key) {
+                readable(r.get("tls_key"), r.path("tls_key"), *s.tls_key);
+            }
+            if (have_cert && have_key) {
+                s.tls.certificates.insert(s.tls.certificates.begin(),
+                                          core::TlsCertificate{*s.tls_cert, *s.tls_key});
+            }
         } else {
-            for (const char* key : {"tls_cert", "tls_key"}) {
+            for (const char* key : {"tls_cert", "tls_key", "tls"}) {
                 if (node.find(key) != nullptr && !node.find(key)->isNull()) {
                     ctx_.warn(r.markOf(key), r.path(key),
                               "ignored because server.https_addr is not set");
                 }
             }
         }
+    }
+
+    void decodeServerTls(const ConfigNode& node, const std::string& path,
+                         core::ServerTlsConfig& t) {
+        MapReader r(ctx_, &node, path);
+        if (!r.valid()) {
+            return;
+        }
+        if (const ConfigNode* list = r.get("certificates")) {
+            if (!list->isList()) {
+                ctx_.error(*list, r.path("certificates"),
+                           "expected a list of {cert, key}, got " + list->describe());
+            } else {
+                for (size_t i = 0; i < list->size(); ++i) {
+                    std::string ipath = indexPath(r.path("certificates"), i);
+                    MapReader c(ctx_, &list->item(i), ipath);
+                    if (!c.valid()) {
+                        continue;
+                    }
+                    core::TlsCertificate cert;
+                    bool ok = c.req("cert", cert.cert);
+                    ok = c.req("key", cert.key) && ok;
+                    if (ok) {
+                        for (auto [key, file] : {std::pair{"cert", &cert.cert},
+                                                 std::pair{"key", &cert.key}}) {
+                            if (::access(file->c_str(), R_OK) != 0) {
+                                ctx_.error(*c.get(key), c.path(key),
+                                           "cannot read " + quoted(*file) + ": " +
+                                               std::strerror(errno));
+                            }
+                        }
+                        t.certificates.push_back(std::move(cert));
+                    }
+                }
+            }
+        }
+        if (const ConfigNode* v = r.get("protocols")) {
+            std::vector<std::string> list;
+            if (ctx_.convert(*v, r.path("protocols"), list)) {
+                t.tls12 = t.tls13 = false;
+                for (size_t i = 0; i < list.size(); ++i) {
+                    if (list[i] == "TLSv1.2") {
+                        t.tls12 = true;
+                    } else if (list[i] == "TLSv1.3") {
+                        t.tls13 = true;
+                    } else {
+                        ctx_.error(v->item(i), indexPath(r.path("protocols"), i),
+                                   "unsupported protocol " + quoted(list[i]) +
+                                       " (TLSv1.2 and TLSv1.3; older versions are insecure)");
+                    }
+                }
+                if (list.empty()) {
+                    ctx_.error(*v, r.path("protocols"), "must name TLSv1.2, TLSv1.3 or both");
+                }
+            }
+        }
+        for (auto [key, field] : {std::pair{"ciphers", &t.ciphers},
+                                  std::pair{"ciphersuites", &t.ciphersuites},
+                                  std::pair{"curves", &t.curves}}) {
+            if (r.opt(key, *field) && field->empty()) {
+                ctx_.error(r.markOf(key), r.path(key), "must not be empty");
+            }
+        }
+        r.opt("session_tickets", t.session_tickets);
+        positiveDuration(r, "session_timeout", t.session_timeout);
+        positiveDuration(r, "handshake_timeout", t.handshake_timeout);
+        if (r.opt("client_ca", t.client_ca) && !t.client_ca.empty() &&
+            ::access(t.client_ca.c_str(), R_OK) != 0) {
+            ctx_.error(r.markOf("client_ca"), r.path("client_ca"),
+                       "cannot read " + quoted(t.client_ca) + ": " + std::strerror(errno));
+        }
+        if (const ConfigNode* v = r.get("verify_client")) {
+            std::string mode;
+            if (ctx_.convert(*v, r.path("verify_client"), mode)) {
+                if (mode == "off" || mode == "false") {
+                    t.verify_client = core::TlsVerifyClient::Off;
+                } else if (mode == "optional") {
+                    t.verify_client = core::TlsVerifyClient::Optional;
+                } else if (mode == "on" || mode == "true" || mode == "require") {
+                    t.verify_client = core::TlsVerifyClient::Require;
+                } else {
+                    ctx_.error(*v, r.path("verify_client"),
+                               "unknown verify_client " + quoted(mode) +
+                                   " (expected off, optional or on)");
+                }
+                if (t.verify_client != core::TlsVerifyClient::Off && t.client_ca.empty()) {
+                    ctx_.error(*v, r.path("verify_client"),
+                               "needs server.tls.client_ca (the CAs client certificates must "
+                               "chain to)");
+                }
+            }
+        }
+        uintAtLeast(r, "verify_depth", 1, t.verify_depth);
     }
 
     void decodeWorkerProcesses(MapReader& r, core::ServerConfig& s) {
@@ -1373,6 +1487,43 @@ public:
         kv("https_addr", s.https_addr ? str(s.https_addr->toString()) : "~");
         kv("tls_cert", optStr(s.tls_cert));
         kv("tls_key", optStr(s.tls_key));
+        if (s.https_addr) {
+            const auto& t = s.tls;
+            section("tls");
+            // tls_cert / tls_key, printed above, are the first entry of the list.
+            size_t from = s.tls_cert && s.tls_key && !t.certificates.empty() &&
+                                  t.certificates[0] == core::TlsCertificate{*s.tls_cert, *s.tls_key}
+                              ? 1
+                              : 0;
+            line(from == t.certificates.size() ? "certificates: []" : "certificates:");
+            for (size_t i = from; i < t.certificates.size(); ++i) {
+                const auto& cert = t.certificates[i];
+                item();
+                kv("cert", str(cert.cert));
+                kv("key", str(cert.key));
+                endItem();
+            }
+            std::vector<std::string> protocols;
+            if (t.tls12) {
+                protocols.emplace_back("TLSv1.2");
+            }
+            if (t.tls13) {
+                protocols.emplace_back("TLSv1.3");
+            }
+            kv("protocols", strList(protocols));
+            kv("ciphers", str(t.ciphers));
+            kv("ciphersuites", str(t.ciphersuites));
+            kv("curves", str(t.curves));
+            kv("session_tickets", boolean(t.session_tickets));
+            kv("session_timeout", dur(t.session_timeout));
+            kv("handshake_timeout", dur(t.handshake_timeout));
+            kv("client_ca", t.client_ca.empty() ? "~" : str(t.client_ca));
+            kv("verify_client", t.verify_client == core::TlsVerifyClient::Off        ? "off"
+                                : t.verify_client == core::TlsVerifyClient::Optional ? "optional"
+                                                                                     : "on");
+            kv("verify_depth", std::to_string(t.verify_depth));
+            end();
+        }
         kv("connection_timeout", dur(s.connection_timeout));
         kv("max_connections", std::to_string(s.max_connections));
         if (s.upgrade_sock_set) {

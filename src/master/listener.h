@@ -10,7 +10,7 @@
 namespace photon::master {
 
 /// What a listener serves.
-enum class ListenerKind : int { Main = 0, Metrics = 1 };
+enum class ListenerKind : int { Main = 0, Metrics = 1, Https = 2 };
 
 /// One bound, listening, non-blocking socket. The fd is inherited by workers (no CLOEXEC until
 /// the binary upgrade feature sets it per exec).

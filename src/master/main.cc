@@ -13,6 +13,7 @@
 #include "master/master.h"
 #include "master/process.h"
 #include "master/runtime.h"
+#include "modules/tls/server_tls.h"
 #include "worker/proxy.h"
 
 using namespace photon;
@@ -67,6 +68,11 @@ int main(int argc, char** argv) {
                              r.error().msg.c_str());
                 ++errors;
             }
+            if (auto r = master::buildServerTls(*loaded.config, warnings); !r.ok()) {
+                std::fprintf(stderr, "photon: [error] %s: %s\n", o.config_path.c_str(),
+                             r.error().msg.c_str());
+                ++errors;
+            }
         }
         if (errors != 0 || !loaded.ok()) {
             std::fprintf(stderr,
@@ -96,14 +102,18 @@ int main(int argc, char** argv) {
         // Route patterns are compiled as the workers will use them.
         std::vector<std::string> warnings;
         auto r = worker::Proxy::checkRoutes(*loaded.config, warnings);
+        // Certificates and keys loaded as the master will load them (mismatches, bad files).
+        auto tls = master::buildServerTls(*loaded.config, warnings);
         for (const auto& w : warnings) {
             std::fprintf(stderr, "photon: [warn] %s: %s\n", o.config_path.c_str(), w.c_str());
         }
-        if (!r.ok()) {
-            std::fprintf(stderr, "photon: [error] %s: %s\n", o.config_path.c_str(),
-                         r.error().msg.c_str());
-            loaded.config.reset();
-            ++errors;
+        for (const auto* e : {r.ok() ? nullptr : &r.error(), tls.ok() ? nullptr : &tls.error()}) {
+            if (e != nullptr) {
+                std::fprintf(stderr, "photon: [error] %s: %s\n", o.config_path.c_str(),
+                             e->msg.c_str());
+                loaded.config.reset();
+                ++errors;
+            }
         }
     }
     if (o.test) {

@@ -26,6 +26,7 @@
 #include "master/config_loader.h"
 #include "master/process.h"
 #include "master/runtime.h"
+#include "modules/tls/server_tls.h"
 #include "modules/health/helper.h"
 #include "modules/metrics/store.h"
 #include "shm/segment.h"
@@ -452,6 +453,15 @@ int Master::run() {
         std::fprintf(stderr, "photon: cannot open error log %s: %s\n", error_log.c_str(),
                      std::strerror(errno));
         return 1;
+    }
+    {
+        std::vector<std::string> warnings;  // printed by the configuration check already
+        auto tls = buildServerTls(*config_, warnings);
+        if (!tls.ok()) {
+            std::fprintf(stderr, "photon: %s\n", tls.error().msg.c_str());
+            return 1;
+        }
+        installServerTls(std::move(tls.value()));
     }
     if (auto r = setupSharedState(*config_, pid_path_); !r.ok()) {
         std::fprintf(stderr, "photon: %s\n", r.error().msg.c_str());
@@ -928,6 +938,18 @@ void Master::reload() {
         mod::metrics::masterReload(false, generation_, 0);
         return;
     }
+    // Certificates and keys are read again (renewed files take effect); a bad one fails the
+    // reload like a configuration error.
+    std::vector<std::string> tls_warnings;
+    auto tls = buildServerTls(*r.config, tls_warnings);
+    for (const auto& w : tls_warnings) {
+        LOG_WARN("%s", w.c_str());
+    }
+    if (!tls.ok()) {
+        LOG_ERROR("reload failed: %s; keeping the running configuration", tls.error().msg.c_str());
+        mod::metrics::masterReload(false, generation_, 0);
+        return;
+    }
     auto nl = reopenRuntimeListeners(*r.config, listeners_);
     if (!nl.ok()) {
         LOG_ERROR("reload failed: %s; keeping the running configuration", nl.error().msg.c_str());
@@ -947,6 +969,7 @@ void Master::reload() {
     closeListenersNotIn(old_listeners, listeners_);
     old_configs_.push_back(std::move(config_));
     config_ = std::move(r.config);
+    installServerTls(std::move(tls.value()));
     ++generation_;
     applyRuntimeLogSettings(*config_, cli_.log_level.has_value());
 

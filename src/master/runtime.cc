@@ -14,6 +14,7 @@
 #include "modules/balancer/config.h"
 #include "modules/balancer/upstream_table.h"
 #include "modules/metrics/store.h"
+#include "modules/tls/server_tls.h"
 #include "modules/registry.h"
 #include "shm/segment.h"
 #include "shm/seqlock.h"
@@ -275,6 +276,9 @@ core::Result<std::vector<Listener>> reopenRuntimeListeners(const core::Config& c
     };
     std::vector<Want> want;
     want.push_back({c.server.http_addr.toString(), ListenerKind::Main});
+    if (c.server.https_addr) {
+        want.push_back({c.server.https_addr->toString(), ListenerKind::Https});
+    }
     if (c.metrics.metrics_addr) {
         want.push_back({c.metrics.metrics_addr->toString(), ListenerKind::Metrics});
     }
@@ -374,6 +378,20 @@ core::Result<void> reloadSharedState(const core::Config& c) {
     publishAddresses(*g_proxy);
     return {};
 }
+
+core::Result<std::unique_ptr<mod::tls::ServerTls>> buildServerTls(
+    const core::Config& c, std::vector<std::string>& warnings) {
+    if (!c.server.https_addr) {
+        return std::unique_ptr<mod::tls::ServerTls>();
+    }
+    auto t = mod::tls::ServerTls::build(c.server.tls, warnings, mod::tls::current());
+    if (!t.ok()) {
+        return core::fail("server.tls: ", t.error().msg);
+    }
+    return std::move(t.value());
+}
+
+void installServerTls(std::unique_ptr<mod::tls::ServerTls> t) { mod::tls::setCurrent(std::move(t)); }
 
 void teardownSharedState() {
     g_old_proxies.clear();

@@ -19,6 +19,9 @@ struct Config;
 namespace photon::worker {
 class Proxy;
 }
+namespace photon::mod::tls {
+class ServerTls;
+}
 
 namespace photon::master {
 
@@ -47,6 +50,14 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
 core::Result<void> reloadSharedState(const core::Config& c);
 /// Removes the segments (clean exit).
 void teardownSharedState();
+
+/// Builds the TLS listener's contexts of `c` (nullptr without https_addr), reading every
+/// certificate and key; the session-ticket keys of the running contexts are kept. Warnings
+/// (expired certificates, readable keys) go to `warnings`.
+core::Result<std::unique_ptr<mod::tls::ServerTls>> buildServerTls(
+    const core::Config& c, std::vector<std::string>& warnings);
+/// Makes `t` the contexts of the workers forked from now on.
+void installServerTls(std::unique_ptr<mod::tls::ServerTls> t);
 /// Re-resolves upstream host names (blocking DNS: master only, where no client waits) and
 /// publishes changed addresses to every process through shared memory.
 void runtimeResolveTick();

@@ -45,6 +45,7 @@ struct WorkerLimits {
     uint32_t max_headers = 100;
     uint64_t max_body_size = 10u << 20;  // 0 = unlimited
     double header_timeout = 10;          // seconds: first byte → complete head (408)
+    double handshake_timeout = 10;       // seconds: TLS handshake of a new connection
     double keepalive_timeout = 60;       // seconds: idle between requests
     double send_timeout = 60;            // seconds: client not reading our response
     uint32_t keepalive_requests = 10000;

@@ -25,6 +25,7 @@
 #include "modules/registry.h"
 #include "modules/routing/path_normalize.h"
 #include "modules/routing/router.h"
+#include "modules/tls/server_tls.h"
 #include "modules/tracing/traceparent.h"
 #include "modules/websocket/handshake.h"
 #include "worker/access_log.h"
@@ -36,6 +37,7 @@
 #include "worker/retry.h"
 #include "worker/server_counters.h"
 #include "worker/shared_state.h"
+#include "worker/tls_io.h"
 #include "worker/ws_tunnel.h"
 
 namespace photon::worker {
@@ -125,6 +127,9 @@ void upstreamTxDone(IoOp* op, ssize_t n);
 // ----- watcher helpers (each start/stop is an epoll change: only when the state changes) -----
 
 void startRead(ClientConn* c) {
+    if (c->ssl != nullptr && SSL_pending(c->ssl) > 0) {
+        ev_feed_event(L(), &c->rio, EV_READ);  // decrypted bytes epoll cannot see
+    }
     if (!c->reading) {
         ev_io_start(L(), &c->rio);
         c->reading = true;
@@ -431,6 +436,14 @@ void closeClient(ClientConn* c) {
     c->timer.stop(L());
     delete c->big;
     c->big = nullptr;
+    if (c->ssl != nullptr) {
+        if (!c->tls_handshake) {
+            SSL_shutdown(c->ssl);  // close_notify, best effort (never waits)
+        }
+        ERR_clear_error();
+        SSL_free(c->ssl);
+        c->ssl = nullptr;
+    }
     if (c->fd >= 0) {
         ::close(c->fd);
         c->fd = -1;
@@ -457,6 +470,12 @@ void closeClient(ClientConn* c) {
 /// the client's receive queue (nginx's lingering close).
 void lingerClose(ClientConn* c) {
     ctx().io.cancel(&c->rx);  // from now on reads only drain the socket
+    if (c->ssl != nullptr) {
+        SSL_shutdown(c->ssl);  // close_notify before the half-close; what follows is discarded
+        ERR_clear_error();
+        SSL_free(c->ssl);
+        c->ssl = nullptr;
+    }
     ::shutdown(c->fd, SHUT_WR);
     c->state = ClientConn::State::Lingering;
     stopWrite(c);
@@ -470,7 +489,7 @@ void lingerClose(ClientConn* c) {
 void sendContinue(ClientConn* c) {
     c->awaiting_continue = false;
     static const char k100[] = "HTTP/1.1 100 Continue\r\n\r\n";
-    ssize_t n = ::send(c->fd, k100, sizeof k100 - 1, MSG_NOSIGNAL);
+    ssize_t n = connSend(c->fd, c->ssl, k100, sizeof k100 - 1);
     (void)n;  // best effort: a client that misses it sends the body after its own delay
 }
 
@@ -523,9 +542,12 @@ bool flushOut(ClientConn* c) {
             c->big = nullptr;
             break;
         }
-        ssize_t n = head ? ::send(c->fd, c->out.readPtr(), c->out.size(), MSG_NOSIGNAL)
-                         : ::send(c->fd, c->big->data() + c->big_off,
-                                  c->big->size() - c->big_off, MSG_NOSIGNAL);
+        ssize_t n = head ? connSend(c->fd, c->ssl, c->out.readPtr(), c->out.size())
+                         : connSend(c->fd, c->ssl, c->big->data() + c->big_off,
+                                    c->big->size() - c->big_off);
+        if (n < 0) {
+            errno = static_cast<int>(-n);
+        }
         if (n > 0) {
             c->meta.bytes_out += static_cast<uint64_t>(n);
             if (head) {
@@ -833,7 +855,11 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     b.append(c->peer_ip, c->peer_ip_len);
     appendStr(b, "\r\n");
     if (!set_proto) {
-        appendStr(b, "X-Forwarded-Proto: http\r\n");
+        if (c->ssl != nullptr) {
+            appendStr(b, "X-Forwarded-Proto: https\r\n");
+        } else {
+            appendStr(b, "X-Forwarded-Proto: http\r\n");
+        }
     }
     if (!r.host.empty() && !set_host) {
         appendHeader(b, "X-Forwarded-Host", r.host);
@@ -1872,7 +1898,8 @@ void pumpResponse(ClientConn* c) {
     // Everything read so far is sent; a large remainder of a Content-Length body goes through
     // a pipe from here on.
     if (c->resp_framing == BodyFraming::ContentLength && c->resp_body_left >= kSpliceMin &&
-        u->rbuf.empty() && ctx().pipes.enabled() && ctx().pipes.acquire(c->pipe)) {
+        u->rbuf.empty() && c->ssl == nullptr && ctx().pipes.enabled() &&
+        ctx().pipes.acquire(c->pipe)) {
         c->splicing = true;
         ctx().body_pool.release(u->rbuf);
         pumpSplice(c);
@@ -1893,6 +1920,7 @@ void pumpResponse(ClientConn* c) {
 bool clientTxPrep(IoOp* op, IoArgs& a) {
     auto* c = static_cast<ClientConn*>(op->owner);
     a.fd = c->fd;
+    a.ssl = c->ssl;
     a.send = true;
     a.iovcnt = 0;
     if (!c->out.empty()) {
@@ -2081,24 +2109,89 @@ ssize_t readClient(ClientConn* c) {
     if (!roomToRead(c)) {
         return -1;
     }
-    while (true) {
-        ssize_t n = ::recv(c->fd, c->in.writePtr(), c->in.space(), 0);
-        if (n > 0) {
-            c->in.produce(static_cast<size_t>(n));
-            return n;
+    ssize_t n = connRecv(c->fd, c->ssl, c->in.writePtr(), c->in.space());
+    if (n > 0) {
+        c->in.produce(static_cast<size_t>(n));
+        return n;
+    }
+    if (n == 0) {
+        return 0;
+    }
+    return n == -EAGAIN || n == -EWOULDBLOCK ? -1 : -2;
+}
+
+/// Plain HTTP sent to the TLS port: one plain-text 400 that says so, then a lingering close
+/// (the client's request is still unread).
+void refusePlainText(ClientConn* c) {
+    SSL_free(c->ssl);
+    c->ssl = nullptr;
+    c->tls_handshake = false;
+    static const char kBody[] =
+        "{\"error\":\"Bad Request\",\"message\":\"plain HTTP request sent to the HTTPS "
+        "port\",\"status\":400}\n";
+    char head[256];
+    int n = std::snprintf(head, sizeof head,
+                          "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
+                          "Content-Length: %zu\r\nConnection: close\r\n\r\n",
+                          sizeof kBody - 1);
+    struct iovec v[2] = {{head, static_cast<size_t>(n)}, {const_cast<char*>(kBody), sizeof kBody - 1}};
+    ssize_t w = connSendv(c->fd, nullptr, v, 2);
+    (void)w;  // best effort: the socket buffer of a new connection takes it
+    ctx().io.cancel(&c->rx);
+    lingerClose(c);
+}
+
+/// Drives the TLS handshake of a new HTTPS connection (read and write readiness both come
+/// here until it completes); then the connection reads its first request like any other.
+void tlsHandshake(ClientConn* c) {
+    if (!c->tls_peeked) {
+        unsigned char first = 0;
+        ssize_t n = ::recv(c->fd, &first, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return;
         }
-        if (n == 0) {
-            return 0;
+        if (n <= 0) {
+            closeClient(c);  // closed (or reset) before saying anything
+            return;
         }
-        if (errno == EINTR) {
-            continue;
+        c->tls_peeked = true;
+        if (first != 0x16) {  // not a TLS handshake record: a plain-text client
+            refusePlainText(c);
+            return;
         }
-        return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+    }
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        c->tls_handshake = false;
+        stopWrite(c);
+        clientTimer(c, ctx().limits.header_timeout);
+        startRead(c);
+        ev_feed_event(L(), &c->rio, EV_READ);  // the request may have come with the handshake
+        return;
+    }
+    switch (SSL_get_error(c->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            stopWrite(c);
+            startRead(c);
+            return;
+        case SSL_ERROR_WANT_WRITE:
+            startWrite(c);
+            return;
+        default: {
+            std::string why = mod::tls::opensslErrors("connection closed");
+            LOG_DEBUG("TLS handshake with %s failed: %s", c->peer_ip, why.c_str());
+            closeClient(c);
+            return;
+        }
     }
 }
 
 void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
     auto* c = static_cast<ClientConn*>(w->data);
+    if (c->tls_handshake) {
+        tlsHandshake(c);
+        return;
+    }
     if (c->state == ClientConn::State::Lingering) {
         char sink[16384];
         for (int i = 0; i < 16; ++i) {  // bounded per event: other connections get their turn
@@ -2143,6 +2236,7 @@ bool clientRxPrep(IoOp* op, IoArgs& a) {
         return false;  // the read watcher reports again once a request consumed some
     }
     a.fd = c->fd;
+    a.ssl = c->ssl;
     a.iov[0] = {c->in.writePtr(), c->in.space()};
     op->land_buf = c->in.data;
     op->land_off = c->in.wpos;
@@ -2163,6 +2257,9 @@ void clientRxDone(IoOp* op, ssize_t n) {
             return;
         }
         c->in.produceAt(op->land_off, static_cast<size_t>(n));
+        if (c->ssl != nullptr && SSL_pending(c->ssl) > 0) {
+            ev_feed_event(L(), &c->rio, EV_READ);  // the rest of a record epoll cannot see
+        }
     }
     if (c->state == ClientConn::State::Tunnel) {
         wsClientData(c, static_cast<long>(n));  // a receive begun before the upgrade
@@ -2203,6 +2300,10 @@ void clientRxDone(IoOp* op, ssize_t n) {
 
 void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
     auto* c = static_cast<ClientConn*>(w->data);
+    if (c->tls_handshake) {
+        tlsHandshake(c);
+        return;
+    }
     if (c->state == ClientConn::State::Proxying && c->up) {
         pumpResponse(c);  // waits for an operation in flight (the watcher reports again)
         return;
@@ -2587,6 +2688,20 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
     c->rq.meta = &c->meta;
     c->rq.client_ip = std::string_view(c->peer_ip, c->peer_ip_len);
     ++ctx().conn_count;
+    if (listener_kind == static_cast<int>(master::ListenerKind::Https)) {
+        const mod::tls::ServerTls* tls = mod::tls::current();
+        c->ssl = tls != nullptr ? tls->accept(fd) : nullptr;
+        if (c->ssl == nullptr) {
+            LOG_ERROR("cannot start TLS on a new connection from %s", c->peer_ip);
+            goIdle(c);
+            closeClient(c);
+            return;
+        }
+        c->tls_handshake = true;
+        goIdle(c);
+        clientTimer(c, ctx().limits.handshake_timeout);
+        return;
+    }
     goIdle(c);
     clientTimer(c, ctx().limits.header_timeout);
 }

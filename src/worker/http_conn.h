@@ -3,6 +3,7 @@
 #pragma once
 
 #include <ev.h>
+#include <openssl/ssl.h>
 #include <sys/socket.h>
 
 #include <cstdint>
@@ -97,6 +98,9 @@ public:
     ListNode node;  // in ctx().idle_conns or ctx().busy_conns
     int fd = -1;
     int kind = 0;  // master::ListenerKind of the listener that accepted it
+    SSL* ssl = nullptr;          // the TLS session (HTTPS listener), or plain text
+    bool tls_handshake = false;  // the TLS handshake is not complete yet
+    bool tls_peeked = false;     // the first byte was looked at (plain HTTP sent to the TLS port?)
     uint64_t id = 0;
     ev_io rio{};
     ev_io wio{};

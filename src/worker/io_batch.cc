@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "core/log.h"
+#include "worker/tls_io.h"
 
 namespace photon::worker {
 
@@ -105,6 +106,12 @@ void IoBatch::runPlain(size_t from) {
             continue;
         }
         ssize_t n;
+        if (a.ssl != nullptr) {
+            ++ops_;
+            op->done(op, a.send ? tlsWritev(a.ssl, a.iov, a.iovcnt)
+                                : tlsRead(a.ssl, a.iov[0].iov_base, a.iov[0].iov_len));
+            continue;
+        }
         do {
             if (!a.send) {
                 n = ::recv(a.fd, a.iov[0].iov_base, a.iov[0].iov_len, MSG_DONTWAIT);
@@ -143,9 +150,18 @@ void IoBatch::runRing() {
             IoArgs& a = args_[i];
             a.iovcnt = 1;
             a.send = false;
+            a.ssl = nullptr;
             if (!op->prep(op, a)) {
                 op->running = -1;
                 cur_[i] = nullptr;
+                continue;
+            }
+            if (a.ssl != nullptr) {
+                // TLS: the library does the socket I/O; its result is delivered with the
+                // ring's completions of this round, in the same order of receives and sends.
+                res_[i] = a.send ? tlsWritev(a.ssl, a.iov, a.iovcnt)
+                                 : tlsRead(a.ssl, a.iov[0].iov_base, a.iov[0].iov_len);
+                ++ops_;
                 continue;
             }
             io_uring_sqe* sqe = io_uring_get_sqe(ring_);
@@ -165,41 +181,42 @@ void IoBatch::runRing() {
             sq_order_.push_back(static_cast<uint32_t>(i));
         }
         const auto cnt = static_cast<int>(sq_order_.size());
-        if (cnt == 0) {
-            continue;
-        }
-        // Non-blocking operations complete while they are submitted, so no waiting is needed;
-        // the wait below only covers a completion the kernel posted late.
-        int r = io_uring_submit(ring_);
-        ++enters_;
-        int submitted = r < 0 ? 0 : std::min(r, cnt);
-        if (submitted > 0 && io_uring_cq_ready(ring_) < static_cast<unsigned>(submitted)) {
+        int r = 0;
+        int submitted = 0;
+        if (cnt > 0) {
+            // Non-blocking operations complete while they are submitted, so no waiting is needed;
+            // the wait below only covers a completion the kernel posted late.
+            r = io_uring_submit(ring_);
+            ++enters_;
+            submitted = r < 0 ? 0 : std::min(r, cnt);
+            if (submitted > 0 && io_uring_cq_ready(ring_) < static_cast<unsigned>(submitted)) {
+                io_uring_cqe* cqe;
+                int w;
+                do {
+                    w = io_uring_wait_cqe_nr(ring_, &cqe, static_cast<unsigned>(submitted));
+                } while (w == -EINTR);
+            }
+            unsigned head;
+            unsigned seen = 0;
             io_uring_cqe* cqe;
-            int w;
-            do {
-                w = io_uring_wait_cqe_nr(ring_, &cqe, static_cast<unsigned>(submitted));
-            } while (w == -EINTR);
-        }
-        unsigned head;
-        unsigned seen = 0;
-        io_uring_cqe* cqe;
-        io_uring_for_each_cqe(ring_, head, cqe) {
-            auto idx = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
-            if (idx >= first && idx < i) {
-                res_[idx] = cqe->res;
+            io_uring_for_each_cqe(ring_, head, cqe) {
+                auto idx = static_cast<size_t>(io_uring_cqe_get_data64(cqe));
+                if (idx >= first && idx < i) {
+                    res_[idx] = cqe->res;
+                }
+                ++seen;
             }
-            ++seen;
-        }
-        io_uring_cq_advance(ring_, seen);
-        ops_ += static_cast<uint64_t>(submitted);
-        if (submitted < cnt) {
-            // The ring refused some (it should not): those never ran. Carry them out as plain
-            // system calls below, after the completions of the ones that did, and stop using
-            // the ring.
-            for (int k = submitted; k < cnt; ++k) {
-                res_[sq_order_[static_cast<size_t>(k)]] = kNotRun;
+            io_uring_cq_advance(ring_, seen);
+            ops_ += static_cast<uint64_t>(submitted);
+            if (submitted < cnt) {
+                // The ring refused some (it should not): those never ran. Carry them out as plain
+                // system calls below, after the completions of the ones that did, and stop using
+                // the ring.
+                for (int k = submitted; k < cnt; ++k) {
+                    res_[sq_order_[static_cast<size_t>(k)]] = kNotRun;
+                }
             }
-        }
+        }  // cnt > 0
         // Receives are delivered before sends: a connection's send completion may consume or
         // release a buffer that one of its receives has just filled past the end of its data.
         for (int sends = 0; sends < 2; ++sends) {

@@ -12,6 +12,7 @@
 #include <vector>
 
 struct io_uring;
+struct ssl_st;
 
 namespace photon::worker {
 
@@ -19,6 +20,9 @@ namespace photon::worker {
 struct IoArgs {
     int fd = -1;
     bool send = false;
+    /// A TLS connection's session: the operation is SSL_read/SSL_write, carried out at once
+    /// (not through the ring), with the same result convention.
+    struct ssl_st* ssl = nullptr;
     int iovcnt = 1;
     struct iovec iov[2];
 };

@@ -113,11 +113,6 @@ void unavailableFeatureWarnings(const core::Config& cfg, std::vector<std::string
             }
         }
     }
-    if (cfg.server.https_addr) {
-        out.push_back(
-            "server.https_addr: the TLS listener is not available in this version; "
-            "only http_addr is served");
-    }
 }
 
 mod::balancer::Algorithm algorithmOf(core::LbAlgorithm a) {

@@ -196,6 +196,7 @@ void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
     l.max_headers = s.max_headers;
     l.max_body_size = s.max_body_size;
     l.header_timeout = secs(s.header_read_timeout);
+    l.handshake_timeout = secs(s.tls.handshake_timeout);
     l.keepalive_timeout = secs(s.connection_timeout);
     l.keepalive_requests = s.keepalive_requests;
     l.max_connections = static_cast<uint32_t>(std::min<uint64_t>(s.max_connections, UINT32_MAX));

@@ -17,7 +17,9 @@
 #include "core/log.h"
 #include "modules/websocket/frame.h"
 #include "worker/context.h"
+#include "worker/tls_io.h"
 #include "worker/http_conn.h"
+#include "worker/tls_io.h"
 #include "worker/proxy.h"
 #include "worker/server_counters.h"
 #include "worker/shared_state.h"
@@ -106,6 +108,7 @@ bool flush(ClientConn* c, bool c2u) {
     WsDir& d = c2u ? t.c2u : t.u2c;
     Buffer& buf = c2u ? c->in : u->rbuf;
     int dst = c2u ? u->fd : c->fd;
+    SSL* dst_ssl = c2u ? nullptr : c->ssl;
     while (true) {
         iovec iov[3];
         int k = 0;
@@ -123,15 +126,9 @@ bool flush(ClientConn* c, bool c2u) {
         if (k == 0) {
             break;
         }
-        msghdr mh{};
-        mh.msg_iov = iov;
-        mh.msg_iovlen = static_cast<size_t>(k);
-        ssize_t n = ::sendmsg(dst, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = connSendv(dst, dst_ssl, iov, k);
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (n == -EAGAIN || n == -EWOULDBLOCK) {
                 d.blocked = true;
                 setWatcher(c2u ? &u->wio : &c->wio, true);
                 return true;
@@ -156,6 +153,10 @@ bool flush(ClientConn* c, bool c2u) {
     d.blocked = false;
     setWatcher(c2u ? &u->wio : &c->wio, false);
     if (!d.dst_shut && (d.src_eof || t.closing)) {
+        if (dst_ssl != nullptr) {
+            SSL_shutdown(dst_ssl);  // close_notify, then the TCP half-close
+            ERR_clear_error();
+        }
         ::shutdown(dst, SHUT_WR);
         d.dst_shut = true;
         if (t.close_by == 0) {
@@ -210,6 +211,7 @@ bool pump(ClientConn* c, bool c2u) {
     WsDir& d = c2u ? t.c2u : t.u2c;
     Buffer& buf = c2u ? c->in : u->rbuf;
     int src = c2u ? c->fd : u->fd;
+    SSL* src_ssl = c2u ? c->ssl : nullptr;
     // A batched receive begun before the upgrade is still in flight: its completion
     // (wsClientData) brings the client's bytes; reading beside it would reorder them.
     bool src_busy = c2u && c->rx.busy();
@@ -230,7 +232,7 @@ bool pump(ClientConn* c, bool c2u) {
         if (t.closing) {
             char sink[16384];  // after our close frame: read to see the EOF, keep nothing
             want = sizeof sink;
-            n = ::recv(src, sink, sizeof sink, MSG_DONTWAIT);
+            n = connRecv(src, src_ssl, sink, sizeof sink);
         } else {
             if (buf.space() == 0) {
                 buf.compact();
@@ -239,13 +241,10 @@ bool pump(ClientConn* c, bool c2u) {
                 break;  // cannot happen once the ready bytes are sent (a header is ≤ 14 bytes)
             }
             want = buf.space();
-            n = ::recv(src, buf.writePtr(), want, MSG_DONTWAIT);
+            n = connRecv(src, src_ssl, buf.writePtr(), want);
         }
         if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (n == -EAGAIN || n == -EWOULDBLOCK) {
                 break;
             }
             tunnelFinish(c, false);
@@ -256,7 +255,8 @@ bool pump(ClientConn* c, bool c2u) {
             continue;  // flush() half-closes the destination once everything is sent
         }
         moved += static_cast<size_t>(n);
-        drained = static_cast<size_t>(n) < want;
+        // (TLS may hold the rest of a record the buffer had no room for.)
+        drained = static_cast<size_t>(n) < want && (src_ssl == nullptr || SSL_pending(src_ssl) == 0);
         t.last_io = now();
         if (c2u) {
             c->meta.bytes_in += static_cast<uint64_t>(n);
@@ -283,6 +283,9 @@ bool pump(ClientConn* c, bool c2u) {
     }
     bool can_read = !d.src_eof && !d.blocked && !src_busy;
     setWatcher(c2u ? &c->rio : &u->rio, can_read);
+    if (can_read && src_ssl != nullptr && SSL_pending(src_ssl) > 0) {
+        ev_feed_event(L(), &c->rio, EV_READ);  // decrypted bytes epoll cannot see
+    }
     return true;
 }
 
@@ -439,13 +442,14 @@ void wsGoingAwayNow(ClientConn* c) {
             iov[k++] = {d.ctl + d.ctl_off, static_cast<size_t>(d.ctl_len - d.ctl_off)};
         }
         if (k != 0 && !d.dst_shut) {
-            msghdr mh{};
-            mh.msg_iov = iov;
-            mh.msg_iovlen = static_cast<size_t>(k);
-            ssize_t n = ::sendmsg(dst, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+            ssize_t n = connSendv(dst, c2u ? nullptr : c->ssl, iov, k);
             (void)n;
         }
         if (!d.dst_shut) {
+            if (!c2u && c->ssl != nullptr) {
+                SSL_shutdown(c->ssl);
+                ERR_clear_error();
+            }
             ::shutdown(dst, SHUT_WR);
             d.dst_shut = true;
         }

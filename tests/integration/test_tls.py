@@ -1,0 +1,355 @@
+# SPDX-License-Identifier: Apache-2.0
+"""The TLS listener (server.https_addr): certificates made at test time with the openssl tool,
+chosen by SNI (exact and wildcard names, RSA and ECDSA side by side, a default), TLS 1.2/1.3
+only with forward-secret suites, ALPN http/1.1, session resumption on any worker (shared ticket
+keys), client certificates, plain HTTP sent to the TLS port, the handshake timeout, certificates
+re-read on reload without a failed request, and bad certificates refused by `photon -t` and by
+a reload."""
+
+import json
+import os
+import signal
+import socket
+import ssl
+import subprocess
+import threading
+import time
+
+from backend import pattern
+from harness import (Conn, IntegrationTest, PeerClosed, _Reader, accepting_pid, base_config, free_port,
+                     run_photon, wait_until, write_config)
+from pki import Pki
+
+
+class TlsConn(Conn):
+    """A Conn over TLS: ``TlsConn(port, context, server_hostname=None, session=None)``."""
+
+    def __init__(self, port, context, server_hostname=None, session=None, timeout=5.0):
+        self.port = port
+        self.host = "127.0.0.1"
+        self.timeout = timeout
+        raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = context.wrap_socket(raw, server_hostname=server_hostname, session=session)
+        self._r = _Reader(self.sock)
+        self.last_close = None
+
+    def common_name(self):
+        for rdn in self.sock.getpeercert()["subject"]:
+            for k, v in rdn:
+                if k == "commonName":
+                    return v
+        return None
+
+
+def subject_cn(sock):
+    """The leaf's CN without verification (a context with CERT_NONE returns no dict)."""
+    der = sock.getpeercert(binary_form=True)
+    r = subprocess.run(["openssl", "x509", "-inform", "DER", "-noout", "-subject",
+                        "-nameopt", "multiline"], input=der, capture_output=True, timeout=10)
+    for line in r.stdout.decode().splitlines():
+        if "commonName" in line:
+            return line.split("=", 1)[1].strip()
+    return None
+
+
+class TlsTestBase(IntegrationTest):
+    def setUp(self):
+        super().setUp()
+        self.pki = Pki(os.path.join(self.tmpdir, "pki"))
+
+    def client(self, verify=True, cert=None, max_version=None, ciphers=None):
+        ctx = ssl.create_default_context(cafile=self.pki.ca)
+        if not verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if cert:
+            ctx.load_cert_chain(*cert)
+        if max_version:
+            ctx.maximum_version = max_version
+        if ciphers:
+            ctx.set_ciphers(ciphers)
+        return ctx
+
+    def tls_config(self, backend, certs, workers=1, extra_tls=None, first=None):
+        port, tport = free_port(), free_port()
+        cfg = base_config(port, [backend])
+        cfg["server"].update(https_addr="127.0.0.1:%d" % tport, worker_processes=workers,
+                             pid_file=os.path.join(self.tmpdir, "photon.pid"))
+        if first:
+            cfg["server"].update(tls_cert=first[0], tls_key=first[1])
+        tls = {"certificates": [{"cert": c, "key": k} for c, k in certs]}
+        tls.update(extra_tls or {})
+        cfg["server"]["tls"] = tls
+        return cfg, tport
+
+
+class TlsListenerTest(TlsTestBase):
+    def setUp(self):
+        super().setUp()
+        self.b = self.backend()
+        self.default = self.pki.issue("default", "default", ["default.test"])
+        self.a_rsa = self.pki.issue("a-rsa", "a-rsa", ["a.test"], kind="rsa")
+        self.a_ec = self.pki.issue("a-ec", "a-ec", ["a.test"])
+        self.wild = self.pki.issue("wild", "wild", ["*.wild.test"])
+        self.cfg, self.tport = self.tls_config(self.b, [self.a_rsa, self.a_ec, self.wild],
+                                               workers=2, first=self.default)
+        self.p = self.photon(self.cfg)
+
+    def test_sni_chooses_the_certificate(self):
+        tls12 = ssl.TLSVersion.TLSv1_2
+        cases = [
+            # (server name, client settings, expected CN)
+            ("a.test", dict(max_version=tls12, ciphers="ECDHE-RSA-AES128-GCM-SHA256"), "a-rsa"),
+            ("a.test", dict(max_version=tls12, ciphers="ECDHE-ECDSA-AES128-GCM-SHA256"), "a-ec"),
+            ("A.TEST", {}, None),  # names compare case-insensitively: a.test's certificates
+            ("x.wild.test", {}, "wild"),
+            ("default.test", {}, "default"),
+        ]
+        for name, opts, cn in cases:
+            with TlsConn(self.tport, self.client(**opts), server_hostname=name) as c:
+                got = c.common_name()
+                if cn is None:
+                    self.assertIn(got, ("a-rsa", "a-ec"), name)
+                else:
+                    self.assertEqual(got, cn, name)
+                self.assertEqual(c.sock.selected_alpn_protocol(), None)
+                r = c.request("GET", "/name")
+                self.assertEqual((r.status, r.body), (200, b"b1"))
+        # No name, and names no certificate covers (a wildcard is one label deep): the default.
+        for name in (None, "a.b.wild.test", "other.test"):
+            ctx = self.client(verify=False)
+            with TlsConn(self.tport, ctx, server_hostname=name) as c:
+                self.assertEqual(subject_cn(c.sock), "default", name)
+
+    def test_alpn_and_protocol_versions(self):
+        ctx = self.client()
+        ctx.set_alpn_protocols(["h2", "http/1.1"])
+        with TlsConn(self.tport, ctx, server_hostname="a.test") as c:
+            self.assertEqual(c.sock.selected_alpn_protocol(), "http/1.1")
+            self.assertEqual(c.sock.version(), "TLSv1.3")
+        ctx = self.client()
+        ctx.set_alpn_protocols(["h2"])  # nothing in common: no ALPN, HTTP/1.1 still served
+        with TlsConn(self.tport, ctx, server_hostname="a.test") as c:
+            self.assertIsNone(c.sock.selected_alpn_protocol())
+            self.assertEqual(c.request("GET", "/name").status, 200)
+        with TlsConn(self.tport, self.client(max_version=ssl.TLSVersion.TLSv1_2),
+                     server_hostname="a.test") as c:
+            self.assertEqual(c.sock.version(), "TLSv1.2")
+        # The openssl tool (its security level lowered so that it offers them at all): TLS 1.0
+        # and 1.1 and suites without forward secrecy or with CBC are refused.
+        def s_client(*args):
+            r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.tport,
+                                "-servername", "a.test"] + list(args),
+                               input="", capture_output=True, text=True, timeout=20)
+            return r.returncode, r.stdout + r.stderr
+        for args in (["-tls1", "-cipher", "DEFAULT@SECLEVEL=0"],
+                     ["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"],
+                     ["-tls1_2", "-cipher", "AES128-GCM-SHA256"],
+                     ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA256"],
+                     ["-tls1_2", "-cipher", "ECDHE-RSA-AES128-SHA"]):
+            rc, out = s_client(*args)
+            self.assertNotEqual(rc, 0, "%s was accepted:\n%s" % (args, out))
+        rc, out = s_client("-tls1_2", "-cipher", "ECDHE-RSA-CHACHA20-POLY1305")
+        self.assertEqual(rc, 0, out)
+        self.assertIn("ECDHE-RSA-CHACHA20-POLY1305", out)
+
+    def test_requests_bodies_and_forwarded_proto(self):
+        with TlsConn(self.tport, self.client(), server_hostname="a.test") as c:
+            for _ in range(3):  # keep-alive
+                r = c.request("GET", "/echo")
+                self.assertEqual(r.status, 200)
+                headers = {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+                self.assertEqual(headers["x-forwarded-proto"], "https")
+            # Large bodies both ways: no splice(2) on a TLS connection, every byte through TLS.
+            r = c.request("GET", "/fixed?size=3000000")
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.body, pattern(3000000))
+            r = c.request("GET", "/chunked?size=200000&chunk=7000")
+            self.assertEqual(r.body, pattern(200000))
+            body = os.urandom(1 << 20)
+            r = c.request("POST", "/echo", body=body)
+            self.assertEqual(json.loads(r.body)["body_length"], len(body))
+        # The plain listener still says http.
+        with Conn(int(self.cfg["server"]["http_addr"].rsplit(":", 1)[1])) as c:
+            headers = {k.lower(): v for k, v in json.loads(c.request("GET", "/echo").body)["headers"]}
+            self.assertEqual(headers["x-forwarded-proto"], "http")
+
+    def test_resumption_on_another_worker(self):
+        ctx = self.client()
+        with TlsConn(self.tport, ctx, server_hostname="a.test") as c:
+            self.assertEqual(c.request("GET", "/name").status, 200)  # the ticket comes after
+            session = c.sock.session
+            first = accepting_pid(self.p.worker_pids(), self.tport, c.sock)
+        self.assertTrue(session is not None and session.has_ticket)
+        workers = set()
+        for _ in range(40):
+            with TlsConn(self.tport, ctx, server_hostname="a.test", session=session) as c:
+                self.assertTrue(c.sock.session_reused)
+                self.assertEqual(c.request("GET", "/name").status, 200)
+                workers.add(accepting_pid(self.p.worker_pids(), self.tport, c.sock))
+            if len(workers - {first, None}) >= 1:
+                break
+        self.assertTrue(workers - {first, None},
+                        "every resumed connection landed on the first worker")
+
+    def test_plain_http_to_the_tls_port(self):
+        with Conn(self.tport) as c:
+            r = c.request("GET", "/name")
+            self.assertEqual(r.status, 400)
+            self.assertIn(b"plain HTTP request sent to the HTTPS port", r.body)
+            self.assertEqual(r.headers.get("connection"), "close")
+        # The listener goes on serving TLS.
+        with TlsConn(self.tport, self.client(), server_hostname="a.test") as c:
+            self.assertEqual(c.request("GET", "/name").status, 200)
+
+
+class TlsConfigTest(TlsTestBase):
+    def test_photon_t_refuses_bad_certificates(self):
+        good = self.pki.issue("good", "good", ["good.test"])
+        other = self.pki.issue("other", "other", ["other.test"])
+        garbage = os.path.join(self.tmpdir, "garbage.pem")
+        with open(garbage, "w") as f:
+            f.write("-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n")
+        cases = [
+            ([(good[0], other[1])], "does not match certificate"),
+            ([(garbage, good[1])], "cannot load it"),
+            ([(good[0], garbage)], "cannot load it"),
+        ]
+        for certs, message in cases:
+            cfg, _ = self.tls_config("127.0.0.1:1", certs)
+            path = write_config(self.tmpdir, cfg)
+            rc, out, err = run_photon(["-t", "-c", path])
+            self.assertEqual(rc, 1, err)
+            self.assertIn(message, err)
+            self.assertNotIn("PRIVATE KEY", err)
+        # A key readable by everyone and an expired certificate: warnings, not errors.
+        expired = self.pki.issue("expired", "expired", ["expired.test"], expired=True)
+        os.chmod(good[1], 0o644)
+        cfg, _ = self.tls_config("127.0.0.1:1", [good, expired])
+        path = write_config(self.tmpdir, cfg)
+        rc, out, err = run_photon(["-t", "-c", path])
+        self.assertEqual(rc, 0, err)
+        self.assertIn("is readable by every user", err)
+        self.assertIn("has expired", err)
+        # Settings: unknown protocol, verify_client without a CA, a cipher list with nothing.
+        for tls, message in (({"protocols": ["TLSv1.1"]}, "unsupported protocol 'TLSv1.1'"),
+                             ({"verify_client": "on"}, "needs server.tls.client_ca"),
+                             ({"ciphers": "NOPE"}, "no usable cipher")):
+            cfg, _ = self.tls_config("127.0.0.1:1", [good], extra_tls=tls)
+            path = write_config(self.tmpdir, cfg)
+            rc, out, err = run_photon(["-t", "-c", path])
+            self.assertEqual(rc, 1, err)
+            self.assertIn(message, err)
+
+    def test_client_certificates(self):
+        b = self.backend()
+        server = self.pki.issue("srv", "srv", ["srv.test"])
+        client = self.pki.issue("client", "client-1", client=True)
+        other_ca = Pki(os.path.join(self.tmpdir, "other-ca"), name="Other CA")
+        stranger = other_ca.issue("stranger", "stranger", client=True)
+        for mode in ("on", "optional"):
+            cfg, tport = self.tls_config(b, [server], extra_tls={
+                "client_ca": self.pki.ca, "verify_client": mode})
+            p = self.photon(cfg)
+            with TlsConn(tport, self.client(cert=client), server_hostname="srv.test") as c:
+                self.assertEqual(c.request("GET", "/name").status, 200)
+            # A certificate from another CA is refused in both modes.
+            with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+                with TlsConn(tport, self.client(cert=stranger), server_hostname="srv.test") as c:
+                    c.request("GET", "/name")
+            if mode == "on":
+                # TLS 1.3 reports the refusal on the first read after the handshake.
+                with self.assertRaises((ssl.SSLError, ConnectionError, OSError)):
+                    with TlsConn(tport, self.client(), server_hostname="srv.test") as c:
+                        c.request("GET", "/name")
+            else:
+                with TlsConn(tport, self.client(), server_hostname="srv.test") as c:
+                    self.assertEqual(c.request("GET", "/name").status, 200)
+            p.close()
+
+    def test_handshake_timeout(self):
+        b = self.backend()
+        server = self.pki.issue("srv", "srv", ["srv.test"])
+        cfg, tport = self.tls_config(b, [server], extra_tls={"handshake_timeout": "1s"})
+        self.photon(cfg)
+        for hello in (b"", b"\x16\x03\x01\x00"):  # nothing, and a ClientHello cut short
+            s = socket.create_connection(("127.0.0.1", tport), timeout=5)
+            s.sendall(hello)
+            start = time.monotonic()
+            self.assertEqual(s.recv(100), b"")  # closed by the gateway
+            self.assertLess(time.monotonic() - start, 4)
+            s.close()
+
+    def test_reload_renews_the_certificate_under_load(self):
+        b = self.backend()
+        cert, key = self.pki.issue("srv", "v1", ["srv.test"])
+        cfg, tport = self.tls_config(b, [(cert, key)], workers=2)
+        path = write_config(self.tmpdir, cfg)
+        p = self.photon(path)
+        ctx = self.client()
+        stop = threading.Event()
+        failures, done = [], [0]
+
+        def load():
+            # Keep-alive connections, reopened when the server closed one while it was idle
+            # (a close before any byte of a response is not a failed request, as HTTP clients
+            # treat it), and new connections.
+            c = None
+            while not stop.is_set():
+                try:
+                    for attempt in (1, 2):
+                        reused = c is not None
+                        if c is None:
+                            c = TlsConn(tport, ctx, server_hostname="srv.test")
+                        try:
+                            r = c.request("GET", "/name")
+                            break
+                        except (PeerClosed, ConnectionResetError, BrokenPipeError):
+                            c.close()
+                            c = None
+                            if attempt == 2 or not reused:
+                                raise
+                    if r.status != 200:
+                        failures.append(r.status)
+                    done[0] += 1
+                    if r.header("connection") == "close" or done[0] % 3 == 0:
+                        c.close()
+                        c = None
+                except Exception as e:  # noqa: BLE001 - every failure counts
+                    failures.append(repr(e))
+                    c = None
+            if c is not None:
+                c.close()
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            wait_until(lambda: done[0] > 30, timeout=10)
+            # Renewed files in place (as certbot does), then a reload.
+            new_cert, new_key = self.pki.issue("srv2", "v2", ["srv.test"])
+            os.replace(new_cert, cert)
+            os.replace(new_key, key)
+            p.signal(signal.SIGHUP)
+
+            def serves_v2():
+                with TlsConn(tport, ctx, server_hostname="srv.test") as c:
+                    return c.common_name() == "v2"
+            wait_until(serves_v2, timeout=10, msg="the renewed certificate is not served")
+            # A broken renewal: the reload fails and the running certificate stays.
+            with open(key, "w") as f:
+                f.write("broken\n")
+            rc, out, err = run_photon(["-s", "reload", "-c", path])
+            self.assertEqual(rc, 1, err)
+            self.assertIn("server.tls", err)
+            p.signal(signal.SIGHUP)
+            time.sleep(0.5)
+            before = done[0]
+            wait_until(lambda: done[0] > before + 30, timeout=10)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(10)
+        self.assertEqual(failures, [])
+        self.assertTrue(serves_v2())
+        self.assertIn("reload failed", p.stderr_text())
