@@ -20,7 +20,7 @@ WERROR ?= $(if $(filter yes,$(WERROR_ALWAYS)),1,)
 WFLAGS := -Wall -Wextra $(if $(WERROR),-Werror,)
 # Position-independent with hidden symbols: the same objects make the static and the shared
 # library (which exports only the PHOTON_API interface of include/photon/photon.h) and the binary.
-PIC := -fPIC -fvisibility=hidden -fvisibility-inlines-hidden
+PIC := -fPIC -fno-semantic-interposition -fvisibility=hidden -fvisibility-inlines-hidden
 CXXFLAGS_ALL := -std=c++20 $(OPT) $(DEFS) $(SAN) $(WFLAGS) $(PIC) -Isrc -Iinclude -I$(B) $(PKG_CFLAGS) $(USER_CXXFLAGS) -MMD -MP
 LDFLAGS_ALL := $(SAN) $(USER_LDFLAGS)
 LIBS := $(PKG_LIBS)

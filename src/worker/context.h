@@ -84,7 +84,9 @@ struct WorkerCtx {
     std::vector<int> accept_kinds;  // master::ListenerKind per watcher
 };
 
-extern WorkerCtx* g_ctx;  // set once by runWorker()
+// Hidden at the declaration too (-fvisibility only covers definitions): position-independent
+// code then reads it directly instead of through the GOT.
+extern WorkerCtx* g_ctx __attribute__((visibility("hidden")));  // set once by runWorker()
 inline WorkerCtx& ctx() { return *g_ctx; }
 
 /// Called when a connection finished (closed); lets a graceful shutdown complete.

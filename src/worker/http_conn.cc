@@ -127,8 +127,10 @@ void upstreamTxDone(IoOp* op, ssize_t n);
 // ----- watcher helpers (each start/stop is an epoll change: only when the state changes) -----
 
 void startRead(ClientConn* c) {
-    if (c->ssl != nullptr && SSL_pending(c->ssl) > 0) {
-        ev_feed_event(L(), &c->rio, EV_READ);  // decrypted bytes epoll cannot see
+    if (c->ssl != nullptr && !c->tls_handshake && SSL_has_pending(c->ssl) == 1) {
+        // Bytes TLS read ahead, which epoll cannot report. (At worst the rest of a record that
+        // is still incomplete: the read then finds nothing and waits for the socket.)
+        ev_feed_event(L(), &c->rio, EV_READ);
     }
     if (!c->reading) {
         ev_io_start(L(), &c->rio);
@@ -2257,7 +2259,7 @@ void clientRxDone(IoOp* op, ssize_t n) {
             return;
         }
         c->in.produceAt(op->land_off, static_cast<size_t>(n));
-        if (c->ssl != nullptr && SSL_pending(c->ssl) > 0) {
+        if (c->ssl != nullptr && SSL_has_pending(c->ssl) == 1) {
             ev_feed_event(L(), &c->rio, EV_READ);  // the rest of a record epoll cannot see
         }
     }

@@ -256,7 +256,7 @@ bool pump(ClientConn* c, bool c2u) {
         }
         moved += static_cast<size_t>(n);
         // (TLS may hold the rest of a record the buffer had no room for.)
-        drained = static_cast<size_t>(n) < want && (src_ssl == nullptr || SSL_pending(src_ssl) == 0);
+        drained = static_cast<size_t>(n) < want && (src_ssl == nullptr || SSL_has_pending(src_ssl) == 0);
         t.last_io = now();
         if (c2u) {
             c->meta.bytes_in += static_cast<uint64_t>(n);
@@ -283,8 +283,10 @@ bool pump(ClientConn* c, bool c2u) {
     }
     bool can_read = !d.src_eof && !d.blocked && !src_busy;
     setWatcher(c2u ? &c->rio : &u->rio, can_read);
-    if (can_read && src_ssl != nullptr && SSL_pending(src_ssl) > 0) {
-        ev_feed_event(L(), &c->rio, EV_READ);  // decrypted bytes epoll cannot see
+    if (can_read && moved >= kBudget && src_ssl != nullptr && SSL_has_pending(src_ssl) == 1) {
+        // Stopped for the budget with bytes TLS read ahead, which epoll cannot report: come
+        // back for them (only then: a partial record waits for the socket).
+        ev_feed_event(L(), &c->rio, EV_READ);
     }
     return true;
 }

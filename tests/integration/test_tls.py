@@ -8,6 +8,7 @@ a reload."""
 
 import json
 import os
+import shutil
 import signal
 import socket
 import ssl
@@ -16,7 +17,7 @@ import threading
 import time
 
 from backend import pattern
-from harness import (Conn, IntegrationTest, PeerClosed, _Reader, accepting_pid, base_config, free_port,
+from harness import (REPO_ROOT, Conn, IntegrationTest, PeerClosed, _Reader, accepting_pid, base_config, free_port,
                      run_photon, wait_until, write_config)
 from pki import Pki
 
@@ -353,3 +354,47 @@ class TlsConfigTest(TlsTestBase):
         self.assertEqual(failures, [])
         self.assertTrue(serves_v2())
         self.assertIn("reload failed", p.stderr_text())
+
+
+class TestsslTest(TlsTestBase):
+    """testssl.sh against the listener: nothing flagged for protocols, ciphers, forward secrecy
+    and known vulnerabilities (the certificate section only judges the test's own CA). The
+    report is kept in build/test-artifacts/."""
+
+    def test_testssl_finds_nothing(self):
+        if shutil.which("testssl") is None:
+            if os.environ.get("CI"):
+                self.fail("testssl (Debian package testssl.sh) is not installed")
+            self.skipTest("testssl (Debian package testssl.sh) is not installed")
+        b = self.backend()
+        rsa = self.pki.issue("rsa", "rsa", ["tls.test"], kind="rsa")
+        ec = self.pki.issue("ec", "ec", ["tls.test"])
+        cfg, tport = self.tls_config(b, [ec, rsa])
+        self.photon(cfg)
+        out_dir = os.path.join(REPO_ROOT, "build", "test-artifacts")
+        os.makedirs(out_dir, exist_ok=True)
+        report = os.path.join(out_dir, "testssl.json")
+        if os.path.exists(report):
+            os.unlink(report)
+        r = subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off",
+                            "--ip", "one", "-p", "-s", "-f", "-U", "--sneaky",
+                            "--jsonfile-pretty", report, "127.0.0.1:%d" % tport],
+                           capture_output=True, text=True, timeout=600)
+        with open(os.path.join(out_dir, "testssl.txt"), "w") as f:
+            f.write(r.stdout + r.stderr)
+        with open(report) as f:
+            scan = json.load(f)["scanResult"][0]
+        checked = 0
+        flagged = []
+        for section in ("protocols", "ciphers", "pfs", "vulnerabilities"):
+            for e in scan.get(section, []):
+                checked += 1
+                if e.get("severity") in ("LOW", "MEDIUM", "HIGH", "CRITICAL", "WARN") or \
+                        "NOT ok" in e.get("finding", ""):
+                    flagged.append((section, e["id"], e["severity"], e["finding"]))
+        self.assertGreater(checked, 20, r.stdout[-2000:])
+        self.assertEqual(flagged, [])
+        ids = {e["id"]: e["finding"] for e in scan["protocols"]}
+        self.assertIn("not offered", ids["TLS1"])
+        self.assertIn("not offered", ids["TLS1_1"])
+        self.assertIn("offered", ids["TLS1_3"])

@@ -106,6 +106,9 @@ core::Result<void> configure(SSL_CTX* ctx, const core::ServerTlsConfig& cfg) {
         return core::fail("server.tls.curves: unknown group in '", cfg.curves,
                           "': ", opensslErrors());
     }
+    // Whole records (and what follows them) in one read(2) instead of a header and a body
+    // read each; the connection code asks SSL_has_pending() for bytes read ahead.
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_alpn_select_cb(ctx, selectAlpn, nullptr);
     // Sessions live in tickets only: a per-process session cache would resume on one worker.
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
