@@ -276,6 +276,16 @@ struct UpstreamConfig {
     /// sni_hostname (orig): TLS server name and verification name. Absent = the host part of
     /// `address` (the original sent "host:port", which cannot verify; fixed here).
     std::optional<std::string> sni_hostname;
+    /// tls_verify (new): verify the upstream's certificate chain and name. Default true;
+    /// false is warned about at load.
+    bool tls_verify = true;
+    /// ca_file (new): PEM CAs the upstream's certificate must chain to. Empty = the system's
+    /// store.
+    std::string ca_file;
+    /// tls_cert / tls_key (new): client certificate and key presented to the upstream (mutual
+    /// TLS). Empty = none.
+    std::string tls_cert;
+    std::string tls_key;
     /// max_connections (orig): cap on concurrent in-flight requests to this upstream across all
     /// workers. Absent = unlimited.
     std::optional<uint64_t> max_connections;

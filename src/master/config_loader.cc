@@ -968,6 +968,37 @@ private:
             ctx_.error(r.markOf("sni_hostname"), r.path("sni_hostname"), "must not be empty");
             ok = false;
         }
+        ok = r.opt("tls_verify", u.tls_verify) && ok;
+        for (auto [key, field] : {std::pair{"ca_file", &u.ca_file},
+                                  std::pair{"tls_cert", &u.tls_cert},
+                                  std::pair{"tls_key", &u.tls_key}}) {
+            if (!r.opt(key, *field)) {
+                ok = false;
+            } else if (!field->empty() && u.tls && ::access(field->c_str(), R_OK) != 0) {
+                ctx_.error(r.markOf(key), r.path(key),
+                           "cannot read " + quoted(*field) + ": " + std::strerror(errno));
+                ok = false;
+            }
+        }
+        if (u.tls_cert.empty() != u.tls_key.empty()) {
+            const char* missing = u.tls_cert.empty() ? "tls_cert" : "tls_key";
+            ctx_.error(r.markOf(u.tls_cert.empty() ? "tls_key" : "tls_cert"),
+                       r.path(u.tls_cert.empty() ? "tls_key" : "tls_cert"),
+                       std::string("a client certificate needs both tls_cert and tls_key: ") +
+                           missing + " is missing");
+            ok = false;
+        }
+        if (!u.tls) {
+            for (const char* key : {"tls_verify", "ca_file", "tls_cert", "tls_key"}) {
+                if (r.get(key) != nullptr) {
+                    ctx_.warn(r.markOf(key), r.path(key), "ignored because tls is not true");
+                }
+            }
+        } else if (!u.tls_verify) {
+            ctx_.warn(r.markOf("tls_verify"), r.path("tls_verify"),
+                      "the upstream's certificate is not verified: anyone on the path can "
+                      "impersonate it");
+        }
         ok = r.opt("max_connections", u.max_connections) && ok;
         if (u.max_connections && *u.max_connections == 0) {
             ctx_.warn(r.markOf("max_connections"), r.path("max_connections"),
@@ -1645,6 +1676,12 @@ private:
             kv("weight", std::to_string(u.weight));
             kv("tls", boolean(u.tls));
             kv("sni_hostname", optStr(u.sni_hostname));
+            if (u.tls) {
+                kv("tls_verify", boolean(u.tls_verify));
+                kv("ca_file", u.ca_file.empty() ? "~" : str(u.ca_file));
+                kv("tls_cert", u.tls_cert.empty() ? "~" : str(u.tls_cert));
+                kv("tls_key", u.tls_key.empty() ? "~" : str(u.tls_key));
+            }
             kv("max_connections",
                u.max_connections ? std::to_string(*u.max_connections) : std::string("~"));
             section("tcp_keepalive");

@@ -14,6 +14,7 @@
 #include "modules/balancer/config.h"
 #include "modules/balancer/upstream_table.h"
 #include "modules/metrics/store.h"
+#include "modules/tls/client_tls.h"
 #include "modules/tls/server_tls.h"
 #include "modules/registry.h"
 #include "shm/segment.h"
@@ -381,6 +382,21 @@ core::Result<void> reloadSharedState(const core::Config& c) {
 
 core::Result<std::unique_ptr<mod::tls::ServerTls>> buildServerTls(
     const core::Config& c, std::vector<std::string>& warnings) {
+    // The upstreams' client contexts are made by Proxy::build; loading them here too makes a
+    // bad CA file or client key an error of `photon -t` and of `photon -s reload`.
+    for (const auto& b : c.load_balancing.backends) {
+        for (const auto& u : b.upstreams) {
+            if (!u.tls) {
+                continue;
+            }
+            auto ctx = mod::tls::makeClientContext({u.tls_verify, u.ca_file, u.tls_cert, u.tls_key});
+            if (!ctx.ok()) {
+                return core::fail("load_balancing.backends.", b.name, " upstream ",
+                                  u.address.toString(), ": ", ctx.error().msg);
+            }
+            SSL_CTX_free(ctx.value());
+        }
+    }
     if (!c.server.https_addr) {
         return std::unique_ptr<mod::tls::ServerTls>();
     }

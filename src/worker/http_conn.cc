@@ -158,6 +158,13 @@ void stopWrite(ClientConn* c) {
 /// The client's timeout is due `seconds` from now; 0 turns it off.
 void clientTimer(ClientConn* c, double seconds) { c->timer.set(L(), seconds); }
 void upstreamTimer(UpstreamConn* u, double seconds) { u->timer.set(L(), seconds); }
+/// A TLS upstream's bytes read ahead cannot wake epoll: its read watcher is told instead (at
+/// worst for the rest of an incomplete record, whose read then finds nothing).
+void feedTlsPending(UpstreamConn* u) {
+    if (u->ssl != nullptr && SSL_has_pending(u->ssl) == 1) {
+        ev_feed_event(L(), &u->rio, EV_READ);
+    }
+}
 
 /// The route's timeout (else the upstream's own), shortened to its per_try_timeout.
 double attemptTimeout(const ClientConn* c, double upstream_own) {
@@ -209,6 +216,14 @@ void destroyUpstreamConn(UpstreamConn* u) {
         u->pool_node.unlink();
         --u->up->idle_count;
     }
+    if (u->ssl != nullptr) {
+        if (!u->connecting) {
+            SSL_shutdown(u->ssl);  // close_notify, best effort
+        }
+        ERR_clear_error();
+        SSL_free(u->ssl);
+        u->ssl = nullptr;
+    }
     if (u->fd >= 0) {
         ::close(u->fd);
     }
@@ -229,10 +244,6 @@ uint64_t addressStamp(const UpstreamRt& up) {
 
 /// Starts a non-blocking connect. Returns nullptr (errno set) when it fails at once.
 UpstreamConn* connectUpstream(UpstreamRt& up) {
-    if (up.tls) {
-        errno = EPROTONOSUPPORT;
-        return nullptr;
-    }
     // The master re-resolves host names and publishes them in shared memory; fall back to the
     // address resolved at load when no table is mapped.
     sockaddr_storage sa;
@@ -272,7 +283,9 @@ UpstreamConn* connectUpstream(UpstreamRt& up) {
     UpstreamConn* u = newUpstreamConn();
     u->fd = fd;
     u->up = &up;
-    u->connecting = connecting;
+    // A TLS upstream is "connecting" until its handshake is done (the TCP connect completes
+    // first: the socket reports writable at once when it already has).
+    u->connecting = connecting || up.tls;
     u->addr_stamp = stamp;
     ev_io_init(&u->rio, onUpstreamRead, fd, EV_READ);
     ev_io_init(&u->wio, onUpstreamWrite, fd, EV_WRITE);
@@ -1525,6 +1538,7 @@ bool upstreamTxPrep(IoOp* op, IoArgs& a) {
     auto* u = static_cast<UpstreamConn*>(op->owner);
     ClientConn* c = u->owner;
     a.fd = u->fd;
+    a.ssl = u->ssl;
     a.send = true;
     if (!u->wbuf.empty()) {
         u->tx_body = false;
@@ -1900,7 +1914,7 @@ void pumpResponse(ClientConn* c) {
     // Everything read so far is sent; a large remainder of a Content-Length body goes through
     // a pipe from here on.
     if (c->resp_framing == BodyFraming::ContentLength && c->resp_body_left >= kSpliceMin &&
-        u->rbuf.empty() && c->ssl == nullptr && ctx().pipes.enabled() &&
+        u->rbuf.empty() && c->ssl == nullptr && u->ssl == nullptr && ctx().pipes.enabled() &&
         ctx().pipes.acquire(c->pipe)) {
         c->splicing = true;
         ctx().body_pool.release(u->rbuf);
@@ -1916,6 +1930,7 @@ void pumpResponse(ClientConn* c) {
         return;
     }
     u->readahead = 0;
+    feedTlsPending(u);
     upstreamTimer(u, readTimeout(c, u));
 }
 
@@ -2352,6 +2367,14 @@ void onUpstreamRead(struct ev_loop*, ev_io* w, int) noexcept {
     auto* u = static_cast<UpstreamConn*>(w->data);
     ClientConn* c = u->owner;
     if (c == nullptr) {
+        if (u->ssl != nullptr) {
+            // TLS: a record that is not data (a session ticket, a key update) keeps it alive.
+            char probe[1];
+            ssize_t n = tlsRead(u->ssl, probe, sizeof probe);
+            if (n == -EAGAIN) {
+                return;
+            }
+        }
         destroyUpstreamConn(u);  // idle pooled connection: closed by the server (or garbage)
         return;
     }
@@ -2393,6 +2416,7 @@ bool upstreamRxPrep(IoOp* op, IoArgs& a) {
     }
     u->rx_want = static_cast<uint32_t>(want);
     a.fd = u->fd;
+    a.ssl = u->ssl;
     a.iov[0] = {u->rbuf.writePtr(), want};
     op->land_buf = u->rbuf.data;
     op->land_off = u->rbuf.wpos;
@@ -2402,7 +2426,9 @@ bool upstreamRxPrep(IoOp* op, IoArgs& a) {
 void upstreamRxDone(IoOp* op, ssize_t n) {
     auto* u = static_cast<UpstreamConn*>(op->owner);
     ClientConn* c = u->owner;
-    u->read_full = n > 0 && static_cast<size_t>(n) == u->rx_want;
+    // (TLS returns a record at a time; bytes it read ahead count as more to read.)
+    u->read_full = n > 0 && (static_cast<size_t>(n) == u->rx_want ||
+                             (u->ssl != nullptr && SSL_has_pending(u->ssl) == 1));
     if (n == -EAGAIN || n == -EWOULDBLOCK || n == -EINTR) {
         u->readahead = 0;
         upstreamTimer(u, readTimeout(c, u));
@@ -2435,6 +2461,7 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
                                                        c->resp, c->resp_scan_hint, c->req_was_head);
             if (st == ParseStatus::Incomplete) {
                 upstreamTimer(u, readTimeout(c, u));
+                feedTlsPending(u);
                 return;
             }
             if (st == ParseStatus::Error) {
@@ -2455,6 +2482,7 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
                 u->rbuf.consume(c->resp.head_length);  // other 1xx: not forwarded
                 c->resp_scan_hint = 0;
                 if (u->rbuf.empty()) {
+                    feedTlsPending(u);
                     return;
                 }
                 continue;
@@ -2529,6 +2557,47 @@ void upgradeAccepted(ClientConn* c) {
     wsStart(c, *c->rq.route);
 }
 
+/// The TLS handshake with an upstream, driven by both of its watchers while `connecting`.
+/// True when it is complete; false while it is in progress or when it failed (then the
+/// attempt has failed as a connect failure: retried or answered 502).
+bool upstreamHandshake(ClientConn* c, UpstreamConn* u) {
+    UpstreamRt& up = *u->up;
+    if (u->ssl == nullptr) {
+        u->ssl = mod::tls::newClientSession(up.tls_ctx, u->fd, up.tls_name, &up.tls_session);
+        if (u->ssl == nullptr) {
+            errno = ENOMEM;
+            upstreamFailed(c, UpFail::Connect);
+            return false;
+        }
+        // TCP is up: the handshake gets a connect timeout of its own.
+        const RouteRt& route = ctx().proxy->routes[static_cast<size_t>(c->meta.route)];
+        upstreamTimer(u, route.timeout > 0 ? std::min(route.timeout, up.connect_timeout)
+                                           : up.connect_timeout);
+    }
+    int r = SSL_do_handshake(u->ssl);
+    if (r == 1) {
+        ev_io_stop(L(), &u->wio);
+        return true;
+    }
+    switch (SSL_get_error(u->ssl, r)) {
+        case SSL_ERROR_WANT_READ:
+            ev_io_stop(L(), &u->wio);
+            ev_io_start(L(), &u->rio);
+            return false;
+        case SSL_ERROR_WANT_WRITE:
+            ev_io_start(L(), &u->wio);
+            return false;
+        default: {
+            std::string why = mod::tls::clientHandshakeError(u->ssl);
+            LOG_WARN("TLS to upstream %s (%s): %s", up.address.c_str(), up.tls_name.c_str(),
+                     why.c_str());
+            errno = EPROTO;
+            upstreamFailed(c, UpFail::Connect);
+            return false;
+        }
+    }
+}
+
 void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept {
     auto* u = static_cast<UpstreamConn*>(w->data);
     ClientConn* c = u->owner;
@@ -2537,13 +2606,18 @@ void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept {
         return;
     }
     if (u->connecting) {
-        int err = 0;
-        socklen_t el = sizeof err;
-        ::getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &el);
-        if (err != 0) {
-            errno = err;
-            upstreamFailed(c, UpFail::Connect);
-            return;
+        if (u->ssl == nullptr) {
+            int err = 0;
+            socklen_t el = sizeof err;
+            ::getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &err, &el);
+            if (err != 0) {
+                errno = err;
+                upstreamFailed(c, UpFail::Connect);
+                return;
+            }
+        }
+        if (u->up->tls && !upstreamHandshake(c, u)) {
+            return;  // in progress (or failed: the request went on elsewhere)
         }
         u->connecting = false;
         connectDone(u);

@@ -38,6 +38,7 @@ public:
     Buffer wbuf;  // request head (and a small body) still to send
     UpstreamRt* up = nullptr;
     ClientConn* owner = nullptr;
+    SSL* ssl = nullptr;  // TLS to the upstream; its handshake is part of `connecting`
     bool connecting = false;
     bool pending = false;     // counted in the Connecting gauge until connected or gone
     bool reused = false;      // taken from the idle pool

@@ -103,16 +103,6 @@ void unavailableFeatureWarnings(const core::Config& cfg, std::vector<std::string
             }
         }
     }
-    for (const auto& b : cfg.load_balancing.backends) {
-        for (size_t k = 0; k < b.upstreams.size(); ++k) {
-            if (b.upstreams[k].tls) {
-                out.push_back("load_balancing.backends." + b.name + ".upstreams[" +
-                              std::to_string(k) +
-                              "]: TLS to upstreams is not available in this "
-                              "version; the upstream is never picked (never plaintext)");
-            }
-        }
-    }
 }
 
 mod::balancer::Algorithm algorithmOf(core::LbAlgorithm a) {
@@ -136,9 +126,38 @@ mod::balancer::Algorithm algorithmOf(core::LbAlgorithm a) {
 
 }  // namespace
 
+namespace {
+
+/// The client context for an upstream's TLS options: one per distinct set, owned by `p`.
+core::Result<SSL_CTX*> upstreamTlsContext(Proxy& p, const core::UpstreamConfig& uc,
+                                          std::vector<std::string>& keys) {
+    std::string key = (uc.tls_verify ? "1\n" : "0\n") + uc.ca_file + "\n" + uc.tls_cert + "\n" +
+                      uc.tls_key;
+    for (size_t i = 0; i < keys.size(); ++i) {
+        if (keys[i] == key) {
+            return p.tls_contexts[i];
+        }
+    }
+    mod::tls::ClientTlsOptions o;
+    o.verify = uc.tls_verify;
+    o.ca_file = uc.ca_file;
+    o.cert = uc.tls_cert;
+    o.key = uc.tls_key;
+    auto ctx = mod::tls::makeClientContext(o);
+    if (!ctx.ok()) {
+        return ctx.error();
+    }
+    p.tls_contexts.push_back(ctx.value());
+    keys.push_back(std::move(key));
+    return ctx.value();
+}
+
+}  // namespace
+
 core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
                                                   mod::balancer::UpstreamTable* table) {
     auto p = std::make_unique<Proxy>();
+    std::vector<std::string> tls_keys;  // options of p->tls_contexts[i], to share contexts
     // Upstreams and backends, in configuration order.
     size_t total = 0;
     for (const auto& b : cfg.load_balancing.backends) {
@@ -160,6 +179,15 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             u.is_name = uc.address.kind == core::HostKind::Name;
             u.resolved = resolve(uc.address, u.sa, u.salen);
             u.tls = uc.tls;
+            if (uc.tls) {
+                u.tls_name = uc.sni_hostname ? *uc.sni_hostname : uc.address.host;
+                auto ctx = upstreamTlsContext(*p, uc, tls_keys);
+                if (!ctx.ok()) {
+                    return core::fail("load_balancing.backends.", b.name, " upstream ",
+                                      u.address, ": ", ctx.error().msg);
+                }
+                u.tls_ctx = ctx.value();
+            }
             u.active_checks = b.health_check.enabled;
             if (!u.resolved) {
                 LOG_WARN(
@@ -261,16 +289,15 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             for (const auto& uc : b.upstreams) {
                 mod::balancer::UpstreamSpec us;
                 us.address = uc.address.toString();
-                // TLS upstreams cannot be served yet and `max_connections: 0` means "never
-                // picked" (as in the original): both are drained (weight 0).
-                bool never = uc.tls || (uc.max_connections && *uc.max_connections == 0);
+                // `max_connections: 0` means "never picked" (as in the original): weight 0.
+                bool never = uc.max_connections && *uc.max_connections == 0;
                 us.weight = never ? 0 : uc.weight;
                 us.max_connections =
                     uc.max_connections
                         ? static_cast<uint32_t>(std::min<uint64_t>(*uc.max_connections, UINT32_MAX))
                         : 0;
                 // An unresolvable name starts out of rotation (new records only).
-                us.start_healthy = p->upstreams[ui].resolved && !p->upstreams[ui].tls;
+                us.start_healthy = p->upstreams[ui].resolved;
                 ++ui;
                 bs.upstreams.push_back(std::move(us));
             }
@@ -289,7 +316,16 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
     return p;
 }
 
-Proxy::~Proxy() = default;
+Proxy::~Proxy() {
+    for (auto& u : upstreams) {
+        if (u.tls_session.session != nullptr) {
+            SSL_SESSION_free(u.tls_session.session);
+        }
+    }
+    for (SSL_CTX* c : tls_contexts) {
+        SSL_CTX_free(c);
+    }
+}
 
 core::Result<void> Proxy::checkRoutes(const core::Config& cfg, std::vector<std::string>& warnings) {
     auto router = mod::routing::Router::compile(routeSpecs(cfg), &warnings);

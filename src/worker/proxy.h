@@ -13,6 +13,7 @@
 #include "core/address.h"
 #include "core/config.h"
 #include "core/result.h"
+#include "modules/tls/client_tls.h"
 #include "worker/context.h"
 #include "worker/request.h"
 
@@ -48,7 +49,10 @@ struct UpstreamRt {
     socklen_t salen = 0;
     bool resolved = false;
     bool active_checks = false;  // its backend runs active health checks
-    bool tls = false;  // TLS to this upstream is configured but not available: never plaintext
+    bool tls = false;            // TLS to this upstream (tls_ctx is set)
+    SSL_CTX* tls_ctx = nullptr;  // owned by the Proxy (shared by upstreams with the same options)
+    std::string tls_name;        // server name sent (SNI) and verified: sni_hostname or host
+    mod::tls::SessionSlot tls_session;  // per worker: the latest session, resumed next time
     double connect_timeout = 5;  // seconds
     double read_timeout = 30;
     double write_timeout = 30;
@@ -125,6 +129,7 @@ public:
     bool has_health_route = false;            // a configured route matches GET /health (it wins)
     std::vector<core::Cidr> trusted_proxies;  // server.trusted_proxies
     std::vector<std::unique_ptr<ModuleConf>> module_confs;  // what the chains' handlers read
+    std::vector<SSL_CTX*> tls_contexts;  // client contexts of the TLS upstreams (owned)
 
     /// Closes every pooled connection (worker exit).
     void closeIdle();

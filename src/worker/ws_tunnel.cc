@@ -108,7 +108,7 @@ bool flush(ClientConn* c, bool c2u) {
     WsDir& d = c2u ? t.c2u : t.u2c;
     Buffer& buf = c2u ? c->in : u->rbuf;
     int dst = c2u ? u->fd : c->fd;
-    SSL* dst_ssl = c2u ? nullptr : c->ssl;
+    SSL* dst_ssl = c2u ? u->ssl : c->ssl;
     while (true) {
         iovec iov[3];
         int k = 0;
@@ -211,7 +211,7 @@ bool pump(ClientConn* c, bool c2u) {
     WsDir& d = c2u ? t.c2u : t.u2c;
     Buffer& buf = c2u ? c->in : u->rbuf;
     int src = c2u ? c->fd : u->fd;
-    SSL* src_ssl = c2u ? c->ssl : nullptr;
+    SSL* src_ssl = c2u ? c->ssl : u->ssl;
     // A batched receive begun before the upgrade is still in flight: its completion
     // (wsClientData) brings the client's bytes; reading beside it would reorder them.
     bool src_busy = c2u && c->rx.busy();
@@ -286,7 +286,7 @@ bool pump(ClientConn* c, bool c2u) {
     if (can_read && moved >= kBudget && src_ssl != nullptr && SSL_has_pending(src_ssl) == 1) {
         // Stopped for the budget with bytes TLS read ahead, which epoll cannot report: come
         // back for them (only then: a partial record waits for the socket).
-        ev_feed_event(L(), &c->rio, EV_READ);
+        ev_feed_event(L(), c2u ? &c->rio : &u->rio, EV_READ);
     }
     return true;
 }
@@ -444,12 +444,12 @@ void wsGoingAwayNow(ClientConn* c) {
             iov[k++] = {d.ctl + d.ctl_off, static_cast<size_t>(d.ctl_len - d.ctl_off)};
         }
         if (k != 0 && !d.dst_shut) {
-            ssize_t n = connSendv(dst, c2u ? nullptr : c->ssl, iov, k);
+            ssize_t n = connSendv(dst, c2u ? c->up->ssl : c->ssl, iov, k);
             (void)n;
         }
         if (!d.dst_shut) {
-            if (!c2u && c->ssl != nullptr) {
-                SSL_shutdown(c->ssl);
+            if (SSL* ssl = c2u ? c->up->ssl : c->ssl; ssl != nullptr) {
+                SSL_shutdown(ssl);
                 ERR_clear_error();
             }
             ::shutdown(dst, SHUT_WR);

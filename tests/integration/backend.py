@@ -180,12 +180,20 @@ class Backend:
     for later restarts) and returns self; ``stop()`` closes the listener and every connection;
     ``start()`` again listens on the same port. Usable as a context manager (starts on enter
     unless already running, stops on exit). All methods are thread-safe.
+
+    ``tls`` (an ssl.SSLContext for the server side) makes it an HTTPS backend: each connection
+    is handshaken in its own thread; ``tls_handshakes`` and ``tls_resumed`` count the completed
+    handshakes and the resumed ones, ``tls_failures`` the failed ones.
     """
 
-    def __init__(self, name="backend", port=0, host="127.0.0.1"):
+    def __init__(self, name="backend", port=0, host="127.0.0.1", tls=None):
         self.name = name
         self.host = host
         self.port = port
+        self.tls = tls
+        self.tls_handshakes = 0
+        self.tls_resumed = 0
+        self.tls_failures = 0
         self._lock = threading.Lock()
         self._listener = None
         self._accept_thread = None
@@ -345,6 +353,21 @@ class Backend:
     conn_class = None  # _Conn, set below once it is defined
 
     def _serve(self, s, conn_id, stop_event):
+        raw = s
+        if self.tls is not None:
+            try:
+                s.settimeout(10)
+                s = self.tls.wrap_socket(s, server_side=True)
+                s.settimeout(None)
+            except (OSError, ValueError):
+                with self._lock:
+                    self.tls_failures += 1
+                    self._conns.pop(raw, None)
+                raw.close()
+                return
+            with self._lock:
+                self.tls_handshakes += 1
+                self.tls_resumed += 1 if s.session_reused else 0
         c = self.conn_class(self, s, conn_id, stop_event)
         try:
             c.run()
@@ -352,7 +375,7 @@ class Backend:
             pass
         finally:
             with self._lock:
-                self._conns.pop(s, None)
+                self._conns.pop(raw, None)
             if not c.closed:
                 try:
                     s.close()

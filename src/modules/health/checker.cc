@@ -84,6 +84,9 @@ std::vector<CheckTarget> buildTargets(const core::Config& cfg, const balancer::B
             }
             if (hc.check_type == core::HealthCheckType::Https) {
                 p.tls_name = uc.sni_hostname ? *uc.sni_hostname : uc.address.host;
+                if (uc.tls && hc.tls_verify && u < upstreams.size()) {
+                    p.tls_ctx = upstreams[u].tls_ctx;
+                }
             }
             out.push_back(std::move(t));
         }
@@ -178,7 +181,9 @@ void HealthChecker::beginCheck(Entry& e) {
     }
     SSL_CTX* tls = nullptr;
     if (e.target.probe.kind == core::HealthCheckType::Https) {
-        tls = e.target.probe.tls_verify ? tls_verify_ : tls_no_verify_;
+        tls = e.target.probe.tls_ctx != nullptr ? e.target.probe.tls_ctx
+              : e.target.probe.tls_verify       ? tls_verify_
+                                                : tls_no_verify_;
     }
     e.probe.start(e.target.probe, tls);
 }

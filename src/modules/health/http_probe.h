@@ -41,6 +41,9 @@ struct ProbeSpec {
     std::string tls_name;
     /// https: verify the certificate chain against the system default CA paths and the name.
     bool tls_verify = true;
+    /// https to an upstream with `tls: true` (and tls_verify): the upstream's own client
+    /// context (its ca_file, client certificate and verification), the one requests use.
+    SSL_CTX* tls_ctx = nullptr;
     /// Budget for the whole check, connect included, in seconds (> 0).
     double timeout_s = 5;
 };
