@@ -2158,6 +2158,36 @@ void refusePlainText(ClientConn* c) {
     lingerClose(c);
 }
 
+/// Records what the handshake negotiated for the ${tls_*} variables.
+void noteTlsSession(ClientConn* c) {
+    TlsInfo& t = c->tls_info;
+    t.protocol = SSL_get_version(c->ssl);
+    t.cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(c->ssl));
+    const char* sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+    t.sni = sni != nullptr ? std::string_view(sni) : std::string_view();
+    t.client_verify = "NONE";
+    if (X509* peer = SSL_get0_peer_certificate(c->ssl);
+        peer != nullptr && SSL_get_verify_result(c->ssl) == X509_V_OK) {
+        t.client_verify = "SUCCESS";
+        if (BIO* b = BIO_new(BIO_s_mem()); b != nullptr) {
+            if (X509_NAME_print_ex(b, X509_get_subject_name(peer), 0, XN_FLAG_RFC2253) >= 0) {
+                char* data = nullptr;
+                long n = BIO_get_mem_data(b, &data);
+                // At most 1 KiB, control characters left out: the value goes into headers.
+                for (long i = 0; i < n && c->tls_subject.size() < 1024; ++i) {
+                    if (static_cast<unsigned char>(data[i]) >= 0x20 && data[i] != 0x7f) {
+                        c->tls_subject += data[i];
+                    }
+                }
+            }
+            BIO_free(b);
+        }
+        t.client_subject = c->tls_subject;
+    }
+    ERR_clear_error();
+    c->rq.tls = &c->tls_info;
+}
+
 /// Drives the TLS handshake of a new HTTPS connection (read and write readiness both come
 /// here until it completes); then the connection reads its first request like any other.
 void tlsHandshake(ClientConn* c) {
@@ -2180,6 +2210,7 @@ void tlsHandshake(ClientConn* c) {
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         c->tls_handshake = false;
+        noteTlsSession(c);
         stopWrite(c);
         clientTimer(c, ctx().limits.header_timeout);
         startRead(c);

@@ -102,6 +102,8 @@ public:
     SSL* ssl = nullptr;          // the TLS session (HTTPS listener), or plain text
     bool tls_handshake = false;  // the TLS handshake is not complete yet
     bool tls_peeked = false;     // the first byte was looked at (plain HTTP sent to the TLS port?)
+    TlsInfo tls_info;            // what the handshake negotiated (rq.tls points here)
+    std::string tls_subject;     // the verified client certificate's subject (tls_info views it)
     uint64_t id = 0;
     ev_io rio{};
     ev_io wio{};

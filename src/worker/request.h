@@ -143,6 +143,17 @@ public:
 /// Views into the request head (`head`, `path`, captures) are valid until the Proxy phase has
 /// built the upstream request; a module that needs request data later (HeaderFilter, Log) copies
 /// it into the arena during an earlier phase (Request::copy()).
+/// What a TLS connection negotiated, for the ${tls_*} variables: views into OpenSSL's constant
+/// strings and the connection's own copy of the client certificate's subject; empty views on a
+/// plain connection.
+struct TlsInfo {
+    std::string_view protocol;        // "TLSv1.3"
+    std::string_view cipher;          // "TLS_AES_128_GCM_SHA256"
+    std::string_view sni;             // the server name the client asked for
+    std::string_view client_subject;  // RFC 2253 subject of the verified client certificate
+    std::string_view client_verify;   // "SUCCESS" (a verified certificate) or "NONE"
+};
+
 class Request {
 public:
     Request() = default;
@@ -156,6 +167,7 @@ public:
     core::http::ResponseHead* resp = nullptr;  // the head HeaderFilter edits (see responseHeaders)
     RequestMeta* meta = nullptr;               // id, method, path copies, status, timings
     std::string_view client_ip;                // text form of the client address
+    const TlsInfo* tls = nullptr;              // the connection's TLS (null: plain text)
     std::string_view path;                     // normalised path (no query)
     std::string_view host_override;            // Host for the upstream request when set
     // The upstream request's query when query_override_set (a credential parameter removed);

@@ -269,6 +269,37 @@ class TlsConfigTest(TlsTestBase):
                     self.assertEqual(c.request("GET", "/name").status, 200)
             p.close()
 
+    def test_tls_variables_in_header_transforms(self):
+        b = self.backend()
+        server = self.pki.issue("srv", "srv", ["srv.test"])
+        client = self.pki.issue("client", "client-7", client=True)
+        cfg, tport = self.tls_config(b, [server], extra_tls={
+            "client_ca": self.pki.ca, "verify_client": "optional"})
+        cfg["middleware"] = {"transform": {"request_headers": {"set": {
+            "X-TLS": "${tls_protocol} ${tls_cipher} ${tls_sni}",
+            "X-Client-Verify": "${tls_client_verify}",
+            "X-Client-Subject": "${tls_client_subject}"}}}}
+        cfg["routes"][0]["middleware"] = ["transform"]
+        self.photon(cfg)
+        port = int(cfg["server"]["http_addr"].rsplit(":", 1)[1])
+
+        def seen(conn):
+            r = conn.request("GET", "/echo", headers={"X-Client-Subject": "CN=forged"})
+            return {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+        with TlsConn(tport, self.client(cert=client), server_hostname="srv.test") as c:
+            h = seen(c)
+            self.assertEqual(h["x-tls"], "TLSv1.3 %s srv.test" % c.sock.cipher()[0])
+            self.assertEqual(h["x-client-verify"], "SUCCESS")
+            self.assertEqual(h["x-client-subject"], "CN=client-7")
+        with TlsConn(tport, self.client(), server_hostname="srv.test") as c:
+            h = seen(c)
+            self.assertEqual(h["x-client-verify"], "NONE")
+            self.assertEqual(h["x-client-subject"], "")
+        with Conn(port) as c:  # plain text: empty values, the client's field replaced
+            h = seen(c)
+            self.assertEqual((h["x-tls"].strip(), h["x-client-verify"], h["x-client-subject"]),
+                             ("", "", ""))
+
     def test_handshake_timeout(self):
         b = self.backend()
         server = self.pki.issue("srv", "srv", ["srv.test"])

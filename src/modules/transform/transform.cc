@@ -64,6 +64,16 @@ std::string_view variable(const Request& req, const Template::Part& p, const Sav
             return req.upstream;
         case Var::PathParam:
             return pathParam(req, saved, p.text);
+        case Var::TlsProtocol:
+            return req.tls != nullptr ? req.tls->protocol : std::string_view();
+        case Var::TlsCipher:
+            return req.tls != nullptr ? req.tls->cipher : std::string_view();
+        case Var::TlsSni:
+            return req.tls != nullptr ? req.tls->sni : std::string_view();
+        case Var::TlsClientSubject:
+            return req.tls != nullptr ? req.tls->client_subject : std::string_view();
+        case Var::TlsClientVerify:
+            return req.tls != nullptr ? req.tls->client_verify : std::string_view();
         case Var::JwtClaim:
             // Published by auth for a verified JWT; empty without one (or without the claim).
             for (uint16_t i = 0; i < req.claim_count; ++i) {
@@ -106,8 +116,11 @@ bool applyResponse(Request& req, core::http::HeaderList& h, const Side& side, co
 }  // namespace
 
 bool isGatewayVariable(std::string_view name) {
-    static constexpr std::string_view kPlain[] = {"request_id", "client_ip", "route_id", "host",
-                                                  "path",       "method",    "upstream"};
+    static constexpr std::string_view kPlain[] = {
+        "request_id",   "client_ip",  "route_id", "host",
+        "path",         "method",     "upstream", "tls_protocol",
+        "tls_cipher",   "tls_sni",    "tls_client_subject",
+        "tls_client_verify"};
     for (std::string_view k : kPlain) {
         if (name == k) {
             return true;
@@ -168,6 +181,16 @@ core::Result<Template> Template::compile(std::string_view value, bool response_s
                     "${upstream} is only known for responses (use it in response_headers)"};
             }
             p.var = Var::Upstream;
+        } else if (name == "tls_protocol") {
+            p.var = Var::TlsProtocol;
+        } else if (name == "tls_cipher") {
+            p.var = Var::TlsCipher;
+        } else if (name == "tls_sni") {
+            p.var = Var::TlsSni;
+        } else if (name == "tls_client_subject") {
+            p.var = Var::TlsClientSubject;
+        } else if (name == "tls_client_verify") {
+            p.var = Var::TlsClientVerify;
         } else if (name.size() > 5 && name.substr(0, 5) == "path.") {
             p.var = Var::PathParam;
             p.text = std::string(name.substr(5));
@@ -177,7 +200,8 @@ core::Result<Template> Template::compile(std::string_view value, bool response_s
         } else {
             return core::Error{"unknown variable '${" + std::string(name) +
                                "}' (variables: request_id, client_ip, route_id, host, path, "
-                               "method, upstream, path.NAME, jwt.CLAIM)"};
+                               "method, upstream, path.NAME, jwt.CLAIM, tls_protocol, "
+                               "tls_cipher, tls_sni, tls_client_subject, tls_client_verify)"};
         }
         flush();
         t.parts.push_back(std::move(p));

@@ -24,6 +24,11 @@ enum class Var : uint8_t {
     Upstream,   // ${upstream}: address of the upstream that answered (response side only)
     PathParam,  // ${path.NAME}: a route's {NAME} segment
     JwtClaim,   // ${jwt.CLAIM}: a claim of the verified token (empty until auth provides it)
+    TlsProtocol,       // ${tls_protocol}: "TLSv1.3" (empty on plain HTTP)
+    TlsCipher,         // ${tls_cipher}
+    TlsSni,            // ${tls_sni}: the server name the client sent
+    TlsClientSubject,  // ${tls_client_subject}: the verified client certificate's subject
+    TlsClientVerify,   // ${tls_client_verify}: SUCCESS or NONE (empty on plain HTTP)
 };
 
 /// Whether `name` (the text between "${" and "}") names a gateway variable.
