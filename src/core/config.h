@@ -97,6 +97,10 @@ struct ServerTlsConfig {
     bool session_tickets = true;
     /// session_timeout (new): lifetime of a session (ticket). Default 1h.
     Duration session_timeout = std::chrono::hours(1);
+    /// ticket_key_rotation (new): how long one ticket key encrypts new tickets; tickets stay
+    /// valid for session_timeout across rotations (at most 7 rotations per session_timeout).
+    /// Default 1h.
+    Duration ticket_key_rotation = std::chrono::hours(1);
     /// handshake_timeout (new): time allowed for the TLS handshake. Default 10s.
     Duration handshake_timeout = std::chrono::seconds(10);
     /// client_ca (new): PEM file of the CAs that client certificates must chain to; needed by

@@ -295,6 +295,9 @@ constexpr EnumName<core::HealthCheckType> kCheckTypes[] = {
     {"https", core::HealthCheckType::Https},
 };
 
+// Keys kept for session tickets (see modules/tls/server_tls.h): the current one and 7 before.
+constexpr int kMaxTicketRotations = 7;
+
 constexpr EnumName<core::RequestIdMode> kRequestIdModes[] = {
     {"keep", core::RequestIdMode::Keep},
     {"always_generate", core::RequestIdMode::AlwaysGenerate},
@@ -588,6 +591,12 @@ private:
         }
         r.opt("session_tickets", t.session_tickets);
         positiveDuration(r, "session_timeout", t.session_timeout);
+        if (positiveDuration(r, "ticket_key_rotation", t.ticket_key_rotation) &&
+            t.session_timeout > t.ticket_key_rotation * (kMaxTicketRotations)) {
+            ctx_.error(r.markOf("ticket_key_rotation"), r.path("ticket_key_rotation"),
+                       "session_timeout may span at most " + std::to_string(kMaxTicketRotations) +
+                           " rotations: make ticket_key_rotation longer");
+        }
         positiveDuration(r, "handshake_timeout", t.handshake_timeout);
         if (r.opt("client_ca", t.client_ca) && !t.client_ca.empty() &&
             ::access(t.client_ca.c_str(), R_OK) != 0) {
@@ -1547,6 +1556,7 @@ public:
             kv("curves", str(t.curves));
             kv("session_tickets", boolean(t.session_tickets));
             kv("session_timeout", dur(t.session_timeout));
+            kv("ticket_key_rotation", dur(t.ticket_key_rotation));
             kv("handshake_timeout", dur(t.handshake_timeout));
             kv("client_ca", t.client_ca.empty() ? "~" : str(t.client_ca));
             kv("verify_client", t.verify_client == core::TlsVerifyClient::Off        ? "off"

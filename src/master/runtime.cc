@@ -429,6 +429,7 @@ void teardownSharedState() {
 worker::Proxy* runtimeProxy() { return g_proxy.get(); }
 
 void runtimeModuleTick() {
+    mod::tls::tickCurrent(static_cast<int64_t>(::time(nullptr)));
     const uint64_t now = monoUs();
     for (worker::Module* m : mod::modules()) {
         m->masterTick(now);

@@ -300,6 +300,31 @@ class TlsConfigTest(TlsTestBase):
             self.assertEqual((h["x-tls"].strip(), h["x-client-verify"], h["x-client-subject"]),
                              ("", "", ""))
 
+    def test_ticket_keys_rotate_and_expire(self):
+        b = self.backend()
+        server = self.pki.issue("srv", "srv", ["srv.test"])
+        cfg, tport = self.tls_config(b, [server], workers=2, extra_tls={
+            "ticket_key_rotation": "1s", "session_timeout": "2s"})
+        p = self.photon(cfg)
+        ctx = self.client()
+
+        def connect(session=None):
+            with TlsConn(tport, ctx, server_hostname="srv.test", session=session) as c:
+                self.assertEqual(c.request("GET", "/name").status, 200)
+                return c.sock.session, c.sock.session_reused
+        session, _ = connect()
+        issued = time.monotonic()
+        self.assertTrue(connect(session)[1])
+        # A reload keeps the keys: the ticket still resumes, on any worker.
+        p.signal(signal.SIGHUP)
+        wait_until(lambda: "generation 2 active" in p.stderr_text(), timeout=10)
+        self.assertTrue(connect(session)[1])
+        # Past session_timeout plus a rotation the key is gone: a full handshake, still served.
+        time.sleep(max(0.0, issued + 4.2 - time.monotonic()))
+        new_session, reused = connect(session)
+        self.assertFalse(reused)
+        self.assertTrue(connect(new_session)[1])
+
     def test_handshake_timeout(self):
         b = self.backend()
         server = self.pki.issue("srv", "srv", ["srv.test"])

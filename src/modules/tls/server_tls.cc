@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: Apache-2.0
 #include "modules/tls/server_tls.h"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/hmac.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -17,6 +19,12 @@ namespace photon::mod::tls {
 namespace {
 
 std::unique_ptr<ServerTls> g_current;
+
+/// The SSL_CTX ex_data slot holding its ServerTls (for the ticket callback).
+int ctxIndex() {
+    static const int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+    return index;
+}
 
 std::string lower(std::string_view s) {
     std::string out(s);
@@ -167,11 +175,28 @@ core::Result<std::unique_ptr<ServerTls>> ServerTls::build(const core::ServerTlsC
                                                           const ServerTls* previous) {
     ERR_clear_error();
     std::unique_ptr<ServerTls> t(new ServerTls);
-    if (previous != nullptr) {
-        std::memcpy(t->ticket_keys_, previous->ticket_keys_, kTicketKeyBytes);
-    } else if (RAND_bytes(t->ticket_keys_, kTicketKeyBytes) != 1) {
-        return core::fail("cannot make session-ticket keys: ", opensslErrors());
+    t->rotation_s_ = std::max<int64_t>(
+        1, std::chrono::duration_cast<std::chrono::seconds>(cfg.ticket_key_rotation).count());
+    int64_t lifetime =
+        std::max<int64_t>(1, std::chrono::duration_cast<std::chrono::seconds>(cfg.session_timeout)
+                                 .count());
+    t->keep_ = std::min<size_t>(kMaxTicketKeys,
+                                static_cast<size_t>((lifetime + t->rotation_s_ - 1) / t->rotation_s_) + 1);
+    const int64_t now_s = static_cast<int64_t>(::time(nullptr));
+    if (previous != nullptr && previous->rotation_s_ == t->rotation_s_) {
+        // A reload: the same ratchet, so tickets issued before it stay valid.
+        std::memcpy(t->secret_, previous->secret_, sizeof t->secret_);
+        t->epoch_ = previous->epoch_;
+        std::copy(std::begin(previous->keys_), std::end(previous->keys_), std::begin(t->keys_));
+    } else {
+        if (RAND_bytes(t->secret_, sizeof t->secret_) != 1) {
+            return core::fail("cannot make session-ticket keys: ", opensslErrors());
+        }
+        t->epoch_ = now_s / t->rotation_s_;
+        t->keys_[t->epoch_ % kMaxTicketKeys].epoch = t->epoch_;
+        t->deriveKey(t->keys_[t->epoch_ % kMaxTicketKeys]);
     }
+    t->advance(now_s);
     for (const auto& c : cfg.certificates) {
         struct stat st{};
         if (::stat(c.key.c_str(), &st) == 0 && (st.st_mode & S_IROTH) != 0) {
@@ -248,10 +273,10 @@ core::Result<std::unique_ptr<ServerTls>> ServerTls::build(const core::ServerTlsC
                 freeProbe();
                 return r.error();
             }
-            if (SSL_CTX_set_tlsext_ticket_keys(into->ctx, t->ticket_keys_, kTicketKeyBytes) !=
-                1) {
+            if (cfg.session_tickets &&
+                SSL_CTX_set_tlsext_ticket_key_evp_cb(into->ctx, onTicket) != 1) {
                 freeProbe();
-                return core::fail("cannot set session-ticket keys: ", opensslErrors());
+                return core::fail("cannot set the session-ticket callback: ", opensslErrors());
             }
         }
         into->key_types |= bit;
@@ -272,6 +297,7 @@ core::Result<std::unique_ptr<ServerTls>> ServerTls::build(const core::ServerTlsC
     for (auto& e : t->entries_) {
         SSL_CTX_set_tlsext_servername_callback(e.ctx, onServerName);
         SSL_CTX_set_tlsext_servername_arg(e.ctx, t.get());
+        SSL_CTX_set_ex_data(e.ctx, ctxIndex(), t.get());
     }
     return t;
 }
@@ -280,7 +306,93 @@ ServerTls::~ServerTls() {
     for (auto& e : entries_) {
         SSL_CTX_free(e.ctx);
     }
-    OPENSSL_cleanse(ticket_keys_, sizeof ticket_keys_);
+    OPENSSL_cleanse(secret_, sizeof secret_);
+    OPENSSL_cleanse(keys_, sizeof keys_);
+}
+
+void ServerTls::deriveKey(TicketKey& k) const {
+    auto mac = [&](const char* label, unsigned char* out, size_t n) {
+        unsigned char full[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        HMAC(EVP_sha256(), secret_, sizeof secret_, reinterpret_cast<const unsigned char*>(label),
+             std::strlen(label), full, &len);
+        std::memcpy(out, full, n);
+        OPENSSL_cleanse(full, sizeof full);
+    };
+    mac("photon ticket name", k.name, sizeof k.name);
+    mac("photon ticket aes", k.aes, sizeof k.aes);
+    mac("photon ticket hmac", k.hmac, sizeof k.hmac);
+}
+
+void ServerTls::advance(int64_t unix_seconds) {
+    const int64_t target = unix_seconds / rotation_s_;
+    if (target <= epoch_) {
+        return;
+    }
+    // A process that slept through many epochs only needs the last keep_ of them.
+    while (epoch_ < target) {
+        unsigned char next[EVP_MAX_MD_SIZE];
+        unsigned int len = 0;
+        static const char kStep[] = "photon ticket ratchet";
+        HMAC(EVP_sha256(), secret_, sizeof secret_, reinterpret_cast<const unsigned char*>(kStep),
+             sizeof kStep - 1, next, &len);
+        std::memcpy(secret_, next, sizeof secret_);
+        OPENSSL_cleanse(next, sizeof next);
+        ++epoch_;
+        if (target - epoch_ < static_cast<int64_t>(keep_)) {
+            TicketKey& k = keys_[epoch_ % kMaxTicketKeys];
+            k.epoch = epoch_;
+            deriveKey(k);
+        }
+    }
+    for (auto& k : keys_) {
+        if (k.epoch >= 0 && k.epoch <= epoch_ - static_cast<int64_t>(keep_)) {
+            OPENSSL_cleanse(&k, sizeof k);  // its tickets have expired: the key goes
+            k.epoch = -1;
+        }
+    }
+}
+
+int ServerTls::onTicket(SSL* ssl, unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* c,
+                        EVP_MAC_CTX* h, int enc) {
+    // The session's original context (SNI may have switched the SSL's).
+    auto* self = static_cast<ServerTls*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), ctxIndex()));
+    if (self == nullptr) {
+        return -1;
+    }
+    self->advance(static_cast<int64_t>(::time(nullptr)));
+    const TicketKey* key = nullptr;
+    if (enc == 1) {
+        key = &self->keys_[self->epoch_ % kMaxTicketKeys];
+        std::memcpy(name, key->name, sizeof key->name);
+        if (RAND_bytes(iv, EVP_MAX_IV_LENGTH) != 1) {
+            return -1;
+        }
+    } else {
+        for (const auto& k : self->keys_) {
+            if (k.epoch >= 0 && CRYPTO_memcmp(k.name, name, sizeof k.name) == 0) {
+                key = &k;
+            }
+        }
+        if (key == nullptr) {
+            return 0;  // expired or unknown: a full handshake
+        }
+    }
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_octet_string("key", const_cast<unsigned char*>(key->hmac),
+                                          sizeof key->hmac),
+        OSSL_PARAM_construct_utf8_string("digest", const_cast<char*>("SHA256"), 0),
+        OSSL_PARAM_construct_end()};
+    if (EVP_MAC_CTX_set_params(h, params) != 1) {
+        return -1;
+    }
+    int ok = enc == 1 ? EVP_EncryptInit_ex(c, EVP_aes_256_cbc(), nullptr, key->aes, iv)
+                      : EVP_DecryptInit_ex(c, EVP_aes_256_cbc(), nullptr, key->aes, iv);
+    if (ok != 1) {
+        return -1;
+    }
+    // A ticket of an older epoch is accepted and replaced by one under the current key.
+    return enc == 1 || key->epoch == self->epoch_ ? 1 : 2;
 }
 
 const ServerTls::Entry* ServerTls::find(std::string_view name) const {
@@ -351,5 +463,11 @@ SSL* ServerTls::accept(int fd) const {
 void setCurrent(std::unique_ptr<ServerTls> t) { g_current = std::move(t); }
 
 const ServerTls* current() { return g_current.get(); }
+
+void tickCurrent(int64_t unix_seconds) {
+    if (g_current != nullptr) {
+        g_current->advance(unix_seconds);
+    }
+}
 
 }  // namespace photon::mod::tls

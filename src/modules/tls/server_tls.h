@@ -15,10 +15,12 @@
 
 namespace photon::mod::tls {
 
-/// Session-ticket keys (name, HMAC and AES secrets as OpenSSL's default ticket callback uses
-/// them): made once by the master and carried across reloads, so every worker of every
-/// generation decrypts every ticket.
-constexpr size_t kTicketKeyBytes = 80;
+/// Session tickets are encrypted with a key per rotation period ("epoch"). The keys come from a
+/// secret the master makes once (and carries across reloads) that is ratcheted forward, one
+/// HMAC step per epoch, by every process on its own: all workers of all generations derive the
+/// same keys without talking to each other, and a past epoch's secret is erased once its
+/// tickets have expired, so a later compromise does not open old tickets.
+constexpr size_t kMaxTicketKeys = 8;  // epochs whose tickets are still accepted
 
 class ServerTls {
 public:
@@ -37,6 +39,10 @@ public:
     SSL* accept(int fd) const;
     size_t contexts() const { return entries_.size(); }
 
+    /// Ratchets the ticket keys to the epoch of `unix_seconds` (the master calls it every
+    /// second so that it holds no expired secret; workers do it when they use the keys).
+    void advance(int64_t unix_seconds);
+
 private:
     ServerTls() = default;
     struct Entry {
@@ -50,14 +56,30 @@ private:
     const Entry* find(std::string_view name) const;
     static int onServerName(SSL* ssl, int* alert, void* arg);
 
+    struct TicketKey {
+        int64_t epoch = -1;  // -1: unused
+        unsigned char name[16];
+        unsigned char aes[32];
+        unsigned char hmac[32];
+    };
+    static int onTicket(SSL* ssl, unsigned char name[16], unsigned char* iv, EVP_CIPHER_CTX* c,
+                        EVP_MAC_CTX* h, int enc);
+    void deriveKey(TicketKey& k) const;
+
     std::vector<Entry> entries_;
-    unsigned char ticket_keys_[kTicketKeyBytes] = {};
+    int64_t rotation_s_ = 3600;
+    size_t keep_ = 2;                // epochs accepted: the current one and keep_ - 1 before it
+    unsigned char secret_[32] = {};  // the ratchet's state for epoch_
+    int64_t epoch_ = 0;
+    TicketKey keys_[kMaxTicketKeys];  // ring, newest at keys_[epoch % kMaxTicketKeys]
 };
 
 /// The contexts the next workers use: set by the master before it forks them (workers see the
 /// value of their fork). Owned here until replaced.
 void setCurrent(std::unique_ptr<ServerTls> t);
 const ServerTls* current();
+/// The master's tick: ratchets the current contexts' ticket keys (their expired secrets go).
+void tickCurrent(int64_t unix_seconds);
 
 /// Text of OpenSSL's error queue (emptied), "; "-separated, or `fallback` when empty.
 std::string opensslErrors(std::string_view fallback = "unknown error");
