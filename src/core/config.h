@@ -68,6 +68,9 @@ enum class TlsVerifyClient : uint8_t {
 struct TlsCertificate {
     std::string cert;
     std::string key;
+    /// ocsp_response (new): a DER OCSP response for this certificate, stapled to handshakes
+    /// that ask for one; re-read on reload. Empty = no stapling.
+    std::string ocsp_response;
     bool operator==(const TlsCertificate&) const = default;
 };
 

@@ -516,7 +516,7 @@ private:
             }
             if (have_cert && have_key) {
                 s.tls.certificates.insert(s.tls.certificates.begin(),
-                                          core::TlsCertificate{*s.tls_cert, *s.tls_key});
+                                          core::TlsCertificate{*s.tls_cert, *s.tls_key, {}});
             }
         } else {
             for (const char* key : {"tls_cert", "tls_key", "tls"}) {
@@ -548,6 +548,12 @@ private:
                     core::TlsCertificate cert;
                     bool ok = c.req("cert", cert.cert);
                     ok = c.req("key", cert.key) && ok;
+                    if (c.opt("ocsp_response", cert.ocsp_response) && !cert.ocsp_response.empty() &&
+                        ::access(cert.ocsp_response.c_str(), R_OK) != 0) {
+                        ctx_.error(*c.get("ocsp_response"), c.path("ocsp_response"),
+                                   "cannot read " + quoted(cert.ocsp_response) + ": " +
+                                       std::strerror(errno));
+                    }
                     if (ok) {
                         for (auto [key, file] : {std::pair{"cert", &cert.cert},
                                                  std::pair{"key", &cert.key}}) {
@@ -1532,7 +1538,7 @@ public:
             section("tls");
             // tls_cert / tls_key, printed above, are the first entry of the list.
             size_t from = s.tls_cert && s.tls_key && !t.certificates.empty() &&
-                                  t.certificates[0] == core::TlsCertificate{*s.tls_cert, *s.tls_key}
+                                  t.certificates[0] == core::TlsCertificate{*s.tls_cert, *s.tls_key, {}}
                               ? 1
                               : 0;
             line(from == t.certificates.size() ? "certificates: []" : "certificates:");
@@ -1541,6 +1547,9 @@ public:
                 item();
                 kv("cert", str(cert.cert));
                 kv("key", str(cert.key));
+                if (!cert.ocsp_response.empty()) {
+                    kv("ocsp_response", str(cert.ocsp_response));
+                }
                 endItem();
             }
             std::vector<std::string> protocols;

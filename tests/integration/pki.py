@@ -62,3 +62,23 @@ class Pki:
                 with open(part) as f:
                     out.write(f.read())
         return cert, key
+
+    def ocsp_response(self, stem):
+        """A DER OCSP response ("good", valid a day) for the certificate issued as ``stem``,
+        signed by the CA; returns its path."""
+        import datetime
+        leaf = os.path.join(self.dir, stem + ".leaf.pem")
+        r = subprocess.run(["openssl", "x509", "-in", leaf, "-noout", "-serial", "-enddate",
+                            "-subject", "-nameopt", "compat"],
+                           capture_output=True, text=True, timeout=30, check=True)
+        fields = dict(line.split("=", 1) for line in r.stdout.splitlines())
+        end = datetime.datetime.strptime(fields["notAfter"].replace("  ", " "),
+                                         "%b %d %H:%M:%S %Y GMT")
+        index = os.path.join(self.dir, stem + ".index")
+        with open(index, "w") as f:
+            f.write("V\t%s\t\t%s\tunknown\t%s\n" % (end.strftime("%y%m%d%H%M%SZ"),
+                                                    fields["serial"], fields["subject"]))
+        out = os.path.join(self.dir, stem + ".ocsp.der")
+        _run(["ocsp", "-index", index, "-rsigner", self.ca, "-rkey", self.ca_key, "-CA", self.ca,
+              "-issuer", self.ca, "-cert", leaf, "-respout", out, "-ndays", "1"], self.dir)
+        return out

@@ -325,6 +325,33 @@ class TlsConfigTest(TlsTestBase):
         self.assertFalse(reused)
         self.assertTrue(connect(new_session)[1])
 
+    def test_ocsp_stapling(self):
+        b = self.backend()
+        stapled = self.pki.issue("stapled", "stapled", ["stapled.test"])
+        plain = self.pki.issue("plain", "plain", ["plain.test"])
+        resp = self.pki.ocsp_response("stapled")
+        cfg, tport = self.tls_config(b, [plain])
+        cfg["server"]["tls"]["certificates"].append(
+            {"cert": stapled[0], "key": stapled[1], "ocsp_response": resp})
+        self.photon(cfg)
+
+        def status(name):
+            r = subprocess.run(["openssl", "s_client", "-connect", "127.0.0.1:%d" % tport,
+                                "-servername", name, "-status"],
+                               input="", capture_output=True, text=True, timeout=20)
+            return r.stdout
+        out = status("stapled.test")
+        self.assertIn("OCSP Response Status: successful", out)
+        self.assertIn("Cert Status: good", out)
+        self.assertIn("OCSP response: no response sent", status("plain.test"))
+        # Not an OCSP response: a configuration error.
+        with open(resp, "wb") as f:
+            f.write(b"garbage")
+        path = write_config(self.tmpdir, cfg, name="bad")
+        rc, out, err = run_photon(["-t", "-c", path])
+        self.assertEqual(rc, 1, err)
+        self.assertIn("not a DER OCSP response", err)
+
     def test_handshake_timeout(self):
         b = self.backend()
         server = self.pki.issue("srv", "srv", ["srv.test"])

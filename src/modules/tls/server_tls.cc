@@ -4,6 +4,7 @@
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/hmac.h>
+#include <openssl/ocsp.h>
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 #include <openssl/x509v3.h>
@@ -13,6 +14,8 @@
 #include <cctype>
 #include <cstring>
 #include <ctime>
+#include <fstream>
+#include <iterator>
 
 namespace photon::mod::tls {
 
@@ -154,6 +157,46 @@ core::Result<void> configure(SSL_CTX* ctx, const core::ServerTlsConfig& cfg) {
     return {};
 }
 
+/// Reads a DER OCSP response: it must parse and say "successful"; a next update in the past
+/// is a warning (clients ignore a stale staple and may then refuse the certificate).
+core::Result<std::string> loadStaple(const std::string& path, std::vector<std::string>& warnings) {
+    std::ifstream in(path, std::ios::binary);
+    std::string der((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (!in.good() && !in.eof()) {
+        return core::fail("ocsp_response ", path, ": cannot read it");
+    }
+    const auto* p = reinterpret_cast<const unsigned char*>(der.data());
+    OCSP_RESPONSE* resp = d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der.size()));
+    if (resp == nullptr) {
+        ERR_clear_error();
+        return core::fail("ocsp_response ", path, ": not a DER OCSP response");
+    }
+    int status = OCSP_response_status(resp);
+    OCSP_BASICRESP* basic = status == OCSP_RESPONSE_STATUS_SUCCESSFUL ? OCSP_response_get1_basic(resp)
+                                                                      : nullptr;
+    bool stale = false;
+    if (basic != nullptr) {
+        for (int i = 0; i < OCSP_resp_count(basic); ++i) {
+            OCSP_SINGLERESP* single = OCSP_resp_get0(basic, i);
+            ASN1_GENERALIZEDTIME* next = nullptr;
+            OCSP_single_get0_status(single, nullptr, nullptr, nullptr, &next);
+            stale = stale || (next != nullptr && X509_cmp_current_time(next) <= 0);
+        }
+        OCSP_BASICRESP_free(basic);
+    }
+    OCSP_RESPONSE_free(resp);
+    ERR_clear_error();
+    if (status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+        return core::fail("ocsp_response ", path, ": the responder answered ",
+                          OCSP_response_status_str(status));
+    }
+    if (stale) {
+        warnings.push_back("ocsp_response " + path +
+                           " is past its next update: fetch a new one (clients ignore it)");
+    }
+    return der;
+}
+
 }  // namespace
 
 std::string opensslErrors(std::string_view fallback) {
@@ -228,6 +271,16 @@ core::Result<std::unique_ptr<ServerTls>> ServerTls::build(const core::ServerTlsC
                               "pass phrase is needed): ", why);
         }
         X509* leaf = SSL_CTX_get0_certificate(probe);
+        if (!c.ocsp_response.empty()) {
+            auto staple = loadStaple(c.ocsp_response, warnings);
+            if (!staple.ok()) {
+                EVP_PKEY_free(key);
+                freeProbe();
+                return staple.error();
+            }
+            X509_up_ref(leaf);
+            t->staples_.push_back({leaf, std::move(staple.value())});
+        }
         if (X509_check_private_key(leaf, key) != 1) {
             ERR_clear_error();
             EVP_PKEY_free(key);
@@ -295,6 +348,10 @@ core::Result<std::unique_ptr<ServerTls>> ServerTls::build(const core::ServerTlsC
         return core::fail("no certificate for the TLS listener");
     }
     for (auto& e : t->entries_) {
+        if (!t->staples_.empty()) {
+            SSL_CTX_set_tlsext_status_cb(e.ctx, onStatus);
+            SSL_CTX_set_tlsext_status_arg(e.ctx, t.get());
+        }
         SSL_CTX_set_tlsext_servername_callback(e.ctx, onServerName);
         SSL_CTX_set_tlsext_servername_arg(e.ctx, t.get());
         SSL_CTX_set_ex_data(e.ctx, ctxIndex(), t.get());
@@ -306,8 +363,28 @@ ServerTls::~ServerTls() {
     for (auto& e : entries_) {
         SSL_CTX_free(e.ctx);
     }
+    for (auto& s : staples_) {
+        X509_free(s.cert);
+    }
     OPENSSL_cleanse(secret_, sizeof secret_);
     OPENSSL_cleanse(keys_, sizeof keys_);
+}
+
+int ServerTls::onStatus(SSL* ssl, void* arg) {
+    const auto* self = static_cast<const ServerTls*>(arg);
+    X509* cert = SSL_get_certificate(ssl);  // the one chosen for this handshake
+    for (const auto& s : self->staples_) {
+        if (X509_cmp(s.cert, cert) == 0) {
+            auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(s.der.size()));
+            if (copy == nullptr) {
+                return SSL_TLSEXT_ERR_NOACK;
+            }
+            std::memcpy(copy, s.der.data(), s.der.size());
+            SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(s.der.size()));
+            return SSL_TLSEXT_ERR_OK;  // OpenSSL frees the copy
+        }
+    }
+    return SSL_TLSEXT_ERR_NOACK;
 }
 
 void ServerTls::deriveKey(TicketKey& k) const {

@@ -52,6 +52,13 @@ private:
         std::string names_key;              // sorted names, to group RSA and ECDSA
         int key_types = 0;                  // bit per EVP_PKEY type id class (1 RSA, 2 EC, 4 other)
     };
+    /// An OCSP response stapled for one certificate (DER).
+    struct Staple {
+        X509* cert = nullptr;  // the leaf (reference held)
+        std::string der;
+    };
+    static int onStatus(SSL* ssl, void* arg);
+
     /// The entry serving `name` (lower-case), or nullptr.
     const Entry* find(std::string_view name) const;
     static int onServerName(SSL* ssl, int* alert, void* arg);
@@ -67,6 +74,7 @@ private:
     void deriveKey(TicketKey& k) const;
 
     std::vector<Entry> entries_;
+    std::vector<Staple> staples_;
     int64_t rotation_s_ = 3600;
     size_t keep_ = 2;                // epochs accepted: the current one and keep_ - 1 before it
     unsigned char secret_[32] = {};  // the ratchet's state for epoch_
