@@ -175,6 +175,10 @@ struct ServerConfig {
     uint32_t max_header_size = 16384;
     /// max_headers (new): most request header fields, 431 beyond it. Default 100.
     uint32_t max_headers = 100;
+    /// underscores_in_headers (new): forward request header fields whose name holds '_'.
+    /// Default false: they are dropped before the request goes upstream, since CGI-style
+    /// servers read `X_Forwarded_For` as `X-Forwarded-For` (nginx's directive of the same name).
+    bool underscores_in_headers = false;
     /// header_read_timeout (new): time allowed to receive a complete request head once its first
     /// byte arrived; 408 on expiry. Default 10s.
     Duration header_read_timeout = std::chrono::seconds(10);

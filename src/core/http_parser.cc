@@ -119,7 +119,9 @@ inline const char* findCtl(const char* p, const char* end) {
 // End of the token starting at p: the first byte in [p, end) that is not a tchar, or end.
 // Field names are almost always letters, digits and '-': those go 16 at a time, and the
 // byte-wise loop takes over at the first other byte (usually the ':').
-inline const char* findTokenEnd(const char* p, const char* end) {
+// `underscore` is set when the name holds a '_' (never cleared: one flag per head). '_' stops
+// the 16-byte loop, so only the byte-wise loop can meet one.
+inline const char* findTokenEnd(const char* p, const char* end, bool& underscore) {
 #if defined(__SSE2__)
     const __m128i k20 = _mm_set1_epi8(0x20);
     const __m128i kA = _mm_set1_epi8('a' - 1);
@@ -143,6 +145,9 @@ inline const char* findTokenEnd(const char* p, const char* end) {
     }
 #endif
     while (p < end && isToken(*p)) {
+        if (*p == '_') {
+            underscore = true;
+        }
         ++p;
     }
     return p;
@@ -339,6 +344,7 @@ ParseStatus parseFields(const Ctx& c, const char*& pos, HeaderList& hl, Facts& f
     const size_t max_headers = c.lim.max_headers < kMaxHeaders ? c.lim.max_headers : kMaxHeaders;
     const size_t max_bytes = c.lim.max_header_bytes;
     uint16_t n = 0;
+    bool underscore = false;  // some field name holds a '_'
     for (;;) {
         if (p >= end) {
             return c.incomplete(false);
@@ -363,7 +369,7 @@ ParseStatus parseFields(const Ctx& c, const char*& pos, HeaderList& hl, Facts& f
             return c.fail(431, "too many header fields");
         }
         const char* name = p;
-        p = findTokenEnd(p, end);
+        p = findTokenEnd(p, end, underscore);
         if (p >= end) {
             return c.incomplete(false);
         }
@@ -424,6 +430,14 @@ ParseStatus parseFields(const Ctx& c, const char*& pos, HeaderList& hl, Facts& f
         h.hop_by_hop = hop;
     }
     hl.count = n;
+    if (underscore && c.lim.drop_underscores && !c.response) {
+        // Rare: the names with '_' are found again and never forwarded.
+        for (uint16_t i = 0; i < n; ++i) {
+            if (hl.items[i].name.find('_') != std::string_view::npos) {
+                hl.items[i].hop_by_hop = true;
+            }
+        }
+    }
     pos = p;
     return ParseStatus::Complete;
 }

@@ -60,6 +60,9 @@ struct Limits {
     uint32_t max_request_line = 8192;   // request or status line, CRLF excluded (414 / 502)
     uint32_t max_header_bytes = 32768;  // whole head from the start line to the final CRLF (431)
     uint32_t max_headers = 100;  // field count; values above kMaxHeaders act as kMaxHeaders (431)
+    // Request fields whose name holds '_' are marked hop_by_hop (never forwarded): a CGI-style
+    // backend would read X_Forwarded_For as X-Forwarded-For (nginx's underscores_in_headers).
+    bool drop_underscores = false;
 };
 
 enum class ParseStatus : uint8_t {
@@ -101,6 +104,7 @@ struct HeaderField {
     // Must not be forwarded by a proxy: Connection, Keep-Alive, TE, Trailer, Transfer-Encoding,
     // Upgrade, Proxy-*, and every field named as an option in Connection (except Host and
     // Content-Length, which a Connection header can never hide; such options are ignored).
+    // Also a request field whose name holds '_' when Limits::drop_underscores is set.
     bool hop_by_hop = false;
     // Bytes of the whole field line as received, from the name through its CRLF: a proxy
     // forwards runs of kept lines with one copy.

@@ -426,6 +426,7 @@ private:
         uintAtLeast(r, "max_request_line", 16, s.max_request_line);
         uintAtLeast(r, "max_header_size", 64, s.max_header_size);
         uintAtLeast(r, "max_headers", 1, s.max_headers);
+        r.opt("underscores_in_headers", s.underscores_in_headers);
         positiveDuration(r, "header_read_timeout", s.header_read_timeout);
         positiveDuration(r, "resolve_interval", s.resolve_interval);
         uintAtLeast(r, "keepalive_requests", 1, s.keepalive_requests);
@@ -1597,6 +1598,7 @@ public:
         kv("max_request_line", std::to_string(s.max_request_line));
         kv("max_header_size", std::to_string(s.max_header_size));
         kv("max_headers", std::to_string(s.max_headers));
+        kv("underscores_in_headers", boolean(s.underscores_in_headers));
         kv("header_read_timeout", dur(s.header_read_timeout));
         kv("resolve_interval", dur(s.resolve_interval));
         kv("keepalive_requests", std::to_string(s.keepalive_requests));

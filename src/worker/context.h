@@ -43,6 +43,7 @@ struct WorkerLimits {
     uint32_t max_request_line = 8192;
     uint32_t max_header_size = 16384;
     uint32_t max_headers = 100;
+    bool drop_underscores = true;  // !server.underscores_in_headers
     uint64_t max_body_size = 10u << 20;  // 0 = unlimited
     double header_timeout = 10;          // seconds: first byte → complete head (408)
     double handshake_timeout = 10;       // seconds: TLS handshake of a new connection

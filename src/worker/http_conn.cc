@@ -2062,7 +2062,8 @@ void finishRequest(ClientConn* c) {
 void processInput(ClientConn* c) {
     c->in_process = true;
     const WorkerLimits& lim = ctx().limits;
-    core::http::Limits pl{lim.max_request_line, lim.max_header_size, lim.max_headers};
+    core::http::Limits pl{lim.max_request_line, lim.max_header_size, lim.max_headers,
+                          lim.drop_underscores};
     while (!c->dead &&
            (c->state == ClientConn::State::Idle || c->state == ClientConn::State::ReadingHead)) {
         if (c->in.empty()) {

@@ -196,6 +196,7 @@ void loadWorkerLimits(const core::Config& cfg, WorkerLimits& l) {
     l.max_headers = s.max_headers;
     l.max_body_size = s.max_body_size;
     l.header_timeout = secs(s.header_read_timeout);
+    l.drop_underscores = !s.underscores_in_headers;
     l.handshake_timeout = secs(s.tls.handshake_timeout);
     l.keepalive_timeout = secs(s.connection_timeout);
     l.keepalive_requests = s.keepalive_requests;

@@ -273,3 +273,35 @@ class ResponseSmugglingTest(IntegrationTest):
         with self.assertRaises((ProtocolError, ConnectionResetError)):
             c.request("GET", "/x")  # the head went out already: the body must not complete
         self.assertTrue(c.wait_closed(5))
+
+
+class UnderscoreFieldTest(IntegrationTest):
+    """Header field names with '_' (X_Forwarded_For, which a CGI-style backend reads as
+    X-Forwarded-For) are not forwarded unless server.underscores_in_headers is true; the
+    request is still served."""
+
+    def run_with(self, allow):
+        import json
+        from harness import base_config
+        b = self.backend()
+        port = free_port()
+        cfg = base_config(port, [b])
+        cfg["server"]["pid_file"] = os.path.join(self.tmpdir, "p%s.pid" % allow)
+        if allow is not None:
+            cfg["server"]["underscores_in_headers"] = allow
+        self.photon(cfg, name="u%s" % allow)
+        r = http_request(port, "GET", "/echo", headers=[("X_Forwarded_For", "6.6.6.6"),
+                                                        ("Auth_User", "admin"),
+                                                        ("X-Kept", "yes")])
+        self.assertEqual(r.status, 200)
+        return {k.lower(): v for k, v in json.loads(r.body)["headers"]}
+
+    def test_dropped_by_default_forwarded_when_allowed(self):
+        seen = self.run_with(None)
+        self.assertNotIn("x_forwarded_for", seen)
+        self.assertNotIn("auth_user", seen)
+        self.assertEqual(seen["x-kept"], "yes")
+        self.assertNotIn("6.6.6.6", seen["x-forwarded-for"])
+        seen = self.run_with(True)
+        self.assertEqual(seen["x_forwarded_for"], "6.6.6.6")
+        self.assertEqual(seen["auth_user"], "admin")

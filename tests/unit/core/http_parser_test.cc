@@ -1216,3 +1216,40 @@ TEST(EqualsIgnoreCase, MatchesAByteByByteReferenceForEveryLengthAndByte) {
 
 }  // namespace
 }  // namespace photon::core::http
+
+namespace photon::core::http {
+namespace {
+
+// nginx's underscores_in_headers: a CGI-style server reads X_Forwarded_For as X-Forwarded-For.
+TEST(UnderscoreFieldsTest, MarkedNotForwardedOnlyWhenAsked) {
+    const std::string req =
+        "GET / HTTP/1.1\r\nHost: a\r\nX_Forwarded_For: 6.6.6.6\r\nX-Real: 1\r\n"
+        "Some-Very-Long-Field-Name_With: x\r\n\r\n";
+    for (bool drop : {true, false}) {
+        Limits lim;
+        lim.drop_underscores = drop;
+        RequestHead h;
+        size_t hint = 0;
+        ASSERT_EQ(parseRequest(req.data(), req.size(), lim, h, hint), ParseStatus::Complete);
+        int marked = 0;
+        for (const auto& f : h.headers) {
+            bool has = f.name.find('_') != std::string_view::npos;
+            EXPECT_EQ(f.hop_by_hop, has && drop) << f.name;
+            marked += f.hop_by_hop ? 1 : 0;
+        }
+        EXPECT_EQ(marked, drop ? 2 : 0);
+    }
+    // Responses are never affected.
+    const std::string resp = "HTTP/1.1 200 OK\r\nX_Custom: 1\r\nContent-Length: 0\r\n\r\n";
+    Limits lim;
+    lim.drop_underscores = true;
+    ResponseHead r;
+    size_t hint = 0;
+    ASSERT_EQ(parseResponse(resp.data(), resp.size(), lim, r, hint, false), ParseStatus::Complete);
+    for (const auto& f : r.headers) {
+        EXPECT_FALSE(f.hop_by_hop) << f.name;
+    }
+}
+
+}  // namespace
+}  // namespace photon::core::http
