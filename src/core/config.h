@@ -589,11 +589,22 @@ enum class AuthType : uint8_t {
 
 /// RFC 7518 / 8037 names; the order is the auth module's JwtAlg order.
 enum class JwtAlgorithm : uint8_t {
-    HS256, HS384, HS512, RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, EdDSA
+    HS256,
+    HS384,
+    HS512,
+    RS256,
+    RS384,
+    RS512,
+    PS256,
+    PS384,
+    PS512,
+    ES256,
+    ES384,
+    EdDSA
 };
-inline constexpr std::string_view kJwtAlgorithmNames[] = {
-    "HS256", "HS384", "HS512", "RS256", "RS384", "RS512",
-    "PS256", "PS384", "PS512", "ES256", "ES384", "EdDSA"};
+inline constexpr std::string_view kJwtAlgorithmNames[] = {"HS256", "HS384", "HS512", "RS256",
+                                                          "RS384", "RS512", "PS256", "PS384",
+                                                          "PS512", "ES256", "ES384", "EdDSA"};
 
 /// `middleware.authentication.jwt` (orig, extended).
 struct JwtConfig {

@@ -172,6 +172,17 @@ inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
            });
 }
 
+/// `s` without leading and trailing optional whitespace (SP and HTAB, RFC 9110 §5.6.3).
+inline std::string_view trimOws(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
+        s.remove_prefix(1);
+    }
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
+        s.remove_suffix(1);
+    }
+    return s;
+}
+
 /// True for the names that are hop-by-hop by definition (Connection, Keep-Alive, TE, Trailer,
 /// Transfer-Encoding, Upgrade, Proxy-*), whatever a Connection header says. For use when a proxy
 /// adds or copies fields of its own.

@@ -556,12 +556,12 @@ private:
                                        std::strerror(errno));
                     }
                     if (ok) {
-                        for (auto [key, file] : {std::pair{"cert", &cert.cert},
-                                                 std::pair{"key", &cert.key}}) {
+                        for (auto [key, file] :
+                             {std::pair{"cert", &cert.cert}, std::pair{"key", &cert.key}}) {
                             if (::access(file->c_str(), R_OK) != 0) {
-                                ctx_.error(*c.get(key), c.path(key),
-                                           "cannot read " + quoted(*file) + ": " +
-                                               std::strerror(errno));
+                                ctx_.error(
+                                    *c.get(key), c.path(key),
+                                    "cannot read " + quoted(*file) + ": " + std::strerror(errno));
                             }
                         }
                         t.certificates.push_back(std::move(cert));
@@ -589,9 +589,9 @@ private:
                 }
             }
         }
-        for (auto [key, field] : {std::pair{"ciphers", &t.ciphers},
-                                  std::pair{"ciphersuites", &t.ciphersuites},
-                                  std::pair{"curves", &t.curves}}) {
+        for (auto [key, field] :
+             {std::pair{"ciphers", &t.ciphers}, std::pair{"ciphersuites", &t.ciphersuites},
+              std::pair{"curves", &t.curves}}) {
             if (r.opt(key, *field) && field->empty()) {
                 ctx_.error(r.markOf(key), r.path(key), "must not be empty");
             }
@@ -985,9 +985,9 @@ private:
             ok = false;
         }
         ok = r.opt("tls_verify", u.tls_verify) && ok;
-        for (auto [key, field] : {std::pair{"ca_file", &u.ca_file},
-                                  std::pair{"tls_cert", &u.tls_cert},
-                                  std::pair{"tls_key", &u.tls_key}}) {
+        for (auto [key, field] :
+             {std::pair{"ca_file", &u.ca_file}, std::pair{"tls_cert", &u.tls_cert},
+              std::pair{"tls_key", &u.tls_key}}) {
             if (!r.opt(key, *field)) {
                 ok = false;
             } else if (!field->empty() && u.tls && ::access(field->c_str(), R_OK) != 0) {
@@ -1538,10 +1538,11 @@ public:
             const auto& t = s.tls;
             section("tls");
             // tls_cert / tls_key, printed above, are the first entry of the list.
-            size_t from = s.tls_cert && s.tls_key && !t.certificates.empty() &&
-                                  t.certificates[0] == core::TlsCertificate{*s.tls_cert, *s.tls_key, {}}
-                              ? 1
-                              : 0;
+            size_t from =
+                s.tls_cert && s.tls_key && !t.certificates.empty() &&
+                        t.certificates[0] == core::TlsCertificate{*s.tls_cert, *s.tls_key, {}}
+                    ? 1
+                    : 0;
             line(from == t.certificates.size() ? "certificates: []" : "certificates:");
             for (size_t i = from; i < t.certificates.size(); ++i) {
                 const auto& cert = t.certificates[i];

@@ -43,7 +43,7 @@ struct WorkerLimits {
     uint32_t max_request_line = 8192;
     uint32_t max_header_size = 16384;
     uint32_t max_headers = 100;
-    bool drop_underscores = true;  // !server.underscores_in_headers
+    bool drop_underscores = true;        // !server.underscores_in_headers
     uint64_t max_body_size = 10u << 20;  // 0 = unlimited
     double header_timeout = 10;          // seconds: first byte → complete head (408)
     double handshake_timeout = 10;       // seconds: TLS handshake of a new connection
@@ -59,7 +59,7 @@ struct WorkerLimits {
     double lingering_time = 30;             // seconds: draining before a close, in all
     double lingering_timeout = 5;           // seconds: ... between two reads
     bool client_abort_cancel = false;       // server.client_abort: cancel
-    double shutdown_timeout = 10;  // seconds: graceful stop bound (QUIT)
+    double shutdown_timeout = 10;           // seconds: graceful stop bound (QUIT)
 };
 
 /// The worker process. One instance, created in runWorker().
@@ -78,9 +78,9 @@ struct WorkerCtx {
     ListNode busy_conns;  // connections with a request in progress
     uint64_t conn_count = 0;
     uint64_t next_conn_id = 1;
-    bool graceful = false;  // QUIT received: close idle connections, finish busy ones
+    bool graceful = false;                // QUIT received: close idle connections, finish busy ones
     bool expose_metrics_on_main = false;  // metrics.prometheus and metrics.expose_on_main
-    bool stopping = false;  // no more accepting
+    bool stopping = false;                // no more accepting
     std::vector<ev_io> accept_watchers;
     std::vector<int> accept_kinds;  // master::ListenerKind per watcher
 };

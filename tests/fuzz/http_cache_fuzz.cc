@@ -46,6 +46,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
 
     size_t half = size / 2;
     (void)noneMatchHits(s.substr(0, half), s.substr(half));
-    FUZZ_CHECK(noneMatchHits("*", s) || true);
+    FUZZ_CHECK(noneMatchHits("*", s));  // "*" matches any stored tag
     return 0;
 }

@@ -623,3 +623,32 @@ class UpstreamTlsTest(TlsTestBase):
         wait_until(lambda: b.tls_handshakes >= 2, timeout=10)
         self.assertEqual(b.tls_failures, 0)
         self.assertEqual(http_request(port, "GET", "/name").status, 200)
+
+    def test_websocket_over_tls_on_both_sides(self):
+        from test_websocket import WsClient
+        b = self.tls_backend(self.pki.issue("up", "up", ["up.test"]))
+        front = self.pki.issue("front", "front", ["front.test"])
+        cfg, tport = self.tls_config(b, [front])
+        up = cfg["load_balancing"]["backends"]["default"]["upstreams"][0]
+        up.update(tls=True, sni_hostname="up.test", ca_file=self.pki.ca)
+        cfg["routes"][0]["websocket"] = {"enabled": True, "max_message_size": 4 << 20}
+        self.photon(cfg)
+        ws = WsClient(tport)
+        ws.conn.close()
+        ws.conn = TlsConn(tport, self.client(), server_hostname="front.test")
+        self.addCleanup(ws.conn.close)
+        r = ws.handshake("/ws")
+        self.assertEqual(r.status, 101, r.body)
+        # Small and large messages (larger than a TLS record, so both relays meet bytes TLS
+        # read ahead), binary and text, in both directions.
+        for payload, opcode in ((b"hello", 1), (os.urandom(70000), 2), (os.urandom(1 << 20), 2)):
+            ws.send_frame(opcode, payload)
+            f = ws.recv(timeout=10)
+            self.assertEqual((f.opcode, f.payload), (opcode, payload))
+        for i in range(20):  # many small ones in a row
+            ws.send_frame(1, b"m%d" % i)
+        for i in range(20):
+            self.assertEqual(ws.recv(timeout=10).payload, b"m%d" % i)
+        ws.send_frame(8, b"\x03\xe8")
+        close, _ = ws.expect_close()
+        self.assertEqual(close.code, 1000)

@@ -4,9 +4,14 @@
 #include <algorithm>
 #include <ctime>
 
+#include "core/http_parser.h"
+
 namespace photon::mod::cache {
 
 namespace {
+
+using core::http::equalsIgnoreCase;
+using core::http::trimOws;
 
 constexpr std::string_view kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
 constexpr std::string_view kLongDays[] = {"Sunday",   "Monday", "Tuesday", "Wednesday",
@@ -75,30 +80,6 @@ std::optional<int64_t> assemble(int64_t year, unsigned month, int day, int h, in
     return days * 86400 + h * 3600 + mi * 60 + std::min(se, 59);
 }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-    if (a.size() != b.size()) {
-        return false;
-    }
-    for (size_t i = 0; i < a.size(); ++i) {
-        char x = a[i] >= 'A' && a[i] <= 'Z' ? static_cast<char>(a[i] + 32) : a[i];
-        char y = b[i] >= 'A' && b[i] <= 'Z' ? static_cast<char>(b[i] + 32) : b[i];
-        if (x != y) {
-            return false;
-        }
-    }
-    return true;
-}
-
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
-
 }  // namespace
 
 std::optional<int64_t> parseHttpDate(std::string_view s) {
@@ -111,8 +92,8 @@ std::optional<int64_t> parseHttpDate(std::string_view s) {
             wd = s.substr(0, 3) == kDays[i] ? i : wd;
         }
         int month = monthIndex(s.substr(8, 3));
-        if (wd < 0 || month == 0 || !digits(s.substr(5), 2, day) || !digits(s.substr(12), 4, year) ||
-            !timeOfDay(s.substr(17), h, mi, se)) {
+        if (wd < 0 || month == 0 || !digits(s.substr(5), 2, day) ||
+            !digits(s.substr(12), 4, year) || !timeOfDay(s.substr(17), h, mi, se)) {
             return std::nullopt;
         }
         return assemble(year, static_cast<unsigned>(month), day, h, mi, se, wd);
@@ -233,7 +214,7 @@ void CacheControl::parse(std::string_view value) {
             }
             ++i;
         }
-        std::string_view d = trim(value.substr(start, i - start));
+        std::string_view d = trimOws(value.substr(start, i - start));
         ++i;
         if (d.empty()) {
             continue;
@@ -242,8 +223,8 @@ void CacheControl::parse(std::string_view value) {
         std::string_view arg;
         bool has_arg = false;
         if (size_t eq = d.find('='); eq != std::string_view::npos) {
-            name = trim(d.substr(0, eq));
-            arg = trim(d.substr(eq + 1));
+            name = trimOws(d.substr(0, eq));
+            arg = trimOws(d.substr(eq + 1));
             has_arg = true;
             if (arg.size() >= 2 && arg.front() == '"' && arg.back() == '"') {
                 arg = arg.substr(1, arg.size() - 2);
@@ -372,8 +353,8 @@ StoreDecision storeDecision(const StoreInput& in) {
     bool explicit_freshness = resp.max_age != CacheControl::kAbsent ||
                               resp.s_maxage != CacheControl::kAbsent || in.has_expires ||
                               resp.public_;
-    if (!heuristicallyCacheable(in.status) && !(explicit_freshness && in.status >= 200 &&
-                                                in.status < 600 && in.status != 206)) {
+    if (!heuristicallyCacheable(in.status) &&
+        !(explicit_freshness && in.status >= 200 && in.status < 600 && in.status != 206)) {
         return StoreDecision::Status;
     }
     if (in.body_length > in.max_body_size) {
@@ -383,12 +364,12 @@ StoreDecision storeDecision(const StoreInput& in) {
 }
 
 bool noneMatchHits(std::string_view list, std::string_view etag) {
-    list = trim(list);
+    list = trimOws(list);
     if (list == "*") {
         return true;
     }
     // The stored tag's opaque part, quotes included (so "" is a valid, empty tag).
-    std::string_view stored = trim(etag);
+    std::string_view stored = trimOws(etag);
     if (stored.size() >= 2 && stored[0] == 'W' && stored[1] == '/') {
         stored.remove_prefix(2);
     }

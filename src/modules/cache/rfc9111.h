@@ -54,8 +54,7 @@ struct CacheControl {
 /// Expires that is present but invalid, or a conflicting Cache-Control: 0), else `heuristic`.
 /// `date` defaults to `response_time` when the response had none.
 int64_t freshnessLifetime(const CacheControl& cc, std::optional<int64_t> date, bool has_expires,
-                          std::optional<int64_t> expires, int64_t heuristic,
-                          int64_t response_time);
+                          std::optional<int64_t> expires, int64_t heuristic, int64_t response_time);
 
 /// Current age in seconds (§4.2.3) of a response received at `response_time` for a request
 /// sent at `request_time`, now `now`; `age_header` < 0 when the response had no valid Age.

@@ -22,15 +22,7 @@ struct State {
     bool allowed = false;  // false: a CORS request from an origin that is not allowed
 };
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
+using core::http::trimOws;
 
 bool endsWithIgnoreCase(std::string_view s, std::string_view suffix) {
     return s.size() >= suffix.size() &&
@@ -267,7 +259,7 @@ bool CorsConf::headersAllowed(std::string_view requested) const {
     }
     while (!requested.empty()) {
         size_t comma = requested.find(',');
-        std::string_view name = trim(requested.substr(0, comma));
+        std::string_view name = trimOws(requested.substr(0, comma));
         requested =
             comma == std::string_view::npos ? std::string_view() : requested.substr(comma + 1);
         if (name.empty()) {

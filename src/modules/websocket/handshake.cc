@@ -15,19 +15,11 @@ using core::http::equalsIgnoreCase;
 constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 
 bool isB64(char c) {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
-std::string_view trim(std::string_view s) {
-    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) {
-        s.remove_prefix(1);
-    }
-    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) {
-        s.remove_suffix(1);
-    }
-    return s;
-}
+using core::http::trimOws;
 
 /// Calls fn(token) for each non-empty element of a comma-separated list; stops when it
 /// returns false.
@@ -35,7 +27,7 @@ template <typename Fn>
 bool forEachToken(std::string_view list, Fn&& fn) {
     while (true) {
         size_t comma = list.find(',');
-        std::string_view t = trim(list.substr(0, comma));
+        std::string_view t = trimOws(list.substr(0, comma));
         if (!t.empty() && !fn(t)) {
             return false;
         }
