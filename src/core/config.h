@@ -839,6 +839,21 @@ struct CacheConfig {
     uint64_t max_body_size = 1024 * 1024;
     /// cache_with_query_params (orig): key includes the query string. Default false.
     bool cache_with_query_params = false;
+    /// max_memory (new): bytes of the shared body store (every worker's one cache). Default
+    /// 64 MiB; reserved in /dev/shm when the master starts.
+    uint64_t max_memory = 64u << 20;
+    /// min_ttl (new): floor of the default freshness (route ttl / default_ttl) given to
+    /// responses without max-age, s-maxage or Expires; never applied to explicit freshness.
+    /// Default 60s (the original README's minimum).
+    Duration min_ttl = std::chrono::seconds(60);
+    /// cache_authorized (new): store answers to requests with credentials (Authorization, or
+    /// any request on a route with `auth`) even when the response does not say public,
+    /// s-maxage or must-revalidate. Default false.
+    bool cache_authorized = false;
+    /// stale_while_revalidate / stale_if_error (new): gateway defaults of the RFC 5861
+    /// directives for responses that do not carry them. Default 0 (off).
+    Duration stale_while_revalidate = Duration::zero();
+    Duration stale_if_error = Duration::zero();
 
     bool operator==(const CacheConfig&) const = default;
 };

@@ -714,6 +714,20 @@ private:
         positiveDuration(r, "default_ttl", c.default_ttl);
         r.opt("max_body_size", c.max_body_size);
         r.opt("cache_with_query_params", c.cache_with_query_params);
+        uintAtLeast(r, "max_memory", 1u << 20, c.max_memory);
+        r.opt("min_ttl", c.min_ttl);
+        r.opt("cache_authorized", c.cache_authorized);
+        r.opt("stale_while_revalidate", c.stale_while_revalidate);
+        r.opt("stale_if_error", c.stale_if_error);
+        for (const char* k : {"min_ttl", "stale_while_revalidate", "stale_if_error"}) {
+            const core::Duration& d = std::string_view(k) == "min_ttl" ? c.min_ttl
+                                      : std::string_view(k) == "stale_if_error"
+                                          ? c.stale_if_error
+                                          : c.stale_while_revalidate;
+            if (d < core::Duration::zero()) {
+                ctx_.error(*node.find(k), r.path(k), "must not be negative");
+            }
+        }
     }
 
     // --- middleware -----------------------------------------------------------------------------
@@ -1665,6 +1679,11 @@ public:
             kv("default_ttl", dur(c.cache.default_ttl));
             kv("max_body_size", std::to_string(c.cache.max_body_size));
             kv("cache_with_query_params", boolean(c.cache.cache_with_query_params));
+            kv("max_memory", std::to_string(c.cache.max_memory));
+            kv("min_ttl", dur(c.cache.min_ttl));
+            kv("cache_authorized", boolean(c.cache.cache_authorized));
+            kv("stale_while_revalidate", dur(c.cache.stale_while_revalidate));
+            kv("stale_if_error", dur(c.cache.stale_if_error));
             end();
         } else {
             line("# cache: not configured (routes' cache blocks use the defaults)");

@@ -2,6 +2,7 @@
 // Master-side glue: listeners, proxy model, shared state and process slots.
 #include "master/runtime.h"
 
+#include <openssl/rand.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -10,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/log.h"
+#include "modules/cache/cache.h"
 #include "modules/balancer/balancer_layout.h"
 #include "modules/balancer/config.h"
 #include "modules/balancer/upstream_table.h"
@@ -31,7 +33,8 @@ namespace {
 
 /// Everything the master maps; kept for the process lifetime (workers inherit the mappings).
 struct SharedState {
-    std::optional<shm::MappedSegment> slots_seg, upstreams_seg, server_seg, addrs_seg, metrics_seg;
+    std::optional<shm::MappedSegment> slots_seg, upstreams_seg, server_seg, addrs_seg, metrics_seg,
+        cache_seg;
     std::optional<shm::SlotTable> slots;
     std::optional<mod::balancer::UpstreamTable> upstreams;
     worker::ServerCountersShm* server = nullptr;
@@ -183,6 +186,10 @@ core::Result<void> mapSegments(const core::Config& c, const std::string& pid_pat
     server_hook.name = "server_counters";
     server_hook.on_reclaim = zeroServerSlot;
     g_state.slots->addHook(server_hook);
+    shm::SlotHook cache_hook;
+    cache_hook.name = "cache";
+    cache_hook.on_reclaim = [](void*, uint32_t slot) { mod::cache::store().reclaimSlot(slot); };
+    g_state.slots->addHook(cache_hook);
     g_state.slots->reclaimOrphans();
     g_state.upstreams->reclaimInactive(*g_state.slots);
     worker::SharedSegments segs;
@@ -332,8 +339,53 @@ void closeListenersNotIn(std::vector<Listener>& old, const std::vector<Listener>
 
 namespace {
 
+/// The response cache's segment: created when a route caches, kept across reloads while its
+/// geometry is unchanged (so are its entries), replaced when it changes, gone when no route
+/// caches any more.
+core::Result<void> mapCache(const core::Config& c) {
+    namespace mc = mod::cache;
+    mc::Store& st = mc::store();
+    if (!mc::wanted(c)) {
+        if (g_state.cache_seg) {
+            std::string n = g_state.cache_seg->name();
+            st.bind(nullptr, 0, 0);
+            g_state.cache_seg.reset();
+            shm::MappedSegment::remove(n);
+        }
+        return {};
+    }
+    const uint32_t entries = mc::Store::entriesFor(c.cache.max_entries);
+    const uint32_t blocks = mc::Store::blocksFor(c.cache.max_memory);
+    if (g_state.cache_seg && st.mapped() && st.entryCount() == entries &&
+        st.blockCount() == blocks) {
+        return {};
+    }
+    const uint64_t fingerprint = (uint64_t{entries} << 32) ^ blocks ^ (uint64_t{mc::kBlockSize} << 20);
+    auto seg = shm::MappedSegment::create(shm::segmentName(g_state.instance, "cache"),
+                                          mc::Store::bodyBytes(entries, blocks),
+                                          mc::kCacheLayoutVersion, fingerprint);
+    if (!seg.ok()) {
+        return core::fail("cache: ", seg.error().msg);
+    }
+    g_state.cache_seg.emplace(std::move(seg.value()));
+    st.bind(g_state.cache_seg->body(), entries, blocks);
+    if (!g_state.cache_seg->reused()) {
+        uint64_t seed = 0;
+        if (RAND_bytes(reinterpret_cast<unsigned char*>(&seed), sizeof seed) != 1) {
+            seed = monoUs() * 0x9e3779b97f4a7c15ull;
+        }
+        st.format(seed);
+        LOG_INFO("cache: %u entries, %llu MiB of body store in shared memory", entries,
+                 static_cast<unsigned long long>(uint64_t{blocks} * mc::kBlockSize >> 20));
+    }
+    return {};
+}
+
 /// The modules' own segments (rate-limit tables ...), for `c`.
 core::Result<void> mapModuleSegments(const core::Config& c) {
+    if (auto r = mapCache(c); !r.ok()) {
+        return core::fail("shared memory: ", r.error().msg);
+    }
     for (worker::Module* m : mod::modules()) {
         if (auto r = m->mapShared(c, g_state.instance); !r.ok()) {
             return core::fail("shared memory: ", r.error().msg);
@@ -416,8 +468,9 @@ void teardownSharedState() {
         m->removeShared();
     }
     mod::metrics::setCounting(mod::metrics::Store{}, -1);
+    mod::cache::store().bind(nullptr, 0, 0);
     for (auto* seg : {&g_state.slots_seg, &g_state.upstreams_seg, &g_state.server_seg,
-                      &g_state.addrs_seg, &g_state.metrics_seg}) {
+                      &g_state.addrs_seg, &g_state.metrics_seg, &g_state.cache_seg}) {
         if (*seg) {
             std::string n = (*seg)->name();
             seg->reset();

@@ -21,6 +21,8 @@
 #include "core/log.h"
 #include "master/listener.h"
 #include "modules/balancer/rng.h"
+#include "modules/cache/cache.h"
+#include "shm/clock.h"
 #include "modules/metrics/store.h"
 #include "modules/registry.h"
 #include "modules/routing/path_normalize.h"
@@ -106,6 +108,15 @@ void sendLocal(ClientConn* c, int status, std::string_view error, std::string_vi
 void writeLocal(ClientConn* c);
 void proceedProxy(ClientConn* c);
 void upgradeAccepted(ClientConn* c);
+void buildClientHead(ClientConn* c, bool own_gateway);
+void cacheRelease(ClientConn* c);
+void cachePurge(ClientConn* c, std::string_view what);
+void cacheInvalidateAfter(ClientConn* c);
+void cacheBeginStore(ClientConn* c);
+void addCacheFields(ClientConn* c);
+void cacheTee(ClientConn* c, const char* p, size_t n);
+void cacheCommit(ClientConn* c);
+void pumpCached(ClientConn* c);
 
 /// The connection side of the phase engine.
 class ConnHost final : public RequestHost {
@@ -397,8 +408,10 @@ void connectDone(UpstreamConn* u) {
 
 /// Back-pressure: the upstream is not read until the client takes more of the response.
 void waitForClient(ClientConn* c) {
-    ev_io_stop(L(), &c->up->rio);
-    upstreamTimer(c->up, 0);
+    if (c->up != nullptr) {
+        ev_io_stop(L(), &c->up->rio);
+        upstreamTimer(c->up, 0);
+    }
     startWrite(c);
     clientTimer(c, ctx().limits.send_timeout);
 }
@@ -444,6 +457,8 @@ void closeClient(ClientConn* c) {
         countRequest(c);  // a request that ends here without its response completed
     }
     releaseUpstream(c, false);
+    ctx().io.cancel(&c->tx);  // it may point into cbuf
+    cacheRelease(c);
     ctx().io.cancel(&c->rx);
     ctx().io.cancel(&c->tx);
     stopRead(c);
@@ -509,6 +524,7 @@ void sendContinue(ClientConn* c) {
 }
 
 void resetRequestState(ClientConn* c) {
+    cacheRelease(c);
     c->rq.reset();
     c->meta.reset();
     c->scan_hint = 0;
@@ -1103,6 +1119,10 @@ void dispatch(ClientConn* c) {
         if (metrics_listener && get && serveObservability(c, path, true)) {
             return;
         }
+        if (metrics_listener && r.method == "PURGE" && path.starts_with("/cache/")) {
+            cachePurge(c, path.substr(7));
+            return;
+        }
         if (path == "/health" && get && (metrics_listener || !p.has_health_route)) {
             std::string body;
             int status = healthBody(body);
@@ -1141,8 +1161,488 @@ void dispatch(ClientConn* c) {
     runAfterRoute(rq);  // the route's handlers, then proceedProxy()
 }
 
+// ----- response cache -----
+// A route with `cache` looks the request up here, after its Access handlers ran (a cached
+// answer never reaches a request that failed authentication or rate limiting). A hit is served
+// from the shared store with the HeaderFilter handlers applied as to an upstream head; a miss
+// goes upstream and its response is stored while it streams to the client (no splice then).
+
+namespace mc = mod::cache;
+
+enum CacheStatus : uint8_t { kCacheNone, kCacheHit, kCacheMiss, kCacheStale, kCacheBypass,
+                             kCacheExpired, kCacheRevalidated };
+
+std::string_view cacheStatusText(uint8_t s) {
+    switch (s) {
+        case kCacheHit: return "HIT";
+        case kCacheMiss: return "MISS";
+        case kCacheStale: return "STALE";
+        case kCacheBypass: return "BYPASS";
+        case kCacheExpired: return "EXPIRED";
+        case kCacheRevalidated: return "REVALIDATED";
+        default: return {};
+    }
+}
+
+// Stored heads are serialised here first (one worker thread).
+char g_cache_head[32768];
+
+void pumpCached(ClientConn* c);
+
+/// Adds X-Cache and X-Cache-Key to the response head HeaderFilter will see.
+void addCacheFields(ClientConn* c) {
+    std::string_view st = cacheStatusText(c->cache_status);
+    if (st.empty()) {
+        return;
+    }
+    addHeader(c->resp.headers, "X-Cache", st);
+    if (!c->cache_key.empty()) {
+        addHeader(c->resp.headers, "X-Cache-Key", c->cache_key);
+    }
+}
+
+/// Serves the entry `f` (already judged usable). False when it changed meanwhile or does not
+/// parse (the request then goes upstream as a miss); the response is under way otherwise.
+bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status) {
+    mc::Store& st = mc::store();
+    const uint32_t head_len = f.meta.head_len;
+    ctx().body_pool.acquire(c->cbuf);
+    c->cbuf.clear();
+    if (head_len == 0 || head_len > c->cbuf.space() / 2) {
+        return false;
+    }
+    const uint64_t data0 = f.meta.key_len;
+    // The head and the first part of the body in one copy, checked against the entry's version
+    // before a byte is sent.
+    size_t body_first = static_cast<size_t>(
+        std::min<uint64_t>(f.meta.body_len, c->cbuf.space() - head_len));
+    if (c->req_was_head) {
+        body_first = 0;
+    }
+    if (!st.read(f, data0, c->cbuf.writePtr(), head_len + body_first)) {
+        return false;
+    }
+    c->cbuf.produce(head_len + body_first);
+    core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
+    size_t hint = 0;
+    if (core::http::parseResponse(c->cbuf.readPtr(), head_len, pl, c->resp, hint, true) !=
+        ParseStatus::Complete) {
+        return false;
+    }
+    uint64_t body = f.meta.body_len;
+    if (c->resp.status == 200 && mc::notModified(c->req.headers, c->resp.headers)) {
+        c->resp.status = 304;  // the client's copy is current
+        body_first = 0;
+        c->cbuf.wpos = c->cbuf.rpos + head_len;
+        body = 0;
+    } else {
+        char* cl = c->rq.alloc(24);
+        if (cl == nullptr) {
+            return false;
+        }
+        int n = std::snprintf(cl, 24, "%llu", static_cast<unsigned long long>(body));
+        addHeader(c->resp.headers, "Content-Length", std::string_view(cl, static_cast<size_t>(n)));
+    }
+    c->resp.framing = c->req_was_head || body == 0 ? BodyFraming::None : BodyFraming::ContentLength;
+    c->resp.content_length = body;
+    char* ag = c->rq.alloc(24);
+    if (ag == nullptr) {
+        return false;
+    }
+    int an = std::snprintf(ag, 24, "%llu", static_cast<unsigned long long>(age));
+    addHeader(c->resp.headers, "Age", std::string_view(ag, static_cast<size_t>(an)));
+    c->cache_status = status;
+    addCacheFields(c);
+
+    // From here the request is answered from the store.
+    c->in.consume(c->head_pending);
+    c->head_pending = 0;
+    st.touch(f.idx);
+    mc::Store::bump(status == kCacheHit ? st.stats(mc::writer()).hits
+                                        : st.stats(mc::writer()).stale);
+    c->meta.status = c->resp.status;
+    c->meta.upstream_addr = nullptr;
+    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
+        c->rq.upstream = {};
+        if (!filterUpstreamHead(c->rq)) {
+            ctx().body_pool.release(c->cbuf);
+            LOG_WARN("response head for request %.*s no longer fits after header filters",
+                     static_cast<int>(c->meta.id_len), c->meta.id);
+            sendLocal(c, 502, "response header too large", {}, false);
+            return true;
+        }
+    }
+    ctx().io_pool.acquire(c->out);
+    buildClientHead(c, c->rq.own_gateway_field);
+    if (c->out.overflowed) {
+        c->out.clear();
+        ctx().body_pool.release(c->cbuf);
+        sendLocal(c, 502, "response header too large", {}, false);
+        return true;
+    }
+    c->cbuf.consume(head_len);
+    c->resp_ready = c->cbuf.size();
+    c->cache_found = f;
+    c->cache_off = data0 + head_len + body_first;
+    c->cache_end = data0 + head_len + (c->req_was_head ? 0 : body);
+    c->cache_serving = true;
+    c->resp_head_done = true;
+    c->resp_framed_all = true;
+    c->state = ClientConn::State::Proxying;
+    clientTimer(c, 0);
+    pumpCached(c);
+    return true;
+}
+
+/// Sends the cached response: `out` (the head), then the body, copied from the store a buffer
+/// at a time and checked against the entry's version before it is sent.
+void pumpCached(ClientConn* c) {
+    if (c->tx.busy()) {
+        return;  // its completion comes back here
+    }
+    if (c->resp_ready == 0 && c->cache_off < c->cache_end) {
+        c->cbuf.clear();
+        size_t n = static_cast<size_t>(std::min<uint64_t>(c->cbuf.space(),
+                                                          c->cache_end - c->cache_off));
+        if (!mc::store().read(c->cache_found, c->cache_off, c->cbuf.writePtr(), n)) {
+            // Evicted while being sent: the head is gone already, so the close is the signal.
+            LOG_WARN("cache entry replaced while it was being sent; closing the connection");
+            closeClient(c);
+            return;
+        }
+        c->cbuf.produce(n);
+        c->cache_off += n;
+        c->resp_ready = n;
+    }
+    if (!c->out.empty() && c->resp_ready != 0 && c->resp_ready <= kJoinBody &&
+        c->resp_ready <= c->out.space()) {
+        c->out.append(c->cbuf.readPtr(), c->resp_ready);
+        c->cbuf.consume(c->resp_ready);
+        c->resp_ready = 0;
+        if (c->cache_off < c->cache_end) {
+            ctx().io.queue(&c->tx);
+            return;
+        }
+    }
+    if (!c->out.empty() || c->resp_ready != 0) {
+        ctx().io.queue(&c->tx);
+        return;
+    }
+    stopWrite(c);
+    clientTimer(c, 0);
+    c->cache_serving = false;
+    ctx().body_pool.release(c->cbuf);
+    finishRequest(c);
+}
+
+/// Removes what is stored under `key` (and, for a Vary marker, makes its variants unreachable).
+void cacheInvalidate(std::string_view key) {
+    mc::Store& st = mc::store();
+    mc::Found f;
+    if (st.find(key, st.hashKey(key), f)) {
+        st.remove(f, mc::writer());
+    }
+}
+
+/// `PURGE /cache/<host><path>` on the metrics listener: removes the stored responses of that URL
+/// (every query and Vary variant when the key has them); a trailing `*` removes every URL
+/// under the prefix, and `PURGE /cache/*` everything. Answers {"purged": N}.
+void cachePurge(ClientConn* c, std::string_view what) {
+    mc::Store& st = mc::store();
+    if (!st.mapped()) {
+        sendLocal(c, 404, "no route caches responses", {}, false);
+        return;
+    }
+    struct Match {
+        char key[mc::kMaxKey];
+        size_t len = 0;
+        bool prefix = false;
+    } m;
+    m.prefix = !what.empty() && what.back() == '*';
+    if (m.prefix) {
+        what.remove_suffix(1);
+    }
+    size_t slash = what.find('/');
+    std::string_view host = what.substr(0, slash);
+    std::string_view path = slash == std::string_view::npos ? std::string_view() : what.substr(slash);
+    if (host.empty() && !m.prefix) {
+        sendLocal(c, 400, "PURGE /cache/<host>/<path>, /cache/<host>/<prefix>* or /cache/*", {},
+                  false);
+        return;
+    }
+    m.len = mc::buildKey(host, path, {}, false, m.key, sizeof m.key);
+    if (m.len == 0) {
+        sendLocal(c, 400, "URL too long", {}, false);
+        return;
+    }
+    size_t n = st.purge(
+        [](void* x, std::string_view key) {
+            const auto* mm = static_cast<const Match*>(x);
+            std::string_view want(mm->key, mm->len);
+            if (mm->prefix) {
+                return key.starts_with(want);
+            }
+            // The URL itself, its query variants and its Vary variants.
+            return key == want ||
+                   (key.starts_with(want) && (key[want.size()] == '?' || key[want.size()] == '\n'));
+        },
+        &m, mc::writer());
+    char body[64];
+    int bn = std::snprintf(body, sizeof body, "{\"purged\":%zu}", n);
+    LOG_NOTICE("cache: PURGE /cache/%.*s%s removed %zu entries", static_cast<int>(what.size()),
+               what.data(), m.prefix ? "*" : "", n);
+    sendJson(c, 200, std::string_view(body, static_cast<size_t>(bn)));
+}
+
+/// The cache step of a route with `cache`: true when the request was answered here.
+bool cacheLookup(ClientConn* c) {
+    auto& r = c->req;
+    const mc::RoutePolicy& pol = c->rq.route->cache;
+    mc::Store& st = mc::store();
+    if (!st.mapped() || c->rq.websocket) {
+        return false;
+    }
+    const bool get = r.method_id == core::http::Method::Get;
+    const bool safe = get || c->req_was_head || r.method_id == core::http::Method::Options ||
+                      r.method_id == core::http::Method::Trace;
+    char key[mc::kMaxKey];
+    size_t kn = mc::buildKey(r.host, c->rq.path, r.query, pol.with_query, key, sizeof key);
+    if (!safe) {
+        // A success of an unsafe method invalidates the URI (RFC 9111 §4.4), decided at its
+        // response.
+        if (kn != 0) {
+            c->cache_key = c->rq.copy(std::string_view(key, kn));
+            c->cache_host = c->rq.copy(r.host);
+            c->cache_invalidate = !c->cache_key.empty();
+        }
+        return false;
+    }
+    if (!get && !c->req_was_head) {
+        return false;
+    }
+    mc::CacheStatsShm& stats = st.stats(mc::writer());
+    if (kn == 0 || (r.has_query && !pol.with_query) || r.framing != BodyFraming::None) {
+        c->cache_status = kCacheBypass;
+        mc::Store::bump(stats.bypass);
+        return false;
+    }
+    c->cache_key = c->rq.copy(std::string_view(key, kn));
+    if (c->cache_key.empty()) {
+        c->cache_status = kCacheBypass;  // the arena is full
+        mc::Store::bump(stats.bypass);
+        return false;
+    }
+    const mc::CacheControl rcc = mc::cacheControlOf(r.headers);
+    const std::string_view raw(c->in.readPtr(), c->head_pending);
+    mc::Found f;
+    bool found = st.find(c->cache_key, st.hashKey(c->cache_key), f);
+    if (found && (f.meta.flags & mc::kVaryMarker) != 0) {
+        char names[1024];
+        char vk[mc::kMaxKey];
+        size_t vn = 0;
+        if (f.meta.head_len <= sizeof names &&
+            st.read(f, f.meta.key_len, names, f.meta.head_len)) {
+            vn = mc::variantKey(c->cache_key, f.meta.stored_us,
+                                std::string_view(names, f.meta.head_len), raw, vk, sizeof vk);
+        }
+        found = vn != 0 && st.find(std::string_view(vk, vn), st.hashKey(std::string_view(vk, vn)), f);
+    }
+    const uint64_t now_us = shm::monotonicMicros();
+    if (found) {
+        mc::Judgement j = mc::judge(f.meta, now_us, rcc);
+        if (j.use == mc::Use::Fresh || j.use == mc::Use::Stale) {
+            if (serveCached(c, f, j.age, j.use == mc::Use::Fresh ? kCacheHit : kCacheStale)) {
+                return true;
+            }
+            found = false;  // changed meanwhile: a miss
+        } else {
+            mc::Store::bump(stats.expired);
+        }
+    }
+    if (rcc.only_if_cached) {
+        mc::Store::bump(stats.misses);
+        sendLocal(c, 504, "not in the cache (only-if-cached)", {}, false);
+        return true;
+    }
+    c->cache_status = found ? kCacheExpired : kCacheMiss;
+    mc::Store::bump(stats.misses);
+    if (get) {
+        // Kept for the store decision at the response: the request head is gone by then.
+        c->cache_may_store = true;
+        c->cache_req_no_store = rcc.no_store;
+        c->cache_req_auth = pol.authenticated || r.headers.find("authorization") != nullptr;
+        c->cache_request_time = static_cast<int64_t>(::time(nullptr));
+        ctx().body_pool.acquire(c->cbuf);
+        c->cbuf.clear();
+        if (raw.size() <= c->cbuf.space()) {
+            c->cbuf.append(raw.data(), raw.size());
+        } else {
+            c->cache_may_store = false;
+        }
+    }
+    return false;
+}
+
+/// At an upstream head of a cacheable miss: starts storing the response if it may be stored.
+void cacheBeginStore(ClientConn* c) {
+    c->cache_may_store = false;
+    mc::Store& st = mc::store();
+    const mc::RoutePolicy& pol = c->rq.route->cache;
+    if (c->resp.framing == BodyFraming::UntilClose) {
+        return;  // its end is a close, which cannot be told from a failure
+    }
+    mc::CacheControl rcc;
+    rcc.no_store = c->cache_req_no_store;
+    const int64_t now_wall = static_cast<int64_t>(::time(nullptr));
+    mc::StorePlan plan =
+        mc::planStore(pol, c->cache_req_auth, rcc, c->resp, c->cache_request_time, now_wall);
+    if (!plan.store) {
+        return;
+    }
+    size_t hn = mc::serializeHead(c->resp, g_cache_head, sizeof g_cache_head);
+    if (hn == 0) {
+        return;
+    }
+    // Vary: the response is stored under its variant's key, found through a marker stored
+    // under the plain key (the Vary field names), whose stamp is part of the variant's key.
+    char names[1024];
+    size_t nn = mc::varyNames(c->resp.headers, names, sizeof names);
+    std::string_view store_key = c->cache_key;
+    char vk[mc::kMaxKey];
+    const uint64_t now_us = shm::monotonicMicros();
+    if (nn != 0) {
+        std::string_view nm(names, nn);
+        mc::Found f;
+        uint64_t stamp = 0;
+        char have[1024];
+        if (st.find(c->cache_key, st.hashKey(c->cache_key), f) &&
+            (f.meta.flags & mc::kVaryMarker) != 0 && f.meta.head_len == nn &&
+            st.read(f, f.meta.key_len, have, nn) && std::string_view(have, nn) == nm) {
+            stamp = f.meta.stored_us;
+        } else {
+            mc::Insert m;
+            st.begin(m, mc::writer(), c->cache_key.size() + nn);
+            mc::EntryMeta mm;
+            mm.flags = mc::kVaryMarker;
+            mm.stored_us = now_us;
+            mm.key_len = static_cast<uint32_t>(c->cache_key.size());
+            mm.head_len = static_cast<uint32_t>(nn);
+            mm.lifetime = 0x7fffffff;
+            if (!st.append(m, c->cache_key.data(), c->cache_key.size()) ||
+                !st.append(m, names, nn) || !st.commit(m, st.hashKey(c->cache_key), mm)) {
+                return;
+            }
+            stamp = now_us;
+        }
+        std::string_view raw(c->cbuf.readPtr(), c->cbuf.size());
+        size_t vn = mc::variantKey(c->cache_key, stamp, nm, raw, vk, sizeof vk);
+        if (vn == 0) {
+            return;
+        }
+        store_key = std::string_view(vk, vn);
+    }
+    mc::EntryMeta& m = c->cache_meta;
+    m = plan.meta;
+    m.stored_us = now_us;
+    m.key_len = static_cast<uint32_t>(store_key.size());
+    m.head_len = static_cast<uint32_t>(hn);
+    if (nn != 0) {
+        m.flags |= mc::kVaried;
+    }
+    st.begin(c->cache_ins, mc::writer(), store_key.size() + hn + pol.max_body);
+    if (!st.append(c->cache_ins, store_key.data(), store_key.size()) ||
+        !st.append(c->cache_ins, g_cache_head, hn)) {
+        return;
+    }
+    c->cache_hash = st.hashKey(store_key);
+    c->cache_storing = true;
+}
+
+/// Stores body bytes of the response being stored; a failure (too large, no space) ends it.
+void cacheTee(ClientConn* c, const char* p, size_t n) {
+    if (n != 0 && !mc::store().append(c->cache_ins, p, n)) {
+        c->cache_storing = false;  // append() gave the blocks back
+    }
+}
+
+/// The response was received whole: publishes it.
+void cacheCommit(ClientConn* c) {
+    c->cache_storing = false;
+    mc::Store& st = mc::store();
+    mc::EntryMeta& m = c->cache_meta;
+    const uint64_t body = c->cache_ins.total - m.key_len - m.head_len;
+    if (body > UINT32_MAX ||
+        (c->resp_framing == BodyFraming::ContentLength && body != c->resp.content_length)) {
+        st.abort(c->cache_ins);
+        return;
+    }
+    m.body_len = static_cast<uint32_t>(body);
+    st.commit(c->cache_ins, c->cache_hash, m);
+}
+
+/// Ends any cache work of the request (abandoned, or done).
+void cacheRelease(ClientConn* c) {
+    if (c->cache_ins.active) {
+        mc::store().abort(c->cache_ins);
+    }
+    c->cache_storing = false;
+    c->cache_serving = false;
+    c->cache_may_store = false;
+    c->cache_invalidate = false;
+    c->cache_status = kCacheNone;
+    c->cache_key = {};
+    c->cache_host = {};
+    ctx().body_pool.release(c->cbuf);
+}
+
+/// A successful unsafe request invalidates its URI and its Location / Content-Location on the
+/// same host (RFC 9111 §4.4).
+void cacheInvalidateAfter(ClientConn* c) {
+    c->cache_invalidate = false;
+    if (c->resp.status < 200 || c->resp.status >= 400) {
+        return;
+    }
+    cacheInvalidate(c->cache_key);
+    const mc::RoutePolicy& pol = c->rq.route->cache;
+    for (const auto& h : c->resp.headers) {
+        if (!core::http::equalsIgnoreCase(h.name, "location") &&
+            !core::http::equalsIgnoreCase(h.name, "content-location")) {
+            continue;
+        }
+        std::string_view v = h.value;
+        std::string_view host = c->cache_host;
+        for (std::string_view scheme : {"http://", "https://"}) {
+            if (v.size() > scheme.size() &&
+                core::http::equalsIgnoreCase(v.substr(0, scheme.size()), scheme)) {
+                v.remove_prefix(scheme.size());
+                size_t slash = v.find('/');
+                host = v.substr(0, slash);
+                if (!core::http::equalsIgnoreCase(host, c->cache_host)) {
+                    v = {};  // another host: not ours to touch
+                } else {
+                    v = slash == std::string_view::npos ? std::string_view("/") : v.substr(slash);
+                }
+            }
+        }
+        if (v.empty() || v[0] != '/') {
+            continue;
+        }
+        size_t q = v.find('?');
+        std::string_view path = v.substr(0, q);
+        std::string_view query = q == std::string_view::npos ? std::string_view() : v.substr(q + 1);
+        char key[mc::kMaxKey];
+        size_t kn = mc::buildKey(host, path, query, pol.with_query, key, sizeof key);
+        if (kn != 0) {
+            cacheInvalidate(std::string_view(key, kn));
+        }
+    }
+}
+
 /// The built-in Proxy step: rewrite, the upstream request head, the first attempt.
 void proceedProxy(ClientConn* c) {
+    if (c->rq.route->cache.on && cacheLookup(c)) {
+        return;  // answered from the cache
+    }
     auto& r = c->req;
     const Proxy& p = *ctx().proxy;
     const RouteRt& route = *c->rq.route;
@@ -1681,6 +2181,15 @@ bool onResponseHead(ClientConn* c) {
     if (c->resp.status >= 500) {
         mod::metrics::upstreamError(u->up->mx_row, mod::metrics::UpstreamError::Status5xx);
     }
+    if (c->cache_invalidate) {
+        cacheInvalidateAfter(c);
+    }
+    if (c->cache_may_store) {
+        cacheBeginStore(c);
+    }
+    if (c->cache_status != 0) {
+        addCacheFields(c);
+    }
     if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
         c->rq.upstream = u->up->address;
         if (!filterUpstreamHead(c->rq)) {
@@ -1814,6 +2323,9 @@ bool frameResponseBody(ClientConn* c) {
     switch (c->resp_framing) {
         case BodyFraming::ContentLength: {
             size_t k = static_cast<size_t>(std::min<uint64_t>(avail, c->resp_body_left));
+            if (c->cache_storing) {
+                cacheTee(c, p, k);
+            }
             c->resp_body_left -= k;
             c->resp_ready += k;
             c->resp_framed_all = c->resp_body_left == 0;
@@ -1839,13 +2351,23 @@ bool frameResponseBody(ClientConn* c) {
                     closeClient(c);
                     return false;
                 }
+                if (c->cache_storing) {
+                    cacheTee(c, cur.base, cur.len);
+                }
                 std::memmove(cur.base + cur.len, p + fr.consumed, avail - fr.consumed);
                 u->rbuf.wpos -= static_cast<uint32_t>(fr.consumed - cur.len);
                 c->resp_ready += cur.len;
                 c->resp_framed_all = fr.status == core::http::ChunkedDecoder::Status::Done;
                 return true;
             }
-            auto fr = c->resp_decoder.feed(p, avail);
+            auto fr = c->cache_storing
+                          ? c->resp_decoder.feed(
+                                p, avail,
+                                [](void* x, const char* d, size_t n) {
+                                    cacheTee(static_cast<ClientConn*>(x), d, n);
+                                },
+                                c)
+                          : c->resp_decoder.feed(p, avail);
             c->resp_ready += fr.consumed;
             if (fr.status == core::http::ChunkedDecoder::Status::Error) {
                 LOG_WARN("upstream %s sent an invalid chunked body", u->up->address.c_str());
@@ -1867,6 +2389,9 @@ bool frameResponseBody(ClientConn* c) {
 
 void finishProxy(ClientConn* c) {
     UpstreamConn* u = c->up;
+    if (c->cache_storing && c->resp_framed_all) {
+        cacheCommit(c);
+    }
     bool reusable = c->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty() &&
                     c->resp_framing != BodyFraming::UntilClose;
     c->meta.upstream_time = now() - c->meta.upstream_start;
@@ -1878,6 +2403,10 @@ void finishProxy(ClientConn* c) {
 /// completion, clientTxDone(), comes back here until the response is done or the client is
 /// full. A send and a recv of the same response are never in flight together.
 void pumpResponse(ClientConn* c) {
+    if (c->cache_serving) {
+        pumpCached(c);
+        return;
+    }
     if (c->splicing) {
         pumpSplice(c);
         return;
@@ -1914,7 +2443,8 @@ void pumpResponse(ClientConn* c) {
     // Everything read so far is sent; a large remainder of a Content-Length body goes through
     // a pipe from here on.
     if (c->resp_framing == BodyFraming::ContentLength && c->resp_body_left >= kSpliceMin &&
-        u->rbuf.empty() && c->ssl == nullptr && u->ssl == nullptr && ctx().pipes.enabled() &&
+        u->rbuf.empty() && c->ssl == nullptr && u->ssl == nullptr && !c->cache_storing &&
+        ctx().pipes.enabled() &&
         ctx().pipes.acquire(c->pipe)) {
         c->splicing = true;
         ctx().body_pool.release(u->rbuf);
@@ -1945,6 +2475,8 @@ bool clientTxPrep(IoOp* op, IoArgs& a) {
     }
     if (c->resp_ready != 0 && c->up != nullptr) {
         a.iov[a.iovcnt++] = {c->up->rbuf.readPtr(), c->resp_ready};
+    } else if (c->resp_ready != 0 && c->cache_serving) {
+        a.iov[a.iovcnt++] = {c->cbuf.readPtr(), c->resp_ready};
     }
     return a.iovcnt != 0;
 }
@@ -1966,7 +2498,7 @@ void clientTxDone(IoOp* op, ssize_t n) {
     c->out.consume(from_out);
     w -= from_out;
     c->resp_ready -= w;
-    c->up->rbuf.consume(w);
+    (c->cache_serving ? c->cbuf : c->up->rbuf).consume(w);
     pumpResponse(c);
 }
 
@@ -2353,7 +2885,7 @@ void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
         tlsHandshake(c);
         return;
     }
-    if (c->state == ClientConn::State::Proxying && c->up) {
+    if (c->state == ClientConn::State::Proxying && (c->up || c->cache_serving)) {
         pumpResponse(c);  // waits for an operation in flight (the watcher reports again)
         return;
     }

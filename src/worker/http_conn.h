@@ -10,6 +10,7 @@
 #include <string_view>
 
 #include "core/http_parser.h"
+#include "modules/cache/store.h"
 #include "worker/buffer.h"
 #include "worker/context.h"
 #include "worker/io_batch.h"
@@ -192,6 +193,24 @@ public:
     Pipe pipe;
     bool splicing = false;
     bool req_was_head = false;
+    // Response cache (a route whose `cache` is on; see README.md, "Response cache").
+    uint8_t cache_status = 0;      // the X-Cache value this response gets (0: not eligible)
+    bool cache_may_store = false;  // a GET that missed: its response may be stored
+    bool cache_storing = false;    // the upstream's response is being stored (cache_ins)
+    bool cache_serving = false;    // the response comes from the store (cache_found)
+    bool cache_invalidate = false; // an unsafe method: a success invalidates the URI
+    bool cache_req_auth = false;    // the request carried credentials (for the store decision)
+    bool cache_req_no_store = false;  // ... or Cache-Control: no-store
+    std::string_view cache_key;     // arena: the key (X-Cache-Key)
+    std::string_view cache_host;    // arena: the request's host (for Location invalidation)
+    uint64_t cache_hash = 0;        // hash of the key the response is stored under
+    int64_t cache_request_time = 0;  // wall-clock seconds when the request went upstream
+    uint64_t cache_off = 0;         // serving: the next data byte to copy
+    uint64_t cache_end = 0;         // ... and the end of the data
+    mod::cache::Insert cache_ins;
+    mod::cache::EntryMeta cache_meta;
+    mod::cache::Found cache_found;
+    Buffer cbuf;  // serving: bytes from the store; a miss: a copy of the request head (Vary)
     bool in_process = false;  // inside processInput(): finishing must not recurse
     bool dead = false;        // closed while in_process; recycled when the loop unwinds
 };

@@ -12,6 +12,8 @@
 
 #include "config.h"
 #include "core/config.h"
+#include "modules/cache/store.h"
+#include "modules/cache/cache.h"
 #include "modules/metrics/store.h"
 #include "modules/ratelimit/limiter.h"
 #include "modules/registry.h"
@@ -438,6 +440,44 @@ std::vector<MetricFamily> collectMetrics(bool detailed) {
     addHist(f, s.ws_buckets, kWsDurationBuckets, kWsDurationBounds,
             static_cast<double>(s.ws_sum_us) / 1e6);
     out.push_back(std::move(f));
+
+    if (const mod::cache::Store& cs = mod::cache::store(); cs.mapped()) {
+        const mod::cache::CacheStats t = cs.totals();
+        struct {
+            const char* name;
+            const char* help;
+            uint64_t v;
+            MetricType type;
+        } const rows[] = {
+            {"gateway_cache_hits_total", "Requests answered from the cache (HIT and STALE)",
+             t.hits + t.stale, MetricType::Counter},
+            {"gateway_cache_misses_total",
+             "Cacheable requests that went upstream (MISS and EXPIRED)", t.misses,
+             MetricType::Counter},
+            {"gateway_cache_bypass_total",
+             "Requests on caching routes the cache did not take (a query string, a body, a key "
+             "too long)",
+             t.bypass, MetricType::Counter},
+            {"gateway_cache_entries_total", "Responses stored in the cache since it was created",
+             t.stores, MetricType::Counter},
+            {"gateway_cache_entries", "Responses in the cache now", t.entries, MetricType::Gauge},
+            {"gateway_cache_memory_bytes", "Bytes of the shared body store in use", t.memory_bytes,
+             MetricType::Gauge},
+            {"gateway_cache_memory_limit_bytes", "Size of the shared body store (cache.max_memory)",
+             t.capacity_bytes, MetricType::Gauge},
+            {"gateway_cache_evictions_total",
+             "Entries evicted to make room before they expired (CLOCK)", t.evictions,
+             MetricType::Counter},
+            {"gateway_cache_expired_total",
+             "Expired entries found by a request or removed to make room", t.expired,
+             MetricType::Counter},
+        };
+        for (const auto& r : rows) {
+            f = family(r.name, r.help, r.type);
+            addValue(f, static_cast<double>(r.v));
+            out.push_back(std::move(f));
+        }
+    }
 
     f = family("gateway_rate_limit_rejections_total",
                "Requests refused (429) by each rate limit for exceeding it", MetricType::Counter);
@@ -920,7 +960,17 @@ std::string dashboardJson() {
         }
         out += "]}";
     }
-    out += "],\"cache\":{\"enabled\":false,\"hits\":0,\"misses\":0}";
+    {
+        const mod::cache::CacheStats t = mod::cache::store().totals();
+        out += "],\"cache\":{\"enabled\":";
+        out += mod::cache::store().mapped() ? "true" : "false";
+        appendU(out, "hits", t.hits + t.stale);
+        appendU(out, "misses", t.misses);
+        appendU(out, "entries", t.entries);
+        appendU(out, "memory_bytes", t.memory_bytes);
+        appendU(out, "evictions", t.evictions);
+        out += "}";
+    }
     uint64_t limited = 0;
     for (const auto& l : s.limits) {
         limited += l.second;

@@ -242,6 +242,7 @@ core::Result<std::unique_ptr<Proxy>> Proxy::build(const core::Config& cfg,
             rt.ws_lifetime = w.timeout ? seconds(*w.timeout) : 0;
             rt.ws_max_message = w.max_message_size;
         }
+        rt.cache = mod::cache::compilePolicy(cfg, r);
         auto chain = buildChain(cfg, r, p->module_confs);
         if (!chain.ok()) {
             return core::Error{"route '" + r.id + "': " + chain.error().msg};

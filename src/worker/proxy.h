@@ -12,6 +12,7 @@
 
 #include "core/address.h"
 #include "core/config.h"
+#include "modules/cache/cache.h"
 #include "core/result.h"
 #include "modules/tls/client_tls.h"
 #include "worker/context.h"
@@ -100,6 +101,7 @@ struct RouteRt {
     double ws_lifetime = 0;  // seconds an upgraded connection may last; 0 = no limit
     uint64_t ws_max_message = 1u << 20;
     Chain chain;            // the handlers of the modules the route lists (empty: none)
+    mod::cache::RoutePolicy cache;  // the response cache (cache.on: this route caches)
     uint32_t mx_row = 0;    // row in the metrics segment (set by the master; 0 = none)
 };
 

@@ -2,6 +2,8 @@
 // The worker's calls into shared memory: connection gauges, balancing, passive health, /health.
 #include "worker/shared_state.h"
 
+#include "modules/cache/cache.h"
+
 #include <time.h>
 #include <unistd.h>
 
@@ -51,6 +53,7 @@ core::Result<void> attachWorkerSharedState(int slot) {
         return core::fail("shared memory segments are not mapped");
     }
     g_slot = slot;
+    mod::cache::setWriter(static_cast<uint32_t>(slot));
     // The master's view and our shard; nothing is counted when no one can read it (no
     // Prometheus endpoint and no metrics listener for the dashboard).
     const core::Config* cfg = ctx().init != nullptr ? ctx().init->config : nullptr;

@@ -715,7 +715,54 @@ class _Conn:
                                  "application/json", close)
         if p == "/ws":
             return self._websocket(req)
+        if p.startswith("/__cache/"):
+            return self._cacheable(req, close)
         return self._respond(req, 200, self.b.name.encode(), "text/plain", close)
+
+    def _cacheable(self, req, close):
+        """A response for cache tests, shaped by the request's X-Reply-* fields: each
+        ``X-Reply-<Name>: value`` becomes the response field ``<Name>: value``, except
+        ``X-Reply-Status`` (the status, default 200), ``X-Reply-Size`` (pad the body to this
+        many bytes), ``X-Reply-Chunked: 1`` (chunked framing) and ``X-Reply-Delay-Ms`` (wait
+        first). The body starts with ``<backend>:<path>:<n>`` where n counts this backend's
+        requests for the path (so a test tells a stored answer from a fresh one)."""
+        status, size, chunked, delay = 200, 0, False, 0
+        hdrs = []
+        for n, v in req.headers:
+            ln = n.lower()
+            if not ln.startswith("x-reply-"):
+                continue
+            name = n[len("x-reply-"):]
+            if ln == "x-reply-status":
+                status = int(v)
+            elif ln == "x-reply-size":
+                size = int(v)
+            elif ln == "x-reply-chunked":
+                chunked = v == "1"
+            elif ln == "x-reply-delay-ms":
+                delay = int(v)
+            else:
+                hdrs.append((name, v))
+        if delay and self.stop.wait(delay / 1000.0):
+            return False
+        with self.b._lock:
+            counts = self.b.__dict__.setdefault("_path_counts", {})
+            counts[req.path] = counts.get(req.path, 0) + 1
+            seq = counts[req.path]
+        body = ("%s:%s:%d\n" % (self.b.name, req.path, seq)).encode()
+        if size > len(body):
+            body += pattern(size - len(body))
+        if not chunked or status in (204, 304):
+            return self._respond(req, status, body, "text/plain", close, headers=hdrs)
+        hdrs += [("Content-Type", "text/plain"), ("Transfer-Encoding", "chunked")]
+        out = [self._head(status, hdrs, req, close)]
+        if req.method != "HEAD":
+            for off in range(0, len(body), 1000):
+                piece = body[off:off + 1000]
+                out.append(b"%x\r\n" % len(piece) + piece + b"\r\n")
+            out.append(b"0\r\n\r\n")
+        self._send(b"".join(out))
+        return not close
 
     def _chunked(self, req, close):
         n = req.qint("size", 1024)
