@@ -854,6 +854,10 @@ struct CacheConfig {
     /// directives for responses that do not carry them. Default 0 (off).
     Duration stale_while_revalidate = Duration::zero();
     Duration stale_if_error = Duration::zero();
+    /// lock_timeout (new): concurrent misses for one key (every worker's) send one upstream
+    /// request; the others wait for its entry at most this long, then go upstream themselves.
+    /// Default 5s; 0 turns coalescing off.
+    Duration lock_timeout = std::chrono::seconds(5);
 
     bool operator==(const CacheConfig&) const = default;
 };

@@ -719,11 +719,13 @@ private:
         r.opt("cache_authorized", c.cache_authorized);
         r.opt("stale_while_revalidate", c.stale_while_revalidate);
         r.opt("stale_if_error", c.stale_if_error);
-        for (const char* k : {"min_ttl", "stale_while_revalidate", "stale_if_error"}) {
-            const core::Duration& d = std::string_view(k) == "min_ttl" ? c.min_ttl
-                                      : std::string_view(k) == "stale_if_error"
-                                          ? c.stale_if_error
-                                          : c.stale_while_revalidate;
+        r.opt("lock_timeout", c.lock_timeout);
+        for (const char* k : {"min_ttl", "stale_while_revalidate", "stale_if_error", "lock_timeout"}) {
+            const std::string_view key(k);
+            const core::Duration& d = key == "min_ttl"          ? c.min_ttl
+                                      : key == "stale_if_error" ? c.stale_if_error
+                                      : key == "lock_timeout"   ? c.lock_timeout
+                                                                : c.stale_while_revalidate;
             if (d < core::Duration::zero()) {
                 ctx_.error(*node.find(k), r.path(k), "must not be negative");
             }
@@ -1684,6 +1686,7 @@ public:
             kv("cache_authorized", boolean(c.cache.cache_authorized));
             kv("stale_while_revalidate", dur(c.cache.stale_while_revalidate));
             kv("stale_if_error", dur(c.cache.stale_if_error));
+            kv("lock_timeout", dur(c.cache.lock_timeout));
             end();
         } else {
             line("# cache: not configured (routes' cache blocks use the defaults)");

@@ -1184,8 +1184,10 @@ std::string_view cacheStatusText(uint8_t s) {
     }
 }
 
-// Stored heads are serialised here first (one worker thread).
+// Stored heads are serialised here first, and read back for revalidation (one worker thread).
 char g_cache_head[32768];
+char g_cache_head2[32768];
+char g_cache_chunk[16384];
 
 void pumpCached(ClientConn* c);
 
@@ -1201,9 +1203,13 @@ void addCacheFields(ClientConn* c) {
     }
 }
 
-/// Serves the entry `f` (already judged usable). False when it changed meanwhile or does not
-/// parse (the request then goes upstream as a miss); the response is under way otherwise.
-bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status) {
+/// Serves the entry `f` (already judged usable). `nm`: whether the client's conditionals match
+/// it (-1: decide from the request head, still in place). False when the entry changed
+/// meanwhile or does not parse (the request then goes upstream as a miss); the response is
+/// under way otherwise.
+void failRequest(ClientConn* c, int status, std::string_view why);
+
+bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status, int nm) {
     mc::Store& st = mc::store();
     const uint32_t head_len = f.meta.head_len;
     ctx().body_pool.acquire(c->cbuf);
@@ -1230,7 +1236,8 @@ bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status
         return false;
     }
     uint64_t body = f.meta.body_len;
-    if (c->resp.status == 200 && mc::notModified(c->req.headers, c->resp.headers)) {
+    if (c->resp.status == 200 &&
+        (nm >= 0 ? nm == 1 : mc::notModified(c->req.headers, c->resp.headers))) {
         c->resp.status = 304;  // the client's copy is current
         body_first = 0;
         c->cbuf.wpos = c->cbuf.rpos + head_len;
@@ -1258,8 +1265,10 @@ bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status
     c->in.consume(c->head_pending);
     c->head_pending = 0;
     st.touch(f.idx);
-    mc::Store::bump(status == kCacheHit ? st.stats(mc::writer()).hits
-                                        : st.stats(mc::writer()).stale);
+    if (status == kCacheHit || status == kCacheStale) {
+        mc::Store::bump(status == kCacheHit ? st.stats(mc::writer()).hits
+                                            : st.stats(mc::writer()).stale);
+    }
     c->meta.status = c->resp.status;
     c->meta.upstream_addr = nullptr;
     if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
@@ -1394,7 +1403,74 @@ void cachePurge(ClientConn* c, std::string_view what) {
     sendJson(c, 200, std::string_view(body, static_cast<size_t>(bn)));
 }
 
-/// The cache step of a route with `cache`: true when the request was answered here.
+/// Reads the head of the stale entry `f` before the request goes upstream: whether the
+/// client's own conditionals match it (the answer may come from it later, when the request
+/// head is gone), and its validators, sent upstream as a conditional request (RFC 9111 §4.3.1)
+/// instead of the client's.
+void cachePrepareRevalidation(ClientConn* c, const mc::Found& f) {
+    mc::Store& st = mc::store();
+    const uint32_t hl = f.meta.head_len;
+    if (hl == 0 || hl > sizeof g_cache_head || !st.read(f, f.meta.key_len, g_cache_head, hl)) {
+        return;
+    }
+    core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
+    core::http::ResponseHead stored;
+    size_t hint = 0;
+    if (core::http::parseResponse(g_cache_head, hl, pl, stored, hint, true) !=
+        ParseStatus::Complete) {
+        return;
+    }
+    c->cache_found = f;
+    c->cache_client_nm = stored.status == 200 && mc::notModified(c->req.headers, stored.headers);
+    const std::string_view etag = mc::fieldOf(stored.headers, "etag");
+    const std::string_view lm = mc::fieldOf(stored.headers, "last-modified");
+    if (stored.status != 200 || (etag.empty() && lm.empty())) {
+        return;
+    }
+    static const std::string_view kDrop[] = {"if-none-match", "if-modified-since"};
+    void* em = c->rq.alloc(sizeof(HeadEdits));
+    void* fm = c->rq.alloc(2 * sizeof(HeadEdits::Field));
+    if (em == nullptr || fm == nullptr) {
+        return;
+    }
+    auto* e = new (em) HeadEdits();
+    auto* fields = static_cast<HeadEdits::Field*>(fm);
+    e->drop = kDrop;
+    e->drop_count = 2;
+    e->drop_mask = nameLengthMask(kDrop, 2);
+    uint16_t n = 0;
+    auto line = [&](std::string_view name, std::string_view value) {
+        char* p = c->rq.alloc(name.size() + value.size() + 4);
+        if (p == nullptr) {
+            return false;
+        }
+        size_t k = 0;
+        std::memcpy(p + k, name.data(), name.size());
+        k += name.size();
+        p[k++] = ':';
+        p[k++] = ' ';
+        std::memcpy(p + k, value.data(), value.size());
+        k += value.size();
+        p[k++] = '\r';
+        p[k++] = '\n';
+        new (&fields[n]) HeadEdits::Field();
+        fields[n].text = std::string_view(p, k);
+        fields[n].whole = true;
+        ++n;
+        return true;
+    };
+    if ((!etag.empty() && !line("If-None-Match", etag)) ||
+        (!lm.empty() && !line("If-Modified-Since", lm))) {
+        return;
+    }
+    e->add = fields;
+    e->add_count = n;
+    c->rq.addUpstreamEdits(e);
+    c->cache_revalidating = true;
+}
+
+/// The cache step of a route with `cache`: true when the request was answered here (or waits
+/// for another request's fill of its key; the client timer runs this again).
 bool cacheLookup(ClientConn* c) {
     auto& r = c->req;
     const mc::RoutePolicy& pol = c->rq.route->cache;
@@ -1426,16 +1502,19 @@ bool cacheLookup(ClientConn* c) {
         mc::Store::bump(stats.bypass);
         return false;
     }
-    c->cache_key = c->rq.copy(std::string_view(key, kn));
-    if (c->cache_key.empty()) {
-        c->cache_status = kCacheBypass;  // the arena is full
-        mc::Store::bump(stats.bypass);
-        return false;
+    if (c->cache_key.empty()) {  // set already when this runs again after a wait
+        c->cache_key = c->rq.copy(std::string_view(key, kn));
+        if (c->cache_key.empty()) {
+            c->cache_status = kCacheBypass;  // the arena is full
+            mc::Store::bump(stats.bypass);
+            return false;
+        }
     }
     const mc::CacheControl rcc = mc::cacheControlOf(r.headers);
     const std::string_view raw(c->in.readPtr(), c->head_pending);
+    const uint64_t key_hash = st.hashKey(c->cache_key);
     mc::Found f;
-    bool found = st.find(c->cache_key, st.hashKey(c->cache_key), f);
+    bool found = st.find(c->cache_key, key_hash, f);
     if (found && (f.meta.flags & mc::kVaryMarker) != 0) {
         char names[1024];
         char vk[mc::kMaxKey];
@@ -1445,18 +1524,18 @@ bool cacheLookup(ClientConn* c) {
             vn = mc::variantKey(c->cache_key, f.meta.stored_us,
                                 std::string_view(names, f.meta.head_len), raw, vk, sizeof vk);
         }
-        found = vn != 0 && st.find(std::string_view(vk, vn), st.hashKey(std::string_view(vk, vn)), f);
+        found = vn != 0 &&
+                st.find(std::string_view(vk, vn), st.hashKey(std::string_view(vk, vn)), f);
     }
     const uint64_t now_us = shm::monotonicMicros();
+    mc::Judgement j;
     if (found) {
-        mc::Judgement j = mc::judge(f.meta, now_us, rcc);
+        j = mc::judge(f.meta, now_us, rcc);
         if (j.use == mc::Use::Fresh || j.use == mc::Use::Stale) {
-            if (serveCached(c, f, j.age, j.use == mc::Use::Fresh ? kCacheHit : kCacheStale)) {
+            if (serveCached(c, f, j.age, j.use == mc::Use::Fresh ? kCacheHit : kCacheStale, -1)) {
                 return true;
             }
             found = false;  // changed meanwhile: a miss
-        } else {
-            mc::Store::bump(stats.expired);
         }
     }
     if (rcc.only_if_cached) {
@@ -1464,9 +1543,49 @@ bool cacheLookup(ClientConn* c) {
         sendLocal(c, 504, "not in the cache (only-if-cached)", {}, false);
         return true;
     }
+    // One fill per key across every worker: the first miss takes the lock and goes upstream;
+    // the others serve the stale entry if stale-while-revalidate allows it, or wait for the
+    // new one. A request that waited and found the lock gone without an entry goes upstream
+    // without taking it (the fill was not cacheable: no need to queue up).
+    if (get && pol.lock_timeout_us != 0) {
+        uint64_t word = 0;
+        const bool waited = c->cache_waiting;
+        mc::Store::Lock l = waited ? (st.locked(key_hash, now_us) ? mc::Store::Lock::Held
+                                                                  : mc::Store::Lock::Busy)
+                                   : st.lock(key_hash, now_us, pol.lock_timeout_us, word);
+        if (l == mc::Store::Lock::Acquired) {
+            c->cache_lock = word;
+            c->cache_lock_hash = key_hash;
+        } else if (l == mc::Store::Lock::Held) {
+            if (found && j.use == mc::Use::StaleSwr &&
+                serveCached(c, f, j.age, kCacheStale, -1)) {
+                return true;  // stale-while-revalidate: another request is refreshing it
+            }
+            if (!waited) {
+                c->cache_waiting = true;
+                c->cache_wait_until = now_us + pol.lock_timeout_us;
+            }
+            if (now_us < c->cache_wait_until) {
+                clientTimer(c, 0.01);  // look again in 10 ms
+                return true;
+            }
+        }
+    }
+    c->cache_waiting = false;
     c->cache_status = found ? kCacheExpired : kCacheMiss;
+    if (found) {
+        mc::Store::bump(stats.expired);
+    }
     mc::Store::bump(stats.misses);
     if (get) {
+        if (found) {
+            // A stale entry: the upstream is asked whether it is still good (its validators),
+            // and it answers in the upstream's place if that fails (stale-if-error).
+            cachePrepareRevalidation(c, f);
+            const uint64_t staleness = j.age > f.meta.lifetime ? j.age - f.meta.lifetime : 0;
+            c->cache_sie = c->cache_client_nm >= 0 && (f.meta.flags & mc::kMustRevalidate) == 0 &&
+                           f.meta.sie != 0 && staleness <= f.meta.sie;
+        }
         // Kept for the store decision at the response: the request head is gone by then.
         c->cache_may_store = true;
         c->cache_req_no_store = rcc.no_store;
@@ -1483,6 +1602,94 @@ bool cacheLookup(ClientConn* c) {
     return false;
 }
 
+/// The upstream said 304 to a revalidation: the stored response is freshened with the 304's
+/// fields (stored anew, its body copied), then served.
+void cacheRefreshed(ClientConn* c) {
+    UpstreamConn* u = c->up;
+    mc::Store& st = mc::store();
+    const mc::RoutePolicy& pol = c->rq.route->cache;
+    u->rbuf.consume(c->resp.head_length);
+    const bool reusable =
+        c->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty();
+    c->meta.upstream_time = now() - c->meta.upstream_start;
+    c->cache_may_store = false;
+    const mc::Found old = c->cache_found;
+    mc::Found served = old;
+    core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
+    core::http::ResponseHead stored;
+    core::http::ResponseHead merged;
+    size_t hint = 0;
+    size_t mn = 0;
+    if (old.meta.head_len <= sizeof g_cache_head &&
+        st.read(old, old.meta.key_len, g_cache_head, old.meta.head_len) &&
+        core::http::parseResponse(g_cache_head, old.meta.head_len, pl, stored, hint, true) ==
+            ParseStatus::Complete) {
+        mn = mc::mergeHead(stored, c->resp, g_cache_head2, sizeof g_cache_head2);
+    }
+    releaseUpstream(c, reusable);
+    hint = 0;
+    if (mn != 0 && core::http::parseResponse(g_cache_head2, mn, pl, merged, hint, true) ==
+                       ParseStatus::Complete) {
+        mc::CacheControl rcc;
+        rcc.no_store = c->cache_req_no_store;
+        const int64_t now_wall = static_cast<int64_t>(::time(nullptr));
+        mc::StorePlan plan =
+            mc::planStore(pol, c->cache_req_auth, rcc, merged, c->cache_request_time, now_wall);
+        char key[mc::kMaxKey];
+        const uint32_t kl = old.meta.key_len;
+        if (plan.store && kl <= sizeof key && st.read(old, 0, key, kl)) {
+            // The new entry: the old key, the merged head, the old body.
+            mc::EntryMeta m = plan.meta;
+            m.stored_us = shm::monotonicMicros();
+            m.key_len = kl;
+            m.head_len = static_cast<uint32_t>(mn);
+            m.body_len = old.meta.body_len;
+            m.flags |= old.meta.flags & mc::kVaried;
+            mc::Insert ins;
+            st.begin(ins, mc::writer(), uint64_t{kl} + mn + old.meta.body_len);
+            bool ok = st.append(ins, key, kl) && st.append(ins, g_cache_head2, mn);
+            const uint64_t body0 = uint64_t{kl} + old.meta.head_len;
+            for (uint64_t off = 0; ok && off < old.meta.body_len;) {
+                size_t k = static_cast<size_t>(
+                    std::min<uint64_t>(sizeof g_cache_chunk, old.meta.body_len - off));
+                ok = st.read(old, body0 + off, g_cache_chunk, k) && st.append(ins, g_cache_chunk, k);
+                off += k;
+            }
+            const uint64_t h = st.hashKey(std::string_view(key, kl));
+            if (ok && st.commit(ins, h, m)) {
+                mc::Found nf;
+                if (st.find(std::string_view(key, kl), h, nf)) {
+                    served = nf;
+                }
+            } else {
+                st.abort(ins);
+            }
+        }
+    }
+    if (c->cache_lock != 0) {
+        st.unlock(c->cache_lock_hash, c->cache_lock);
+        c->cache_lock = 0;
+    }
+    mc::Store::bump(st.stats(mc::writer()).revalidated);
+    const mc::Judgement j = mc::judge(served.meta, shm::monotonicMicros(), mc::CacheControl{});
+    if (!serveCached(c, served, j.age, kCacheRevalidated, c->cache_client_nm)) {
+        failRequest(c, 502, "cached response changed during revalidation");
+    }
+}
+
+/// stale-if-error: the upstream failed (or answered 5xx) and the stale entry may answer.
+bool cacheServeStaleOnError(ClientConn* c) {
+    c->cache_sie = false;
+    c->cache_may_store = false;
+    if (c->cache_storing) {
+        mc::store().abort(c->cache_ins);
+        c->cache_storing = false;
+    }
+    const mc::Judgement j =
+        mc::judge(c->cache_found.meta, shm::monotonicMicros(), mc::CacheControl{});
+    return serveCached(c, c->cache_found, j.age, kCacheStale, c->cache_client_nm);
+}
+
 /// At an upstream head of a cacheable miss: starts storing the response if it may be stored.
 void cacheBeginStore(ClientConn* c) {
     c->cache_may_store = false;
@@ -1497,6 +1704,10 @@ void cacheBeginStore(ClientConn* c) {
     mc::StorePlan plan =
         mc::planStore(pol, c->cache_req_auth, rcc, c->resp, c->cache_request_time, now_wall);
     if (!plan.store) {
+        if (c->cache_lock != 0) {  // nothing to wait for: the waiters go upstream now
+            st.unlock(c->cache_lock_hash, c->cache_lock);
+            c->cache_lock = 0;
+        }
         return;
     }
     size_t hn = mc::serializeHead(c->resp, g_cache_head, sizeof g_cache_head);
@@ -1578,6 +1789,10 @@ void cacheCommit(ClientConn* c) {
     }
     m.body_len = static_cast<uint32_t>(body);
     st.commit(c->cache_ins, c->cache_hash, m);
+    if (c->cache_lock != 0) {
+        st.unlock(c->cache_lock_hash, c->cache_lock);
+        c->cache_lock = 0;
+    }
 }
 
 /// Ends any cache work of the request (abandoned, or done).
@@ -1585,6 +1800,14 @@ void cacheRelease(ClientConn* c) {
     if (c->cache_ins.active) {
         mc::store().abort(c->cache_ins);
     }
+    if (c->cache_lock != 0) {
+        mc::store().unlock(c->cache_lock_hash, c->cache_lock);
+        c->cache_lock = 0;
+    }
+    c->cache_waiting = false;
+    c->cache_revalidating = false;
+    c->cache_sie = false;
+    c->cache_client_nm = -1;
     c->cache_storing = false;
     c->cache_serving = false;
     c->cache_may_store = false;
@@ -1712,6 +1935,9 @@ void failRequest(ClientConn* c, int status, std::string_view why) {
     }
     releaseUpstream(c, false);
     c->meta.upstream_time = now() - c->meta.upstream_start;
+    if (c->cache_sie && status >= 500 && cacheServeStaleOnError(c)) {
+        return;  // stale-if-error: the stored response answers instead
+    }
     std::string_view extra =
         status == 503 ? std::string_view("Retry-After: 1\r\n") : std::string_view();
     sendLocal(c, status, why, extra, false);
@@ -2793,7 +3019,7 @@ void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
         clientTimer(c, std::min(ctx().limits.lingering_timeout, left));
         return;
     }
-    if (c->rq.suspended()) {
+    if (c->rq.suspended() || c->cache_waiting) {
         // A suspended request's views point into `in`: read only into free space at its end
         // (a read of 0 bytes is the client going away, which cancels the request's work).
         if (c->in.space() == 0) {
@@ -2900,6 +3126,10 @@ void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
 void onClientTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     auto* c = static_cast<ClientConn*>(w->data);
     if (!c->timer.expired(L())) {
+        return;
+    }
+    if (c->cache_waiting && c->state == ClientConn::State::Proxying) {
+        proceedProxy(c);  // look at the cache again (another request is filling the key)
         return;
     }
     if (c->backoff_pending) {
@@ -3061,7 +3291,19 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
             }
             break;
         }
+        if (c->cache_revalidating && c->resp.status == 304) {
+            cacheRefreshed(c);
+            return;
+        }
         if (retryOnStatus(c)) {
+            return;
+        }
+        if (c->cache_sie && c->resp.status >= 500) {
+            releaseUpstream(c, false);
+            if (cacheServeStaleOnError(c)) {
+                return;
+            }
+            failRequest(c, 502, "upstream error");
             return;
         }
         if (!onResponseHead(c)) {

@@ -201,6 +201,13 @@ public:
     bool cache_invalidate = false; // an unsafe method: a success invalidates the URI
     bool cache_req_auth = false;    // the request carried credentials (for the store decision)
     bool cache_req_no_store = false;  // ... or Cache-Control: no-store
+    bool cache_waiting = false;       // waiting for another request's fill of the key (lock)
+    bool cache_revalidating = false;  // the upstream request is conditional, for cache_found
+    bool cache_sie = false;           // cache_found answers if the upstream fails (stale-if-error)
+    int8_t cache_client_nm = -1;      // the client's conditionals match cache_found (-1: unknown)
+    uint64_t cache_lock = 0;          // the fill lock this request holds (0: none) ...
+    uint64_t cache_lock_hash = 0;     // ... for this key hash
+    uint64_t cache_wait_until = 0;    // CLOCK_MONOTONIC µs: the wait for the lock ends
     std::string_view cache_key;     // arena: the key (X-Cache-Key)
     std::string_view cache_host;    // arena: the request's host (for Location invalidation)
     uint64_t cache_hash = 0;        // hash of the key the response is stored under

@@ -725,7 +725,9 @@ class _Conn:
         ``X-Reply-Status`` (the status, default 200), ``X-Reply-Size`` (pad the body to this
         many bytes), ``X-Reply-Chunked: 1`` (chunked framing) and ``X-Reply-Delay-Ms`` (wait
         first). The body starts with ``<backend>:<path>:<n>`` where n counts this backend's
-        requests for the path (so a test tells a stored answer from a fresh one)."""
+        requests for the path (so a test tells a stored answer from a fresh one). A request
+        whose If-None-Match (or, without it, If-Modified-Since) equals the reply's ETag (or
+        Last-Modified) gets a 304 with the reply's fields."""
         status, size, chunked, delay = 200, 0, False, 0
         hdrs = []
         for n, v in req.headers:
@@ -745,6 +747,13 @@ class _Conn:
                 hdrs.append((name, v))
         if delay and self.stop.wait(delay / 1000.0):
             return False
+        # A conditional request whose validator matches the one this reply would carry: 304.
+        reply = {n.lower(): v for n, v in hdrs}
+        inm, ims = req.header("If-None-Match"), req.header("If-Modified-Since")
+        if status == 200 and ((inm is not None and inm == reply.get("etag")) or
+                              (inm is None and ims is not None and
+                               ims == reply.get("last-modified"))):
+            status = 304
         with self.b._lock:
             counts = self.b.__dict__.setdefault("_path_counts", {})
             counts[req.path] = counts.get(req.path, 0) + 1

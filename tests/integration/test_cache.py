@@ -555,3 +555,190 @@ class TestCrashes(CacheTest):
         vals = dict(l.split(" ", 1) for l in text.splitlines() if l.startswith("gateway_cache_"))
         self.assertEqual(float(vals["gateway_cache_memory_bytes"]), 0)
         self.assertEqual(float(vals["gateway_cache_entries"]), 0)
+
+
+class TestRevalidation(CacheTest):
+
+    def test_304_from_upstream_refreshes_the_entry(self):
+        self.start()
+        path = PATH + "reval"
+        first = self.get(path, {"X-Reply-Cache-Control": "max-age=1", "X-Reply-ETag": '"v1"',
+                                "X-Reply-X-Version": "1"})
+        time.sleep(1.5)
+        r = self.get(path, {"X-Reply-Cache-Control": "max-age=60", "X-Reply-ETag": '"v1"',
+                            "X-Reply-X-Version": "2"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("X-Cache"), "REVALIDATED")
+        self.assertEqual(r.body, first.body)  # the stored body, not a new one
+        self.assertEqual(r.headers.get("X-Version"), "2")  # fields freshened from the 304
+        self.assertEqual(len(r.headers.get_all("X-Version")), 1)
+        log = [q for q in self.b.request_log() if q.path == path]
+        self.assertEqual(len(log), 2)
+        self.assertEqual(log[1].header("If-None-Match"), '"v1"')
+        # Fresh again for max-age=60, with the new fields.
+        h = self.get(path)
+        self.assertEqual(h.headers.get("X-Cache"), "HIT")
+        self.assertEqual(h.headers.get("X-Version"), "2")
+        self.assertEqual(h.body, first.body)
+        self.assertEqual(self.upstream_count(path), 2)
+
+    def test_last_modified_revalidation_and_client_conditionals(self):
+        self.start()
+        path = PATH + "reval-lm"
+        lm = "Tue, 15 Nov 1994 12:45:26 GMT"
+        self.get(path, {"X-Reply-Cache-Control": "max-age=1", "X-Reply-Last-Modified": lm})
+        time.sleep(1.5)
+        # The client's own conditional matches the stored validator: 304 after revalidation.
+        r = self.get(path, {"X-Reply-Cache-Control": "max-age=60", "X-Reply-Last-Modified": lm,
+                            "If-Modified-Since": lm})
+        self.assertEqual(r.status, 304)
+        self.assertEqual(r.headers.get("X-Cache"), "REVALIDATED")
+        log = [q for q in self.b.request_log() if q.path == path]
+        self.assertEqual(log[-1].header("If-Modified-Since"), lm)
+
+    def test_changed_resource_replaces_the_entry(self):
+        self.start()
+        path = PATH + "reval-new"
+        self.get(path, {"X-Reply-Cache-Control": "max-age=1", "X-Reply-ETag": '"v1"'})
+        time.sleep(1.5)
+        r = self.get(path, {"X-Reply-Cache-Control": "max-age=60", "X-Reply-ETag": '"v2"'})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("X-Cache"), "EXPIRED")
+        self.assertIn(b":2\n", r.body)
+        h = self.get(path)
+        self.assertEqual(h.headers.get("X-Cache"), "HIT")
+        self.assertEqual(h.headers.get("ETag"), '"v2"')
+        self.assertEqual(h.body, r.body)
+
+
+class TestStale(CacheTest):
+
+    def test_stale_if_error_on_5xx_and_dead_upstream(self):
+        self.start()
+        path = PATH + "sie"
+        first = self.get(path, {"X-Reply-Cache-Control": "max-age=1, stale-if-error=60"})
+        time.sleep(1.5)
+        r = self.get(path, {"X-Reply-Status": "503"})
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("X-Cache"), "STALE")
+        self.assertEqual(r.body, first.body)
+        self.b.stop()
+        r = self.get(path)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.headers.get("X-Cache"), "STALE")
+        self.assertEqual(r.body, first.body)
+
+    def test_without_stale_if_error_errors_pass(self):
+        self.start()
+        path = PATH + "nosie"
+        self.get(path, {"X-Reply-Cache-Control": "max-age=1"})
+        time.sleep(1.5)
+        self.assertEqual(self.get(path, {"X-Reply-Status": "503"}).status, 503)
+        self.b.stop()
+        self.assertEqual(self.get(path).status, 502)
+
+    def test_gateway_default_stale_if_error(self):
+        self.start(cache={"stale_if_error": "30s"})
+        path = PATH + "sie-default"
+        self.get(path, {"X-Reply-Cache-Control": "max-age=1"})
+        time.sleep(1.5)
+        self.b.stop()
+        r = self.get(path)
+        self.assertEqual((r.status, r.headers.get("X-Cache")), (200, "STALE"))
+
+    def test_stale_while_revalidate_while_another_refreshes(self):
+        self.start()
+        path = PATH + "swr"
+        first = self.get(path, {"X-Reply-Cache-Control": "max-age=1, stale-while-revalidate=30"})
+        time.sleep(1.5)
+        out = {}
+
+        def refresher():
+            out["r"] = self.get(path, {"X-Reply-Delay-Ms": "1500",
+                                       "X-Reply-Cache-Control": "max-age=60"})
+
+        t = threading.Thread(target=refresher)
+        t.start()
+        try:
+            time.sleep(0.4)  # the refresher holds the key's fill lock now
+            t0 = time.monotonic()
+            r = self.get(path)
+            self.assertLess(time.monotonic() - t0, 1.0)
+            self.assertEqual(r.headers.get("X-Cache"), "STALE")
+            self.assertEqual(r.body, first.body)
+        finally:
+            t.join(10)
+        self.assertEqual(out["r"].headers.get("X-Cache"), "EXPIRED")
+        h = self.get(path)
+        self.assertEqual(h.headers.get("X-Cache"), "HIT")
+        self.assertEqual(h.body, out["r"].body)
+
+
+class TestCoalescing(CacheTest):
+
+    def burst(self, path, n, headers):
+        results = [None] * n
+
+        def one(i):
+            try:
+                results[i] = self.get(path, headers, timeout=15)
+            except Exception as e:  # noqa: BLE001
+                results[i] = e
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(20)
+        return results, time.monotonic() - t0
+
+    def test_concurrent_misses_send_one_request(self):
+        self.start()
+        path = PATH + "herd"
+        results, _ = self.burst(path, 12, {"X-Reply-Delay-Ms": "600", "X-Reply-Size": "3000"})
+        for r in results:
+            self.assertFalse(isinstance(r, Exception), r)
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.body, results[0].body)
+        self.assertEqual(self.upstream_count(path), 1)
+        states = sorted(r.headers.get("X-Cache") for r in results)
+        self.assertEqual(states.count("MISS"), 1, states)
+        self.assertEqual(states.count("HIT"), 11, states)
+
+    def test_uncacheable_fill_releases_the_waiters_at_once(self):
+        self.start()
+        path = PATH + "herd-ns"
+        results, took = self.burst(path, 8, {"X-Reply-Delay-Ms": "500",
+                                             "X-Reply-Cache-Control": "no-store"})
+        for r in results:
+            self.assertEqual(r.status, 200)
+        self.assertEqual(self.upstream_count(path), 8)
+        self.assertLess(took, 4.0)  # not one after another
+
+    def test_lock_timeout_bounds_the_wait(self):
+        # The first fill holds the key's lock for at most lock_timeout; a request that comes
+        # 0.2 s later waits for the rest of it, then goes upstream itself.
+        self.start(cache={"lock_timeout": "1s"})
+        path = PATH + "herd-slow"
+        out = {}
+        t = threading.Thread(target=lambda: out.setdefault(
+            "r", self.get(path, {"X-Reply-Delay-Ms": "3000"}, timeout=10)))
+        t.start()
+        try:
+            time.sleep(0.2)
+            t0 = time.monotonic()
+            r = self.get(path, {"X-Reply-Delay-Ms": "100"})
+            took = time.monotonic() - t0
+            self.assertEqual(r.status, 200)
+            self.assertEqual(r.headers.get("X-Cache"), "MISS")
+            self.assertLess(took, 2.5)
+            self.assertGreaterEqual(took, 0.6)
+        finally:
+            t.join(10)
+
+    def test_coalescing_off(self):
+        self.start(cache={"lock_timeout": "0s"})
+        path = PATH + "herd-off"
+        self.burst(path, 4, {"X-Reply-Delay-Ms": "400"})
+        self.assertEqual(self.upstream_count(path), 4)

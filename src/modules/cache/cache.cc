@@ -34,6 +34,10 @@ bool put(char* out, size_t cap, size_t& n, std::string_view s) {
 
 }  // namespace
 
+namespace {
+bool notStored(const core::http::HeaderField& f);
+}  // namespace
+
 Store& store() { return g_store; }
 uint32_t writer() { return g_writer; }
 void setWriter(uint32_t slot) { g_writer = slot; }
@@ -54,6 +58,8 @@ RoutePolicy compilePolicy(const core::Config& cfg, const core::RouteConfig& rout
     p.cache_authorized = g.cache_authorized;
     p.swr = static_cast<uint32_t>(std::min<int64_t>(secs(g.stale_while_revalidate), 1 << 30));
     p.sie = static_cast<uint32_t>(std::min<int64_t>(secs(g.stale_if_error), 1 << 30));
+    p.lock_timeout_us = static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::microseconds>(g.lock_timeout).count());
     for (const auto& m : route.middleware) {
         if (m == "auth" || m.rfind("auth:", 0) == 0) {
             p.authenticated = true;
@@ -278,18 +284,10 @@ size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap
         return 0;
     }
     for (const auto& f : resp.headers) {
-        if (f.hop_by_hop) {
+        if (notStored(f)) {
             continue;
         }
-        const std::string_view nm = f.name;
-        if ((nm.size() == 14 && equalsIgnoreCase(nm, "content-length")) ||
-            (nm.size() == 3 && equalsIgnoreCase(nm, "age")) ||
-            (nm.size() == 12 && equalsIgnoreCase(nm, "x-request-id")) ||
-            (nm.size() == 7 && equalsIgnoreCase(nm, "x-cache")) ||
-            (nm.size() == 11 && equalsIgnoreCase(nm, "x-cache-key"))) {
-            continue;
-        }
-        if (!put(out, cap, n, nm) || !put(out, cap, n, ": ") || !put(out, cap, n, f.value) ||
+        if (!put(out, cap, n, f.name) || !put(out, cap, n, ": ") || !put(out, cap, n, f.value) ||
             !put(out, cap, n, "\r\n")) {
             return 0;
         }
@@ -298,6 +296,52 @@ size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap
         return 0;
     }
     return n;
+}
+
+namespace {
+// Fields a stored head never keeps from an upstream (framing, hop-by-hop, computed ones).
+bool notStored(const core::http::HeaderField& f) {
+    const std::string_view nm = f.name;
+    return f.hop_by_hop || (nm.size() == 14 && equalsIgnoreCase(nm, "content-length")) ||
+           (nm.size() == 3 && equalsIgnoreCase(nm, "age")) ||
+           (nm.size() == 12 && equalsIgnoreCase(nm, "x-request-id")) ||
+           (nm.size() == 7 && equalsIgnoreCase(nm, "x-cache")) ||
+           (nm.size() == 11 && equalsIgnoreCase(nm, "x-cache-key"));
+}
+}  // namespace
+
+size_t mergeHead(const core::http::ResponseHead& stored, const core::http::ResponseHead& fresh,
+                 char* out, size_t cap) {
+    size_t n = 0;
+    char line[64];
+    std::string_view reason = core::http::reasonPhrase(stored.status);
+    int k = std::snprintf(line, sizeof line, "HTTP/1.1 %03u ", stored.status % 1000u);
+    if (!put(out, cap, n, std::string_view(line, static_cast<size_t>(k))) ||
+        !put(out, cap, n, reason.empty() ? std::string_view("Unknown") : reason) ||
+        !put(out, cap, n, "\r\n")) {
+        return 0;
+    }
+    auto emit = [&](const core::http::HeaderField& f) {
+        return put(out, cap, n, f.name) && put(out, cap, n, ": ") && put(out, cap, n, f.value) &&
+               put(out, cap, n, "\r\n");
+    };
+    for (const auto& f : stored.headers) {
+        if (notStored(f) || hasField(fresh.headers, f.name)) {
+            continue;
+        }
+        if (!emit(f)) {
+            return 0;
+        }
+    }
+    for (const auto& f : fresh.headers) {
+        if (notStored(f)) {
+            continue;
+        }
+        if (!emit(f)) {
+            return 0;
+        }
+    }
+    return put(out, cap, n, "\r\n") ? n : 0;
 }
 
 size_t varyNames(const HeaderList& resp, char* out, size_t cap) {

@@ -25,6 +25,7 @@ struct RoutePolicy {
     int64_t ttl = 300;  // freshness when the response gives none, seconds (min_ttl applied)
     uint32_t swr = 0;   // gateway default stale-while-revalidate, seconds
     uint32_t sie = 0;   // gateway default stale-if-error, seconds
+    uint64_t lock_timeout_us = 5000000;  // coalescing: longest wait for another fill; 0 = off
 };
 
 /// Compiles a route's policy from the configuration.
@@ -80,6 +81,12 @@ StorePlan planStore(const RoutePolicy& pol, bool request_auth, const CacheContro
 /// Writes the head as stored: the status line and the end-to-end fields (no hop-by-hop ones,
 /// no framing, no Age, no X-Request-ID), then CRLF. Returns the length, 0 if over `cap`.
 size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap);
+
+/// Freshens a stored head with a 304's fields (RFC 9111 §4.3.4): the stored status line and
+/// fields, each replaced by the 304's fields of that name, then the 304's other end-to-end
+/// fields. Returns the length, 0 if over `cap`.
+size_t mergeHead(const core::http::ResponseHead& stored, const core::http::ResponseHead& fresh,
+                 char* out, size_t cap);
 
 /// The "Vary" field names of a stored head, comma-separated and lower-cased, into `out`
 /// (length; 0 when there is no Vary).

@@ -58,7 +58,8 @@ uint32_t Store::blocksFor(uint64_t max_memory) {
 
 uint64_t Store::bodyBytes(uint32_t entries, uint32_t blocks) {
     size_t meta = sizeof(CacheHeadShm) + sizeof(CacheStatsShm) * shm::kMaxSlots +
-                  sizeof(EntryShm) * entries + 2 * sizeof(shm::Atomic32) * size_t{blocks};
+                  sizeof(shm::Atomic64) * kLocks + sizeof(EntryShm) * entries +
+                  2 * sizeof(shm::Atomic32) * size_t{blocks};
     return roundUp(meta, kBlockSize) + size_t{blocks} * kBlockSize;
 }
 
@@ -72,14 +73,16 @@ void Store::bind(void* body, uint32_t entries, uint32_t blocks) {
     p += sizeof(CacheHeadShm);
     stats_ = reinterpret_cast<CacheStatsShm*>(p);
     p += sizeof(CacheStatsShm) * shm::kMaxSlots;
+    locks_ = reinterpret_cast<shm::Atomic64*>(p);
+    p += sizeof(shm::Atomic64) * kLocks;
     entries_ = reinterpret_cast<EntryShm*>(p);
     p += sizeof(EntryShm) * entries;
     owner_ = reinterpret_cast<shm::Atomic32*>(p);
     p += sizeof(shm::Atomic32) * blocks;
     next_ = reinterpret_cast<shm::Atomic32*>(p);
-    size_t meta = sizeof(CacheHeadShm) + sizeof(CacheStatsShm) * shm::kMaxSlots +
-                  sizeof(EntryShm) * entries + 2 * sizeof(shm::Atomic32) * size_t{blocks};
-    data_ = static_cast<char*>(body) + roundUp(meta, kBlockSize);
+    p += sizeof(shm::Atomic32) * blocks;
+    data_ = static_cast<char*>(body) + roundUp(static_cast<size_t>(p - static_cast<char*>(body)),
+                                               kBlockSize);
     entry_count_ = entries;
     set_mask_ = entries / kWays - 1;
     block_count_ = blocks;
@@ -439,6 +442,39 @@ size_t Store::purge(bool (*match)(void* ctx, std::string_view key), void* ctx, u
         }
     }
     return n;
+}
+
+namespace {
+constexpr uint64_t kTagMask = 0xffffff;
+uint64_t lockWord(uint64_t hash, uint64_t deadline_us) {
+    return ((deadline_us / 1000) << 24) | (hash & kTagMask);
+}
+uint64_t lockDeadlineUs(uint64_t word) { return (word >> 24) * 1000; }
+}  // namespace
+
+Store::Lock Store::lock(uint64_t hash, uint64_t now_us, uint64_t timeout_us, uint64_t& word) {
+    shm::Atomic64& w = locks_[(hash >> 24) % kLocks];
+    uint64_t cur = w.load();
+    while (true) {
+        if (cur != 0 && lockDeadlineUs(cur) > now_us) {
+            return (cur & kTagMask) == (hash & kTagMask) ? Lock::Held : Lock::Busy;
+        }
+        const uint64_t mine = lockWord(hash, now_us + timeout_us);
+        if (w.cas(cur, mine)) {  // free, or its holder's deadline passed
+            word = mine;
+            return Lock::Acquired;
+        }
+    }
+}
+
+bool Store::locked(uint64_t hash, uint64_t now_us) const {
+    const uint64_t cur = locks_[(hash >> 24) % kLocks].load();
+    return cur != 0 && (cur & kTagMask) == (hash & kTagMask) && lockDeadlineUs(cur) > now_us;
+}
+
+void Store::unlock(uint64_t hash, uint64_t word) {
+    uint64_t expect = word;
+    locks_[(hash >> 24) % kLocks].cas(expect, 0);  // unless it expired and was taken over
 }
 
 CacheStats Store::totals() const {

@@ -47,6 +47,11 @@ enum : uint32_t {
     kVaried = 1u << 5,  // a variant of a Vary marker
 };
 
+/// Request coalescing: one fill at a time per key, across workers. A lock word is
+/// (deadline in CLOCK_MONOTONIC ms << 24) | 24-bit key tag; 0 = free. A holder that dies
+/// leaves a word that expires at its deadline (lock_timeout).
+inline constexpr uint32_t kLocks = 4096;
+
 /// Segment head.
 struct CacheHeadShm {
     shm::Atomic64 seed;          // key hash seed, written once by the master
@@ -182,6 +187,17 @@ public:
     /// Visits every stored entry whose key passes `match` and removes it; returns how many.
     size_t purge(bool (*match)(void* ctx, std::string_view key), void* ctx, uint32_t writer);
 
+    // ----- request coalescing -----
+    enum class Lock : uint8_t {
+        Acquired,  // this request fills the key: `word` is the lock to release
+        Held,      // another request is filling it
+        Busy,      // the lock slot is held for another key: no coalescing
+    };
+    Lock lock(uint64_t hash, uint64_t now_us, uint64_t timeout_us, uint64_t& word);
+    /// Whether the fill of `hash` is still in progress.
+    bool locked(uint64_t hash, uint64_t now_us) const;
+    void unlock(uint64_t hash, uint64_t word);
+
     // ----- counters -----
     CacheStatsShm& stats(uint32_t slot) { return stats_[slot % shm::kMaxSlots]; }
     static void bump(shm::Atomic64& c) {
@@ -204,6 +220,7 @@ private:
     EntryShm* entries_ = nullptr;
     shm::Atomic32* owner_ = nullptr;  // per block
     shm::Atomic32* next_ = nullptr;   // per block: the next block of its chain
+    shm::Atomic64* locks_ = nullptr;  // kLocks words
     char* data_ = nullptr;
     uint32_t entry_count_ = 0;
     uint32_t set_mask_ = 0;
