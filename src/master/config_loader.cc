@@ -1400,6 +1400,25 @@ private:
             ctx_.warn(r.markOf("enabled"), r.path("enabled"),
                       "has no effect while the global cache.enabled is false");
         }
+        if (ok && c.enabled) {
+            bool reads = false;
+            std::string others;
+            for (const auto& m : c.methods) {
+                if (m == "GET" || m == "HEAD") {
+                    reads = true;
+                } else {
+                    others += (others.empty() ? "" : ", ") + m;
+                }
+            }
+            if (!reads) {
+                ctx_.warn(r.markOf("methods"), r.path("methods"),
+                          "neither GET nor HEAD: this route caches nothing");
+            } else if (!others.empty()) {
+                ctx_.warn(r.markOf("methods"), r.path("methods"),
+                          "only GET responses are stored (HEAD is answered from them); " +
+                              others + " ignored");
+            }
+        }
         if (ok) {
             rt.cache = std::move(c);
         }

@@ -111,9 +111,10 @@ void upgradeAccepted(ClientConn* c);
 void buildClientHead(ClientConn* c, bool own_gateway);
 void cacheRelease(ClientConn* c);
 void cachePurge(ClientConn* c, std::string_view what);
+void cacheOnHead(ClientConn* c);
+bool cacheOnStatus(ClientConn* c, bool retried);
 void cacheInvalidateAfter(ClientConn* c);
 void cacheBeginStore(ClientConn* c);
-void addCacheFields(ClientConn* c);
 void cacheTee(ClientConn* c, const char* p, size_t n);
 void cacheCommit(ClientConn* c);
 void pumpCached(ClientConn* c);
@@ -457,8 +458,10 @@ void closeClient(ClientConn* c) {
         countRequest(c);  // a request that ends here without its response completed
     }
     releaseUpstream(c, false);
-    ctx().io.cancel(&c->tx);  // it may point into cbuf
-    cacheRelease(c);
+    if (c->cache_active) {
+        ctx().io.cancel(&c->tx);  // it may point into cbuf
+        cacheRelease(c);
+    }
     ctx().io.cancel(&c->rx);
     ctx().io.cancel(&c->tx);
     stopRead(c);
@@ -524,7 +527,9 @@ void sendContinue(ClientConn* c) {
 }
 
 void resetRequestState(ClientConn* c) {
-    cacheRelease(c);
+    if (c->cache_active) {
+        cacheRelease(c);
+    }
     c->rq.reset();
     c->meta.reset();
     c->scan_hint = 0;
@@ -1478,6 +1483,7 @@ bool cacheLookup(ClientConn* c) {
     if (!st.mapped() || c->rq.websocket) {
         return false;
     }
+    c->cache_active = true;  // released with the request (cacheRelease)
     const bool get = r.method_id == core::http::Method::Get;
     const bool safe = get || c->req_was_head || r.method_id == core::http::Method::Options ||
                       r.method_id == core::http::Method::Trace;
@@ -1677,6 +1683,41 @@ void cacheRefreshed(ClientConn* c) {
     }
 }
 
+bool cacheServeStaleOnError(ClientConn* c);
+
+/// At the upstream head of a request that went through the cache step.
+void cacheOnHead(ClientConn* c) {
+    if (c->cache_invalidate) {
+        cacheInvalidateAfter(c);
+    }
+    if (c->cache_may_store) {
+        cacheBeginStore(c);
+    }
+    if (c->cache_status != kCacheNone) {
+        addCacheFields(c);
+    }
+}
+
+/// Before (`retried` false) and after the retry decision on an upstream head: a 304 to a
+/// revalidation, or a 5xx that stale-if-error replaces. True when the request was answered.
+bool cacheOnStatus(ClientConn* c, bool retried) {
+    if (!retried) {
+        if (c->cache_revalidating && c->resp.status == 304) {
+            cacheRefreshed(c);
+            return true;
+        }
+        return false;
+    }
+    if (c->cache_sie && c->resp.status >= 500) {
+        releaseUpstream(c, false);
+        if (!cacheServeStaleOnError(c)) {
+            failRequest(c, 502, "upstream error");
+        }
+        return true;
+    }
+    return false;
+}
+
 /// stale-if-error: the upstream failed (or answered 5xx) and the stale entry may answer.
 bool cacheServeStaleOnError(ClientConn* c) {
     c->cache_sie = false;
@@ -1797,6 +1838,7 @@ void cacheCommit(ClientConn* c) {
 
 /// Ends any cache work of the request (abandoned, or done).
 void cacheRelease(ClientConn* c) {
+    c->cache_active = false;
     if (c->cache_ins.active) {
         mc::store().abort(c->cache_ins);
     }
@@ -2407,14 +2449,8 @@ bool onResponseHead(ClientConn* c) {
     if (c->resp.status >= 500) {
         mod::metrics::upstreamError(u->up->mx_row, mod::metrics::UpstreamError::Status5xx);
     }
-    if (c->cache_invalidate) {
-        cacheInvalidateAfter(c);
-    }
-    if (c->cache_may_store) {
-        cacheBeginStore(c);
-    }
-    if (c->cache_status != 0) {
-        addCacheFields(c);
+    if (c->cache_active) {
+        cacheOnHead(c);  // invalidation, the store decision, X-Cache
     }
     if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
         c->rq.upstream = u->up->address;
@@ -2629,10 +2665,6 @@ void finishProxy(ClientConn* c) {
 /// completion, clientTxDone(), comes back here until the response is done or the client is
 /// full. A send and a recv of the same response are never in flight together.
 void pumpResponse(ClientConn* c) {
-    if (c->cache_serving) {
-        pumpCached(c);
-        return;
-    }
     if (c->splicing) {
         pumpSplice(c);
         return;
@@ -2724,7 +2756,12 @@ void clientTxDone(IoOp* op, ssize_t n) {
     c->out.consume(from_out);
     w -= from_out;
     c->resp_ready -= w;
-    (c->cache_serving ? c->cbuf : c->up->rbuf).consume(w);
+    if (c->cache_serving) {
+        c->cbuf.consume(w);
+        pumpCached(c);
+        return;
+    }
+    c->up->rbuf.consume(w);
     pumpResponse(c);
 }
 
@@ -3112,7 +3149,7 @@ void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
         return;
     }
     if (c->state == ClientConn::State::Proxying && (c->up || c->cache_serving)) {
-        pumpResponse(c);  // waits for an operation in flight (the watcher reports again)
+        c->cache_serving ? pumpCached(c) : pumpResponse(c);  // waits for an operation in flight (the watcher reports again)
         return;
     }
     if (!flushOut(c)) {
@@ -3291,20 +3328,14 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
             }
             break;
         }
-        if (c->cache_revalidating && c->resp.status == 304) {
-            cacheRefreshed(c);
-            return;
+        if (c->cache_active && cacheOnStatus(c, false)) {
+            return;  // a 304 to a revalidation
         }
         if (retryOnStatus(c)) {
             return;
         }
-        if (c->cache_sie && c->resp.status >= 500) {
-            releaseUpstream(c, false);
-            if (cacheServeStaleOnError(c)) {
-                return;
-            }
-            failRequest(c, 502, "upstream error");
-            return;
+        if (c->cache_active && cacheOnStatus(c, true)) {
+            return;  // a 5xx replaced by a stale answer
         }
         if (!onResponseHead(c)) {
             if (c->filter_refused) {

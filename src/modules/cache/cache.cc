@@ -229,6 +229,9 @@ StorePlan planStore(const RoutePolicy& pol, bool request_auth, const CacheContro
         resp.framing == core::http::BodyFraming::ContentLength ? resp.content_length : 0;
     in.max_body_size = pol.max_body;
     plan.why = storeDecision(in);
+    if (resp.status == 206) {
+        plan.why = StoreDecision::Status;  // a part: ranges are not stored (RFC 9111 §3.3)
+    }
     if (plan.why != StoreDecision::Store) {
         return plan;
     }
