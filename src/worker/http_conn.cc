@@ -1814,6 +1814,10 @@ void cacheBeginStore(ClientConn* c) {
 void cacheTee(ClientConn* c, const char* p, size_t n) {
     if (n != 0 && !mc::store().append(c->cache_ins, p, n)) {
         c->cache_storing = false;  // append() gave the blocks back
+        if (c->cache_lock != 0) {  // nothing will be stored: the waiters go upstream now
+            mc::store().unlock(c->cache_lock_hash, c->cache_lock);
+            c->cache_lock = 0;
+        }
     }
 }
 

@@ -14,7 +14,8 @@ import signal
 import threading
 import time
 
-from harness import (Conn, IntegrationTest, base_config, free_port, http_request, wait_until)
+from harness import (Conn, IntegrationTest, base_config, free_port, http_request, wait_until,
+                     write_config)
 
 PATH = "/__cache/"
 
@@ -40,8 +41,19 @@ class CacheTest(IntegrationTest):
         ]
         if middleware is not None:
             cfg["middleware"] = middleware
+        self.cfg = cfg
         self.proxy = self.photon(cfg)
         return self.proxy
+
+    def reload(self, mutate):
+        """Rewrites the configuration with `mutate(cfg)` applied and reloads (SIGHUP); returns
+        once the new workers answer the marker route."""
+        old = set(self.proxy.worker_pids())
+        mutate(self.cfg)
+        write_config(self.tmpdir, self.cfg)
+        self.proxy.signal(signal.SIGHUP)
+        wait_until(lambda: old.isdisjoint(self.proxy.worker_pids()) and
+                   len(self.proxy.worker_pids()) > 0, timeout=15)
 
     def get(self, path, headers=None, method="GET", **kw):
         return http_request(self.port, method, path, headers=headers, **kw)
@@ -742,3 +754,25 @@ class TestCoalescing(CacheTest):
         path = PATH + "herd-off"
         self.burst(path, 4, {"X-Reply-Delay-Ms": "400"})
         self.assertEqual(self.upstream_count(path), 4)
+
+
+class TestReload(CacheTest):
+
+    def test_entries_survive_a_reload_of_the_same_size(self):
+        self.start()
+        path = PATH + "reload"
+        first = self.get(path)
+        self.reload(lambda c: c["routes"].append(
+            {"id": "extra", "path": "/extra/**", "backend": "default"}))
+        r = self.get(path)
+        self.assertEqual(r.headers.get("X-Cache"), "HIT")
+        self.assertEqual(r.body, first.body)
+        # A new size: a new, empty cache.
+        self.reload(lambda c: c["cache"].update({"max_memory": 4 << 20}))
+        self.assertEqual(self.get(path).headers.get("X-Cache"), "MISS")
+        self.assertEqual(self.get(path).headers.get("X-Cache"), "HIT")
+        # No route caches any more: no cache fields, nothing served from a cache.
+        self.reload(lambda c: c["routes"][0].pop("cache"))
+        r = self.get(path)
+        self.assertIsNone(r.headers.get("X-Cache"))
+        self.assertEqual(self.upstream_count(path), 3)
