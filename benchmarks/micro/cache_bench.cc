@@ -61,8 +61,8 @@ void BM_Cache_LookupHit(benchmark::State& state) {
         const std::string& k = f.keys[i++ % f.keys.size()];
         Found found;
         bool ok = f.st.find(k, f.st.hashKey(k), found);
-        ok = ok && f.st.read(found, found.meta.key_len, buf,
-                             found.meta.head_len + found.meta.body_len);
+        ok = ok &&
+             f.st.read(found, found.meta.key_len, buf, found.meta.head_len + found.meta.body_len);
         benchmark::DoNotOptimize(ok);
     }
     state.SetItemsProcessed(state.iterations());

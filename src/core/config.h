@@ -850,6 +850,10 @@ struct CacheConfig {
     /// any request on a route with `auth`) even when the response does not say public,
     /// s-maxage or must-revalidate. Default false.
     bool cache_authorized = false;
+    /// strip_set_cookie (new): store responses that carry Set-Cookie, without that field (the
+    /// response that is stored still reaches its client whole). Default false: such responses
+    /// are not stored.
+    bool strip_set_cookie = false;
     /// stale_while_revalidate / stale_if_error (new): gateway defaults of the RFC 5861
     /// directives for responses that do not carry them. Default 0 (off).
     Duration stale_while_revalidate = Duration::zero();

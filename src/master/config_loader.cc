@@ -717,10 +717,12 @@ private:
         uintAtLeast(r, "max_memory", 1u << 20, c.max_memory);
         r.opt("min_ttl", c.min_ttl);
         r.opt("cache_authorized", c.cache_authorized);
+        r.opt("strip_set_cookie", c.strip_set_cookie);
         r.opt("stale_while_revalidate", c.stale_while_revalidate);
         r.opt("stale_if_error", c.stale_if_error);
         r.opt("lock_timeout", c.lock_timeout);
-        for (const char* k : {"min_ttl", "stale_while_revalidate", "stale_if_error", "lock_timeout"}) {
+        for (const char* k :
+             {"min_ttl", "stale_while_revalidate", "stale_if_error", "lock_timeout"}) {
             const std::string_view key(k);
             const core::Duration& d = key == "min_ttl"          ? c.min_ttl
                                       : key == "stale_if_error" ? c.stale_if_error
@@ -1415,8 +1417,8 @@ private:
                           "neither GET nor HEAD: this route caches nothing");
             } else if (!others.empty()) {
                 ctx_.warn(r.markOf("methods"), r.path("methods"),
-                          "only GET responses are stored (HEAD is answered from them); " +
-                              others + " ignored");
+                          "only GET responses are stored (HEAD is answered from them); " + others +
+                              " ignored");
             }
         }
         if (ok) {
@@ -1703,6 +1705,7 @@ public:
             kv("max_memory", std::to_string(c.cache.max_memory));
             kv("min_ttl", dur(c.cache.min_ttl));
             kv("cache_authorized", boolean(c.cache.cache_authorized));
+            kv("strip_set_cookie", boolean(c.cache.strip_set_cookie));
             kv("stale_while_revalidate", dur(c.cache.stale_while_revalidate));
             kv("stale_if_error", dur(c.cache.stale_if_error));
             kv("lock_timeout", dur(c.cache.lock_timeout));

@@ -22,7 +22,6 @@
 #include "master/listener.h"
 #include "modules/balancer/rng.h"
 #include "modules/cache/cache.h"
-#include "shm/clock.h"
 #include "modules/metrics/store.h"
 #include "modules/registry.h"
 #include "modules/routing/path_normalize.h"
@@ -30,6 +29,7 @@
 #include "modules/tls/server_tls.h"
 #include "modules/tracing/traceparent.h"
 #include "modules/websocket/handshake.h"
+#include "shm/clock.h"
 #include "worker/access_log.h"
 #include "worker/client_address.h"
 #include "worker/local_reply.h"
@@ -789,8 +789,7 @@ void keepAgents(ClientConn* c) {
     };
     keep(c->req.headers.find("referer"), c->meta.referer, sizeof c->meta.referer,
          c->meta.referer_len);
-    keep(c->req.headers.find("user-agent"), c->meta.agent, sizeof c->meta.agent,
-         c->meta.agent_len);
+    keep(c->req.headers.find("user-agent"), c->meta.agent, sizeof c->meta.agent, c->meta.agent_len);
 }
 
 void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
@@ -1174,18 +1173,32 @@ void dispatch(ClientConn* c) {
 
 namespace mc = mod::cache;
 
-enum CacheStatus : uint8_t { kCacheNone, kCacheHit, kCacheMiss, kCacheStale, kCacheBypass,
-                             kCacheExpired, kCacheRevalidated };
+enum CacheStatus : uint8_t {
+    kCacheNone,
+    kCacheHit,
+    kCacheMiss,
+    kCacheStale,
+    kCacheBypass,
+    kCacheExpired,
+    kCacheRevalidated
+};
 
 std::string_view cacheStatusText(uint8_t s) {
     switch (s) {
-        case kCacheHit: return "HIT";
-        case kCacheMiss: return "MISS";
-        case kCacheStale: return "STALE";
-        case kCacheBypass: return "BYPASS";
-        case kCacheExpired: return "EXPIRED";
-        case kCacheRevalidated: return "REVALIDATED";
-        default: return {};
+        case kCacheHit:
+            return "HIT";
+        case kCacheMiss:
+            return "MISS";
+        case kCacheStale:
+            return "STALE";
+        case kCacheBypass:
+            return "BYPASS";
+        case kCacheExpired:
+            return "EXPIRED";
+        case kCacheRevalidated:
+            return "REVALIDATED";
+        default:
+            return {};
     }
 }
 
@@ -1225,8 +1238,8 @@ bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status
     const uint64_t data0 = f.meta.key_len;
     // The head and the first part of the body in one copy, checked against the entry's version
     // before a byte is sent.
-    size_t body_first = static_cast<size_t>(
-        std::min<uint64_t>(f.meta.body_len, c->cbuf.space() - head_len));
+    size_t body_first =
+        static_cast<size_t>(std::min<uint64_t>(f.meta.body_len, c->cbuf.space() - head_len));
     if (c->req_was_head) {
         body_first = 0;
     }
@@ -1316,8 +1329,8 @@ void pumpCached(ClientConn* c) {
     }
     if (c->resp_ready == 0 && c->cache_off < c->cache_end) {
         c->cbuf.clear();
-        size_t n = static_cast<size_t>(std::min<uint64_t>(c->cbuf.space(),
-                                                          c->cache_end - c->cache_off));
+        size_t n =
+            static_cast<size_t>(std::min<uint64_t>(c->cbuf.space(), c->cache_end - c->cache_off));
         if (!mc::store().read(c->cache_found, c->cache_off, c->cbuf.writePtr(), n)) {
             // Evicted while being sent: the head is gone already, so the close is the signal.
             LOG_WARN("cache entry replaced while it was being sent; closing the connection");
@@ -1378,7 +1391,8 @@ void cachePurge(ClientConn* c, std::string_view what) {
     }
     size_t slash = what.find('/');
     std::string_view host = what.substr(0, slash);
-    std::string_view path = slash == std::string_view::npos ? std::string_view() : what.substr(slash);
+    std::string_view path =
+        slash == std::string_view::npos ? std::string_view() : what.substr(slash);
     if (host.empty() && !m.prefix) {
         sendLocal(c, 400, "PURGE /cache/<host>/<path>, /cache/<host>/<prefix>* or /cache/*", {},
                   false);
@@ -1525,13 +1539,12 @@ bool cacheLookup(ClientConn* c) {
         char names[1024];
         char vk[mc::kMaxKey];
         size_t vn = 0;
-        if (f.meta.head_len <= sizeof names &&
-            st.read(f, f.meta.key_len, names, f.meta.head_len)) {
+        if (f.meta.head_len <= sizeof names && st.read(f, f.meta.key_len, names, f.meta.head_len)) {
             vn = mc::variantKey(c->cache_key, f.meta.stored_us,
                                 std::string_view(names, f.meta.head_len), raw, vk, sizeof vk);
         }
-        found = vn != 0 &&
-                st.find(std::string_view(vk, vn), st.hashKey(std::string_view(vk, vn)), f);
+        found =
+            vn != 0 && st.find(std::string_view(vk, vn), st.hashKey(std::string_view(vk, vn)), f);
     }
     const uint64_t now_us = shm::monotonicMicros();
     mc::Judgement j;
@@ -1556,15 +1569,14 @@ bool cacheLookup(ClientConn* c) {
     if (get && pol.lock_timeout_us != 0) {
         uint64_t word = 0;
         const bool waited = c->cache_waiting;
-        mc::Store::Lock l = waited ? (st.locked(key_hash, now_us) ? mc::Store::Lock::Held
-                                                                  : mc::Store::Lock::Busy)
-                                   : st.lock(key_hash, now_us, pol.lock_timeout_us, word);
+        mc::Store::Lock l =
+            waited ? (st.locked(key_hash, now_us) ? mc::Store::Lock::Held : mc::Store::Lock::Busy)
+                   : st.lock(key_hash, now_us, pol.lock_timeout_us, word);
         if (l == mc::Store::Lock::Acquired) {
             c->cache_lock = word;
             c->cache_lock_hash = key_hash;
         } else if (l == mc::Store::Lock::Held) {
-            if (found && j.use == mc::Use::StaleSwr &&
-                serveCached(c, f, j.age, kCacheStale, -1)) {
+            if (found && j.use == mc::Use::StaleSwr && serveCached(c, f, j.age, kCacheStale, -1)) {
                 return true;  // stale-while-revalidate: another request is refreshing it
             }
             if (!waited) {
@@ -1658,7 +1670,8 @@ void cacheRefreshed(ClientConn* c) {
             for (uint64_t off = 0; ok && off < old.meta.body_len;) {
                 size_t k = static_cast<size_t>(
                     std::min<uint64_t>(sizeof g_cache_chunk, old.meta.body_len - off));
-                ok = st.read(old, body0 + off, g_cache_chunk, k) && st.append(ins, g_cache_chunk, k);
+                ok =
+                    st.read(old, body0 + off, g_cache_chunk, k) && st.append(ins, g_cache_chunk, k);
                 off += k;
             }
             const uint64_t h = st.hashKey(std::string_view(key, kl));
@@ -1751,7 +1764,7 @@ void cacheBeginStore(ClientConn* c) {
         }
         return;
     }
-    size_t hn = mc::serializeHead(c->resp, g_cache_head, sizeof g_cache_head);
+    size_t hn = mc::serializeHead(c->resp, g_cache_head, sizeof g_cache_head, pol.strip_set_cookie);
     if (hn == 0) {
         return;
     }
@@ -2006,11 +2019,11 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     c->meta.upstream_addr = u->up->address.c_str();
     if (!stale) {
         sharedReport(p, ui, false);
-        mod::metrics::upstreamError(u->up->mx_row,
-                                    kind == UpFail::Connect   ? mod::metrics::UpstreamError::Connect
-                                    : kind == UpFail::Timeout ? mod::metrics::UpstreamError::Timeout
-                                    : kind == UpFail::Reset   ? mod::metrics::UpstreamError::Reset
-                                                : mod::metrics::UpstreamError::BadResponse);
+        mod::metrics::upstreamError(
+            u->up->mx_row, kind == UpFail::Connect   ? mod::metrics::UpstreamError::Connect
+                           : kind == UpFail::Timeout ? mod::metrics::UpstreamError::Timeout
+                           : kind == UpFail::Reset   ? mod::metrics::UpstreamError::Reset
+                                                     : mod::metrics::UpstreamError::BadResponse);
         LOG_WARN("upstream %s %s (request %.*s)", u->up->address.c_str(),
                  kind == UpFail::Connect   ? "connect failed"
                  : kind == UpFail::Timeout ? "timed out"
@@ -2075,7 +2088,8 @@ void retryAfterBackoff(ClientConn* c, bool backoff) {
     double cap = 0;
     if (backoff && route.backoff > 0) {
         const uint32_t n = c->attempts == 0 ? 0 : c->attempts - 1;  // retries made so far
-        cap = std::min(route.backoff_max, route.backoff * static_cast<double>(1u << std::min(n, 16u)));
+        cap = std::min(route.backoff_max,
+                       route.backoff * static_cast<double>(1u << std::min(n, 16u)));
     }
     if (cap <= 0) {
         attemptUpstream(c);
@@ -2626,14 +2640,13 @@ bool frameResponseBody(ClientConn* c) {
                 c->resp_framed_all = fr.status == core::http::ChunkedDecoder::Status::Done;
                 return true;
             }
-            auto fr = c->cache_storing
-                          ? c->resp_decoder.feed(
-                                p, avail,
-                                [](void* x, const char* d, size_t n) {
-                                    cacheTee(static_cast<ClientConn*>(x), d, n);
-                                },
-                                c)
-                          : c->resp_decoder.feed(p, avail);
+            auto fr = c->cache_storing ? c->resp_decoder.feed(
+                                             p, avail,
+                                             [](void* x, const char* d, size_t n) {
+                                                 cacheTee(static_cast<ClientConn*>(x), d, n);
+                                             },
+                                             c)
+                                       : c->resp_decoder.feed(p, avail);
             c->resp_ready += fr.consumed;
             if (fr.status == core::http::ChunkedDecoder::Status::Error) {
                 LOG_WARN("upstream %s sent an invalid chunked body", u->up->address.c_str());
@@ -2706,8 +2719,7 @@ void pumpResponse(ClientConn* c) {
     // a pipe from here on.
     if (c->resp_framing == BodyFraming::ContentLength && c->resp_body_left >= kSpliceMin &&
         u->rbuf.empty() && c->ssl == nullptr && u->ssl == nullptr && !c->cache_storing &&
-        ctx().pipes.enabled() &&
-        ctx().pipes.acquire(c->pipe)) {
+        ctx().pipes.enabled() && ctx().pipes.acquire(c->pipe)) {
         c->splicing = true;
         ctx().body_pool.release(u->rbuf);
         pumpSplice(c);
@@ -2951,7 +2963,8 @@ void refusePlainText(ClientConn* c) {
                           "HTTP/1.1 400 Bad Request\r\nContent-Type: application/json\r\n"
                           "Content-Length: %zu\r\nConnection: close\r\n\r\n",
                           sizeof kBody - 1);
-    struct iovec v[2] = {{head, static_cast<size_t>(n)}, {const_cast<char*>(kBody), sizeof kBody - 1}};
+    struct iovec v[2] = {{head, static_cast<size_t>(n)},
+                         {const_cast<char*>(kBody), sizeof kBody - 1}};
     ssize_t w = connSendv(c->fd, nullptr, v, 2);
     (void)w;  // best effort: the socket buffer of a new connection takes it
     ctx().io.cancel(&c->rx);
@@ -3153,7 +3166,9 @@ void onClientWrite(struct ev_loop*, ev_io* w, int) noexcept {
         return;
     }
     if (c->state == ClientConn::State::Proxying && (c->up || c->cache_serving)) {
-        c->cache_serving ? pumpCached(c) : pumpResponse(c);  // waits for an operation in flight (the watcher reports again)
+        c->cache_serving
+            ? pumpCached(c)
+            : pumpResponse(c);  // waits for an operation in flight (the watcher reports again)
         return;
     }
     if (!flushOut(c)) {

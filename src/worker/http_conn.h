@@ -68,7 +68,7 @@ struct RequestMeta {
     double upstream_start = 0;  // when the upstream attempt began
     double upstream_time = 0;   // first attempt start → response complete
     const char* upstream_addr = nullptr;
-    bool traced = false;     // trace_id holds the request's W3C trace id
+    bool traced = false;      // trace_id holds the request's W3C trace id
     uint8_t referer_len = 0;  // Referer and User-Agent, kept for the combined access log only
     uint8_t agent_len = 0;
     char referer[200];
@@ -99,7 +99,7 @@ public:
 
     ListNode node;  // in ctx().idle_conns or ctx().busy_conns
     int fd = -1;
-    int kind = 0;  // master::ListenerKind of the listener that accepted it
+    int kind = 0;                // master::ListenerKind of the listener that accepted it
     SSL* ssl = nullptr;          // the TLS session (HTTPS listener), or plain text
     bool tls_handshake = false;  // the TLS handshake is not complete yet
     bool tls_peeked = false;     // the first byte was looked at (plain HTTP sent to the TLS port?)
@@ -121,20 +121,20 @@ public:
     uint8_t client_bin_len = 0;
     char hash_key[256];
     uint16_t hash_key_len = 0;
-    bool counted = false;  // an in-flight request is counted on `up` in shared memory
-    bool retrying = false;  // the attempt on `up` is a retry (counted in the Retrying gauge)
+    bool counted = false;          // an in-flight request is counted on `up` in shared memory
+    bool retrying = false;         // the attempt on `up` is a retry (counted in the Retrying gauge)
     bool backoff_pending = false;  // the client timer runs the back-off before a retry
-    Buffer in;             // bytes from the client (heads, bodies, pipelined requests)
-    Buffer out;            // bytes to the client (response heads, local replies)
+    Buffer in;                     // bytes from the client (heads, bodies, pipelined requests)
+    Buffer out;                    // bytes to the client (response heads, local replies)
 
     // Tunnel: an upgraded WebSocket connection, driven by ws_tunnel.cc until it closes.
     enum class State : uint8_t { Idle, ReadingHead, Proxying, WritingLocal, Lingering, Tunnel };
     State state = State::Idle;
     size_t scan_hint = 0;
     uint32_t requests = 0;
-    bool keep_alive = true;   // decided per response
-    bool mx_open = false;     // a request is counted in flight (metrics) until it ends
-    bool trace_in = false;    // the client's traceparent was valid: its tracestate goes on too
+    bool keep_alive = true;  // decided per response
+    bool mx_open = false;    // a request is counted in flight (metrics) until it ends
+    bool trace_in = false;   // the client's traceparent was valid: its tracestate goes on too
     uint8_t trace_flags = 0;
     std::string* big = nullptr;  // a large local body sent after `out` (metrics listener only)
     size_t big_off = 0;
@@ -194,13 +194,13 @@ public:
     bool splicing = false;
     bool req_was_head = false;
     // Response cache (a route whose `cache` is on; see README.md, "Response cache").
-    bool cache_active = false;     // the request went through the cache step: cacheRelease()
-    uint8_t cache_status = 0;      // the X-Cache value this response gets (0: not eligible)
-    bool cache_may_store = false;  // a GET that missed: its response may be stored
-    bool cache_storing = false;    // the upstream's response is being stored (cache_ins)
-    bool cache_serving = false;    // the response comes from the store (cache_found)
-    bool cache_invalidate = false; // an unsafe method: a success invalidates the URI
-    bool cache_req_auth = false;    // the request carried credentials (for the store decision)
+    bool cache_active = false;        // the request went through the cache step: cacheRelease()
+    uint8_t cache_status = 0;         // the X-Cache value this response gets (0: not eligible)
+    bool cache_may_store = false;     // a GET that missed: its response may be stored
+    bool cache_storing = false;       // the upstream's response is being stored (cache_ins)
+    bool cache_serving = false;       // the response comes from the store (cache_found)
+    bool cache_invalidate = false;    // an unsafe method: a success invalidates the URI
+    bool cache_req_auth = false;      // the request carried credentials (for the store decision)
     bool cache_req_no_store = false;  // ... or Cache-Control: no-store
     bool cache_waiting = false;       // waiting for another request's fill of the key (lock)
     bool cache_revalidating = false;  // the upstream request is conditional, for cache_found
@@ -209,12 +209,12 @@ public:
     uint64_t cache_lock = 0;          // the fill lock this request holds (0: none) ...
     uint64_t cache_lock_hash = 0;     // ... for this key hash
     uint64_t cache_wait_until = 0;    // CLOCK_MONOTONIC µs: the wait for the lock ends
-    std::string_view cache_key;     // arena: the key (X-Cache-Key)
-    std::string_view cache_host;    // arena: the request's host (for Location invalidation)
-    uint64_t cache_hash = 0;        // hash of the key the response is stored under
-    int64_t cache_request_time = 0;  // wall-clock seconds when the request went upstream
-    uint64_t cache_off = 0;         // serving: the next data byte to copy
-    uint64_t cache_end = 0;         // ... and the end of the data
+    std::string_view cache_key;       // arena: the key (X-Cache-Key)
+    std::string_view cache_host;      // arena: the request's host (for Location invalidation)
+    uint64_t cache_hash = 0;          // hash of the key the response is stored under
+    int64_t cache_request_time = 0;   // wall-clock seconds when the request went upstream
+    uint64_t cache_off = 0;           // serving: the next data byte to copy
+    uint64_t cache_end = 0;           // ... and the end of the data
     mod::cache::Insert cache_ins;
     mod::cache::EntryMeta cache_meta;
     mod::cache::Found cache_found;

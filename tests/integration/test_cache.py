@@ -323,6 +323,16 @@ class TestNotStored(CacheTest):
         self.assert_cached(PATH + "authpub", {"Authorization": "Bearer x",
                                               "X-Reply-Cache-Control": "public, max-age=60"})
 
+    def test_strip_set_cookie(self):
+        self.start(cache={"strip_set_cookie": True})
+        path = PATH + "cookie"
+        first = self.get(path, {"X-Reply-Set-Cookie": "session=secret"})
+        self.assertEqual(first.headers.get("Set-Cookie"), "session=secret")  # its own client
+        hit = self.get(path)
+        self.assertEqual(hit.headers.get("X-Cache"), "HIT")
+        self.assertIsNone(hit.headers.get("Set-Cookie"))  # never shared
+        self.assertEqual(hit.body, first.body)
+
     def test_cache_authorized_stores_them(self):
         self.start(cache={"cache_authorized": True})
         self.assert_cached(PATH + "auth", {"Authorization": "Bearer x"})

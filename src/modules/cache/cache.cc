@@ -24,6 +24,9 @@ char lower(char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c + 32) : c
 
 // Appends `s` at out[n]; false when it does not fit `cap`.
 bool put(char* out, size_t cap, size_t& n, std::string_view s) {
+    if (s.empty()) {
+        return true;  // (an empty view's data may be null: never handed to memcpy)
+    }
     if (n + s.size() > cap) {
         return false;
     }
@@ -56,6 +59,7 @@ RoutePolicy compilePolicy(const core::Config& cfg, const core::RouteConfig& rout
     int64_t ttl = secs(rc.ttl.value_or(g.default_ttl));
     p.ttl = std::max(ttl, secs(g.min_ttl));
     p.cache_authorized = g.cache_authorized;
+    p.strip_set_cookie = g.strip_set_cookie;
     p.swr = static_cast<uint32_t>(std::min<int64_t>(secs(g.stale_while_revalidate), 1 << 30));
     p.sie = static_cast<uint32_t>(std::min<int64_t>(secs(g.stale_if_error), 1 << 30));
     p.lock_timeout_us = static_cast<uint64_t>(
@@ -224,7 +228,7 @@ StorePlan planStore(const RoutePolicy& pol, bool request_auth, const CacheContro
     in.request_authorization = request_auth;
     in.cache_authorized = pol.cache_authorized;
     in.vary_star = vary_star;
-    in.set_cookie = hasField(resp.headers, "set-cookie");
+    in.set_cookie = !pol.strip_set_cookie && hasField(resp.headers, "set-cookie");
     in.body_length =
         resp.framing == core::http::BodyFraming::ContentLength ? resp.content_length : 0;
     in.max_body_size = pol.max_body;
@@ -276,7 +280,8 @@ StorePlan planStore(const RoutePolicy& pol, bool request_auth, const CacheContro
     return plan;
 }
 
-size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap) {
+size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap,
+                     bool strip_set_cookie) {
     size_t n = 0;
     char line[64];
     std::string_view reason = core::http::reasonPhrase(resp.status);
@@ -287,7 +292,8 @@ size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap
         return 0;
     }
     for (const auto& f : resp.headers) {
-        if (notStored(f)) {
+        if (notStored(f) ||
+            (strip_set_cookie && f.name.size() == 10 && equalsIgnoreCase(f.name, "set-cookie"))) {
             continue;
         }
         if (!put(out, cap, n, f.name) || !put(out, cap, n, ": ") || !put(out, cap, n, f.value) ||

@@ -21,6 +21,7 @@ struct RoutePolicy {
     bool with_query = false;     // the key includes the query; else a query bypasses the cache
     bool authenticated = false;  // the route authenticates: its answers are "authorized"
     bool cache_authorized = false;
+    bool strip_set_cookie = false;  // store responses with Set-Cookie, without it
     uint64_t max_body = 1u << 20;
     int64_t ttl = 300;  // freshness when the response gives none, seconds (min_ttl applied)
     uint32_t swr = 0;   // gateway default stale-while-revalidate, seconds
@@ -79,8 +80,10 @@ StorePlan planStore(const RoutePolicy& pol, bool request_auth, const CacheContro
                     int64_t response_time);
 
 /// Writes the head as stored: the status line and the end-to-end fields (no hop-by-hop ones,
-/// no framing, no Age, no X-Request-ID), then CRLF. Returns the length, 0 if over `cap`.
-size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap);
+/// no framing, no Age, no X-Request-ID; no Set-Cookie when `strip_set_cookie`), then CRLF.
+/// Returns the length, 0 if over `cap`.
+size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap,
+                     bool strip_set_cookie = false);
 
 /// Freshens a stored head with a 304's fields (RFC 9111 §4.3.4): the stored status line and
 /// fields, each replaced by the 304's fields of that name, then the 304's other end-to-end

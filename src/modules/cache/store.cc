@@ -81,8 +81,8 @@ void Store::bind(void* body, uint32_t entries, uint32_t blocks) {
     p += sizeof(shm::Atomic32) * blocks;
     next_ = reinterpret_cast<shm::Atomic32*>(p);
     p += sizeof(shm::Atomic32) * blocks;
-    data_ = static_cast<char*>(body) + roundUp(static_cast<size_t>(p - static_cast<char*>(body)),
-                                               kBlockSize);
+    data_ = static_cast<char*>(body) +
+            roundUp(static_cast<size_t>(p - static_cast<char*>(body)), kBlockSize);
     entry_count_ = entries;
     set_mask_ = entries / kWays - 1;
     block_count_ = blocks;

@@ -90,8 +90,9 @@ TEST(JudgeTest, FreshStaleAndRequestDirectives) {
 TEST(PlanStoreTest, FreshnessAndDecisions) {
     const RoutePolicy pol = policy();
     CacheControl rcc;
-    auto r = response("HTTP/1.1 200 OK\r\nCache-Control: max-age=100\r\nAge: 20\r\n"
-                      "Content-Length: 2\r\n\r\n");
+    auto r = response(
+        "HTTP/1.1 200 OK\r\nCache-Control: max-age=100\r\nAge: 20\r\n"
+        "Content-Length: 2\r\n\r\n");
     StorePlan p = planStore(pol, false, rcc, *r, 1000, 1000);
     EXPECT_TRUE(p.store);
     EXPECT_EQ(p.meta.lifetime, 100u);
@@ -105,8 +106,9 @@ TEST(PlanStoreTest, FreshnessAndDecisions) {
     EXPECT_EQ(p.meta.lifetime, 300u);
 
     // Expires - Date, and a past Expires.
-    r = response("HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
-                 "Expires: Sun, 06 Nov 1994 08:50:37 GMT\r\nContent-Length: 0\r\n\r\n");
+    r = response(
+        "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
+        "Expires: Sun, 06 Nov 1994 08:50:37 GMT\r\nContent-Length: 0\r\n\r\n");
     p = planStore(pol, false, rcc, *r, 784111777, 784111777);
     EXPECT_TRUE(p.store);
     EXPECT_EQ(p.meta.lifetime, 60u);
@@ -146,8 +148,9 @@ TEST(PlanStoreTest, FreshnessAndDecisions) {
     r = response("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n");
     EXPECT_EQ(planStore(tiny, false, rcc, *r, 1000, 1000).why, StoreDecision::TooLarge);
     // stale-* directives, and the route's defaults.
-    r = response("HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=30, "
-                 "stale-if-error=600, must-revalidate\r\nETag: \"x\"\r\nContent-Length: 0\r\n\r\n");
+    r = response(
+        "HTTP/1.1 200 OK\r\nCache-Control: max-age=1, stale-while-revalidate=30, "
+        "stale-if-error=600, must-revalidate\r\nETag: \"x\"\r\nContent-Length: 0\r\n\r\n");
     p = planStore(pol, false, rcc, *r, 1000, 1000);
     EXPECT_EQ(p.meta.swr, 30u);
     EXPECT_EQ(p.meta.sie, 600u);
@@ -160,11 +163,13 @@ TEST(PlanStoreTest, FreshnessAndDecisions) {
 
 TEST(NotModifiedTest, EtagsThenDates) {
     auto req = response("HTTP/1.1 200 OK\r\nIf-None-Match: W/\"a\", \"b\"\r\n\r\n");
-    auto stored = response("HTTP/1.1 200 OK\r\nETag: \"a\"\r\n"
-                           "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n");
+    auto stored = response(
+        "HTTP/1.1 200 OK\r\nETag: \"a\"\r\n"
+        "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\n\r\n");
     EXPECT_TRUE(notModified(req->headers, stored->headers));  // weak comparison
-    req = response("HTTP/1.1 200 OK\r\nIf-None-Match: \"c\"\r\n"
-                   "If-Modified-Since: Mon, 07 Nov 1994 00:00:00 GMT\r\n\r\n");
+    req = response(
+        "HTTP/1.1 200 OK\r\nIf-None-Match: \"c\"\r\n"
+        "If-Modified-Since: Mon, 07 Nov 1994 00:00:00 GMT\r\n\r\n");
     EXPECT_FALSE(notModified(req->headers, stored->headers));  // INM wins over IMS
     req = response("HTTP/1.1 200 OK\r\nIf-Modified-Since: Mon, 07 Nov 1994 00:00:00 GMT\r\n\r\n");
     EXPECT_TRUE(notModified(req->headers, stored->headers));
@@ -177,9 +182,10 @@ TEST(NotModifiedTest, EtagsThenDates) {
 }
 
 TEST(HeadTest, SerializeDropsFramingAndMergeFreshens) {
-    auto r = response("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
-                      "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nAge: 3\r\nETag: \"v1\"\r\n"
-                      "X-Request-ID: r1\r\nCache-Control: max-age=1\r\n\r\n");
+    auto r = response(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+        "Connection: keep-alive, X-Hop\r\nX-Hop: 1\r\nAge: 3\r\nETag: \"v1\"\r\n"
+        "X-Request-ID: r1\r\nCache-Control: max-age=1\r\n\r\n");
     char out[1024];
     size_t n = serializeHead(*r, out, sizeof out);
     EXPECT_EQ(std::string(out, n),
@@ -188,8 +194,9 @@ TEST(HeadTest, SerializeDropsFramingAndMergeFreshens) {
     EXPECT_EQ(serializeHead(*r, out, 10), 0u);
 
     auto stored = response(std::string(out, n));
-    auto fresh = response("HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=60\r\n"
-                          "X-New: 1\r\nContent-Length: 99\r\n\r\n");
+    auto fresh = response(
+        "HTTP/1.1 304 Not Modified\r\nCache-Control: max-age=60\r\n"
+        "X-New: 1\r\nContent-Length: 99\r\n\r\n");
     char merged[1024];
     size_t m = mergeHead(*stored, *fresh, merged, sizeof merged);
     EXPECT_EQ(std::string(merged, m),
@@ -198,14 +205,16 @@ TEST(HeadTest, SerializeDropsFramingAndMergeFreshens) {
 }
 
 TEST(VaryTest, NamesAndVariantKeys) {
-    auto r = response("HTTP/1.1 200 OK\r\nVary: Accept-Encoding, ACCEPT-language\r\n"
-                      "Vary: X-Tenant\r\n\r\n");
+    auto r = response(
+        "HTTP/1.1 200 OK\r\nVary: Accept-Encoding, ACCEPT-language\r\n"
+        "Vary: X-Tenant\r\n\r\n");
     char names[256];
     size_t n = varyNames(r->headers, names, sizeof names);
     EXPECT_EQ(std::string(names, n), "accept-encoding,accept-language,x-tenant");
 
-    const std::string raw = "GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n"
-                            "x-tenant: a\r\nX-Tenant:  b \r\n\r\n";
+    const std::string raw =
+        "GET / HTTP/1.1\r\nHost: h\r\nAccept-Encoding: gzip\r\n"
+        "x-tenant: a\r\nX-Tenant:  b \r\n\r\n";
     char vk[kMaxKey];
     size_t k = variantKey("GET:h/", 7, std::string_view(names, n), raw, vk, sizeof vk);
     EXPECT_EQ(std::string(vk, k),

@@ -47,8 +47,8 @@ protected:
         }
         return b;
     }
-    bool put(const std::string& key, size_t body_len, uint32_t writer = 0,
-             uint32_t lifetime = 60, uint64_t stored_us = shm::monotonicMicros()) {
+    bool put(const std::string& key, size_t body_len, uint32_t writer = 0, uint32_t lifetime = 60,
+             uint64_t stored_us = shm::monotonicMicros()) {
         const std::string head = "HTTP/1.1 200 OK\r\nX: y\r\n\r\n";
         const std::string body = bodyFor(key, body_len);
         Insert ins;
@@ -204,8 +204,8 @@ TEST_F(CacheStoreTest, PurgeByPredicate) {
     for (const char* k : {"GET:h/a", "GET:h/a?x", "GET:h/b", "GET:g/a"}) {
         ASSERT_TRUE(put(k, 10));
     }
-    size_t n = st_.purge(
-        [](void*, std::string_view key) { return key.starts_with("GET:h/a"); }, nullptr, 0);
+    size_t n = st_.purge([](void*, std::string_view key) { return key.starts_with("GET:h/a"); },
+                         nullptr, 0);
     EXPECT_EQ(n, 2u);
     EXPECT_TRUE(check("GET:h/b", 10));
     EXPECT_TRUE(check("GET:g/a", 10));
