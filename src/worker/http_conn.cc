@@ -693,6 +693,10 @@ void sendLocal(ClientConn* c, int status, std::string_view error, std::string_vi
 
 /// Writes the gateway reply set on c->rq (after HeaderFilter ran).
 void writeLocal(ClientConn* c) {
+    if (c->cache_bg) {
+        closeClient(c);  // a background refresh has nobody to answer
+        return;
+    }
     ctx().io.cancel(&c->tx);
     ctx().io_pool.acquire(c->out);
     c->out.clear();
@@ -1488,6 +1492,168 @@ void cachePrepareRevalidation(ClientConn* c, const mc::Found& f) {
     c->cache_revalidating = true;
 }
 
+/// A deep copy of the Proxy-phase head edits `e` into `to`'s arena; false when it does not fit.
+bool copyEdits(Request& to, const HeadEdits* e) {
+    auto dup = [&](std::string_view v, std::string_view& out) {
+        out = to.copy(v);
+        return v.empty() || !out.empty();
+    };
+    for (; e != nullptr; e = e->next) {
+        void* m = to.alloc(sizeof(HeadEdits));
+        if (m == nullptr) {
+            return false;
+        }
+        auto* n = new (m) HeadEdits(*e);
+        n->next = nullptr;
+        if (e->drop_count != 0) {
+            auto* d = static_cast<std::string_view*>(
+                static_cast<void*>(to.alloc(sizeof(std::string_view) * e->drop_count)));
+            if (d == nullptr) {
+                return false;
+            }
+            for (size_t i = 0; i < e->drop_count; ++i) {
+                new (&d[i]) std::string_view();
+                if (!dup(e->drop[i], d[i])) {
+                    return false;
+                }
+            }
+            n->drop = d;
+        }
+        if (e->add_count != 0) {
+            auto* a = static_cast<HeadEdits::Field*>(
+                static_cast<void*>(to.alloc(sizeof(HeadEdits::Field) * e->add_count)));
+            if (a == nullptr) {
+                return false;
+            }
+            for (size_t i = 0; i < e->add_count; ++i) {
+                new (&a[i]) HeadEdits::Field(e->add[i]);
+                if (!dup(e->add[i].text, a[i].text) || !dup(e->add[i].value, a[i].value)) {
+                    return false;
+                }
+            }
+            n->add = a;
+        }
+        to.addUpstreamEdits(n);
+    }
+    return true;
+}
+
+/// stale-while-revalidate: the stale entry `f` answers `c` at once, and this starts the
+/// revalidation in the background: a connection object without a client (`cache_bg`) makes the
+/// upstream request `c` would have made (its head parsed again from a copy; the route's
+/// Proxy-phase edits and the host and query overrides copied; the stored validators added).
+/// The answer is stored and goes to nobody. It takes over `c`'s fill lock. False when it could
+/// not start (then `c` revalidates itself).
+bool startBackgroundRefresh(ClientConn* c, const mc::Found& f) {
+    const std::string_view raw(c->in.readPtr(), c->head_pending);
+    ClientConn* b;
+    if (g_free_clients.empty()) {
+        b = new ClientConn;
+    } else {
+        b = g_free_clients.back();
+        g_free_clients.pop_back();
+        new (b) ClientConn;
+    }
+    b->fd = -1;
+    b->kind = c->kind;
+    b->id = ctx().next_conn_id++;
+    b->cache_bg = true;
+    std::memcpy(b->peer_ip, c->peer_ip, sizeof b->peer_ip);
+    b->peer_ip_len = c->peer_ip_len;
+    std::memcpy(b->peer_bin, c->peer_bin, sizeof b->peer_bin);
+    b->peer_bin_len = c->peer_bin_len;
+    ev_io_init(&b->rio, onClientRead, -1, EV_READ);
+    ev_io_init(&b->wio, onClientWrite, -1, EV_WRITE);
+    b->rx = IoOp{clientRxPrep, clientRxDone, b};
+    b->tx = IoOp{clientTxPrep, clientTxDone, b};
+    b->timer.init(onClientTimer, b);
+    b->rio.data = b->wio.data = b;
+    b->rq.conn = b;
+    b->rq.host_ = &g_host;
+    b->rq.head = &b->req;
+    b->rq.resp = &b->resp;
+    b->rq.meta = &b->meta;
+    b->rq.client_ip = std::string_view(b->peer_ip, b->peer_ip_len);
+    ++ctx().conn_count;  // it counts as a connection until it closes (graceful stops wait for it)
+    sharedTryAddConnection(0);
+    b->state = ClientConn::State::Proxying;
+    moveToList(b, ctx().busy_conns);
+    // The request head, parsed again in this object's own buffer.
+    const WorkerLimits& lim = ctx().limits;
+    core::http::Limits pl{lim.max_request_line, lim.max_header_size, lim.max_headers,
+                          lim.drop_underscores};
+    ctx().io_pool.acquire(b->in);
+    size_t hint = 0;
+    if (raw.size() > b->in.space()) {
+        closeClient(b);
+        return false;
+    }
+    b->in.append(raw.data(), raw.size());
+    if (core::http::parseRequest(b->in.readPtr(), b->in.size(), pl, b->req, hint) !=
+        ParseStatus::Complete) {
+        closeClient(b);
+        return false;
+    }
+    size_t plen = 0;
+    if (mod::routing::normalizePath(b->req.path, const_cast<char*>(b->req.path.data()),
+                                    b->req.path.size(),
+                                    plen) != mod::routing::NormalizeResult::Ok) {
+        closeClient(b);
+        return false;
+    }
+    Request& rq = b->rq;
+    rq.path = std::string_view(b->req.path.data(), plen);
+    b->head_pending = b->req.head_length;
+    b->keep_alive = false;
+    b->meta.start = now();
+    b->meta.route = c->meta.route;
+    size_t ml = std::min(b->req.method.size(), sizeof b->meta.method);
+    std::memcpy(b->meta.method, b->req.method.data(), ml);
+    b->meta.method_len = static_cast<uint8_t>(ml);
+    b->meta.id_len = static_cast<uint8_t>(ctx().ids.next(b->meta.id));
+    if (lim.trace_context) {
+        startTrace(b);
+    }
+    const Proxy& p = *ctx().proxy;
+    const RouteRt& route = *c->rq.route;
+    rq.route = &route;
+    resolveClientAddress(b, p);
+    captureHashKey(b, p.backends[route.backend], rq.path);
+    if (route.rewrites) {
+        rq.match = p.router->match(b->req.method, b->req.host, rq.path);
+    }
+    rq.host_override = rq.copy(c->rq.host_override);
+    rq.query_override_set = c->rq.query_override_set;
+    rq.query_override = rq.copy(c->rq.query_override);
+    if ((!c->rq.host_override.empty() && rq.host_override.empty()) ||
+        (!c->rq.query_override.empty() && rq.query_override.empty()) ||
+        !copyEdits(rq, c->rq.upstream_edits)) {
+        closeClient(b);
+        return false;
+    }
+    // Its cache state: a revalidation that stores what comes back, under c's fill lock.
+    b->cache_active = true;
+    b->cache_key = rq.copy(c->cache_key);
+    b->cache_status = kCacheExpired;
+    b->cache_may_store = true;
+    b->cache_req_auth =
+        route.cache.authenticated || b->req.headers.find("authorization") != nullptr;
+    b->cache_request_time = static_cast<int64_t>(::time(nullptr));
+    ctx().body_pool.acquire(b->cbuf);
+    b->cbuf.clear();
+    b->cbuf.append(raw.data(), raw.size());
+    b->cache_lock = c->cache_lock;
+    b->cache_lock_hash = c->cache_lock_hash;
+    c->cache_lock = 0;
+    if (b->cache_key.empty()) {
+        closeClient(b);  // releases the lock: the next request revalidates
+        return false;
+    }
+    cachePrepareRevalidation(b, f);
+    proceedProxy(b);  // the cache step is skipped for it
+    return true;
+}
+
 /// The cache step of a route with `cache`: true when the request was answered here (or waits
 /// for another request's fill of its key; the client timer runs this again).
 bool cacheLookup(ClientConn* c) {
@@ -1575,6 +1741,12 @@ bool cacheLookup(ClientConn* c) {
         if (l == mc::Store::Lock::Acquired) {
             c->cache_lock = word;
             c->cache_lock_hash = key_hash;
+            // stale-while-revalidate: this request gets the stale entry at once too; the
+            // refresh runs in the background.
+            if (found && j.use == mc::Use::StaleSwr && startBackgroundRefresh(c, f) &&
+                serveCached(c, f, j.age, kCacheStale, -1)) {
+                return true;
+            }
         } else if (l == mc::Store::Lock::Held) {
             if (found && j.use == mc::Use::StaleSwr && serveCached(c, f, j.age, kCacheStale, -1)) {
                 return true;  // stale-while-revalidate: another request is refreshing it
@@ -1690,6 +1862,10 @@ void cacheRefreshed(ClientConn* c) {
         c->cache_lock = 0;
     }
     mc::Store::bump(st.stats(mc::writer()).revalidated);
+    if (c->cache_bg) {
+        closeClient(c);  // a background refresh: nobody to answer
+        return;
+    }
     const mc::Judgement j = mc::judge(served.meta, shm::monotonicMicros(), mc::CacheControl{});
     if (!serveCached(c, served, j.age, kCacheRevalidated, c->cache_client_nm)) {
         failRequest(c, 502, "cached response changed during revalidation");
@@ -1922,7 +2098,7 @@ void cacheInvalidateAfter(ClientConn* c) {
 
 /// The built-in Proxy step: rewrite, the upstream request head, the first attempt.
 void proceedProxy(ClientConn* c) {
-    if (c->rq.route->cache.on && cacheLookup(c)) {
+    if (c->rq.route->cache.on && !c->cache_bg && cacheLookup(c)) {
         return;  // answered from the cache
     }
     auto& r = c->req;
@@ -1994,6 +2170,10 @@ void failRequest(ClientConn* c, int status, std::string_view why) {
     }
     releaseUpstream(c, false);
     c->meta.upstream_time = now() - c->meta.upstream_start;
+    if (c->cache_bg) {
+        closeClient(c);  // a background refresh failed: the stale entry stays
+        return;
+    }
     if (c->cache_sie && status >= 500 && cacheServeStaleOnError(c)) {
         return;  // stale-if-error: the stored response answers instead
     }
@@ -2698,6 +2878,17 @@ void pumpResponse(ClientConn* c) {
         // client's next request never finds the upstream "full" because of this one.
         releaseInflight(c);
     }
+    if (c->cache_bg) {
+        // A background refresh: what was framed is stored (cacheTee) and sent to nobody; once
+        // nothing more is being stored, the rest is not worth reading.
+        c->out.clear();
+        u->rbuf.consume(c->resp_ready);
+        c->resp_ready = 0;
+        if (!c->cache_storing && !c->resp_framed_all) {
+            closeClient(c);
+            return;
+        }
+    }
     // A small body joins the head in `out`: one contiguous send instead of a sendmsg.
     if (!c->out.empty() && c->resp_ready != 0 && c->resp_ready <= kJoinBody &&
         c->resp_ready <= c->out.space()) {
@@ -2719,6 +2910,7 @@ void pumpResponse(ClientConn* c) {
     // a pipe from here on.
     if (c->resp_framing == BodyFraming::ContentLength && c->resp_body_left >= kSpliceMin &&
         u->rbuf.empty() && c->ssl == nullptr && u->ssl == nullptr && !c->cache_storing &&
+        !c->cache_bg &&
         ctx().pipes.enabled() && ctx().pipes.acquire(c->pipe)) {
         c->splicing = true;
         ctx().body_pool.release(u->rbuf);
@@ -2838,6 +3030,10 @@ void countRequest(ClientConn* c) {
 }
 
 void finishRequest(ClientConn* c) {
+    if (c->cache_bg) {
+        closeClient(c);  // a background refresh: not a client's request (no log, no count)
+        return;
+    }
     if (c->rq.websocket) {
         countUpgrade(c->state != ClientConn::State::WritingLocal ? WsUpgradeResult::UpstreamRefused
                      : c->meta.status >= 500                     ? WsUpgradeResult::UpstreamInvalid

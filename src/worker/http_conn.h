@@ -195,6 +195,9 @@ public:
     bool req_was_head = false;
     // Response cache (a route whose `cache` is on; see README.md, "Response cache").
     bool cache_active = false;        // the request went through the cache step: cacheRelease()
+    // A background refresh (stale-while-revalidate): no client; its upstream answer is stored
+    // and goes to nobody (see startBackgroundRefresh()).
+    bool cache_bg = false;
     uint8_t cache_status = 0;         // the X-Cache value this response gets (0: not eligible)
     bool cache_may_store = false;     // a GET that missed: its response may be stored
     bool cache_storing = false;       // the upstream's response is being stored (cache_ins)
