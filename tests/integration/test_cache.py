@@ -618,6 +618,20 @@ class TestRevalidation(CacheTest):
         log = [q for q in self.b.request_log() if q.path == path]
         self.assertEqual(log[-1].header("If-Modified-Since"), lm)
 
+    def test_no_cache_response_is_stored_and_revalidated_every_time(self):
+        self.start()
+        path = PATH + "nocache-etag"
+        hdrs = {"X-Reply-Cache-Control": "no-cache", "X-Reply-ETag": '"n1"'}
+        first = self.get(path, hdrs)
+        self.assertEqual(first.headers.get("X-Cache"), "MISS")
+        for _ in range(2):
+            r = self.get(path, hdrs)
+            self.assertEqual(r.headers.get("X-Cache"), "REVALIDATED")
+            self.assertEqual(r.body, first.body)
+        log = [q for q in self.b.request_log() if q.path == path]
+        self.assertEqual(len(log), 3)
+        self.assertEqual([q.header("If-None-Match") for q in log], [None, '"n1"', '"n1"'])
+
     def test_changed_resource_replaces_the_entry(self):
         self.start()
         path = PATH + "reval-new"

@@ -270,9 +270,11 @@ StorePlan planStore(const RoutePolicy& pol, bool request_auth, const CacheContro
                 ? static_cast<uint32_t>(std::min<int64_t>(cc.stale_if_error, 1 << 30))
                 : pol.sie;
     (void)vary;
-    // Only what can be used: fresh on arrival and not to be revalidated every time (the cache
-    // does not revalidate with validators yet).
-    plan.store = (m.flags & kNoCache) == 0 && m.lifetime > m.initial_age;
+    // Only what can be used: a response fresh on arrival, or one that can be revalidated with
+    // a conditional request (an ETag or Last-Modified), as no-cache responses are before every
+    // use (RFC 9111 §5.2.2.4).
+    const bool validators = (m.flags & (kHasEtag | kHasLastModified)) != 0;
+    plan.store = validators || ((m.flags & kNoCache) == 0 && m.lifetime > m.initial_age);
     if (!plan.store) {
         plan.why = StoreDecision::NoStore;
     }

@@ -131,6 +131,17 @@ TEST(PlanStoreTest, FreshnessAndDecisions) {
         EXPECT_FALSE(p.store) << c.head;
         EXPECT_EQ(p.why, c.why) << c.head;
     }
+    // no-cache, or stale on arrival: stored only with a validator to revalidate it with.
+    r = response("HTTP/1.1 200 OK\r\nCache-Control: no-cache\r\nETag: \"e\"\r\n"
+                 "Content-Length: 0\r\n\r\n");
+    p = planStore(pol, false, rcc, *r, 1000, 1000);
+    EXPECT_TRUE(p.store);
+    EXPECT_NE(p.meta.flags & kNoCache, 0u);
+    r = response("HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\n"
+                 "Last-Modified: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n");
+    EXPECT_TRUE(planStore(pol, false, rcc, *r, 1000, 1000).store);
+    r = response("HTTP/1.1 200 OK\r\nCache-Control: max-age=0\r\nContent-Length: 0\r\n\r\n");
+    EXPECT_FALSE(planStore(pol, false, rcc, *r, 1000, 1000).store);
     // Credentials: only when the response allows sharing, or configured.
     r = response("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n");
     EXPECT_EQ(planStore(pol, true, rcc, *r, 1000, 1000).why, StoreDecision::Authorization);
