@@ -19,6 +19,8 @@ using namespace core::cfg;  // NOLINT: the reader helpers are this file's vocabu
 
 /// Upper bound of max_keys: a table of 2^25 slots (512 MiB of shared memory).
 constexpr uint64_t kMaxKeys = 16777216;
+/// Upper bound of instances (Photon instances sharing one Redis-backed limit).
+constexpr uint64_t kMaxInstances = 1024;
 
 class Decoder {
 public:
@@ -95,6 +97,53 @@ public:
         }
         ok = r.opt("headers", rl.headers) && ok;
         ok = r.opt("legacy_headers", rl.legacy_headers) && ok;
+        ok = readChoice(r, "store", {{"local", RL::Store::Local}, {"redis", RL::Store::Redis}},
+                        rl.store) &&
+             ok;
+        ok = readChoice(r, "on_store_error",
+                        {{"allow", RL::OnStoreError::Allow},
+                         {"deny", RL::OnStoreError::Deny},
+                         {"local", RL::OnStoreError::Local}},
+                        rl.on_store_error) &&
+             ok;
+        if (const ConfigNode* n = r.get("instances")) {
+            uint64_t v = 0;
+            if (ctx_.integer(*n, r.path("instances"), 1, kMaxInstances, v)) {
+                rl.instances = static_cast<uint32_t>(v);
+            } else {
+                ok = false;
+            }
+        }
+        if (const ConfigNode* n = r.get("sync")) {
+            std::string s;
+            if (!ctx_.convert(*n, r.path("sync"), s)) {
+                ok = false;
+            } else if (s == "batched") {
+                ctx_.error(*n, r.path("sync"),
+                           "batched is not supported by this version (only exact: one Redis "
+                           "round trip per decision)");
+                ok = false;
+            } else if (s != "exact") {
+                ctx_.error(*n, r.path("sync"), "unknown value " + quoted(s) + " (expected exact)");
+                ok = false;
+            }
+        }
+        if (const ConfigNode* n = r.get("batch_interval")) {
+            ctx_.error(*n, r.path("batch_interval"),
+                       "only applies to sync: batched, which this version does not support");
+            ok = false;
+        }
+        if (ok && rl.store == RL::Store::Local) {
+            for (const char* k : {"on_store_error", "instances", "sync"}) {
+                if (r.get(k) != nullptr) {
+                    ctx_.warn(r.markOf(k), r.path(k), "has no effect with store: local");
+                }
+            }
+        } else if (ok && r.get("instances") != nullptr &&
+                   rl.on_store_error != RL::OnStoreError::Local) {
+            ctx_.warn(r.markOf("instances"), r.path("instances"),
+                      "only on_store_error: local uses it");
+        }
         if (ok && rl.key.kind == core::RateLimitKey::Kind::Route &&
             rl.scope == RL::Scope::Route) {
             ctx_.warn(r.markOf("scope"), r.path("scope"),

@@ -1,0 +1,418 @@
+// SPDX-License-Identifier: Apache-2.0
+// store: redis — decisions by a Lua GCRA script, sent from the worker's loop.
+#include "modules/ratelimit/redis_store.h"
+
+#include <hiredis/hiredis.h>
+#include <openssl/evp.h>
+
+#include <algorithm>
+#include <cinttypes>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "core/log.h"
+#include "modules/ratelimit/limiter.h"
+#include "modules/redis/client.h"
+#include "shm/clock.h"
+
+namespace photon::mod::ratelimit {
+
+namespace {
+
+// KEYS[1] holds the theoretical arrival time (µs of Redis's TIME, so every Photon instance
+// shares one clock). ARGV: emission interval T (µs, 0 = rate 0), tolerance tau (µs), burst.
+// The same arithmetic as GcraTable::decide(). Returns {allowed, remaining, retry_after_us,
+// reset_us}, -1 for "never".
+constexpr std::string_view kScript = R"LUA(local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local burst = tonumber(ARGV[3])
+if burst == 0 then return {0, 0, 1000000, 0} end
+local never = T == 0
+local now
+if never then
+  T = 1
+  tau = burst - 1
+  now = 1
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local tat = tonumber(redis.call('GET', KEYS[1])) or 0
+local base = math.max(tat, now)
+local new_tat = base + T
+if new_tat - now > tau + T then
+  if never then return {0, 0, -1, -1} end
+  local reset = 0
+  if tat > now then reset = tat - now end
+  return {0, 0, new_tat - now - tau - T, reset}
+end
+if never then
+  redis.call('SET', KEYS[1], string.format('%.0f', new_tat))
+  return {1, math.floor((tau + T - (new_tat - now)) / T), 0, -1}
+end
+local used = new_tat - now
+redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(used / 1000) + 1)
+return {1, math.floor((tau + T - used) / T), 0, used}
+)LUA";
+
+std::string computeSha1(std::string_view text) {
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int len = 0;
+    EVP_Digest(text.data(), text.size(), md, &len, EVP_sha1(), nullptr);
+    std::string hex;
+    char b[3];
+    for (unsigned int i = 0; i < len; ++i) {
+        std::snprintf(b, sizeof b, "%02x", md[i]);
+        hex += b;
+    }
+    return hex;
+}
+
+/// Pending decisions a worker holds at once; beyond, on_store_error decides at once.
+constexpr size_t kMaxPending = 4096;
+/// Longest command: prefix (<= 128), key, three numbers, the script itself for EVAL.
+constexpr size_t kCmdBuf = 512;
+
+/// One decision in flight. Owned by the worker's fixed pool; free when neither a request waits
+/// on it nor hiredis holds it.
+struct Pending {
+    worker::Request* req = nullptr;  // null once the request moved on (deadline, abort)
+    const LimitConf* conf = nullptr;
+    ev_timer deadline;
+    uint64_t key_hash = 0;
+    redis::SentOn sent;
+    bool in_flight = false;  // hiredis will call back
+    bool retried = false;    // NOSCRIPT: sent again as EVAL
+    bool free = true;
+    Pending* next_free = nullptr;
+};
+
+struct Store {
+    std::unique_ptr<redis::Client> client;
+    struct ev_loop* loop = nullptr;
+    std::vector<Pending> pending;
+    Pending* free_list = nullptr;
+    std::string sha;
+    std::string prefix;
+    double timeout_s = 0.25;
+};
+Store* g_store = nullptr;  // this worker's; null elsewhere
+
+const std::string& scriptSha() {
+    static const std::string sha = computeSha1(kScript);
+    return sha;
+}
+
+char* putArg(char* p, std::string_view a) {
+    p += std::sprintf(p, "$%zu\r\n", a.size());
+    std::memcpy(p, a.data(), a.size());
+    p += a.size();
+    *p++ = '\r';
+    *p++ = '\n';
+    return p;
+}
+
+char* putNum(char* p, uint64_t v) {
+    char n[24];
+    int len = std::snprintf(n, sizeof n, "%" PRIu64, v);
+    return putArg(p, std::string_view(n, static_cast<size_t>(len)));
+}
+
+void release(Pending& p) {
+    if (p.free || p.in_flight || p.req != nullptr) {
+        return;
+    }
+    p.free = true;
+    p.conf = nullptr;
+    p.next_free = g_store->free_list;
+    g_store->free_list = &p;
+}
+
+void onReply(redisAsyncContext* ac, void* reply, void* arg);
+
+/// Sends EVALSHA (or, after NOSCRIPT, EVAL with the script) for `p`.
+bool sendDecision(Pending& p, bool with_script) {
+    const LimitConf& c = *p.conf;
+    char key[kCmdBuf];
+    size_t klen = redisKey(g_store->prefix, p.key_hash, key);
+    const uint64_t T = c.params.interval_us;
+    const uint64_t tau = c.params.tolerance_us;
+    if (!with_script) {
+        char buf[kCmdBuf];
+        char* e = buf;
+        e += std::sprintf(e, "*7\r\n");
+        e = putArg(e, "EVALSHA");
+        e = putArg(e, g_store->sha);
+        e = putArg(e, "1");
+        e = putArg(e, std::string_view(key, klen));
+        e = putNum(e, T);
+        e = putNum(e, tau);
+        e = putNum(e, c.params.burst);
+        return g_store->client->send(buf, static_cast<size_t>(e - buf), onReply, &p, p.sent);
+    }
+    // Once per Redis restart or SCRIPT FLUSH: EVAL loads the script for the EVALSHAs after it.
+    std::string cmd = "*7\r\n";
+    char head[32];
+    auto arg = [&](std::string_view a) {
+        cmd += std::string_view(
+            head, static_cast<size_t>(std::snprintf(head, sizeof head, "$%zu\r\n", a.size())));
+        cmd.append(a.data(), a.size());
+        cmd += "\r\n";
+    };
+    arg("EVAL");
+    arg(kScript);
+    arg("1");
+    arg(std::string_view(key, klen));
+    arg(std::to_string(T));
+    arg(std::to_string(tau));
+    arg(std::to_string(c.params.burst));
+    return g_store->client->send(cmd.data(), cmd.size(), onReply, &p, p.sent);
+}
+
+/// on_store_error for `req`: counted, logged at a bounded rate, then allow, deny or the local
+/// share.
+worker::Verdict storeError(worker::Request& req, const LimitConf& c, uint64_t h, const char* why) {
+    const uint64_t now = shm::monotonicMicros();
+    // Relaxed: statistics, ordered with nothing.
+    c.shared.stats->store_errors.fetchAdd(1, std::memory_order_relaxed);
+    c.shared.stats->store_last_error_us.store(now, std::memory_order_relaxed);
+    using E = core::RateLimitConfig::OnStoreError;
+    if (c.last_store_log_us == 0 || now - c.last_store_log_us >= 10'000'000) {
+        LOG_WARN("rate limit '%s': Redis did not decide (%s); %s (%" PRIu64
+                 " more since the last notice)",
+                 c.policy_name.c_str(), why,
+                 c.on_store_error == E::Allow  ? "admitting (on_store_error: allow)"
+                 : c.on_store_error == E::Deny ? "refusing (on_store_error: deny)"
+                                               : "deciding locally (on_store_error: local)",
+                 c.store_log_suppressed);
+        c.last_store_log_us = now;
+        c.store_log_suppressed = 0;
+    } else {
+        ++c.store_log_suppressed;
+    }
+    switch (c.on_store_error) {
+        case E::Allow:
+            return worker::Verdict::Next;
+        case E::Deny: {
+            GcraDecision d;
+            d.kind = GcraDecision::Kind::Limited;
+            d.retry_after_us = 1'000'000;
+            d.reset_us = 1'000'000;
+            recordDecision(req, c, d, true);
+            return req.fail(429, "rate limit exceeded");
+        }
+        case E::Local:
+            break;
+    }
+    return decideLocal(req, c, h, c.fallback);
+}
+
+/// Applies a script reply {allowed, remaining, retry_after_us, reset_us}; false when the reply
+/// has another shape.
+bool applyReply(const redisReply* r, worker::Request& req, const LimitConf& c, worker::Verdict& v) {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
+        return false;
+    }
+    long long f[4];
+    for (size_t i = 0; i < 4; ++i) {
+        if (r->element[i]->type != REDIS_REPLY_INTEGER) {
+            return false;
+        }
+        f[i] = r->element[i]->integer;
+    }
+    auto us = [](long long x) { return x < 0 ? UINT64_MAX : static_cast<uint64_t>(x); };
+    GcraDecision d;
+    d.remaining = static_cast<uint32_t>(std::clamp<long long>(f[1], 0, UINT32_MAX));
+    d.retry_after_us = us(f[2]);
+    d.reset_us = us(f[3]);
+    const uint64_t now = shm::monotonicMicros();
+    // Refreshed at most every 100 ms: one shared line written by every worker otherwise.
+    if (now - c.shared.stats->store_last_ok_us.load(std::memory_order_relaxed) > 100'000) {
+        c.shared.stats->store_last_ok_us.store(now, std::memory_order_relaxed);  // statistic
+    }
+    if (f[0] == 1) {
+        d.kind = GcraDecision::Kind::Allowed;
+        if (c.headers) {
+            recordDecision(req, c, d, false);
+        }
+        v = worker::Verdict::Next;
+        return true;
+    }
+    d.kind = GcraDecision::Kind::Limited;
+    c.shared.stats->limited.fetchAdd(1, std::memory_order_relaxed);  // a statistic
+    recordDecision(req, c, d, true);
+    v = req.fail(429, "rate limit exceeded");
+    return true;
+}
+
+void onReply(redisAsyncContext*, void* reply, void* arg) {
+    auto& p = *static_cast<Pending*>(arg);
+    p.in_flight = false;
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (r != nullptr && r->type == REDIS_REPLY_ERROR && !p.retried && p.req != nullptr &&
+        std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
+        p.retried = true;
+        if (sendDecision(p, true)) {
+            p.in_flight = true;
+            return;
+        }
+    }
+    worker::Request* req = p.req;
+    if (req == nullptr) {
+        release(p);  // the request moved on at its deadline or went away
+        return;
+    }
+    ev_timer_stop(g_store->loop, &p.deadline);
+    const LimitConf& c = *p.conf;
+    const uint64_t h = p.key_hash;
+    p.req = nullptr;
+    release(p);
+    worker::Verdict v = worker::Verdict::Next;
+    if (r == nullptr) {
+        v = storeError(*req, c, h, "connection lost");
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        char why[160];
+        std::snprintf(why, sizeof why, "error reply: %.*s",
+                      static_cast<int>(std::min<size_t>(r->len, 120)), r->str);
+        v = storeError(*req, c, h, why);
+    } else if (!applyReply(r, *req, c, v)) {
+        v = storeError(*req, c, h, "unexpected reply");
+    }
+    req->resume(v);
+}
+
+void onDeadline(struct ev_loop*, ev_timer* w, int) noexcept {
+    auto& p = *static_cast<Pending*>(w->data);
+    worker::Request* req = p.req;
+    if (req == nullptr) {
+        return;
+    }
+    const LimitConf& c = *p.conf;
+    const uint64_t h = p.key_hash;
+    p.req = nullptr;
+    // The connection is slow or dead: replace it (its pending commands fail now, this one's
+    // record included), so that later requests do not queue behind it.
+    g_store->client->timedOut(p.sent);
+    release(p);
+    req->resume(storeError(*req, c, h, "no reply within command_timeout"));
+}
+
+void onAbort(worker::Request&, void* arg) {
+    auto& p = *static_cast<Pending*>(arg);
+    ev_timer_stop(g_store->loop, &p.deadline);
+    p.req = nullptr;
+    release(p);  // kept until hiredis answers when in flight
+}
+
+}  // namespace
+
+std::string_view gcraScript() { return kScript; }
+std::string_view gcraScriptSha() { return scriptSha(); }
+
+size_t redisKey(std::string_view prefix, uint64_t h, char* out) {
+    std::memcpy(out, prefix.data(), prefix.size());
+    int n = std::snprintf(out + prefix.size(), 19, "{%016" PRIx64 "}", h);
+    return prefix.size() + static_cast<size_t>(n);
+}
+
+core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop) {
+    bool wanted = cfg.middleware.rate_limiting &&
+                  cfg.middleware.rate_limiting->store == core::RateLimitConfig::Store::Redis;
+    for (const auto& [n, c] : cfg.middleware.rate_limit_named) {
+        wanted = wanted || c.store == core::RateLimitConfig::Store::Redis;
+    }
+    if (!wanted || !cfg.redis.configured || g_store != nullptr) {
+        return {};
+    }
+    auto* s = new Store();  // lives as long as the process
+    s->loop = loop;
+    s->sha = scriptSha();
+    s->prefix = cfg.redis.key_prefix;
+    s->timeout_s = std::chrono::duration<double>(cfg.redis.command_timeout).count();
+    s->pending.resize(kMaxPending);
+    for (auto& p : s->pending) {
+        ev_timer_init(&p.deadline, onDeadline, 0., 0.);
+        p.deadline.data = &p;
+        p.next_free = s->free_list;
+        s->free_list = &p;
+    }
+    s->client = std::make_unique<redis::Client>(cfg.redis, loop);
+    g_store = s;
+    s->client->start();
+    return {};
+}
+
+worker::Verdict redisDecide(worker::Request& req, const LimitConf& c, uint64_t h) {
+    if (g_store == nullptr) {
+        return storeError(req, c, h, "no Redis client in this process");
+    }
+    if (!g_store->client->ready()) {
+        return storeError(req, c, h, "not connected");
+    }
+    Pending* p = g_store->free_list;
+    if (p == nullptr) {
+        return storeError(req, c, h, "too many decisions pending");
+    }
+    p->conf = &c;
+    p->key_hash = h;
+    p->retried = false;
+    if (!sendDecision(*p, false)) {
+        p->conf = nullptr;
+        return storeError(req, c, h, "not connected");
+    }
+    g_store->free_list = p->next_free;
+    p->free = false;
+    p->in_flight = true;
+    p->req = &req;
+    ev_timer_set(&p->deadline, g_store->timeout_s, 0.);
+    ev_timer_start(g_store->loop, &p->deadline);
+    req.onAbort(onAbort, p);
+    return worker::Verdict::Suspend;
+}
+
+void appendStoreHealth(const core::Config& cfg, std::string& out) {
+    if (!cfg.redis.configured) {
+        return;
+    }
+    char buf[256];
+    const uint32_t ready = g_store != nullptr ? g_store->client->readyCount() : 0;
+    std::snprintf(buf, sizeof buf,
+                  ",\"redis\":{\"address\":\"%s\",\"state\":\"%s\",\"connections\":%u,"
+                  "\"pool_size\":%u,\"failures\":%" PRIu64 ",\"limits\":{",
+                  cfg.redis.addresses.front().toString().c_str(), ready > 0 ? "up" : "down", ready,
+                  cfg.redis.pool_size, g_store != nullptr ? g_store->client->failures() : 0);
+    out += buf;
+    bool first = true;
+    auto one = [&](const std::string& name, const core::RateLimitConfig& c) {
+        if (c.store != core::RateLimitConfig::Store::Redis) {
+            return;
+        }
+        const SharedLimit* s = findSharedLimit(name);
+        if (s == nullptr || s->stats == nullptr) {
+            return;
+        }
+        const uint64_t now = shm::monotonicMicros();
+        const uint64_t err = s->stats->store_last_error_us.load(std::memory_order_relaxed);
+        const uint64_t ok = s->stats->store_last_ok_us.load(std::memory_order_relaxed);
+        std::snprintf(buf, sizeof buf,
+                      "%s\"%s\":{\"store_errors\":%" PRIu64
+                      ",\"last_error_seconds_ago\":%s,\"healthy\":%s}",
+                      first ? "" : ",", name.empty() ? "default" : name.c_str(),
+                      s->stats->store_errors.load(std::memory_order_relaxed),
+                      err == 0 ? "null" : std::to_string((now - err) / 1'000'000).c_str(),
+                      err == 0 || ok > err ? "true" : "false");
+        out += buf;
+        first = false;
+    };
+    if (cfg.middleware.rate_limiting) {
+        one(std::string(), *cfg.middleware.rate_limiting);
+    }
+    for (const auto& [n, c] : cfg.middleware.rate_limit_named) {
+        one(n, c);
+    }
+    out += "}}";
+}
+
+}  // namespace photon::mod::ratelimit
