@@ -863,9 +863,9 @@ struct RedisConfig {
     /// True when the block was present.
     bool configured = false;
     /// address (one) or addresses (a list of seeds): IP literal and port, "127.0.0.1:6379".
-    /// Standalone mode takes exactly one.
+    /// Standalone mode takes exactly one; cluster mode asks any seed for the slot map.
     std::vector<SocketAddress> addresses;
-    /// mode: standalone (default). sentinel and cluster are refused by this version.
+    /// mode: standalone (default) or cluster. sentinel is refused by this version.
     Mode mode = Mode::Standalone;
     /// username (ACL user; empty = the default user) and password (empty = no AUTH). Masked in
     /// dumps; give them through ${ENV}.

@@ -1876,7 +1876,7 @@ private:
         } else {
             kv("addresses", strList(addrs));
         }
-        kv("mode", "standalone");
+        kv("mode", r.mode == core::RedisConfig::Mode::Cluster ? "cluster" : "standalone");
         kv("username", r.username.empty() ? "~" : str(r.username));
         // Never shown, not even unmasked: a dump goes to terminals and logs.
         kv("password", r.password.empty() ? "~" : str("****"));

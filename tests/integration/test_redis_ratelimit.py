@@ -124,7 +124,7 @@ class RedisTestBase(RateLimitBase):
         d = {"address": "127.0.0.1:%d" % r.port, "command_timeout": "200ms",
              "connect_timeout": "300ms", "retry_interval": "100ms", "pool_size": 2}
         d.update(kw)
-        return d
+        return {k: v for k, v in d.items() if v is not None}
 
     def redis_config(self, r, limits, redis_kw=None, metrics_port=None, **kw):
         cfg = self.config(limits, **kw)
@@ -443,10 +443,10 @@ class ConfigCheckTest(RedisTestBase):
 
     def test_unsupported_modes_are_refused(self):
         cfg = self.config({"rate_limiting": limit(store="redis", sync="batched")})
-        cfg["redis"] = {"addresses": ["127.0.0.1:7000", "127.0.0.1:7001"], "mode": "cluster"}
+        cfg["redis"] = {"addresses": ["127.0.0.1:7000", "127.0.0.1:7001"], "mode": "sentinel"}
         rc, out, err = self.check(cfg)
         self.assertEqual(rc, 1, out + err)
-        self.assertIn("redis.mode: cluster is not supported", err)
+        self.assertIn("redis.mode: sentinel is not supported", err)
         self.assertIn("middleware.rate_limiting.sync: batched is not supported", err)
 
     def test_valid_config_passes(self):

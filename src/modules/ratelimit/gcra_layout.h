@@ -34,7 +34,10 @@ struct RateStatsShm {
     // (refreshed at most every 100 ms); any worker stores, relaxed (read only by /health).
     shm::Atomic64 store_last_error_us;
     shm::Atomic64 store_last_ok_us;
-    shm::Atomic64 reserved[2];
+    // Cluster MOVED/ASK redirects followed for this limit; any worker adds, relaxed (a
+    // statistic).
+    shm::Atomic64 store_redirects;
+    shm::Atomic64 reserved[1];
 };
 static_assert(std::is_trivially_copyable_v<RateStatsShm> && sizeof(RateStatsShm) == 64,
               "layout changed: bump kRateLayoutVersion");

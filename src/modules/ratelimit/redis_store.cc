@@ -6,6 +6,7 @@
 #include <openssl/evp.h>
 
 #include <algorithm>
+#include <charconv>
 #include <cinttypes>
 #include <cstdio>
 #include <cstring>
@@ -74,6 +75,8 @@ std::string computeSha1(std::string_view text) {
 constexpr size_t kMaxPending = 4096;
 /// Longest command: prefix (<= 128), key, three numbers, the script itself for EVAL.
 constexpr size_t kCmdBuf = 512;
+/// MOVED/ASK redirects followed per decision (a slot migrating twice at most, with margin).
+constexpr uint8_t kMaxRedirects = 5;
 
 /// One decision in flight. Owned by the worker's fixed pool; free when neither a request waits
 /// on it nor hiredis holds it.
@@ -83,8 +86,12 @@ struct Pending {
     ev_timer deadline;
     uint64_t key_hash = 0;
     redis::SentOn sent;
+    uint16_t slot = 0;       // the key's cluster slot
+    uint8_t redirects = 0;   // MOVED/ASK followed for this decision
     bool in_flight = false;  // hiredis will call back
-    bool retried = false;    // NOSCRIPT: sent again as EVAL
+    bool retried = false;    // NOSCRIPT: sent again as EVAL (and so after a redirect)
+    bool asking = false;     // ASK: sent to `ask_addr` with ASKING
+    char ask_addr[64] = {};  // "ip:port" of the last ASK redirect
     bool free = true;
     Pending* next_free = nullptr;
 };
@@ -132,6 +139,43 @@ void release(Pending& p) {
 
 void onReply(redisAsyncContext* ac, void* reply, void* arg);
 
+/// Sends `cmd` for `p`: to the node of its slot, or after an ASK to that node with ASKING.
+bool transmit(Pending& p, const char* cmd, size_t len) {
+    if (p.asking) {
+        return g_store->client->sendTo(p.ask_addr, true, cmd, len, onReply, &p, p.sent);
+    }
+    return g_store->client->send(p.slot, cmd, len, onReply, &p, p.sent);
+}
+
+/// Kinds of error replies a decision acts on.
+enum class Redirect : uint8_t { None, Moved, Ask };
+
+/// Parses "MOVED <slot> <ip:port>" / "ASK <slot> <ip:port>".
+Redirect parseRedirect(std::string_view msg, uint16_t& slot, std::string_view& addr) {
+    Redirect kind = Redirect::None;
+    if (msg.starts_with("MOVED ")) {
+        kind = Redirect::Moved;
+        msg.remove_prefix(6);
+    } else if (msg.starts_with("ASK ")) {
+        kind = Redirect::Ask;
+        msg.remove_prefix(4);
+    } else {
+        return Redirect::None;
+    }
+    size_t sp = msg.find(' ');
+    if (sp == std::string_view::npos) {
+        return Redirect::None;
+    }
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(msg.data(), msg.data() + sp, v);
+    if (ec != std::errc() || end != msg.data() + sp || v >= redis::kSlots) {
+        return Redirect::None;
+    }
+    slot = static_cast<uint16_t>(v);
+    addr = msg.substr(sp + 1);
+    return addr.empty() || addr.size() >= sizeof(Pending::ask_addr) ? Redirect::None : kind;
+}
+
 /// Sends EVALSHA (or, after NOSCRIPT, EVAL with the script) for `p`.
 bool sendDecision(Pending& p, bool with_script) {
     const LimitConf& c = *p.conf;
@@ -150,7 +194,7 @@ bool sendDecision(Pending& p, bool with_script) {
         e = putNum(e, T);
         e = putNum(e, tau);
         e = putNum(e, c.params.burst);
-        return g_store->client->send(buf, static_cast<size_t>(e - buf), onReply, &p, p.sent);
+        return transmit(p, buf, static_cast<size_t>(e - buf));
     }
     // Once per Redis restart or SCRIPT FLUSH: EVAL loads the script for the EVALSHAs after it.
     std::string cmd = "*7\r\n";
@@ -168,7 +212,7 @@ bool sendDecision(Pending& p, bool with_script) {
     arg(std::to_string(T));
     arg(std::to_string(tau));
     arg(std::to_string(c.params.burst));
-    return g_store->client->send(cmd.data(), cmd.size(), onReply, &p, p.sent);
+    return transmit(p, cmd.data(), cmd.size());
 }
 
 /// on_store_error for `req`: counted, logged at a bounded rate, then allow, deny or the local
@@ -251,12 +295,33 @@ void onReply(redisAsyncContext*, void* reply, void* arg) {
     auto& p = *static_cast<Pending*>(arg);
     p.in_flight = false;
     const auto* r = static_cast<const redisReply*>(reply);
-    if (r != nullptr && r->type == REDIS_REPLY_ERROR && !p.retried && p.req != nullptr &&
-        std::string_view(r->str, r->len).starts_with("NOSCRIPT")) {
-        p.retried = true;
-        if (sendDecision(p, true)) {
-            p.in_flight = true;
-            return;
+    if (r != nullptr && r->type == REDIS_REPLY_ERROR && p.req != nullptr) {
+        const std::string_view msg(r->str, r->len);
+        uint16_t slot = 0;
+        std::string_view addr;
+        const Redirect kind = parseRedirect(msg, slot, addr);
+        if (kind != Redirect::None && p.redirects < kMaxRedirects) {
+            ++p.redirects;
+            // Relaxed: a statistic.
+            p.conf->shared.stats->store_redirects.fetchAdd(1, std::memory_order_relaxed);
+            if (kind == Redirect::Moved) {
+                g_store->client->moved(slot, addr);
+                p.asking = false;
+            } else {
+                std::memcpy(p.ask_addr, addr.data(), addr.size());
+                p.ask_addr[addr.size()] = '\0';
+                p.asking = true;
+            }
+            if (sendDecision(p, p.retried)) {
+                p.in_flight = true;
+                return;
+            }
+        } else if (!p.retried && msg.starts_with("NOSCRIPT")) {
+            p.retried = true;
+            if (sendDecision(p, true)) {
+                p.in_flight = true;
+                return;
+            }
         }
     }
     worker::Request* req = p.req;
@@ -358,6 +423,12 @@ worker::Verdict redisDecide(worker::Request& req, const LimitConf& c, uint64_t h
     p->conf = &c;
     p->key_hash = h;
     p->retried = false;
+    p->asking = false;
+    p->redirects = 0;
+    {
+        char key[kCmdBuf];
+        p->slot = redis::keySlot(std::string_view(key, redisKey(g_store->prefix, h, key)));
+    }
     if (!sendDecision(*p, false)) {
         p->conf = nullptr;
         return storeError(req, c, h, "not connected");
@@ -376,13 +447,18 @@ void appendStoreHealth(const core::Config& cfg, std::string& out) {
     if (!cfg.redis.configured) {
         return;
     }
-    char buf[256];
+    char buf[512];
     const uint32_t ready = g_store != nullptr ? g_store->client->readyCount() : 0;
     std::snprintf(buf, sizeof buf,
-                  ",\"redis\":{\"address\":\"%s\",\"state\":\"%s\",\"connections\":%u,"
-                  "\"pool_size\":%u,\"failures\":%" PRIu64 ",\"limits\":{",
-                  cfg.redis.addresses.front().toString().c_str(), ready > 0 ? "up" : "down", ready,
-                  cfg.redis.pool_size, g_store != nullptr ? g_store->client->failures() : 0);
+                  ",\"redis\":{\"address\":\"%s\",\"mode\":\"%s\",\"state\":\"%s\","
+                  "\"nodes\":%zu,\"connections\":%u,\"pool_size\":%u,\"failures\":%" PRIu64
+                  ",\"redirects\":%" PRIu64 ",\"limits\":{",
+                  cfg.redis.addresses.front().toString().c_str(),
+                  cfg.redis.mode == core::RedisConfig::Mode::Cluster ? "cluster" : "standalone",
+                  g_store != nullptr && g_store->client->ready() ? "up" : "down",
+                  g_store != nullptr ? g_store->client->nodeCount() : 0, ready, cfg.redis.pool_size,
+                  g_store != nullptr ? g_store->client->failures() : 0,
+                  g_store != nullptr ? g_store->client->redirects() : 0);
     out += buf;
     bool first = true;
     auto one = [&](const std::string& name, const core::RateLimitConfig& c) {
@@ -397,10 +473,11 @@ void appendStoreHealth(const core::Config& cfg, std::string& out) {
         const uint64_t err = s->stats->store_last_error_us.load(std::memory_order_relaxed);
         const uint64_t ok = s->stats->store_last_ok_us.load(std::memory_order_relaxed);
         std::snprintf(buf, sizeof buf,
-                      "%s\"%s\":{\"store_errors\":%" PRIu64
+                      "%s\"%s\":{\"store_errors\":%" PRIu64 ",\"redirects\":%" PRIu64
                       ",\"last_error_seconds_ago\":%s,\"healthy\":%s}",
                       first ? "" : ",", name.empty() ? "default" : name.c_str(),
                       s->stats->store_errors.load(std::memory_order_relaxed),
+                      s->stats->store_redirects.load(std::memory_order_relaxed),
                       err == 0 ? "null" : std::to_string((now - err) / 1'000'000).c_str(),
                       err == 0 || ok > err ? "true" : "false");
         out += buf;

@@ -100,9 +100,11 @@ void decodeRedis(Ctx& ctx, const ConfigNode& node, core::RedisConfig& out) {
             ok = false;
         } else if (s == "standalone") {
             c.mode = RC::Mode::Standalone;
-        } else if (s == "sentinel" || s == "cluster") {
+        } else if (s == "cluster") {
+            c.mode = RC::Mode::Cluster;
+        } else if (s == "sentinel") {
             ctx.error(*m, r.path("mode"),
-                      s + " is not supported by this version (only standalone)");
+                      "sentinel is not supported by this version (standalone or cluster)");
             ok = false;
         } else {
             ctx.error(*m, r.path("mode"),
@@ -131,6 +133,10 @@ void decodeRedis(Ctx& ctx, const ConfigNode& node, core::RedisConfig& out) {
         uint64_t v = 0;
         if (ctx.integer(*n, r.path("database"), 0, kMaxDatabase, v)) {
             c.database = static_cast<uint32_t>(v);
+            if (v != 0 && c.mode == RC::Mode::Cluster) {
+                ctx.error(*n, r.path("database"), "a Redis Cluster has database 0 only");
+                ok = false;
+            }
         } else {
             ok = false;
         }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "master/config_loader.h"
+#include "modules/redis/client.h"
 
 namespace photon::mod::redis {
 namespace {
@@ -115,10 +116,10 @@ TEST(RedisConfigTest, RedisStoreWithoutRedisBlockIsAnError) {
 }
 
 TEST(RedisConfigTest, RefusesWhatThisVersionDoesNotDo) {
-    LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n  mode: cluster\n  tls: true\n",
+    LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n  mode: sentinel\n  tls: true\n",
                         "    store: redis\n    sync: batched\n    batch_interval: 100ms\n");
     EXPECT_FALSE(r.ok());
-    EXPECT_TRUE(has(r, Severity::Error, "redis.mode", "not supported")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.mode", "sentinel is not supported")) << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "redis.tls", "not supported")) << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.sync", "batched")) << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.batch_interval", "batched"))
@@ -147,6 +148,29 @@ TEST(RedisConfigTest, BadValuesNameTheirKey) {
     EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.on_store_error", "unknown"))
         << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.instances", "")) << describe(r);
+}
+
+TEST(RedisConfigTest, ClusterTakesSeedsAndOnlyDatabaseZero) {
+    LoadResult r = load(
+        "redis:\n  mode: cluster\n  addresses: [\"127.0.0.1:7000\", "
+        "\"127.0.0.1:7001\"]\n",
+        "    store: redis\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_EQ(r.config->redis.mode, core::RedisConfig::Mode::Cluster);
+    EXPECT_EQ(r.config->redis.addresses.size(), 2u);
+    r = load("redis:\n  mode: cluster\n  address: \"127.0.0.1:7000\"\n  database: 2\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.database", "database 0 only")) << describe(r);
+    r = load("redis:\n  addresses: [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.addresses", "exactly one")) << describe(r);
+}
+
+TEST(RedisKeySlotTest, MatchesRedisClusterSlots) {
+    // Values from CLUSTER KEYSLOT.
+    EXPECT_EQ(keySlot("foo"), 12182);
+    EXPECT_EQ(keySlot("bar"), 5061);
+    EXPECT_EQ(keySlot("{user1000}.following"), keySlot("user1000"));
+    EXPECT_EQ(keySlot("foo{}{bar}"), keySlot("foo{}{bar}"));
+    EXPECT_EQ(keySlot("photon:rl:{0123456789abcdef}"), keySlot("0123456789abcdef"));
 }
 
 TEST(RedisConfigTest, MissingAddressAndUserWithoutPassword) {
