@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: Apache-2.0
-# What a Redis-backed rate limit costs, on 127.0.0.1 only: three Photon instances in the same
+# What a Redis-backed rate limit costs, on 127.0.0.1 only: four Photon instances in the same
 # run, in front of the same two peers.sh backends, one worker each:
 #
-#   plain   no limit
-#   local   a limit in shared memory (store: local)
-#   redis   the same limit in Redis (store: redis, sync: exact: one EVALSHA per request)
+#   plain    no limit
+#   local    a limit in shared memory (store: local)
+#   redis    the same limit in Redis (store: redis, sync: exact: one EVALSHA per request)
+#   batched  the same with sync: batched (a lease of rate x 100 ms tokens per EVALSHA)
 #
-# Every limit admits everything (a huge rate), so all three proxy the same requests and the
+# Every limit admits everything (a huge rate), so all four proxy the same requests and the
 # difference is the decision itself. peers.sh alternates the targets run by run (wrk, keep-alive,
 # tiny bodies) and prints requests/s and latency percentiles per target; the "vs" columns are
 # ratios from the same moment.
@@ -62,7 +63,7 @@ wait_port() {
     return 1
 }
 
-photon_conf() { # NAME PORT MIDDLEWARE(yaml list) STORE
+photon_conf() { # NAME PORT MIDDLEWARE(yaml list) STORE SYNC
     cat >"$S/$1.yaml" <<EOC
 server:
   http_addr: "127.0.0.1:$2"
@@ -92,6 +93,7 @@ middleware:
     burst: 1000000000
     key: ip
     store: $4
+${5:+    sync: $5}
 health_check:
   enabled: false
 metrics:
@@ -102,16 +104,17 @@ EOC
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$S" \
     --daemonize no --logfile "$S/redis.log" & PIDS+=($!)
 wait_port "$REDIS_PORT"
-photon_conf plain 19401 "[]" local
-photon_conf local 19402 "[rate_limit]" local
-photon_conf redis 19403 "[rate_limit]" redis
-for n in plain local redis; do
+photon_conf plain 19401 "[]" local ""
+photon_conf local 19402 "[rate_limit]" local ""
+photon_conf redis 19403 "[rate_limit]" redis exact
+photon_conf batched 19404 "[rate_limit]" redis batched
+for n in plain local redis batched; do
     "$BIN" -c "$S/$n.yaml" 2>>"$S/photon-$n.log" & PIDS+=($!)
 done
-for p in 19401 19402 19403; do wait_port "$p"; done
+for p in 19401 19402 19403 19404; do wait_port "$p"; done
 sleep 0.5
 bash "$HERE/peers.sh" --n 1 --targets none --target plain=19401 --target local=19402 \
-    --target redis=19403 --bodies tiny --runs "$RUNS" --duration "$DUR" --conns "$CONNS" \
+    --target redis=19403 --target batched=19404 --bodies tiny --runs "$RUNS" --duration "$DUR" --conns "$CONNS" \
     --out "$OUT"
 echo "redis commands: $(redis-cli -p "$REDIS_PORT" info commandstats | grep -E 'evalsha|eval:' || true)"
 grep -h "Redis did not decide" "$S"/photon-*.log | tail -3 || true

@@ -585,6 +585,13 @@ struct RateLimitConfig {
     /// instances (new, store: redis): Photon instances sharing the limit, 1-1024 (default 1);
     /// on_store_error: local divides the limit by it.
     uint32_t instances = 1;
+    enum class Sync : uint8_t { Exact, Batched };
+    /// sync (new, store: redis): exact — one Redis round trip per decision (default); batched —
+    /// each worker takes a lease of up to rate x batch_interval tokens per round trip and
+    /// admits from it (never more than exact; fewer by the unused rest of expired leases).
+    Sync sync = Sync::Exact;
+    /// batch_interval (new, sync: batched): how long a lease lasts. 1ms-10s, default 100ms.
+    Duration batch_interval = std::chrono::milliseconds(100);
 
     /// Requests per second.
     double ratePerSecond() const {

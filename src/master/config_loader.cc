@@ -1858,7 +1858,10 @@ private:
                                  : rl.on_store_error == RL::OnStoreError::Deny ? "deny"
                                                                                : "local");
             kv("instances", std::to_string(rl.instances));
-            kv("sync", "exact");
+            kv("sync", rl.sync == RL::Sync::Batched ? "batched" : "exact");
+            if (rl.sync == RL::Sync::Batched) {
+                kv("batch_interval", dur(rl.batch_interval));
+            }
         } else {
             kv("store", "local");
         }

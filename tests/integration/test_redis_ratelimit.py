@@ -239,6 +239,54 @@ class SharedAcrossInstancesTest(RedisTestBase):
         self.assertGreater(r.command("PTTL", keys[0]), 0)
 
 
+class BatchedTest(RedisTestBase):
+    """sync: batched — leases of rate x batch_interval tokens per round trip, refusals held
+    locally until their retry time: never more than the exact limit, at most the unused rest of
+    expired leases fewer, with far fewer round trips."""
+
+    RATE, BURST = 50, 20
+    INTERVAL = 0.1   # lease = ceil(50 x 0.1) = 5 tokens
+
+    @timeout(60)
+    def test_two_instances_batched_stay_within_the_limit_with_fewer_round_trips(self):
+        r = self.redis()
+        lim = {"rate_limiting": limit(requests_per_second=self.RATE, burst=self.BURST,
+                                      store="redis", key="route", sync="batched",
+                                      batch_interval="100ms", headers=True)}
+        slow_ok = {"command_timeout": "3s"}
+        self.start_redis_photon(r, lim, slow_ok, metrics=True, workers=2)
+        port_a, mport_a = self.port, self.mport
+        self.wait_redis_up(self.proxy, mport_a)
+        del self.port
+        self.start_redis_photon(r, lim, slow_ok, metrics=True, workers=2)
+        port_b, mport_b = self.port, self.mport
+        self.wait_redis_up(self.proxy, mport_b)
+        r.command("CONFIG", "RESETSTAT")
+        conns = [Conn(port_a) for _ in range(3)] + [Conn(port_b) for _ in range(3)]
+        load, _ = self.hammer_ports(conns, 2.0)
+        self.assertEqual(load.errors, [])
+        self.assertEqual(load.other, [])
+        self.assertGreater(load.refused, load.ok, load)
+        lo, hi = load.bounds(self.RATE, self.BURST)
+        span = max(b for _, b, _ in load.records) - min(a for a, _, _ in load.records)
+        workers, lease = 4, 5
+        # Never more than exact; fewer by at most the rest of every worker's expired leases.
+        waste = workers * (lease - 1) * (span / self.INTERVAL + 1)
+        msg = "admitted %d, exact %.1f..%.1f, waste bound %.0f: %r" % (load.ok, lo, hi, waste,
+                                                                      load)
+        self.assertLessEqual(load.ok, hi, msg)
+        self.assertGreaterEqual(load.ok, lo - waste, msg)
+        self.assertEqual(self.forwarded(), load.ok)
+        stats = r.command("INFO", "commandstats")
+        calls = sum(int(part.split("=")[1]) for line in stats.split("\r\n")
+                    if line.startswith(("cmdstat_evalsha:", "cmdstat_eval:"))
+                    for part in line.split(":", 1)[1].split(",") if part.startswith("calls="))
+        total = load.ok + load.refused
+        self.assertLess(calls, total / 4, "%d round trips for %d requests" % (calls, total))
+        for mp in (mport_a, mport_b):
+            self.assertEqual(self.health(mp)["redis"]["limits"]["default"]["store_errors"], 0)
+
+
 class SameFieldsAsLocalTest(RedisTestBase):
     """Switching store changes nothing the client sees."""
 
@@ -442,12 +490,13 @@ class ConfigCheckTest(RedisTestBase):
                       "block", err)
 
     def test_unsupported_modes_are_refused(self):
-        cfg = self.config({"rate_limiting": limit(store="redis", sync="batched")})
+        cfg = self.config({"rate_limiting": limit(store="redis", sync="eventually")})
         cfg["redis"] = {"addresses": ["127.0.0.1:7000", "127.0.0.1:7001"], "mode": "sentinel"}
         rc, out, err = self.check(cfg)
         self.assertEqual(rc, 1, out + err)
         self.assertIn("redis.mode: sentinel is not supported", err)
-        self.assertIn("middleware.rate_limiting.sync: batched is not supported", err)
+        self.assertIn("middleware.rate_limiting.sync: unknown value 'eventually' (expected exact "
+                      "or batched)", err)
 
     def test_valid_config_passes(self):
         cfg = self.config({"rate_limiting": limit(store="redis", on_store_error="local",

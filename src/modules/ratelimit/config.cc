@@ -114,27 +114,26 @@ public:
                 ok = false;
             }
         }
-        if (const ConfigNode* n = r.get("sync")) {
-            std::string s;
-            if (!ctx_.convert(*n, r.path("sync"), s)) {
+        ok = readChoice(r, "sync", {{"exact", RL::Sync::Exact}, {"batched", RL::Sync::Batched}},
+                        rl.sync) &&
+             ok;
+        if (const ConfigNode* n = r.get("batch_interval")) {
+            core::Duration d{};
+            if (!ctx_.convert(*n, r.path("batch_interval"), d)) {
                 ok = false;
-            } else if (s == "batched") {
-                ctx_.error(*n, r.path("sync"),
-                           "batched is not supported by this version (only exact: one Redis "
-                           "round trip per decision)");
+            } else if (d < std::chrono::milliseconds(1) || d > std::chrono::seconds(10)) {
+                ctx_.error(*n, r.path("batch_interval"), "must be 1ms to 10s");
                 ok = false;
-            } else if (s != "exact") {
-                ctx_.error(*n, r.path("sync"), "unknown value " + quoted(s) + " (expected exact)");
-                ok = false;
+            } else {
+                rl.batch_interval = d;
+            }
+            if (ok && rl.sync != RL::Sync::Batched) {
+                ctx_.warn(r.markOf("batch_interval"), r.path("batch_interval"),
+                          "only sync: batched uses it");
             }
         }
-        if (const ConfigNode* n = r.get("batch_interval")) {
-            ctx_.error(*n, r.path("batch_interval"),
-                       "only applies to sync: batched, which this version does not support");
-            ok = false;
-        }
         if (ok && rl.store == RL::Store::Local) {
-            for (const char* k : {"on_store_error", "instances", "sync"}) {
+            for (const char* k : {"on_store_error", "instances", "sync", "batch_interval"}) {
                 if (r.get(k) != nullptr) {
                     ctx_.warn(r.markOf(k), r.path(k), "has no effect with store: local");
                 }

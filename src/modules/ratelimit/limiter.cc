@@ -246,6 +246,14 @@ std::unique_ptr<LimitConf> LimitConf::compile(const core::RateLimitConfig& c,
         const uint32_t burst = c.burst == 0 ? 0 : std::max<uint32_t>(1, c.burst / n);
         k->fallback = GcraParams::make(c.ratePerSecond() / n, burst);
     }
+    if (c.sync == RL::Sync::Batched) {
+        const double per_lease =
+            std::ceil(c.ratePerSecond() * std::chrono::duration<double>(c.batch_interval).count());
+        k->lease = static_cast<uint32_t>(
+            std::clamp(per_lease, 1.0, static_cast<double>(std::max<uint32_t>(1, c.burst))));
+        k->lease_us = static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(c.batch_interval).count());
+    }
     k->policy_name = instance.empty() ? "default" : std::string(instance);
     // RateLimit-Policy: the sustained quota as configured, q requests per w seconds, both whole
     // numbers: 2.5/s is q=5;w=2, 90.5/min q=181;w=120, 0.4/s q=2;w=5.

@@ -60,6 +60,9 @@ struct LimitConf final : worker::ModuleConf {
     bool redis = false;
     core::RateLimitConfig::OnStoreError on_store_error = core::RateLimitConfig::OnStoreError::Local;
     GcraParams fallback;  // on_store_error: local — rate and burst divided by `instances`
+    // sync: batched — tokens asked per round trip (1 = exact) and how long a lease lasts.
+    uint32_t lease = 1;
+    uint64_t lease_us = 0;
     // Per-process (each worker has its own copy after fork): the last store-error notice.
     mutable uint64_t last_store_log_us = 0;
     mutable uint64_t store_log_suppressed = 0;

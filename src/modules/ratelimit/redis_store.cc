@@ -23,12 +23,14 @@ namespace photon::mod::ratelimit {
 namespace {
 
 // KEYS[1] holds the theoretical arrival time (µs of Redis's TIME, so every Photon instance
-// shares one clock). ARGV: emission interval T (µs, 0 = rate 0), tolerance tau (µs), burst.
-// The same arithmetic as GcraTable::decide(). Returns {allowed, remaining, retry_after_us,
-// reset_us}, -1 for "never".
+// shares one clock). ARGV: emission interval T (µs, 0 = rate 0), tolerance tau (µs), burst, and
+// the most tokens to take (1 = one decision; sync: batched asks for a lease of several). The
+// same arithmetic as GcraTable::decide(), for n tokens at once. Returns {granted,
+// remaining, retry_after_us, reset_us}, -1 for "never".
 constexpr std::string_view kScript = R"LUA(local T = tonumber(ARGV[1])
 local tau = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
+local want = tonumber(ARGV[4]) or 1
 if burst == 0 then return {0, 0, 1000000, 0} end
 local never = T == 0
 local now
@@ -42,20 +44,22 @@ else
 end
 local tat = tonumber(redis.call('GET', KEYS[1])) or 0
 local base = math.max(tat, now)
-local new_tat = base + T
-if new_tat - now > tau + T then
+local avail = math.floor((now + tau + T - base) / T)
+if avail < 1 then
   if never then return {0, 0, -1, -1} end
   local reset = 0
   if tat > now then reset = tat - now end
-  return {0, 0, new_tat - now - tau - T, reset}
+  return {0, 0, base + T - now - tau - T, reset}
 end
+local n = math.min(want, avail)
+local new_tat = base + n * T
+local used = new_tat - now
 if never then
   redis.call('SET', KEYS[1], string.format('%.0f', new_tat))
-  return {1, math.floor((tau + T - (new_tat - now)) / T), 0, -1}
+  return {n, math.floor((tau + T - used) / T), 0, -1}
 end
-local used = new_tat - now
 redis.call('SET', KEYS[1], string.format('%.0f', new_tat), 'PX', math.ceil(used / 1000) + 1)
-return {1, math.floor((tau + T - used) / T), 0, used}
+return {n, math.floor((tau + T - used) / T), 0, used}
 )LUA";
 
 std::string computeSha1(std::string_view text) {
@@ -96,16 +100,65 @@ struct Pending {
     Pending* next_free = nullptr;
 };
 
+/// sync: batched — tokens a worker holds for one key, taken from Redis in one round trip, or a
+/// refusal Redis gave, which holds until its retry time (Redis's theoretical arrival time only
+/// grows, so nothing would be admitted sooner).
+struct Lease {
+    uint64_t key_hash = 0;  // 0 = free
+    const LimitConf* conf = nullptr;
+    uint64_t expires_us = 0;        // tokens are dropped after this (monotonic µs)
+    uint64_t refused_until_us = 0;  // refuse locally until this
+    uint64_t reset_at_us = 0;       // for the RateLimit fields: when the bucket is full
+    uint32_t tokens = 0;
+    uint32_t remaining = 0;  // what Redis had left after the lease
+};
+/// Leases per worker (a power of two); a key that finds no slot in kLeaseProbe takes the oldest.
+constexpr size_t kLeaseSlots = 4096;
+constexpr size_t kLeaseProbe = 8;
+
 struct Store {
     std::unique_ptr<redis::Client> client;
     struct ev_loop* loop = nullptr;
     std::vector<Pending> pending;
     Pending* free_list = nullptr;
+    std::vector<Lease> leases;  // sync: batched only (empty otherwise)
     std::string sha;
     std::string prefix;
     double timeout_s = 0.25;
 };
 Store* g_store = nullptr;  // this worker's; null elsewhere
+
+/// The lease slot of `h` for `c`: its own, or a free/expired one claimed for it (the oldest in
+/// the probe window when none is). Never null once the table exists.
+Lease* leaseFor(uint64_t h, const LimitConf& c, bool claim) {
+    auto& t = g_store->leases;
+    if (t.empty()) {
+        return nullptr;
+    }
+    const size_t mask = t.size() - 1;
+    // The slot to take when the key has none: a free one, else the one whose lease or refusal
+    // ends first (an expired one before any live one). Losing a live lease only drops tokens.
+    Lease* victim = nullptr;
+    uint64_t victim_until = UINT64_MAX;
+    for (size_t i = 0; i < kLeaseProbe; ++i) {
+        Lease& l = t[(h + i) & mask];
+        if (l.key_hash == h && l.conf == &c) {
+            return &l;
+        }
+        const uint64_t until = l.key_hash == 0 ? 0 : std::max(l.expires_us, l.refused_until_us);
+        if (victim == nullptr || until < victim_until) {
+            victim = &l;
+            victim_until = until;
+        }
+    }
+    if (!claim) {
+        return nullptr;
+    }
+    *victim = Lease{};
+    victim->key_hash = h;
+    victim->conf = &c;
+    return victim;
+}
 
 const std::string& scriptSha() {
     static const std::string sha = computeSha1(kScript);
@@ -186,7 +239,7 @@ bool sendDecision(Pending& p, bool with_script) {
     if (!with_script) {
         char buf[kCmdBuf];
         char* e = buf;
-        e += std::sprintf(e, "*7\r\n");
+        e += std::sprintf(e, "*8\r\n");
         e = putArg(e, "EVALSHA");
         e = putArg(e, g_store->sha);
         e = putArg(e, "1");
@@ -194,10 +247,11 @@ bool sendDecision(Pending& p, bool with_script) {
         e = putNum(e, T);
         e = putNum(e, tau);
         e = putNum(e, c.params.burst);
+        e = putNum(e, c.lease);
         return transmit(p, buf, static_cast<size_t>(e - buf));
     }
     // Once per Redis restart or SCRIPT FLUSH: EVAL loads the script for the EVALSHAs after it.
-    std::string cmd = "*7\r\n";
+    std::string cmd = "*8\r\n";
     char head[32];
     auto arg = [&](std::string_view a) {
         cmd += std::string_view(
@@ -212,6 +266,7 @@ bool sendDecision(Pending& p, bool with_script) {
     arg(std::to_string(T));
     arg(std::to_string(tau));
     arg(std::to_string(c.params.burst));
+    arg(std::to_string(c.lease));
     return transmit(p, cmd.data(), cmd.size());
 }
 
@@ -253,9 +308,11 @@ worker::Verdict storeError(worker::Request& req, const LimitConf& c, uint64_t h,
     return decideLocal(req, c, h, c.fallback);
 }
 
-/// Applies a script reply {allowed, remaining, retry_after_us, reset_us}; false when the reply
-/// has another shape.
-bool applyReply(const redisReply* r, worker::Request& req, const LimitConf& c, worker::Verdict& v) {
+/// Applies a script reply {granted, remaining, retry_after_us, reset_us} for key hash `h`
+/// (sync: batched keeps the tokens beyond the first, or the refusal); false when the reply has
+/// another shape.
+bool applyReply(const redisReply* r, worker::Request& req, const LimitConf& c, uint64_t h,
+                worker::Verdict& v) {
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 4) {
         return false;
     }
@@ -276,7 +333,26 @@ bool applyReply(const redisReply* r, worker::Request& req, const LimitConf& c, w
     if (now - c.shared.stats->store_last_ok_us.load(std::memory_order_relaxed) > 100'000) {
         c.shared.stats->store_last_ok_us.store(now, std::memory_order_relaxed);  // statistic
     }
-    if (f[0] == 1) {
+    if (c.lease_us != 0) {
+        if (Lease* l = leaseFor(h, c, true)) {
+            if (f[0] >= 1) {
+                // This request takes one token; the rest serve this worker's next requests.
+                const bool valid = l->expires_us > now;
+                l->tokens = static_cast<uint32_t>(f[0] - 1) + (valid ? l->tokens : 0);
+                l->expires_us = now + c.lease_us;
+                l->refused_until_us = 0;
+                l->remaining = d.remaining;
+                l->reset_at_us = d.reset_us == UINT64_MAX ? UINT64_MAX : now + d.reset_us;
+                d.remaining += l->tokens;
+            } else {
+                l->tokens = 0;
+                l->refused_until_us =
+                    d.retry_after_us == UINT64_MAX ? UINT64_MAX : now + d.retry_after_us;
+                l->reset_at_us = d.reset_us == UINT64_MAX ? UINT64_MAX : now + d.reset_us;
+            }
+        }
+    }
+    if (f[0] >= 1) {
         d.kind = GcraDecision::Kind::Allowed;
         if (c.headers) {
             recordDecision(req, c, d, false);
@@ -342,7 +418,7 @@ void onReply(redisAsyncContext*, void* reply, void* arg) {
         std::snprintf(why, sizeof why, "error reply: %.*s",
                       static_cast<int>(std::min<size_t>(r->len, 120)), r->str);
         v = storeError(*req, c, h, why);
-    } else if (!applyReply(r, *req, c, v)) {
+    } else if (!applyReply(r, *req, c, h, v)) {
         v = storeError(*req, c, h, "unexpected reply");
     }
     req->resume(v);
@@ -403,6 +479,14 @@ core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop
         p.next_free = s->free_list;
         s->free_list = &p;
     }
+    bool batched = cfg.middleware.rate_limiting &&
+                   cfg.middleware.rate_limiting->sync == core::RateLimitConfig::Sync::Batched;
+    for (const auto& [n, c] : cfg.middleware.rate_limit_named) {
+        batched = batched || c.sync == core::RateLimitConfig::Sync::Batched;
+    }
+    if (batched) {
+        s->leases.resize(kLeaseSlots);
+    }
     s->client = std::make_unique<redis::Client>(cfg.redis, loop);
     g_store = s;
     s->client->start();
@@ -412,6 +496,33 @@ core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop
 worker::Verdict redisDecide(worker::Request& req, const LimitConf& c, uint64_t h) {
     if (g_store == nullptr) {
         return storeError(req, c, h, "no Redis client in this process");
+    }
+    if (c.lease_us != 0) {
+        const uint64_t now = shm::monotonicMicros();
+        if (Lease* l = leaseFor(h, c, false)) {
+            GcraDecision d;
+            const auto left = [&](uint64_t at) {
+                return at == UINT64_MAX ? at : at > now ? at - now : 0;
+            };
+            if (l->refused_until_us > now) {
+                d.kind = GcraDecision::Kind::Limited;
+                d.retry_after_us = left(l->refused_until_us);
+                d.reset_us = left(l->reset_at_us);
+                c.shared.stats->limited.fetchAdd(1, std::memory_order_relaxed);  // a statistic
+                recordDecision(req, c, d, true);
+                return req.fail(429, "rate limit exceeded");
+            }
+            if (l->tokens > 0 && l->expires_us > now) {
+                --l->tokens;
+                if (c.headers) {
+                    d.kind = GcraDecision::Kind::Allowed;
+                    d.remaining = l->remaining + l->tokens;
+                    d.reset_us = left(l->reset_at_us);
+                    recordDecision(req, c, d, false);
+                }
+                return worker::Verdict::Next;
+            }
+        }
     }
     if (!g_store->client->ready()) {
         return storeError(req, c, h, "not connected");

@@ -92,6 +92,21 @@ TEST_F(RedisStoreTest, LocalShareKeepsAtLeastOneRequest) {
     EXPECT_EQ(admitted(*c, 3), 1);
 }
 
+TEST_F(RedisStoreTest, BatchedLeaseIsTheRateOverTheIntervalWithinTheBurst) {
+    RateLimitConfig rl = redisLimit(100, 20, RateLimitConfig::OnStoreError::Allow);
+    rl.sync = RateLimitConfig::Sync::Batched;
+    rl.batch_interval = std::chrono::milliseconds(50);
+    EXPECT_EQ(compile(rl)->lease, 5u);  // 100/s x 50 ms
+    rl.batch_interval = std::chrono::seconds(1);
+    EXPECT_EQ(compile(rl)->lease, 20u);  // never more than the burst
+    rl.requests = 0.1;
+    EXPECT_EQ(compile(rl)->lease, 1u);
+    EXPECT_EQ(compile(rl)->lease_us, 1'000'000u);
+    rl.sync = RateLimitConfig::Sync::Exact;
+    EXPECT_EQ(compile(rl)->lease, 1u);
+    EXPECT_EQ(compile(rl)->lease_us, 0u);
+}
+
 TEST(RedisKeyTest, PrefixThenTheHashInsideAHashTag) {
     char buf[256];
     size_t n = redisKey("photon:rl:", 0x0123456789abcdefull, buf);

@@ -117,12 +117,30 @@ TEST(RedisConfigTest, RedisStoreWithoutRedisBlockIsAnError) {
 
 TEST(RedisConfigTest, RefusesWhatThisVersionDoesNotDo) {
     LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n  mode: sentinel\n  tls: true\n",
-                        "    store: redis\n    sync: batched\n    batch_interval: 100ms\n");
+                        "    store: redis\n    sync: eventually\n    batch_interval: 20s\n");
     EXPECT_FALSE(r.ok());
     EXPECT_TRUE(has(r, Severity::Error, "redis.mode", "sentinel is not supported")) << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "redis.tls", "not supported")) << describe(r);
-    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.sync", "batched")) << describe(r);
-    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.batch_interval", "batched"))
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.sync", "exact or batched"))
+        << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.batch_interval", "1ms to 10s"))
+        << describe(r);
+}
+
+TEST(RedisConfigTest, BatchedSyncTakesAnInterval) {
+    LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n",
+                        "    store: redis\n    sync: batched\n    batch_interval: 250ms\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const auto& rl = *r.config->middleware.rate_limiting;
+    EXPECT_EQ(rl.sync, core::RateLimitConfig::Sync::Batched);
+    EXPECT_EQ(rl.batch_interval, std::chrono::milliseconds(250));
+    EXPECT_NE(master::dumpConfigMasked(*r.config).find("batch_interval: \"250ms\""),
+              std::string::npos)
+        << master::dumpConfigMasked(*r.config);
+    r = load("redis:\n  address: \"127.0.0.1:6379\"\n",
+             "    store: redis\n    batch_interval: 250ms\n");
+    EXPECT_TRUE(
+        has(r, Severity::Warning, "middleware.rate_limiting.batch_interval", "only sync: batched"))
         << describe(r);
 }
 
