@@ -12,6 +12,7 @@ other than 200/429, while every key's admissions stay within burst + rate x t.
 import os
 import shutil
 import subprocess
+import threading
 import time
 
 from harness import Conn, http_request, timeout, wait_until
@@ -115,12 +116,12 @@ class RedisClusterTest(RedisTestBase):
                 [REDIS_CLI, "--cluster", "reshard", "127.0.0.1:%d" % nodes[0].port,
                  "--cluster-from", src, "--cluster-to", dst, "--cluster-slots", "2000",
                  "--cluster-yes", "--cluster-pipeline", "10"],
-                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+            self.addCleanup(lambda p=reshard["proc"]: p.poll() is None and p.kill())
 
         conns = [Conn(self.port) for _ in range(4)]
         load_start = time.monotonic()
         records, errors = [], []
-        import threading
         stop = [time.monotonic() + 6.0]
         lock = threading.Lock()
 
