@@ -8,7 +8,9 @@ store: local; Redis killed and restarted under load with on_store_error allow, d
 (no request waits past command_timeout, nothing else than 200/429, recovery without a reload,
 the failures counted in /health); a stopped (SIGSTOP) Redis; SCRIPT FLUSH (NOSCRIPT reloads
 the script); AUTH with a password from the environment that never reaches the logs or
-`photon -t`; and config errors.
+`photon -t`; sync: batched (within the exact bounds, with a fraction of the round trips); a
+worker killed under load and a reload to another Redis server; and config errors. Redis
+Cluster is in test_redis_cluster.py.
 """
 
 import json
@@ -20,7 +22,7 @@ import subprocess
 import threading
 import time
 
-from harness import (Conn, base_config, free_port, http_request, run_photon, timeout,
+from harness import (Conn, free_port, http_request, run_photon, timeout,
                      wait_until, write_config)
 from test_ratelimit import Load, RateLimitBase, limit
 
@@ -137,7 +139,9 @@ class RedisTestBase(RateLimitBase):
     def start_redis_photon(self, r, limits, redis_kw=None, metrics=False, env=None, **kw):
         self.pid_name = "photon%d.pid" % len(self._photons)
         self.mport = free_port() if metrics else None
-        p = self.photon(self.redis_config(r, limits, redis_kw, self.mport, **kw), env=env)
+        cfg = self.redis_config(r, limits, redis_kw, self.mport, **kw)
+        self.proxy_pid_file = cfg["server"]["pid_file"]
+        p = self.photon(cfg, env=env)
         self.addCleanup(self.stop_quietly, p)
         self.proxy = p
         return p
@@ -474,6 +478,60 @@ class ScriptAndAuthTest(RedisTestBase):
         self.assertEqual(h["state"], "down", h)
         self.assertGreater(h["limits"]["default"]["store_errors"], 0)
         self.assertNotIn(wrong, self.proxy.stderr_text())
+
+
+class ProcessEventsTest(RedisTestBase):
+    """A worker killed under load and a reload to another Redis server."""
+
+    RATE, BURST = 20, 10
+
+    @timeout(90)
+    def test_killed_worker_and_reload_to_another_server(self):
+        r1 = self.redis()
+        lim = {"rate_limiting": limit(requests_per_second=self.RATE, burst=self.BURST,
+                                      store="redis", key="route")}
+        slow_ok = {"command_timeout": "3s"}
+        p = self.start_redis_photon(r1, lim, slow_ok, metrics=True, workers=2)
+        pids = self.wait_workers(p, 2)
+        self.wait_redis_up(p)
+        victim = pids[0]
+        conns, _ = self.open_conns(6, pids, need=[victim])
+        killed = []
+
+        def kill():
+            os.kill(victim, signal.SIGKILL)
+            killed.append(time.monotonic())
+
+        load = self.hammer(conns, 1.2, at=(0.5, kill), reconnect=True)
+        self.assertTrue(killed)
+        self.assertEqual(load.other, [])
+        lo, hi = load.bounds(self.RATE, self.BURST)
+        self.assertLessEqual(load.ok, hi, (lo, hi, load))
+        now = self.wait_workers(p, 2, old=[victim])
+        # The new worker connects on its own; the limit holds with it deciding too.
+        wait_until(lambda: all(self.health().get("redis", {}).get("state") == "up"
+                               for _ in range(4)), timeout=10)
+        time.sleep(self.BURST / self.RATE + 0.2)
+        self.b.reset_stats()
+        conns, _ = self.open_conns(6, now, min_workers=2)
+        load = self.hammer(conns, 1.2)
+        self.assertEqual(load.errors, [])
+        self.assertEqual(load.other, [])
+        self.assert_exact(load, self.RATE, self.BURST)
+        self.assertEqual(self.forwarded(), load.ok)
+        for c in conns:
+            c.close()
+        # A reload to a second server: the new workers use it, the first sees nothing more.
+        r2 = self.redis()
+        keys_before = r1.command("DBSIZE")
+        cfg = self.redis_config(r2, lim, slow_ok, self.mport, workers=2)
+        cfg["server"]["pid_file"] = self.proxy_pid_file  # the same instance, reloaded
+        self.reload(p, cfg, 2)
+        self.wait_redis_up(p)
+        self.assertEqual(self.statuses(3), [200, 200, 200])
+        self.assertEqual(r2.command("DBSIZE"), 1)
+        self.assertEqual(r1.command("DBSIZE"), keys_before)
+        self.assertEqual(self.health()["redis"]["address"], "127.0.0.1:%d" % r2.port)
 
 
 class ConfigCheckTest(RedisTestBase):
