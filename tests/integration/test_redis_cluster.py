@@ -15,7 +15,7 @@ import subprocess
 import threading
 import time
 
-from harness import Conn, http_request, timeout, wait_until
+from harness import Conn, free_port, http_request, timeout, wait_until
 from test_redis_ratelimit import REDIS_SERVER, Redis, RedisTestBase
 from test_ratelimit import limit
 
@@ -23,16 +23,22 @@ REDIS_CLI = shutil.which("redis-cli") or "/usr/bin/redis-cli"
 
 
 class ClusterNode(Redis):
+    def __init__(self, tmpdir):
+        super().__init__(tmpdir)
+        self.bus_port = free_port()
+
     def start(self):
         args = [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir, "--daemonize", "no",
                 "--cluster-enabled", "yes",
+                # The bus port defaults to port + 10000, which nothing checked was free.
+                "--cluster-port", str(self.bus_port),
                 "--cluster-config-file", os.path.join(self.dir, "nodes.conf"),
                 "--cluster-node-timeout", "3000",
                 "--logfile", os.path.join(self.dir, "redis.log")]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        wait_until(lambda: self._pong(), timeout=10, msg="redis-server never answered PING")
+        self.wait_started()
         return self
 
     def node_id(self):

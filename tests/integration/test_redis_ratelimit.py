@@ -78,8 +78,18 @@ class Redis:
             args += ["--requirepass", self.password]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        wait_until(lambda: self._pong(), timeout=10, msg="redis-server never answered PING")
+        self.wait_started()
         return self
+
+    def wait_started(self):
+        def up():
+            if self.proc.poll() is not None:
+                log = os.path.join(self.dir, "redis.log")
+                tail = open(log).read()[-2000:] if os.path.exists(log) else ""
+                raise AssertionError("redis-server on port %d exited (%s):\n%s"
+                                     % (self.port, self.proc.returncode, tail))
+            return self._pong()
+        wait_until(up, timeout=10, msg="redis-server never answered PING")
 
     def _pong(self):
         try:
