@@ -9,9 +9,9 @@
 set -eu
 
 BUILD="g++ make pkg-config libev-dev libssl-dev libyaml-cpp-dev libcjson-dev libtomlplusplus-dev \
-libboost-dev libpcre2-dev libxxhash-dev prometheus-cpp-dev liburing-dev libcrypt-dev"
+libboost-dev libpcre2-dev libxxhash-dev prometheus-cpp-dev liburing-dev libcrypt-dev libhiredis-dev"
 TEST="libgtest-dev libgmock-dev libbenchmark-dev python3 python3-jwt python3-cryptography apache2-utils openssl clang libclang-rt-14-dev procps prometheus chromium mandoc \
-build-essential dpkg-dev debhelper lintian systemd testssl.sh"
+build-essential dpkg-dev debhelper lintian systemd testssl.sh redis-server redis-tools"
 BENCH="wrk nginx haproxy apache2-utils valgrind"
 
 pkgs="$BUILD $TEST"

@@ -573,6 +573,26 @@ struct RateLimitConfig {
     /// legacy_headers (new): also X-RateLimit-Limit / -Remaining / -Reset. Default false.
     bool legacy_headers = false;
 
+    enum class Store : uint8_t { Local, Redis };
+    enum class OnStoreError : uint8_t { Allow, Deny, Local };
+    /// store (new): local — the shared-memory table of this machine (default); redis — the
+    /// top-level `redis` block's server, shared by every Photon instance that uses it.
+    Store store = Store::Local;
+    /// on_store_error (new, store: redis): a decision Redis could not make in time (down, slow,
+    /// failing): allow — admit; deny — 429; local (default) — decide on this machine's table
+    /// with rate and burst divided by `instances`.
+    OnStoreError on_store_error = OnStoreError::Local;
+    /// instances (new, store: redis): Photon instances sharing the limit, 1-1024 (default 1);
+    /// on_store_error: local divides the limit by it.
+    uint32_t instances = 1;
+    enum class Sync : uint8_t { Exact, Batched };
+    /// sync (new, store: redis): exact — one Redis round trip per decision (default); batched —
+    /// each worker takes a lease of up to rate x batch_interval tokens per round trip and
+    /// admits from it (never more than exact; fewer by the unused rest of expired leases).
+    Sync sync = Sync::Exact;
+    /// batch_interval (new, sync: batched): how long a lease lasts. 1ms-10s, default 100ms.
+    Duration batch_interval = std::chrono::milliseconds(100);
+
     /// Requests per second.
     double ratePerSecond() const {
         return per == Per::Second ? requests : per == Per::Minute ? requests / 60 : requests / 3600;
@@ -866,6 +886,39 @@ struct CacheConfig {
     bool operator==(const CacheConfig&) const = default;
 };
 
+/// `redis` (new, optional block): the server that holds the counters of limits with
+/// `store: redis`.
+struct RedisConfig {
+    enum class Mode : uint8_t { Standalone, Sentinel, Cluster };
+    /// True when the block was present.
+    bool configured = false;
+    /// address (one) or addresses (a list of seeds): IP literal and port, "127.0.0.1:6379".
+    /// Standalone mode takes exactly one; cluster mode asks any seed for the slot map.
+    std::vector<SocketAddress> addresses;
+    /// mode: standalone (default) or cluster. sentinel is refused by this version.
+    Mode mode = Mode::Standalone;
+    /// username (ACL user; empty = the default user) and password (empty = no AUTH). Masked in
+    /// dumps; give them through ${ENV}.
+    std::string username;
+    std::string password;
+    /// database: SELECT index, 0-15 by default on a stock server; 0-1000000 accepted.
+    uint32_t database = 0;
+    /// connect_timeout: TCP connect + AUTH/SELECT/PING. Default 1s.
+    Duration connect_timeout = std::chrono::seconds(1);
+    /// command_timeout: the deadline of one decision; a request waits at most this long before
+    /// on_store_error decides. Default 250ms.
+    Duration command_timeout = std::chrono::milliseconds(250);
+    /// retry_interval: first pause before reconnecting after a failure (doubled up to 10x).
+    /// Default 500ms.
+    Duration retry_interval = std::chrono::milliseconds(500);
+    /// key_prefix: prepended to every key. Default "photon:rl:".
+    std::string key_prefix = "photon:rl:";
+    /// pool_size: connections per worker process, 1-16. Default 2.
+    uint32_t pool_size = 2;
+
+    bool operator==(const RedisConfig&) const = default;
+};
+
 // ---------------------------------------------------------------------------------------------
 // root
 // ---------------------------------------------------------------------------------------------
@@ -878,6 +931,7 @@ struct Config {
     HealthCheckConfig health_check;      // health_check (required)
     MetricsConfig metrics;               // metrics (required)
     CacheConfig cache;                   // cache (optional)
+    RedisConfig redis;                   // redis (optional)
 
     bool operator==(const Config&) const = default;
 };

@@ -23,6 +23,7 @@
 #include <set>
 #include <tuple>
 
+#include "modules/redis/config.h"
 #include "modules/registry.h"
 #include "modules/transform/transform.h"
 
@@ -336,6 +337,7 @@ public:
         const ConfigNode* health = r.require("health_check");
         const ConfigNode* metrics = r.require("metrics");
         const ConfigNode* cache = r.get("cache");
+        const ConfigNode* redis = r.get("redis");
 
         if (server != nullptr) {
             decodeServer(*server, cfg.server);
@@ -349,8 +351,14 @@ public:
         if (cache != nullptr) {
             decodeCache(*cache, cfg.cache);
         }
+        if (redis != nullptr) {
+            mod::redis::decodeRedis(ctx_, *redis, cfg.redis);
+        }
         if (middleware != nullptr) {
             decodeMiddleware(*middleware, cfg.middleware);
+            if (redis == nullptr) {
+                mod::redis::checkRedisUsers(ctx_, middleware, cfg);
+            }
         }
         if (lb != nullptr) {
             decodeLoadBalancing(*lb, cfg);
@@ -1679,6 +1687,10 @@ public:
             end();
         }
 
+        if (c.redis.configured) {
+            dumpRedis(c.redis);
+        }
+
         section("health_check");
         kv("enabled", boolean(c.health_check.enabled));
         kv("interval", dur(c.health_check.interval));
@@ -1884,6 +1896,43 @@ private:
         kv("max_keys", std::to_string(rl.max_keys));
         kv("headers", rl.headers ? "true" : "false");
         kv("legacy_headers", rl.legacy_headers ? "true" : "false");
+        if (rl.store == RL::Store::Redis) {
+            kv("store", "redis");
+            kv("on_store_error", rl.on_store_error == RL::OnStoreError::Allow  ? "allow"
+                                 : rl.on_store_error == RL::OnStoreError::Deny ? "deny"
+                                                                               : "local");
+            kv("instances", std::to_string(rl.instances));
+            kv("sync", rl.sync == RL::Sync::Batched ? "batched" : "exact");
+            if (rl.sync == RL::Sync::Batched) {
+                kv("batch_interval", dur(rl.batch_interval));
+            }
+        } else {
+            kv("store", "local");
+        }
+        end();
+    }
+
+    void dumpRedis(const core::RedisConfig& r) {
+        section("redis");
+        std::vector<std::string> addrs;
+        for (const auto& a : r.addresses) {
+            addrs.push_back(a.toString());
+        }
+        if (addrs.size() == 1) {
+            kv("address", str(addrs[0]));
+        } else {
+            kv("addresses", strList(addrs));
+        }
+        kv("mode", r.mode == core::RedisConfig::Mode::Cluster ? "cluster" : "standalone");
+        kv("username", r.username.empty() ? "~" : str(r.username));
+        // Never shown, not even unmasked: a dump goes to terminals and logs.
+        kv("password", r.password.empty() ? "~" : str("****"));
+        kv("database", std::to_string(r.database));
+        kv("connect_timeout", dur(r.connect_timeout));
+        kv("command_timeout", dur(r.command_timeout));
+        kv("retry_interval", dur(r.retry_interval));
+        kv("key_prefix", str(r.key_prefix));
+        kv("pool_size", std::to_string(r.pool_size));
         end();
     }
 

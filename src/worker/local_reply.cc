@@ -12,6 +12,7 @@
 #include "config.h"
 #include "core/config.h"
 #include "core/http_parser.h"
+#include "modules/ratelimit/redis_store.h"
 #include "worker/context.h"
 #include "worker/proxy.h"
 #include "worker/shared_state.h"
@@ -173,6 +174,7 @@ int healthBody(std::string& out) {
              static_cast<unsigned long long>(sharedConnectionCount()));
     out = buf;
     out += backends;
+    mod::ratelimit::appendStoreHealth(*init.config, out);
     out += "}\n";
     return healthy ? 200 : 503;
 }

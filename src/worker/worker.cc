@@ -17,6 +17,7 @@
 #include "core/config.h"
 #include "core/log.h"
 #include "master/listener.h"
+#include "modules/registry.h"
 #include "worker/access_log.h"
 #include "worker/context.h"
 #include "worker/http_conn.h"
@@ -246,6 +247,12 @@ int runWorker(const WorkerInit& init) {
         return 1;
     }
     c.access_log = AccessLog::create(*init.config);
+    for (Module* m : mod::modules()) {
+        if (auto r = m->initProcess(); !r.ok()) {
+            LOG_ERROR("%s: %s", std::string(m->name()).c_str(), r.error().msg.c_str());
+            return 1;
+        }
+    }
 
     ev_signal_init(&g_sig_term, onSignal, SIGTERM);
     ev_signal_init(&g_sig_int, onSignal, SIGINT);

@@ -19,6 +19,8 @@ using namespace core::cfg;  // NOLINT: the reader helpers are this file's vocabu
 
 /// Upper bound of max_keys: a table of 2^25 slots (512 MiB of shared memory).
 constexpr uint64_t kMaxKeys = 16777216;
+/// Upper bound of instances (Photon instances sharing one Redis-backed limit).
+constexpr uint64_t kMaxInstances = 1024;
 
 class Decoder {
 public:
@@ -95,6 +97,52 @@ public:
         }
         ok = r.opt("headers", rl.headers) && ok;
         ok = r.opt("legacy_headers", rl.legacy_headers) && ok;
+        ok = readChoice(r, "store", {{"local", RL::Store::Local}, {"redis", RL::Store::Redis}},
+                        rl.store) &&
+             ok;
+        ok = readChoice(r, "on_store_error",
+                        {{"allow", RL::OnStoreError::Allow},
+                         {"deny", RL::OnStoreError::Deny},
+                         {"local", RL::OnStoreError::Local}},
+                        rl.on_store_error) &&
+             ok;
+        if (const ConfigNode* n = r.get("instances")) {
+            uint64_t v = 0;
+            if (ctx_.integer(*n, r.path("instances"), 1, kMaxInstances, v)) {
+                rl.instances = static_cast<uint32_t>(v);
+            } else {
+                ok = false;
+            }
+        }
+        ok = readChoice(r, "sync", {{"exact", RL::Sync::Exact}, {"batched", RL::Sync::Batched}},
+                        rl.sync) &&
+             ok;
+        if (const ConfigNode* n = r.get("batch_interval")) {
+            core::Duration d{};
+            if (!ctx_.convert(*n, r.path("batch_interval"), d)) {
+                ok = false;
+            } else if (d < std::chrono::milliseconds(1) || d > std::chrono::seconds(10)) {
+                ctx_.error(*n, r.path("batch_interval"), "must be 1ms to 10s");
+                ok = false;
+            } else {
+                rl.batch_interval = d;
+            }
+            if (ok && rl.sync != RL::Sync::Batched) {
+                ctx_.warn(r.markOf("batch_interval"), r.path("batch_interval"),
+                          "only sync: batched uses it");
+            }
+        }
+        if (ok && rl.store == RL::Store::Local) {
+            for (const char* k : {"on_store_error", "instances", "sync", "batch_interval"}) {
+                if (r.get(k) != nullptr) {
+                    ctx_.warn(r.markOf(k), r.path(k), "has no effect with store: local");
+                }
+            }
+        } else if (ok && r.get("instances") != nullptr &&
+                   rl.on_store_error != RL::OnStoreError::Local) {
+            ctx_.warn(r.markOf("instances"), r.path("instances"),
+                      "only on_store_error: local uses it");
+        }
         if (ok && rl.key.kind == core::RateLimitKey::Kind::Route &&
             rl.scope == RL::Scope::Route) {
             ctx_.warn(r.markOf("scope"), r.path("scope"),

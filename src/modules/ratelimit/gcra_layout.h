@@ -27,12 +27,22 @@ struct RateStatsShm {
     shm::Atomic64 limited;     // requests refused with 429 by the limit itself
     shm::Atomic64 table_full;  // new keys that found no slot (on_full decided)
     shm::Atomic64 contended;   // decisions given up after bounded CAS retries (as table_full)
-    shm::Atomic64 reserved[5];
+    // store: redis only. Decisions Redis did not make in time (on_store_error decided); any
+    // worker adds, relaxed (a statistic).
+    shm::Atomic64 store_errors;
+    // CLOCK_MONOTONIC µs of the last such decision, and of the last decision Redis made
+    // (refreshed at most every 100 ms); any worker stores, relaxed (read only by /health).
+    shm::Atomic64 store_last_error_us;
+    shm::Atomic64 store_last_ok_us;
+    // Cluster MOVED/ASK redirects followed for this limit; any worker adds, relaxed (a
+    // statistic).
+    shm::Atomic64 store_redirects;
+    shm::Atomic64 reserved[1];
 };
 static_assert(std::is_trivially_copyable_v<RateStatsShm> && sizeof(RateStatsShm) == 64,
               "layout changed: bump kRateLayoutVersion");
 
 /// Segment body: RateStatsShm, then RateSlotShm[capacity].
-inline constexpr uint32_t kRateLayoutVersion = 2;
+inline constexpr uint32_t kRateLayoutVersion = 3;
 
 }  // namespace photon::mod::ratelimit

@@ -15,6 +15,7 @@
 
 #include "core/http_parser.h"
 #include "core/log.h"
+#include "modules/ratelimit/redis_store.h"
 #include "shm/clock.h"
 #include "shm/segment.h"
 #include "worker/query.h"
@@ -65,7 +66,9 @@ struct RateState {
     bool refused = false;
 };
 
-void record(worker::Request& req, const LimitConf& c, const GcraDecision& d, bool refused) {
+}  // namespace
+
+void recordDecision(worker::Request& req, const LimitConf& c, const GcraDecision& d, bool refused) {
     auto*& slot = req.slot(c.slot);
     auto* st = static_cast<RateState*>(slot);
     if (st == nullptr) {
@@ -85,6 +88,8 @@ void record(worker::Request& req, const LimitConf& c, const GcraDecision& d, boo
     st->reset_us = d.reset_us;
     st->retry_us = d.retry_after_us;
 }
+
+namespace {
 
 /// Whole seconds, rounded up; "never" (rate 0) shows as a year.
 uint64_t seconds(uint64_t us) {
@@ -234,6 +239,21 @@ std::unique_ptr<LimitConf> LimitConf::compile(const core::RateLimitConfig& c,
     k->deny_when_full = c.on_full == RL::OnFull::Deny;
     k->headers = c.headers;
     k->legacy_headers = c.legacy_headers;
+    k->redis = c.store == RL::Store::Redis;
+    k->on_store_error = c.on_store_error;
+    {
+        const uint32_t n = std::max<uint32_t>(1, c.instances);
+        const uint32_t burst = c.burst == 0 ? 0 : std::max<uint32_t>(1, c.burst / n);
+        k->fallback = GcraParams::make(c.ratePerSecond() / n, burst);
+    }
+    if (c.sync == RL::Sync::Batched) {
+        const double per_lease =
+            std::ceil(c.ratePerSecond() * std::chrono::duration<double>(c.batch_interval).count());
+        k->lease = static_cast<uint32_t>(
+            std::clamp(per_lease, 1.0, static_cast<double>(std::max<uint32_t>(1, c.burst))));
+        k->lease_us = static_cast<uint64_t>(
+            std::chrono::duration_cast<std::chrono::microseconds>(c.batch_interval).count());
+    }
     k->policy_name = instance.empty() ? "default" : std::string(instance);
     // RateLimit-Policy: the sustained quota as configured, q requests per w seconds, both whole
     // numbers: 2.5/s is q=5;w=2, 90.5/min q=181;w=120, 0.4/s q=2;w=5.
@@ -336,19 +356,27 @@ worker::Verdict accessHandler(worker::Request& req, const void* conf) {
         }
         h = c.missing_hash;
     }
+    if (c.redis) {
+        return redisDecide(req, c, h);
+    }
+    return decideLocal(req, c, h, c.params);
+}
+
+worker::Verdict decideLocal(worker::Request& req, const LimitConf& c, uint64_t h,
+                            const GcraParams& params) {
     GcraTable table(c.shared.slots, c.shared.capacity);
     const uint64_t now = shm::monotonicMicros();
-    GcraDecision d = table.decide(h, now, c.params);
+    GcraDecision d = table.decide(h, now, params);
     switch (d.kind) {
         case GcraDecision::Kind::Allowed:
             if (c.headers) {
-                record(req, c, d, false);
+                recordDecision(req, c, d, false);
             }
             return worker::Verdict::Next;
         case GcraDecision::Kind::Limited:
             // Relaxed: a statistic, ordered with nothing.
             c.shared.stats->limited.fetchAdd(1, std::memory_order_relaxed);
-            record(req, c, d, true);
+            recordDecision(req, c, d, true);
             return req.fail(429, "rate limit exceeded");
         case GcraDecision::Kind::Contended: {
             // The key's word kept changing under bounded retries: each change was another
@@ -358,7 +386,7 @@ worker::Verdict accessHandler(worker::Request& req, const void* conf) {
             d.remaining = 0;
             d.retry_after_us = 1'000'000;
             d.reset_us = 1'000'000;
-            record(req, c, d, true);
+            recordDecision(req, c, d, true);
             return req.fail(429, "rate limit exceeded");
         }
         case GcraDecision::Kind::TableFull:
@@ -378,7 +406,7 @@ worker::Verdict accessHandler(worker::Request& req, const void* conf) {
     d.remaining = 0;
     d.retry_after_us = 1'000'000;
     d.reset_us = 1'000'000;
-    record(req, c, d, true);
+    recordDecision(req, c, d, true);
     return req.fail(429, "rate limit exceeded");
 }
 

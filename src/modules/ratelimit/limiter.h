@@ -56,6 +56,16 @@ struct LimitConf final : worker::ModuleConf {
     std::string limit_text;      // X-RateLimit-Limit value (the burst)
     std::string missing_reason;  // the 400's error text (missing_key: reject)
     uint16_t slot = 0;
+    // store: redis (otherwise the fields below are unused).
+    bool redis = false;
+    core::RateLimitConfig::OnStoreError on_store_error = core::RateLimitConfig::OnStoreError::Local;
+    GcraParams fallback;  // on_store_error: local — rate and burst divided by `instances`
+    // sync: batched — tokens asked per round trip (1 = exact) and how long a lease lasts.
+    uint32_t lease = 1;
+    uint64_t lease_us = 0;
+    // Per-process (each worker has its own copy after fork): the last store-error notice.
+    mutable uint64_t last_store_log_us = 0;
+    mutable uint64_t store_log_suppressed = 0;
     // Per-process (each worker has its own copy after fork): the last table-full notice.
     mutable uint64_t last_full_log_us = 0;
 
@@ -70,6 +80,13 @@ struct LimitConf final : worker::ModuleConf {
 worker::Verdict accessHandler(worker::Request& req, const void* conf);
 /// HeaderFilter: adds Retry-After and the RateLimit fields of the limit that decided.
 worker::Verdict headerHandler(worker::Request& req, const void* conf);
+
+/// Decides the request on this machine's shared table with `params` (the limit's own, or its
+/// on_store_error: local share), as the Access handler does for store: local.
+worker::Verdict decideLocal(worker::Request& req, const LimitConf& c, uint64_t key_hash,
+                            const GcraParams& params);
+/// Notes a decision for the HeaderFilter (the RateLimit fields), as the local limiter does.
+void recordDecision(worker::Request& req, const LimitConf& c, const GcraDecision& d, bool refused);
 
 /// The key hash of a request for `c` (exposed for tests). `found` is false when the request
 /// lacks the key (the caller applies missing_key).

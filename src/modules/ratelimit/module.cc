@@ -5,6 +5,8 @@
 #include "modules/block_module.h"
 #include "modules/ratelimit/config.h"
 #include "modules/ratelimit/limiter.h"
+#include "modules/ratelimit/redis_store.h"
+#include "worker/context.h"
 
 namespace photon::mod::ratelimit {
 
@@ -42,6 +44,11 @@ public:
         return mapSharedLimits(cfg, shm_instance);
     }
     void removeShared() override { removeSharedLimits(); }
+
+    // Workers connect to Redis when a limit has store: redis (never blocks).
+    core::Result<void> initProcess() override {
+        return startRedisStore(*worker::ctx().init->config, worker::ctx().loop);
+    }
 };
 
 }  // namespace

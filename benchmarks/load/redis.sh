@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: Apache-2.0
+# What a Redis-backed rate limit costs, on 127.0.0.1 only: four Photon instances in the same
+# run, in front of the same two peers.sh backends, one worker each:
+#
+#   plain    no limit
+#   local    a limit in shared memory (store: local)
+#   redis    the same limit in Redis (store: redis, sync: exact: one EVALSHA per request)
+#   batched  the same with sync: batched (a lease of rate x 100 ms tokens per EVALSHA)
+#
+# Every limit admits everything (a huge rate), so all four proxy the same requests and the
+# difference is the decision itself. peers.sh alternates the targets run by run (wrk, keep-alive,
+# tiny bodies) and prints requests/s and latency percentiles per target; the "vs" columns are
+# ratios from the same moment.
+#
+#   benchmarks/load/redis.sh [--runs 5] [--duration 4] [--conns 64] [--pool 2]
+#
+# Needs wrk, redis-server and the peers.sh backends (started here). Results go to
+# benchmarks/load/results/<time>-redis/.
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BIN=${PHOTON_BIN:-$ROOT/build/photon}
+RUNS=5
+DUR=4
+CONNS=64
+POOL=2
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --runs) RUNS=$2; shift ;;
+        --duration) DUR=$2; shift ;;
+        --conns) CONNS=$2; shift ;;
+        --pool) POOL=$2; shift ;;
+        -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
+        *) echo "unknown option $1" >&2; exit 2 ;;
+    esac
+    shift
+done
+[ -x "$BIN" ] || { echo "build the gateway first (make)" >&2; exit 1; }
+for need in wrk redis-server; do
+    command -v "$need" >/dev/null || { echo "missing $need (sh contrib/install-deps.sh --bench)" >&2; exit 1; }
+done
+REDIS_PORT=19400
+OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-redis
+S=$(mktemp -d "${TMPDIR:-/tmp}/photon-redis-bench.XXXXXX")
+mkdir -p "$OUT"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    bash "$HERE/peers.sh" backends-down >/dev/null 2>&1 || true
+    sleep 0.5
+    rm -rf "$S"
+}
+trap cleanup EXIT
+bash "$HERE/peers.sh" backends-up >/dev/null
+
+wait_port() {
+    for _ in $(seq 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on $1" >&2
+    return 1
+}
+
+photon_conf() { # NAME PORT MIDDLEWARE(yaml list) STORE SYNC
+    cat >"$S/$1.yaml" <<EOC
+server:
+  http_addr: "127.0.0.1:$2"
+  worker_processes: 1
+  pid_file: "$S/$1.pid"
+  max_connections: 100000
+  access_log: "off"
+  log_level: warn
+load_balancing:
+  backends:
+    bench:
+      upstreams:
+        - address: "127.0.0.1:19001"
+        - address: "127.0.0.1:19002"
+routes:
+  - id: all
+    path: "/**"
+    backend: bench
+    middleware: $3
+redis:
+  address: "127.0.0.1:$REDIS_PORT"
+  pool_size: $POOL
+  command_timeout: "1s"
+middleware:
+  rate_limiting:
+    requests_per_second: 1000000000
+    burst: 1000000000
+    key: ip
+    store: $4
+${5:+    sync: $5}
+health_check:
+  enabled: false
+metrics:
+  prometheus: false
+EOC
+}
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$S" \
+    --daemonize no --logfile "$S/redis.log" & PIDS+=($!)
+wait_port "$REDIS_PORT"
+photon_conf plain 19401 "[]" local ""
+photon_conf local 19402 "[rate_limit]" local ""
+photon_conf redis 19403 "[rate_limit]" redis exact
+photon_conf batched 19404 "[rate_limit]" redis batched
+for n in plain local redis batched; do
+    "$BIN" -c "$S/$n.yaml" 2>>"$S/photon-$n.log" & PIDS+=($!)
+done
+for p in 19401 19402 19403 19404; do wait_port "$p"; done
+sleep 0.5
+bash "$HERE/peers.sh" --n 1 --targets none --target plain=19401 --target local=19402 \
+    --target redis=19403 --target batched=19404 --bodies tiny --runs "$RUNS" --duration "$DUR" --conns "$CONNS" \
+    --out "$OUT"
+echo "redis commands: $(redis-cli -p "$REDIS_PORT" info commandstats | grep -E 'evalsha|eval:' || true)"
+grep -h "Redis did not decide" "$S"/photon-*.log | tail -3 || true
+echo "results: $OUT"

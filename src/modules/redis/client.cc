@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: Apache-2.0
+// A worker's asynchronous Redis connections (hiredis with its libev adapter).
+#include "modules/redis/client.h"
+
+#include <hiredis/adapters/libev.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cinttypes>
+#include <string>
+
+#include "core/address.h"
+#include "core/log.h"
+#include "shm/clock.h"
+
+namespace photon::mod::redis {
+
+namespace {
+
+// Handshake steps, as the privdata of their commands (only their addresses matter).
+char kStepAuth;
+char kStepSelect;
+char kStepPing;
+
+/// One log line per this many microseconds per process at most; the rest are counted.
+constexpr uint64_t kLogEveryUs = 10'000'000;
+/// The retry pause grows up to this multiple of retry_interval.
+constexpr uint32_t kMaxBackoff = 8;
+/// Cluster: the slot map is asked for again this often (seconds), besides after MOVED.
+constexpr double kRefreshEvery = 5.0;
+/// Most nodes a cluster may announce (a bound on memory and connections).
+constexpr size_t kMaxNodes = 64;
+
+double seconds(core::Duration d) { return std::chrono::duration<double>(d).count(); }
+
+/// "$len\r\narg\r\n", appended to `out`.
+void appendArg(std::string& out, std::string_view a) {
+    out += '$';
+    out += std::to_string(a.size());
+    out += "\r\n";
+    out.append(a.data(), a.size());
+    out += "\r\n";
+}
+
+constexpr std::array<uint16_t, 256> crcTable() {
+    std::array<uint16_t, 256> t{};
+    for (uint32_t i = 0; i < 256; ++i) {
+        uint16_t c = static_cast<uint16_t>(i << 8);
+        for (int b = 0; b < 8; ++b) {
+            c = (c & 0x8000) != 0 ? static_cast<uint16_t>((c << 1) ^ 0x1021)
+                                  : static_cast<uint16_t>(c << 1);
+        }
+        t[i] = c;
+    }
+    return t;
+}
+constexpr std::array<uint16_t, 256> kCrc = crcTable();
+
+/// Splits "ip:port" or "[v6]:port"; false when it is not that.
+bool splitAddr(std::string_view addr, std::string& ip, uint16_t& port) {
+    size_t colon = addr.rfind(':');
+    if (colon == std::string_view::npos || colon == 0) {
+        return false;
+    }
+    std::string_view host = addr.substr(0, colon);
+    if (host.size() >= 2 && host.front() == '[' && host.back() == ']') {
+        host = host.substr(1, host.size() - 2);
+    }
+    std::string_view p = addr.substr(colon + 1);
+    unsigned v = 0;
+    auto [end, ec] = std::from_chars(p.data(), p.data() + p.size(), v);
+    if (ec != std::errc() || end != p.data() + p.size() || v == 0 || v > 65535) {
+        return false;
+    }
+    if (!core::parseIpAddress(host).ok()) {
+        return false;  // only IP literals: connecting must not resolve names
+    }
+    ip = std::string(host);
+    port = static_cast<uint16_t>(v);
+    return true;
+}
+
+std::string labelOf(const std::string& ip, uint16_t port) {
+    return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+uint16_t keySlot(std::string_view key) {
+    size_t open = key.find('{');
+    if (open != std::string_view::npos) {
+        size_t close = key.find('}', open + 1);
+        if (close != std::string_view::npos && close > open + 1) {
+            key = key.substr(open + 1, close - open - 1);
+        }
+    }
+    uint16_t crc = 0;
+    for (unsigned char ch : key) {
+        crc = static_cast<uint16_t>((crc << 8) ^ kCrc[((crc >> 8) ^ ch) & 0xff]);
+    }
+    return static_cast<uint16_t>(crc & (kSlots - 1));
+}
+
+Client::Client(const core::RedisConfig& cfg, struct ev_loop* loop)
+    : cfg_(cfg), loop_(loop), cluster_(cfg.mode == core::RedisConfig::Mode::Cluster) {
+    for (const auto& a : cfg_.addresses) {
+        addNode(a.ip.toString(), a.port);
+    }
+    ev_timer_init(&refresh_timer_, onRefreshTimer, kRefreshEvery, kRefreshEvery);
+    refresh_timer_.data = this;
+}
+
+Client::~Client() { stop(); }
+
+Client::Node* Client::addNode(const std::string& ip, uint16_t port) {
+    auto n = std::make_unique<Node>();
+    n->ip = ip;
+    n->port = port;
+    n->label = labelOf(ip, port);
+    n->index = static_cast<uint32_t>(nodes_.size());
+    for (uint32_t i = 0; i < cfg_.pool_size; ++i) {
+        auto c = std::make_unique<Conn>();
+        c->owner = this;
+        c->node = n.get();
+        c->index = i;
+        ev_timer_init(&c->timer, onTimer, 0., 0.);
+        c->timer.data = c.get();
+        n->conns.push_back(std::move(c));
+    }
+    nodes_.push_back(std::move(n));
+    return nodes_.back().get();
+}
+
+Client::Node* Client::findNode(std::string_view label) {
+    for (auto& n : nodes_) {
+        if (n->label == label) {
+            return n.get();
+        }
+    }
+    return nullptr;
+}
+
+Client::Node* Client::nodeFor(std::string_view addr) {
+    std::string ip;
+    uint16_t port = 0;
+    if (!splitAddr(addr, ip, port)) {
+        return nullptr;
+    }
+    const std::string label = labelOf(ip, port);
+    if (Node* n = findNode(label)) {
+        return n;
+    }
+    if (nodes_.size() >= kMaxNodes) {
+        return nullptr;
+    }
+    Node* n = addNode(ip, port);
+    if (!stopping_) {
+        for (auto& c : n->conns) {
+            connect(*c);
+        }
+    }
+    return n;
+}
+
+void Client::start() {
+    stopping_ = false;
+    for (auto& n : nodes_) {
+        for (auto& c : n->conns) {
+            connect(*c);
+        }
+    }
+    if (cluster_) {
+        ev_timer_start(loop_, &refresh_timer_);
+    }
+}
+
+void Client::stop() {
+    stopping_ = true;
+    ev_timer_stop(loop_, &refresh_timer_);
+    for (auto& n : nodes_) {
+        for (auto& c : n->conns) {
+            ev_timer_stop(loop_, &c->timer);
+            if (c->ac != nullptr) {
+                teardown(*c, nullptr, true);
+            }
+        }
+    }
+}
+
+void Client::connect(Conn& c) {
+    const Node& n = *c.node;
+    redisAsyncContext* ac = redisAsyncConnect(n.ip.c_str(), n.port);
+    ++c.generation;
+    if (ac == nullptr || ac->err != 0) {
+        noteFailure(c, ac != nullptr ? ac->errstr : "out of memory");
+        if (ac != nullptr) {
+            redisAsyncFree(ac);
+        }
+        scheduleRetry(c);
+        return;
+    }
+    ac->data = &c;
+    if (redisLibevAttach(loop_, ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        noteFailure(c, "cannot attach to the event loop");
+        scheduleRetry(c);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, onConnect);
+    redisAsyncSetDisconnectCallback(ac, onDisconnect);
+    c.ac = ac;
+    c.state = Conn::State::Connecting;
+    // Queued now, written once the socket connects; Redis answers them in order.
+    std::string cmd;
+    if (!cfg_.password.empty()) {
+        cmd = cfg_.username.empty() ? "*2\r\n" : "*3\r\n";
+        appendArg(cmd, "AUTH");
+        if (!cfg_.username.empty()) {
+            appendArg(cmd, cfg_.username);
+        }
+        appendArg(cmd, cfg_.password);
+        redisAsyncFormattedCommand(ac, onHandshake, &kStepAuth, cmd.data(), cmd.size());
+        std::fill(cmd.begin(), cmd.end(), '\0');  // hiredis keeps its own copy until written
+    }
+    if (cfg_.database != 0) {
+        cmd = "*2\r\n";
+        appendArg(cmd, "SELECT");
+        appendArg(cmd, std::to_string(cfg_.database));
+        redisAsyncFormattedCommand(ac, onHandshake, &kStepSelect, cmd.data(), cmd.size());
+    }
+    static constexpr char kPing[] = "*1\r\n$4\r\nPING\r\n";
+    redisAsyncFormattedCommand(ac, onHandshake, &kStepPing, kPing, sizeof kPing - 1);
+    ev_timer_set(&c.timer, seconds(cfg_.connect_timeout), 0.);
+    ev_timer_start(loop_, &c.timer);
+}
+
+void Client::noteFailure(Conn& c, const char* why) {
+    ++failures_;
+    ++c.failures_in_row;
+    if (why == nullptr) {
+        return;
+    }
+    const uint64_t now = shm::monotonicMicros();
+    if (last_log_us_ != 0 && now - last_log_us_ < kLogEveryUs) {
+        ++suppressed_;
+        return;
+    }
+    last_log_us_ = now;
+    if (suppressed_ != 0) {
+        LOG_WARN("redis %s: %s (connection %u; %" PRIu64 " more failures not logged)",
+                 c.node->label.c_str(), why, c.index, suppressed_);
+    } else {
+        LOG_WARN("redis %s: %s (connection %u)", c.node->label.c_str(), why, c.index);
+    }
+    suppressed_ = 0;
+}
+
+void Client::scheduleRetry(Conn& c) {
+    if (stopping_) {
+        return;
+    }
+    const uint32_t factor = std::min(kMaxBackoff, std::max<uint32_t>(1, c.failures_in_row));
+    ev_timer_stop(loop_, &c.timer);
+    ev_timer_set(&c.timer, seconds(cfg_.retry_interval) * factor, 0.);
+    ev_timer_start(loop_, &c.timer);
+    if (cluster_) {
+        refreshSlots();  // a failover may have moved its slots
+    }
+}
+
+void Client::markReady(Conn& c) {
+    ev_timer_stop(loop_, &c.timer);
+    if (c.state != Conn::State::Ready) {
+        c.state = Conn::State::Ready;
+        ++ready_count_;
+        ++c.node->ready;
+        if (c.failures_in_row != 0) {
+            LOG_NOTICE("redis %s: connected again (connection %u)", c.node->label.c_str(), c.index);
+        }
+    }
+    c.failures_in_row = 0;
+    if (cluster_ && !map_known_) {
+        refreshSlots();
+    }
+}
+
+void Client::setDown(Conn& c) {
+    if (c.state == Conn::State::Ready) {
+        --ready_count_;
+        --c.node->ready;
+    }
+    c.state = Conn::State::Down;
+    c.ac = nullptr;
+    ++c.generation;  // late timeouts of the old connection no longer match
+}
+
+void Client::teardown(Conn& c, const char* why, bool free_now) {
+    redisAsyncContext* ac = c.ac;
+    setDown(c);
+    if (why != nullptr) {
+        noteFailure(c, why);
+    }
+    if (ac != nullptr) {
+        ac->data = nullptr;  // its callbacks no longer concern this slot
+        if (free_now) {
+            redisAsyncFree(ac);  // pending commands get nullptr now
+        } else {
+            redisAsyncDisconnect(ac);  // inside a hiredis callback: after it returns
+        }
+    }
+    scheduleRetry(c);
+}
+
+bool Client::sendOn(Node& n, bool asking, const char* cmd, size_t len, ReplyFn fn, void* arg,
+                    SentOn& where) {
+    const size_t count = n.conns.size();
+    for (size_t i = 0; i < count && n.ready > 0; ++i) {
+        Conn& c = *n.conns[(n.next + i) % count];
+        if (c.state != Conn::State::Ready) {
+            continue;
+        }
+        n.next = static_cast<uint32_t>((n.next + i + 1) % count);
+        if (asking) {
+            static constexpr char kAsking[] = "*1\r\n$6\r\nASKING\r\n";
+            if (redisAsyncFormattedCommand(c.ac, nullptr, nullptr, kAsking, sizeof kAsking - 1) !=
+                REDIS_OK) {
+                continue;
+            }
+        }
+        if (redisAsyncFormattedCommand(c.ac, fn, arg, cmd, len) != REDIS_OK) {
+            continue;
+        }
+        where.node = n.index;
+        where.conn = c.index;
+        where.generation = c.generation;
+        return true;
+    }
+    return false;
+}
+
+bool Client::send(uint16_t slot, const char* cmd, size_t len, ReplyFn fn, void* arg,
+                  SentOn& where) {
+    if (!cluster_) {
+        return sendOn(*nodes_.front(), false, cmd, len, fn, arg, where);
+    }
+    const uint16_t n = slots_[slot % kSlots];
+    if (n == 0) {
+        refreshSlots();
+        return false;
+    }
+    return sendOn(*nodes_[n - 1], false, cmd, len, fn, arg, where);
+}
+
+bool Client::sendTo(std::string_view addr, bool asking, const char* cmd, size_t len, ReplyFn fn,
+                    void* arg, SentOn& where) {
+    Node* n = nodeFor(addr);
+    if (n == nullptr) {
+        return false;
+    }
+    ++redirects_;
+    return sendOn(*n, asking, cmd, len, fn, arg, where);
+}
+
+void Client::moved(uint16_t slot, std::string_view addr) {
+    if (Node* n = nodeFor(addr)) {
+        slots_[slot % kSlots] = static_cast<uint16_t>(n->index + 1);
+    }
+    refreshSlots();
+}
+
+void Client::timedOut(const SentOn& where) {
+    if (where.node >= nodes_.size() || where.conn >= nodes_[where.node]->conns.size()) {
+        return;
+    }
+    Conn& c = *nodes_[where.node]->conns[where.conn];
+    if (c.generation != where.generation || c.ac == nullptr) {
+        return;  // already replaced
+    }
+    teardown(c, "no reply within command_timeout; reconnecting", true);
+}
+
+void Client::refreshSlots() {
+    if (!cluster_ || stopping_) {
+        return;
+    }
+    if (refreshing_) {
+        refresh_wanted_ = true;
+        return;
+    }
+    static constexpr char kSlotsCmd[] = "*2\r\n$7\r\nCLUSTER\r\n$5\r\nSLOTS\r\n";
+    // Any ready connection will do; the first node with one answers.
+    for (auto& n : nodes_) {
+        for (auto& c : n->conns) {
+            if (c->state == Conn::State::Ready &&
+                redisAsyncFormattedCommand(c->ac, onSlots, n.get(), kSlotsCmd,
+                                           sizeof kSlotsCmd - 1) == REDIS_OK) {
+                refreshing_ = true;
+                refresh_wanted_ = false;
+                return;
+            }
+        }
+    }
+}
+
+void Client::applySlots(const void* reply, const Node& asked) {
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (r->type != REDIS_REPLY_ARRAY) {
+        return;
+    }
+    std::array<uint16_t, kSlots> next{};
+    size_t covered = 0;
+    for (size_t i = 0; i < r->elements; ++i) {
+        const redisReply* e = r->element[i];
+        if (e->type != REDIS_REPLY_ARRAY || e->elements < 3 ||
+            e->element[0]->type != REDIS_REPLY_INTEGER ||
+            e->element[1]->type != REDIS_REPLY_INTEGER ||
+            e->element[2]->type != REDIS_REPLY_ARRAY || e->element[2]->elements < 2) {
+            continue;
+        }
+        const long long from = e->element[0]->integer;
+        const long long to = e->element[1]->integer;
+        const redisReply* m = e->element[2];
+        if (from < 0 || to >= static_cast<long long>(kSlots) || from > to ||
+            m->element[0]->type != REDIS_REPLY_STRING ||
+            m->element[1]->type != REDIS_REPLY_INTEGER) {
+            continue;
+        }
+        std::string ip(m->element[0]->str, m->element[0]->len);
+        if (ip.empty() || ip == "?") {
+            ip = asked.ip;  // the node does not know its own address: the one we asked
+        }
+        const std::string label = labelOf(ip, static_cast<uint16_t>(m->element[1]->integer));
+        Node* n = nodeFor(label);
+        if (n == nullptr) {
+            continue;
+        }
+        for (long long s = from; s <= to; ++s) {
+            next[static_cast<size_t>(s)] = static_cast<uint16_t>(n->index + 1);
+        }
+        covered += static_cast<size_t>(to - from + 1);
+    }
+    if (covered == 0) {
+        return;
+    }
+    slots_ = next;
+    if (!map_known_) {
+        LOG_INFO("redis cluster: slot map of %zu nodes loaded (%zu of %zu slots served)",
+                 nodes_.size(), covered, kSlots);
+    }
+    map_known_ = true;
+}
+
+void Client::onSlots(redisAsyncContext* ac, void* reply, void* priv) {
+    auto* asked = static_cast<Node*>(priv);
+    auto* c = static_cast<Conn*>(ac->data);
+    Client* self = c != nullptr ? c->owner : asked->conns.front()->owner;
+    self->refreshing_ = false;
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (r != nullptr && r->type != REDIS_REPLY_ERROR) {
+        self->applySlots(r, *asked);
+    } else if (r != nullptr) {
+        LOG_WARN("redis %s: CLUSTER SLOTS refused: %.*s", asked->label.c_str(),
+                 static_cast<int>(std::min<size_t>(r->len, 200)), r->str);
+    }
+    if (self->refresh_wanted_ && r != nullptr) {
+        self->refreshSlots();
+    }
+}
+
+void Client::onRefreshTimer(struct ev_loop*, ev_timer* w, int) noexcept {
+    static_cast<Client*>(w->data)->refreshSlots();
+}
+
+void Client::onConnect(const redisAsyncContext* ac, int status) {
+    auto* c = static_cast<Conn*>(ac->data);
+    if (c == nullptr || status == REDIS_OK) {
+        return;  // the handshake's PING reply makes the connection ready
+    }
+    // hiredis frees the context after this callback.
+    Client* self = c->owner;
+    self->setDown(*c);
+    std::string why = std::string("connect failed: ") + ac->errstr;
+    self->noteFailure(*c, why.c_str());
+    self->scheduleRetry(*c);
+}
+
+void Client::onDisconnect(const redisAsyncContext* ac, int /*status*/) {
+    auto* c = static_cast<Conn*>(ac->data);
+    if (c == nullptr) {
+        return;  // torn down by us
+    }
+    Client* self = c->owner;
+    self->setDown(*c);
+    self->noteFailure(*c, "connection lost");
+    self->scheduleRetry(*c);
+}
+
+void Client::onHandshake(redisAsyncContext* ac, void* reply, void* priv) {
+    auto* c = static_cast<Conn*>(ac->data);
+    if (c == nullptr) {
+        return;
+    }
+    auto* r = static_cast<redisReply*>(reply);
+    if (r == nullptr) {
+        return;  // the connection is going away: its disconnect callback reports it
+    }
+    Client* self = c->owner;
+    if (r->type == REDIS_REPLY_ERROR) {
+        // The server's text names the problem (WRONGPASS, NOAUTH, ERR DB index ...), never the
+        // password.
+        std::string why = std::string(priv == &kStepAuth     ? "AUTH refused: "
+                                      : priv == &kStepSelect ? "SELECT refused: "
+                                                             : "PING refused: ") +
+                          std::string(r->str, std::min<size_t>(r->len, 200));
+        self->teardown(*c, why.c_str(), false);
+        return;
+    }
+    if (priv == &kStepPing) {
+        self->markReady(*c);
+    }
+}
+
+void Client::onTimer(struct ev_loop*, ev_timer* w, int) noexcept {
+    auto* c = static_cast<Conn*>(w->data);
+    Client* self = c->owner;
+    if (c->state == Conn::State::Connecting) {
+        self->teardown(*c, "no connection within connect_timeout", true);
+        return;
+    }
+    if (c->state == Conn::State::Down && c->ac == nullptr && !self->stopping_) {
+        self->connect(*c);
+    }
+}
+
+}  // namespace photon::mod::redis

@@ -1,0 +1,148 @@
+// SPDX-License-Identifier: Apache-2.0
+// A worker's connections to Redis: per server node a small pool of asynchronous hiredis
+// connections driven by the worker's libev loop, with connect/handshake deadlines and
+// reconnection with backoff. In cluster mode the nodes and the slot map come from CLUSTER SLOTS
+// (asked of any node), refreshed after a MOVED redirect or a lost node.
+#pragma once
+
+#include <ev.h>
+
+#include <array>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/config.h"
+
+struct redisAsyncContext;
+
+namespace photon::mod::redis {
+
+/// Redis Cluster hash slots.
+inline constexpr size_t kSlots = 16384;
+
+/// The cluster slot of `key`: CRC16 (XMODEM) of the key, or of the text inside its first
+/// non-empty {hash tag}, modulo 16384.
+uint16_t keySlot(std::string_view key);
+
+/// hiredis's callback: `reply` is a redisReply*, or nullptr when the command failed (connection
+/// lost, torn down after a timeout, worker stopping). Called exactly once per accepted send(),
+/// from the loop, possibly from inside timedOut() (a teardown). Must not throw.
+using ReplyFn = void (*)(redisAsyncContext* ac, void* reply, void* arg);
+
+/// Where a command went: timedOut() takes it.
+struct SentOn {
+    uint32_t node = 0;
+    uint32_t conn = 0;
+    uint32_t generation = 0;
+};
+
+/// The connections of one worker process. Worker only; never blocks: connects are
+/// non-blocking and addresses are IP literals. Commands are pipelined on the ready connections
+/// of their node, in turn.
+class Client {
+public:
+    Client(const core::RedisConfig& cfg, struct ev_loop* loop);
+    ~Client();
+    Client(const Client&) = delete;
+    Client& operator=(const Client&) = delete;
+
+    /// Starts connecting to the configured address(es).
+    void start();
+    /// Closes every connection; pending commands get nullptr.
+    void stop();
+
+    /// Whether some connection has completed its handshake (AUTH, SELECT, PING) and, in
+    /// cluster mode, the slot map is known.
+    bool ready() const { return ready_count_ > 0 && (!cluster_ || map_known_); }
+    /// Connections ready now, over all nodes.
+    uint32_t readyCount() const { return ready_count_; }
+    /// Nodes known (cluster: every master in the slot map, plus the seeds).
+    size_t nodeCount() const { return nodes_.size(); }
+
+    /// Queues the RESP-formatted command `cmd` (copied) on a ready connection of the node that
+    /// serves `slot` (standalone: the one server). False (and `fn` never called) when that node
+    /// has no ready connection or hiredis refused it.
+    bool send(uint16_t slot, const char* cmd, size_t len, ReplyFn fn, void* arg, SentOn& where);
+    /// Same, to the node at `addr` ("ip:port", as in a redirect), preceded by ASKING when
+    /// `asking`. Unknown nodes are added (and connected) first, so the first try may fail.
+    bool sendTo(std::string_view addr, bool asking, const char* cmd, size_t len, ReplyFn fn,
+                void* arg, SentOn& where);
+    /// A MOVED redirect: `slot` is served by `addr` now. Updates the map at once and asks for
+    /// the whole map again (at most one refresh in flight).
+    void moved(uint16_t slot, std::string_view addr);
+    /// A command sent on `where` went unanswered past its deadline: the connection is torn
+    /// down (its pending commands fail) and reconnected after the retry interval, unless it was
+    /// already replaced.
+    void timedOut(const SentOn& where);
+
+    /// Failures seen by this process (connect errors, timeouts, lost connections).
+    uint64_t failures() const { return failures_; }
+    /// MOVED and ASK redirects followed by this process.
+    uint64_t redirects() const { return redirects_; }
+
+private:
+    struct Node;
+    struct Conn {
+        Client* owner = nullptr;
+        Node* node = nullptr;
+        redisAsyncContext* ac = nullptr;
+        ev_timer timer;  // connect/handshake deadline, or the pause before reconnecting
+        uint32_t index = 0;
+        uint32_t generation = 0;
+        uint32_t failures_in_row = 0;
+        enum class State : uint8_t { Down, Connecting, Ready } state = State::Down;
+    };
+    struct Node {
+        std::string ip;
+        uint16_t port = 0;
+        std::string label;  // "ip:port" for logs and redirect matching
+        uint32_t index = 0;
+        std::vector<std::unique_ptr<Conn>> conns;
+        uint32_t ready = 0;
+        uint32_t next = 0;
+    };
+
+    Node* addNode(const std::string& ip, uint16_t port);
+    Node* findNode(std::string_view label);
+    Node* nodeFor(std::string_view addr);
+    bool sendOn(Node& n, bool asking, const char* cmd, size_t len, ReplyFn fn, void* arg,
+                SentOn& where);
+    void connect(Conn& c);
+    void teardown(Conn& c, const char* why, bool free_now);
+    void scheduleRetry(Conn& c);
+    void markReady(Conn& c);
+    void setDown(Conn& c);
+    void noteFailure(Conn& c, const char* why);
+    void refreshSlots();
+    void applySlots(const void* reply, const Node& asked);
+
+    static void onConnect(const redisAsyncContext* ac, int status);
+    static void onDisconnect(const redisAsyncContext* ac, int status);
+    static void onHandshake(redisAsyncContext* ac, void* reply, void* priv);
+    static void onSlots(redisAsyncContext* ac, void* reply, void* priv);
+    static void onTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
+    static void onRefreshTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
+
+    core::RedisConfig cfg_;
+    struct ev_loop* loop_;
+    bool cluster_ = false;
+    std::vector<std::unique_ptr<Node>> nodes_;
+    // Cluster: node index + 1 per slot (0 = unknown). Standalone: unused (node 0).
+    std::array<uint16_t, kSlots> slots_{};
+    bool map_known_ = false;
+    bool refreshing_ = false;      // a CLUSTER SLOTS is in flight
+    bool refresh_wanted_ = false;  // ask again when it returns
+    ev_timer refresh_timer_;       // periodic refresh (cluster), and retries of a failed one
+    uint32_t ready_count_ = 0;
+    uint64_t failures_ = 0;
+    uint64_t redirects_ = 0;
+    uint64_t last_log_us_ = 0;
+    uint64_t suppressed_ = 0;
+    bool stopping_ = false;
+};
+
+}  // namespace photon::mod::redis

@@ -1,0 +1,200 @@
+// SPDX-License-Identifier: Apache-2.0
+// Validation of the top-level `redis` block.
+#include "modules/redis/config.h"
+
+#include <string>
+
+namespace photon::mod::redis {
+
+namespace {
+
+using core::ConfigNode;
+using namespace core::cfg;  // NOLINT: the reader helpers are this file's vocabulary
+
+constexpr uint32_t kMaxPool = 16;
+constexpr uint64_t kMaxDatabase = 1000000;
+constexpr size_t kMaxPrefix = 128;
+
+bool readAddress(Ctx& ctx, const ConfigNode& n, const std::string& path, core::SocketAddress& out) {
+    std::string s;
+    if (!ctx.convert(n, path, s)) {
+        return false;
+    }
+    auto hp = core::parseHostPort(s);
+    if (!hp.ok()) {
+        ctx.error(n, path, hp.error().msg);
+        return false;
+    }
+    const core::HostPort& h = hp.value();
+    if (h.kind == core::HostKind::Name && h.host != "localhost") {
+        ctx.error(n, path,
+                  "give an IP address and port (\"10.0.0.5:6379\"), not the name " +
+                      quoted(h.host) + ": workers do not resolve names");
+        return false;
+    }
+    auto a = core::parseListenAddress(
+        h.kind == core::HostKind::Name ? "127.0.0.1:" + std::to_string(h.port) : h.toString());
+    if (!a.ok()) {
+        ctx.error(n, path, a.error().msg);
+        return false;
+    }
+    out = a.value();
+    return true;
+}
+
+bool positive(Ctx& ctx, MapReader& r, const char* key, core::Duration& out) {
+    const ConfigNode* n = r.get(key);
+    if (n == nullptr) {
+        return true;
+    }
+    core::Duration d{};
+    if (!ctx.convert(*n, r.path(key), d)) {
+        return false;
+    }
+    if (d <= core::Duration::zero() || d > std::chrono::seconds(60)) {
+        ctx.error(*n, r.path(key), "must be above 0 and at most 60s");
+        return false;
+    }
+    out = d;
+    return true;
+}
+
+}  // namespace
+
+void decodeRedis(Ctx& ctx, const ConfigNode& node, core::RedisConfig& out) {
+    MapReader r(ctx, &node, "redis");
+    if (!r.valid()) {
+        return;
+    }
+    using RC = core::RedisConfig;
+    RC c;
+    bool ok = true;
+    const ConfigNode* one = r.get("address");
+    const ConfigNode* list = r.get("addresses");
+    if (one != nullptr && list != nullptr) {
+        ctx.error(*list, r.path("addresses"), "give address or addresses, not both");
+        ok = false;
+    } else if (one != nullptr) {
+        core::SocketAddress a;
+        ok = readAddress(ctx, *one, r.path("address"), a) && ok;
+        c.addresses.push_back(a);
+    } else if (list != nullptr) {
+        if (!list->isList() || list->size() == 0) {
+            ctx.error(*list, r.path("addresses"),
+                      "expected a non-empty list of addresses, got " + list->describe());
+            ok = false;
+        } else {
+            for (size_t i = 0; i < list->size(); ++i) {
+                core::SocketAddress a;
+                ok = readAddress(ctx, list->item(i), indexPath(r.path("addresses"), i), a) && ok;
+                c.addresses.push_back(a);
+            }
+        }
+    } else {
+        ctx.error(node.mark(), r.path("address"), "missing required key \"address\"");
+        ok = false;
+    }
+    if (const ConfigNode* m = r.get("mode")) {
+        std::string s;
+        if (!ctx.convert(*m, r.path("mode"), s)) {
+            ok = false;
+        } else if (s == "standalone") {
+            c.mode = RC::Mode::Standalone;
+        } else if (s == "cluster") {
+            c.mode = RC::Mode::Cluster;
+        } else if (s == "sentinel") {
+            ctx.error(*m, r.path("mode"),
+                      "sentinel is not supported by this version (standalone or cluster)");
+            ok = false;
+        } else {
+            ctx.error(*m, r.path("mode"),
+                      "unknown mode " + quoted(s) + " (expected standalone, sentinel or cluster)");
+            ok = false;
+        }
+    }
+    if (ok && c.mode == RC::Mode::Standalone && c.addresses.size() > 1) {
+        ctx.error(*list, r.path("addresses"), "mode standalone takes exactly one address");
+        ok = false;
+    }
+    ok = r.opt("username", c.username) && ok;
+    ok = r.opt("password", c.password) && ok;
+    if (!c.username.empty() && c.password.empty()) {
+        ctx.error(r.markOf("username"), r.path("username"), "an ACL user needs a password");
+        ok = false;
+    }
+    for (const std::string* s : {&c.username, &c.password}) {
+        if (s->find_first_of("\r\n") != std::string::npos) {
+            const char* key = s == &c.username ? "username" : "password";
+            ctx.error(r.markOf(key), r.path(key), "must not contain a line break");
+            ok = false;
+        }
+    }
+    if (const ConfigNode* n = r.get("database")) {
+        uint64_t v = 0;
+        if (ctx.integer(*n, r.path("database"), 0, kMaxDatabase, v)) {
+            c.database = static_cast<uint32_t>(v);
+            if (v != 0 && c.mode == RC::Mode::Cluster) {
+                ctx.error(*n, r.path("database"), "a Redis Cluster has database 0 only");
+                ok = false;
+            }
+        } else {
+            ok = false;
+        }
+    }
+    ok = positive(ctx, r, "connect_timeout", c.connect_timeout) && ok;
+    ok = positive(ctx, r, "command_timeout", c.command_timeout) && ok;
+    ok = positive(ctx, r, "retry_interval", c.retry_interval) && ok;
+    if (const ConfigNode* n = r.get("key_prefix")) {
+        std::string s;
+        if (!ctx.convert(*n, r.path("key_prefix"), s)) {
+            ok = false;
+        } else if (s.size() > kMaxPrefix || s.find_first_of("{}\r\n ") != std::string::npos) {
+            ctx.error(*n, r.path("key_prefix"),
+                      "at most 128 bytes, without braces, spaces or line breaks");
+            ok = false;
+        } else {
+            c.key_prefix = std::move(s);
+        }
+    }
+    if (const ConfigNode* n = r.get("pool_size")) {
+        uint64_t v = 0;
+        if (ctx.integer(*n, r.path("pool_size"), 1, kMaxPool, v)) {
+            c.pool_size = static_cast<uint32_t>(v);
+        } else {
+            ok = false;
+        }
+    }
+    if (const ConfigNode* n = r.get("tls")) {
+        bool on = false;
+        if (!ctx.convert(*n, r.path("tls"), on)) {
+            ok = false;
+        } else if (on) {
+            ctx.error(*n, r.path("tls"), "TLS to Redis is not supported by this version");
+            ok = false;
+        }
+    }
+    if (ok) {
+        c.configured = true;
+        out = std::move(c);
+    }
+}
+
+void checkRedisUsers(Ctx& ctx, const ConfigNode* middleware, const core::Config& cfg) {
+    if (cfg.redis.configured || middleware == nullptr || !middleware->isMap()) {
+        return;
+    }
+    for (size_t i = 0; i < middleware->size(); ++i) {
+        const std::string& key = middleware->keyAt(i);
+        if (key != "rate_limiting" && key.rfind("rate_limit:", 0) != 0) {
+            continue;
+        }
+        const ConfigNode& block = middleware->item(i);
+        const ConfigNode* store = block.isMap() ? block.find("store") : nullptr;
+        if (store != nullptr && store->isScalar() && store->text() == "redis") {
+            ctx.error(*store, childPath(childPath("middleware", key), "store"),
+                      "store: redis needs the top-level redis block (address of the server)");
+        }
+    }
+}
+
+}  // namespace photon::mod::redis

@@ -1,0 +1,226 @@
+// SPDX-License-Identifier: Apache-2.0
+// The `redis` block and the store keys of rate limits: accepted shapes, every refusal with its
+// key path, the store: redis / redis block cross-check, and the password kept out of dumps.
+#include "modules/redis/config.h"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <optional>
+#include <string>
+
+#include "master/config_loader.h"
+#include "modules/redis/client.h"
+
+namespace photon::mod::redis {
+namespace {
+
+using master::Diagnostic;
+using master::LoadResult;
+using Severity = Diagnostic::Severity;
+
+const master::HostResolver kResolver = [](const std::string&) { return true; };
+
+LoadResult load(const std::string& redis_block, const std::string& limit_extra = "",
+                std::map<std::string, std::string> env = {}) {
+    std::string text = R"(server:
+  http_addr: "127.0.0.1:8080"
+load_balancing:
+  backends:
+    default:
+      upstreams:
+        - address: "127.0.0.1:9000"
+routes:
+  - id: api
+    path: /api/**
+    backend: default
+    middleware: [rate_limit]
+middleware:
+  rate_limiting:
+    requests_per_second: 10
+    burst: 20
+    key: ip
+)" + limit_extra + R"(health_check:
+  enabled: false
+  interval: 10s
+  timeout: 2s
+  failure_threshold: 3
+  success_threshold: 2
+metrics:
+  prometheus: false
+  metrics_path: /metrics
+)" + redis_block;
+    master::EnvLookup lookup = [env](const std::string& n) -> std::optional<std::string> {
+        auto it = env.find(n);
+        return it == env.end() ? std::nullopt : std::optional<std::string>(it->second);
+    };
+    return master::loadConfigString(text, "yaml", "t.yaml", lookup, kResolver);
+}
+
+std::string describe(const LoadResult& r) {
+    std::string out;
+    for (const auto& d : r.diagnostics) {
+        out += d.format() + "\n";
+    }
+    return out;
+}
+
+bool has(const LoadResult& r, Severity sev, const std::string& path, const std::string& text) {
+    for (const auto& d : r.diagnostics) {
+        if (d.severity == sev && d.path == path && d.message.find(text) != std::string::npos) {
+            return true;
+        }
+    }
+    return false;
+}
+
+TEST(RedisConfigTest, AcceptsAStandaloneServerAndARedisLimit) {
+    LoadResult r = load(R"(redis:
+  address: "127.0.0.1:6380"
+  database: 3
+  connect_timeout: 2s
+  command_timeout: 100ms
+  key_prefix: "gw:"
+  pool_size: 4
+)",
+                        "    store: redis\n    on_store_error: deny\n    sync: exact\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const core::RedisConfig& c = r.config->redis;
+    EXPECT_TRUE(c.configured);
+    ASSERT_EQ(c.addresses.size(), 1u);
+    EXPECT_EQ(c.addresses[0].toString(), "127.0.0.1:6380");
+    EXPECT_EQ(c.database, 3u);
+    EXPECT_EQ(c.command_timeout, std::chrono::milliseconds(100));
+    EXPECT_EQ(c.key_prefix, "gw:");
+    EXPECT_EQ(c.pool_size, 4u);
+    const auto& rl = *r.config->middleware.rate_limiting;
+    EXPECT_EQ(rl.store, core::RateLimitConfig::Store::Redis);
+    EXPECT_EQ(rl.on_store_error, core::RateLimitConfig::OnStoreError::Deny);
+}
+
+TEST(RedisConfigTest, DefaultsAreLocalStoreAndLocalFallback) {
+    LoadResult r = load("");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_FALSE(r.config->redis.configured);
+    const auto& rl = *r.config->middleware.rate_limiting;
+    EXPECT_EQ(rl.store, core::RateLimitConfig::Store::Local);
+    EXPECT_EQ(rl.on_store_error, core::RateLimitConfig::OnStoreError::Local);
+    EXPECT_EQ(rl.instances, 1u);
+}
+
+TEST(RedisConfigTest, RedisStoreWithoutRedisBlockIsAnError) {
+    LoadResult r = load("", "    store: redis\n");
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.store", "top-level redis"))
+        << describe(r);
+}
+
+TEST(RedisConfigTest, RefusesWhatThisVersionDoesNotDo) {
+    LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n  mode: sentinel\n  tls: true\n",
+                        "    store: redis\n    sync: eventually\n    batch_interval: 20s\n");
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(has(r, Severity::Error, "redis.mode", "sentinel is not supported")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.tls", "not supported")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.sync", "exact or batched"))
+        << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.batch_interval", "1ms to 10s"))
+        << describe(r);
+}
+
+TEST(RedisConfigTest, BatchedSyncTakesAnInterval) {
+    LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n",
+                        "    store: redis\n    sync: batched\n    batch_interval: 250ms\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const auto& rl = *r.config->middleware.rate_limiting;
+    EXPECT_EQ(rl.sync, core::RateLimitConfig::Sync::Batched);
+    EXPECT_EQ(rl.batch_interval, std::chrono::milliseconds(250));
+    EXPECT_NE(master::dumpConfigMasked(*r.config).find("batch_interval: \"250ms\""),
+              std::string::npos)
+        << master::dumpConfigMasked(*r.config);
+    r = load("redis:\n  address: \"127.0.0.1:6379\"\n",
+             "    store: redis\n    batch_interval: 250ms\n");
+    EXPECT_TRUE(
+        has(r, Severity::Warning, "middleware.rate_limiting.batch_interval", "only sync: batched"))
+        << describe(r);
+}
+
+TEST(RedisConfigTest, BadValuesNameTheirKey) {
+    LoadResult r = load(R"(redis:
+  address: "redis.example:6379"
+  database: -1
+  command_timeout: 0s
+  key_prefix: "a{b}"
+  pool_size: 17
+  mode: primary
+)",
+                        "    store: remote\n    on_store_error: maybe\n    instances: 0\n");
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(has(r, Severity::Error, "redis.address", "not the name")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.database", "")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.command_timeout", "above 0")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.key_prefix", "braces")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.pool_size", "")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.mode", "unknown mode")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.store", "unknown value"))
+        << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.on_store_error", "unknown"))
+        << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.instances", "")) << describe(r);
+}
+
+TEST(RedisConfigTest, ClusterTakesSeedsAndOnlyDatabaseZero) {
+    LoadResult r = load(
+        "redis:\n  mode: cluster\n  addresses: [\"127.0.0.1:7000\", "
+        "\"127.0.0.1:7001\"]\n",
+        "    store: redis\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_EQ(r.config->redis.mode, core::RedisConfig::Mode::Cluster);
+    EXPECT_EQ(r.config->redis.addresses.size(), 2u);
+    r = load("redis:\n  mode: cluster\n  address: \"127.0.0.1:7000\"\n  database: 2\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.database", "database 0 only")) << describe(r);
+    r = load("redis:\n  addresses: [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.addresses", "exactly one")) << describe(r);
+}
+
+TEST(RedisKeySlotTest, MatchesRedisClusterSlots) {
+    // Values from CLUSTER KEYSLOT.
+    EXPECT_EQ(keySlot("foo"), 12182);
+    EXPECT_EQ(keySlot("bar"), 5061);
+    EXPECT_EQ(keySlot("{user1000}.following"), keySlot("user1000"));
+    EXPECT_EQ(keySlot("foo{}{bar}"), keySlot("foo{}{bar}"));
+    EXPECT_EQ(keySlot("photon:rl:{0123456789abcdef}"), keySlot("0123456789abcdef"));
+}
+
+TEST(RedisConfigTest, MissingAddressAndUserWithoutPassword) {
+    LoadResult r = load("redis:\n  username: gw\n");
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(has(r, Severity::Error, "redis.address", "missing")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.username", "needs a password")) << describe(r);
+}
+
+TEST(RedisConfigTest, StoreKeysWarnWithLocalStore) {
+    LoadResult r = load("", "    on_store_error: deny\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Warning, "middleware.rate_limiting.on_store_error",
+                    "no effect with store: local"))
+        << describe(r);
+}
+
+TEST(RedisConfigTest, PasswordFromEnvironmentNeverAppearsInDumps) {
+    const std::string secret = "s3cr3t-Pa55";
+    LoadResult r = load(
+        "redis:\n  address: \"127.0.0.1:6379\"\n  username: gw\n"
+        "  password: ${REDIS_PASSWORD}\n",
+        "    store: redis\n", {{"REDIS_PASSWORD", secret}});
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_EQ(r.config->redis.password, secret);
+    for (const std::string& dump :
+         {master::dumpConfigMasked(*r.config), master::dumpConfigUnmasked(*r.config)}) {
+        EXPECT_EQ(dump.find(secret), std::string::npos) << dump;
+        EXPECT_NE(dump.find("password: \"****\""), std::string::npos) << dump;
+        EXPECT_NE(dump.find("store: redis"), std::string::npos) << dump;
+    }
+}
+
+}  // namespace
+}  // namespace photon::mod::redis
