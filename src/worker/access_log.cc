@@ -69,7 +69,16 @@ void AccessLog::flush() {
         return;
     }
     ssize_t n = ::write(fd_, buf_.data(), buf_.size());
-    (void)n;  // a full disk loses log lines, never requests
+    if (n < 0 || static_cast<size_t>(n) < buf_.size()) {
+        // A full disk (or a dead pipe) loses log lines, never requests: said at most every 10 s.
+        const int err = n < 0 ? errno : ENOSPC;
+        const double t = ev_time();
+        if (t - last_warn_ >= 10) {
+            last_warn_ = t;
+            LOG_ERROR("access log %s: %s; log lines are being lost", path_.c_str(),
+                      std::strerror(err));
+        }
+    }
     buf_.clear();
 }
 

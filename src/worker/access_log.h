@@ -43,6 +43,7 @@ private:
     std::string buf_;
     ev_timer timer_{};
     bool timer_on_ = false;
+    double last_warn_ = -1e9;  // ev_time() of the last "lines are being lost" error
 };
 
 }  // namespace photon::worker
