@@ -108,7 +108,7 @@ void appendQuoted(std::string& out, std::string_view v) {
 }  // namespace
 
 void AccessLog::writeCombined(const ClientConn& c) {
-    const RequestMeta& m = c.meta;
+    const RequestMeta& m = c.st->meta;
     static constexpr const char* kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                               "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     struct timespec ts;
@@ -124,7 +124,7 @@ void AccessLog::writeCombined(const ClientConn& c) {
     buf_ += ' ';
     appendQuoted(buf_, std::string_view(m.path, m.path_len));
     n = snprintf(line, sizeof line, " %s\" %d %llu \"",
-                 c.req.version == core::http::Version::Http10 ? "HTTP/1.0" : "HTTP/1.1",
+                 c.st->req.version == core::http::Version::Http10 ? "HTTP/1.0" : "HTTP/1.1",
                  m.status, static_cast<unsigned long long>(m.bytes_out));
     buf_.append(line, static_cast<size_t>(n));
     if (m.referer_len != 0) {
@@ -147,7 +147,7 @@ void AccessLog::write(const ClientConn& c, double now) {
         scheduleFlush();
         return;
     }
-    const RequestMeta& m = c.meta;
+    const RequestMeta& m = c.st->meta;
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     struct tm tm;
@@ -178,8 +178,8 @@ void AccessLog::write(const ClientConn& c, double now) {
     buf_.append(line, static_cast<size_t>(n));
     appendJsonEscaped(buf_, route);
     buf_ += "\",\"refused_by\":\"";
-    if (c.rq.answered_by != 0 && c.rq.answered_by <= mod::modules().size()) {
-        buf_ += mod::modules()[c.rq.answered_by - 1]->name();  // a module that answered itself
+    if (c.st->rq.answered_by != 0 && c.st->rq.answered_by <= mod::modules().size()) {
+        buf_ += mod::modules()[c.st->rq.answered_by - 1]->name();  // a module that answered itself
     }
     buf_ += "\"}\n";
     scheduleFlush();

@@ -76,8 +76,8 @@ void resolveClientAddress(ClientConn* c, const Proxy& p) {
     if (!trusted(p, ip)) {
         return;
     }
-    const auto& hs = c->req.headers;
-    c->rq.client_ip = std::string_view(c->peer_ip, c->peer_ip_len);
+    const auto& hs = c->st->req.headers;
+    c->st->rq.client_ip = std::string_view(c->peer_ip, c->peer_ip_len);
     char text[INET6_ADDRSTRLEN];
     bool moved = false;
     bool stop = false;
@@ -105,7 +105,7 @@ void resolveClientAddress(ClientConn* c, const Proxy& p) {
     // ${client_ip} is the client as balancing sees it, in canonical text.
     if (moved && inet_ntop(c->client_bin_len == 4 ? AF_INET : AF_INET6, c->client_bin, text,
                            sizeof text) != nullptr) {
-        c->rq.client_ip = c->rq.copy(text);
+        c->st->rq.client_ip = c->st->rq.copy(text);
     }
 }
 
@@ -119,12 +119,12 @@ void captureHashKey(ClientConn* c, const BackendRt& be, std::string_view path) {
             key = path;
             break;
         case core::HashKey::Kind::Header:
-            if (const auto* h = c->req.headers.find(be.hash_name)) {
+            if (const auto* h = c->st->req.headers.find(be.hash_name)) {
                 key = h->value;
             }
             break;
         case core::HashKey::Kind::Cookie:
-            for (const auto& h : c->req.headers) {
+            for (const auto& h : c->st->req.headers) {
                 if (!core::http::equalsIgnoreCase(h.name, "cookie")) {
                     continue;
                 }

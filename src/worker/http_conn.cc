@@ -65,10 +65,12 @@ using core::http::BodyFraming;
 using core::http::ParseStatus;
 
 std::vector<ClientConn*> g_free_clients;
+std::vector<ReqState*> g_free_states;  // request states of connections gone idle or closed
 ev_timer g_pool_sweep{};  // closes idle pooled upstream connections (see poolPut)
 void onPoolSweep(struct ev_loop*, ev_timer* w, int) noexcept;
 std::vector<UpstreamConn*> g_free_upstreams;
 constexpr size_t kMaxFreeObjects = 4096;
+constexpr size_t kMaxFreeStates = 1024;  // request states kept for reuse (about 16 KiB each)
 // The first read of a response takes at most this much, so that the rest of a large body can
 // be spliced instead of copied through user space; a typical head and a small body still come
 // in one read.
@@ -92,6 +94,7 @@ void onUpstreamWrite(struct ev_loop*, ev_io* w, int) noexcept;
 void onUpstreamTimer(struct ev_loop*, ev_timer* w, int) noexcept;
 
 void processInput(ClientConn* c);
+void attachState(ClientConn* c);
 void attemptUpstream(ClientConn* c);
 void retryAfterBackoff(ClientConn* c, bool backoff);
 void sendUpstream(ClientConn* c);
@@ -181,8 +184,8 @@ void feedTlsPending(UpstreamConn* u) {
 /// The route's timeout (else the upstream's own), shortened to its per_try_timeout.
 double attemptTimeout(const ClientConn* c, double upstream_own) {
     double t = upstream_own;
-    if (c && c->meta.route >= 0) {
-        const RouteRt& r = ctx().proxy->routes[static_cast<size_t>(c->meta.route)];
+    if (c && c->st->meta.route >= 0) {
+        const RouteRt& r = ctx().proxy->routes[static_cast<size_t>(c->st->meta.route)];
         if (r.timeout > 0) {
             t = r.timeout;
         }
@@ -437,7 +440,50 @@ void releaseUpstream(ClientConn* c, bool reusable) {
     }
 }
 
+/// Gives the connection a request state (from the pool) if it has none.
+void attachState(ClientConn* c) {
+    if (c->st != nullptr) {
+        return;
+    }
+    ReqState* s;
+    if (g_free_states.empty()) {
+        s = new ReqState;
+    } else {
+        s = g_free_states.back();
+        g_free_states.pop_back();
+    }
+    Request& rq = s->rq;
+    rq.conn = c;
+    rq.host_ = &g_host;
+    rq.head = &s->req;
+    rq.resp = &s->resp;
+    rq.meta = &s->meta;
+    rq.client_ip = std::string_view(c->peer_ip, c->peer_ip_len);
+    rq.tls = c->ssl != nullptr ? &c->tls_info : nullptr;
+    c->st = s;
+}
+
+/// Gives the request state back to the pool. `clean`: the request ended normally (its state
+/// was reset then); otherwise it is reset here.
+void detachState(ClientConn* c, bool clean) {
+    ReqState* s = c->st;
+    if (s == nullptr) {
+        return;
+    }
+    c->st = nullptr;
+    if (!clean) {
+        s->rq.reset();
+        s->meta.reset();
+    }
+    if (g_free_states.size() < kMaxFreeStates) {
+        g_free_states.push_back(s);
+    } else {
+        delete s;
+    }
+}
+
 void recycleClient(ClientConn* c) {
+    detachState(c, false);
     c->~ClientConn();
     if (g_free_clients.size() < kMaxFreeObjects) {
         g_free_clients.push_back(c);
@@ -453,7 +499,9 @@ void closeClient(ClientConn* c) {
     if (c->ws != nullptr) {
         wsRelease(c);
     }
-    c->rq.abort();  // a suspended handler cancels its work
+    if (c->st != nullptr) {
+        c->st->rq.abort();  // a suspended handler cancels its work
+    }
     if (c->mx_open) {
         countRequest(c);  // a request that ends here without its response completed
     }
@@ -530,8 +578,8 @@ void resetRequestState(ClientConn* c) {
     if (c->cache_active) {
         cacheRelease(c);
     }
-    c->rq.reset();
-    c->meta.reset();
+    c->st->rq.reset();
+    c->st->meta.reset();
     c->scan_hint = 0;
     c->req_body_left = 0;
     c->req_chunked = false;
@@ -585,7 +633,7 @@ bool flushOut(ClientConn* c) {
             errno = static_cast<int>(-n);
         }
         if (n > 0) {
-            c->meta.bytes_out += static_cast<uint64_t>(n);
+            c->st->meta.bytes_out += static_cast<uint64_t>(n);
             if (head) {
                 c->out.consume(static_cast<size_t>(n));
             } else {
@@ -677,21 +725,21 @@ void appendUint(Buffer& b, uint64_t v) {
 void sendLocal(ClientConn* c, int status, std::string_view error, std::string_view extra_headers,
                bool close) {
     ctx().io.cancel(&c->tx);
-    if (c->meta.id_len == 0) {
-        c->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->meta.id));
+    if (c->st->meta.id_len == 0) {
+        c->st->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->st->meta.id));
     }
     if (c->head_pending != 0) {
         c->in.consume(c->head_pending);
         c->head_pending = 0;
     }
     c->local_close = close;
-    c->local_extra = extra_headers.empty() ? extra_headers : c->rq.copy(extra_headers);
-    c->rq.fail(status, error);
-    c->resp.headers.count = 0;  // the reply's own fields, for HeaderFilter
-    runHeaderFilter(c->rq);     // ends in writeLocal()
+    c->local_extra = extra_headers.empty() ? extra_headers : c->st->rq.copy(extra_headers);
+    c->st->rq.fail(status, error);
+    c->st->resp.headers.count = 0;  // the reply's own fields, for HeaderFilter
+    runHeaderFilter(c->st->rq);     // ends in writeLocal()
 }
 
-/// Writes the gateway reply set on c->rq (after HeaderFilter ran).
+/// Writes the gateway reply set on c->st->rq (after HeaderFilter ran).
 void writeLocal(ClientConn* c) {
     if (c->cache_bg) {
         closeClient(c);  // a background refresh has nobody to answer
@@ -710,17 +758,17 @@ void writeLocal(ClientConn* c) {
         close = true;  // an unread body would be taken for the next request
     }
     c->keep_alive = c->keep_alive && !close;
-    int status = c->rq.replyStatus();
-    c->meta.status = status;
-    std::string_view id(c->meta.id, c->meta.id_len);
-    const core::http::HeaderList* fields = c->resp.headers.count != 0 ? &c->resp.headers : nullptr;
-    buildLocalReply(c->out, status, c->rq.replyError(), id, c->local_extra, c->keep_alive,
-                    c->req_was_head, fields, c->rq.replyHasBody());
+    int status = c->st->rq.replyStatus();
+    c->st->meta.status = status;
+    std::string_view id(c->st->meta.id, c->st->meta.id_len);
+    const core::http::HeaderList* fields = c->st->resp.headers.count != 0 ? &c->st->resp.headers : nullptr;
+    buildLocalReply(c->out, status, c->st->rq.replyError(), id, c->local_extra, c->keep_alive,
+                    c->req_was_head, fields, c->st->rq.replyHasBody());
     if (c->out.overflowed) {
         // What the filters added does not fit: the reply goes out without it.
         c->out.clear();
-        buildLocalReply(c->out, status, c->rq.replyError(), id, c->local_extra, c->keep_alive,
-                        c->req_was_head, nullptr, c->rq.replyHasBody());
+        buildLocalReply(c->out, status, c->st->rq.replyError(), id, c->local_extra, c->keep_alive,
+                        c->req_was_head, nullptr, c->st->rq.replyHasBody());
     }
     c->local_extra = {};
     c->state = ClientConn::State::WritingLocal;
@@ -757,7 +805,7 @@ bool methodIdempotent(core::http::Method m) {
 void startTrace(ClientConn* c) {
     const core::http::HeaderField* tp = nullptr;
     int seen = 0;
-    for (const auto& h : c->req.headers) {
+    for (const auto& h : c->st->req.headers) {
         if (h.name.size() == 11 && (h.name[0] | 0x20) == 't' &&
             core::http::equalsIgnoreCase(h.name, "traceparent")) {
             tp = &h;
@@ -767,18 +815,18 @@ void startTrace(ClientConn* c) {
     mod::tracing::TraceParent t;
     c->trace_in = seen == 1 && mod::tracing::parse(tp->value, t);
     if (c->trace_in) {
-        std::memcpy(c->meta.trace_id, t.trace_id, 16);
+        std::memcpy(c->st->meta.trace_id, t.trace_id, 16);
         c->trace_flags = t.flags;
     } else {
         uint64_t a = traceRng().next(), b = traceRng().next();
         if ((a | b) == 0) {
             a = 1;  // all zeros is not a trace id
         }
-        std::memcpy(c->meta.trace_id, &a, 8);
-        std::memcpy(c->meta.trace_id + 8, &b, 8);
+        std::memcpy(c->st->meta.trace_id, &a, 8);
+        std::memcpy(c->st->meta.trace_id + 8, &b, 8);
         c->trace_flags = ctx().limits.trace_sampled ? 1 : 0;
     }
-    c->meta.traced = true;
+    c->st->meta.traced = true;
 }
 
 /// Copies Referer and User-Agent for the combined access log (the head's views do not last
@@ -791,21 +839,21 @@ void keepAgents(ClientConn* c) {
         }
         len = static_cast<uint8_t>(n);
     };
-    keep(c->req.headers.find("referer"), c->meta.referer, sizeof c->meta.referer,
-         c->meta.referer_len);
-    keep(c->req.headers.find("user-agent"), c->meta.agent, sizeof c->meta.agent, c->meta.agent_len);
+    keep(c->st->req.headers.find("referer"), c->st->meta.referer, sizeof c->st->meta.referer,
+         c->st->meta.referer_len);
+    keep(c->st->req.headers.find("user-agent"), c->st->meta.agent, sizeof c->st->meta.agent, c->st->meta.agent_len);
 }
 
 void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     using core::http::equalsIgnoreCase;
-    const auto& r = c->req;
+    const auto& r = c->st->req;
     appendStr(b, r.method);
     appendStr(b, " ");
     appendStr(b, path);
-    if (c->rq.query_override_set) {
-        if (!c->rq.query_override.empty()) {
+    if (c->st->rq.query_override_set) {
+        if (!c->st->rq.query_override.empty()) {
             appendStr(b, "?");
-            appendStr(b, c->rq.query_override);
+            appendStr(b, c->st->rq.query_override);
         }
     } else if (r.has_query) {
         appendStr(b, "?");
@@ -813,15 +861,15 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     }
     bool v10 = r.version == core::http::Version::Http10;
     appendStr(b, v10 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
-    std::string_view host = c->rq.host_override.empty() ? r.host : c->rq.host_override;
+    std::string_view host = c->st->rq.host_override.empty() ? r.host : c->st->rq.host_override;
     if (host.empty()) {
         const Proxy& p = *ctx().proxy;
-        const auto& be = p.backends[p.routes[static_cast<size_t>(c->meta.route)].backend];
+        const auto& be = p.backends[p.routes[static_cast<size_t>(c->st->meta.route)].backend];
         host = p.upstreams[be.upstreams.front()].address;
     }
     appendHeader(b, "Host", host);
     const core::http::HeaderField* first_xff = nullptr;
-    const HeadEdits* edits = c->rq.upstream_edits;  // request header transforms
+    const HeadEdits* edits = c->st->rq.upstream_edits;  // request header transforms
     LineRuns lines(b);
     for (const auto& h : r.headers) {
         if (h.hop_by_hop || (edits != nullptr && edits->drops(h.name))) {
@@ -841,7 +889,7 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         if (f == 's' && c->ws_rewrite && equalsIgnoreCase(h.name, "sec-websocket-protocol")) {
             continue;  // replaced by the subprotocols the route allows, below
         }
-        if (f == 't' && c->meta.traced &&
+        if (f == 't' && c->st->meta.traced &&
             (equalsIgnoreCase(h.name, "traceparent") ||
              (!c->trace_in && equalsIgnoreCase(h.name, "tracestate")))) {
             continue;  // ours below; a tracestate goes on only with the trace it belongs to
@@ -903,8 +951,8 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     if (!r.host.empty() && !set_host) {
         appendHeader(b, "X-Forwarded-Host", r.host);
     }
-    appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
-    if (c->meta.traced && b.space() >= 13 + mod::tracing::kTraceParentLen + 2) {
+    appendHeader(b, "X-Request-ID", std::string_view(c->st->meta.id, c->st->meta.id_len));
+    if (c->st->meta.traced && b.space() >= 13 + mod::tracing::kTraceParentLen + 2) {
         uint64_t span = traceRng().next();
         if (span == 0) {
             span = 1;  // all zeros is not a span id
@@ -913,7 +961,7 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
         std::memcpy(sb, &span, 8);
         char* w = b.writePtr();
         std::memcpy(w, "traceparent: ", 13);
-        mod::tracing::format(c->meta.trace_id, sb, c->trace_flags, w + 13);
+        mod::tracing::format(c->st->meta.trace_id, sb, c->trace_flags, w + 13);
         std::memcpy(w + 13 + mod::tracing::kTraceParentLen, "\r\n", 2);
         b.produce(13 + mod::tracing::kTraceParentLen + 2);
     }
@@ -932,7 +980,7 @@ void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
     if (c->send_continue) {
         appendStr(b, "Expect: 100-continue\r\n");
     }
-    if (c->rq.websocket) {
+    if (c->st->rq.websocket) {
         // Upgrade and Connection are hop-by-hop: the client's are never forwarded, ours ask the
         // upstream for the same upgrade.
         appendStr(b, "Upgrade: websocket\r\nConnection: Upgrade\r\n");
@@ -979,12 +1027,12 @@ bool frameRequestBody(ClientConn* c) {
 /// serve the requested method, when that route answers preflights (it lists `cors`).
 mod::routing::Match matchPreflight(ClientConn* c, const Proxy& p, std::string_view path,
                                    const mod::routing::Match& m) {
-    const auto* origin = c->req.headers.find("origin");
-    const auto* acrm = c->req.headers.find("access-control-request-method");
+    const auto* origin = c->st->req.headers.find("origin");
+    const auto* acrm = c->st->req.headers.find("access-control-request-method");
     if (origin == nullptr || acrm == nullptr) {
         return m;
     }
-    mod::routing::Match pm = p.router->match(acrm->value, c->req.host, path);
+    mod::routing::Match pm = p.router->match(acrm->value, c->st->req.host, path);
     if (pm.status == mod::routing::MatchStatus::Found &&
         p.routes[pm.route].chain.answers_preflight) {
         return pm;
@@ -1004,7 +1052,7 @@ bool checkUpgrade(ClientConn* c, const RouteRt& route) {
     char list[1024];
     size_t len = 0;
     bool rewrite = false;
-    ws::Check k = ws::checkRequest(c->req, route.ws_any_protocol ? nullptr : &route.ws_protocols,
+    ws::Check k = ws::checkRequest(c->st->req, route.ws_any_protocol ? nullptr : &route.ws_protocols,
                                    list, sizeof list, len, rewrite);
     if (k != ws::Check::Ok) {
         countUpgrade(WsUpgradeResult::Refused);
@@ -1016,10 +1064,10 @@ bool checkUpgrade(ClientConn* c, const RouteRt& route) {
                   true);
         return false;
     }
-    const auto* key = c->req.headers.find("sec-websocket-key");
+    const auto* key = c->st->req.headers.find("sec-websocket-key");
     std::memcpy(c->ws_key, key->value.data(), sizeof c->ws_key);  // checked: 24 characters
     c->ws_rewrite = rewrite;
-    c->ws_protocols = len != 0 ? c->rq.copy(std::string_view(list, len)) : std::string_view();
+    c->ws_protocols = len != 0 ? c->st->rq.copy(std::string_view(list, len)) : std::string_view();
     if (len != 0 && c->ws_protocols.empty()) {
         countUpgrade(WsUpgradeResult::Refused);
         c->in.consume(c->head_pending);
@@ -1027,30 +1075,30 @@ bool checkUpgrade(ClientConn* c, const RouteRt& route) {
         sendLocal(c, 431, "request header too large", {}, true);
         return false;
     }
-    c->rq.websocket = true;
+    c->st->rq.websocket = true;
     return true;
 }
 
 void dispatch(ClientConn* c) {
-    auto& r = c->req;
+    auto& r = c->st->req;
     ++c->requests;
     mod::metrics::requestStarted();  // every listener's (a scrape is in flight while it runs)
     c->mx_open = true;
     moveToList(c, ctx().busy_conns);
     c->req_was_head = r.method_id == core::http::Method::Head;
-    size_t ml = std::min(r.method.size(), sizeof c->meta.method);
-    std::memcpy(c->meta.method, r.method.data(), ml);
-    c->meta.method_len = static_cast<uint8_t>(ml);
+    size_t ml = std::min(r.method.size(), sizeof c->st->meta.method);
+    std::memcpy(c->st->meta.method, r.method.data(), ml);
+    c->st->meta.method_len = static_cast<uint8_t>(ml);
     c->keep_alive =
         r.keep_alive && c->requests < ctx().limits.keepalive_requests && !ctx().graceful;
 
     // Request id: a sane incoming one is kept unless configured otherwise.
     const auto* rid = ctx().limits.keep_request_id ? r.headers.find("x-request-id") : nullptr;
     if (rid && mod::requestid::isSaneIncoming(rid->value)) {
-        std::memcpy(c->meta.id, rid->value.data(), rid->value.size());
-        c->meta.id_len = static_cast<uint8_t>(rid->value.size());
+        std::memcpy(c->st->meta.id, rid->value.data(), rid->value.size());
+        c->st->meta.id_len = static_cast<uint8_t>(rid->value.size());
     } else {
-        c->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->meta.id));
+        c->st->meta.id_len = static_cast<uint8_t>(ctx().ids.next(c->st->meta.id));
     }
     if (ctx().limits.trace_context) {
         startTrace(c);
@@ -1082,13 +1130,13 @@ void dispatch(ClientConn* c) {
                                          plen);
         path = std::string_view(r.path.data(), plen);
     }
-    size_t pl = std::min(path.size(), sizeof c->meta.path);
-    std::memcpy(c->meta.path, path.data(), pl);
-    c->meta.path_len = static_cast<uint16_t>(pl);
+    size_t pl = std::min(path.size(), sizeof c->st->meta.path);
+    std::memcpy(c->st->meta.path, path.data(), pl);
+    c->st->meta.path_len = static_cast<uint16_t>(pl);
     c->head_pending = r.head_length;
-    Request& rq = c->rq;  // reset when the previous request finished
+    Request& rq = c->st->rq;  // reset when the previous request finished
     rq.path = path;
-    c->resp.headers.count = 0;
+    c->st->resp.headers.count = 0;
     // The request is in the pipeline from here: processInput() stops parsing until it is done.
     c->state = ClientConn::State::Proxying;
     if (nr != mod::routing::NormalizeResult::Ok) {
@@ -1149,7 +1197,7 @@ void dispatch(ClientConn* c) {
         }
         return;
     }
-    c->meta.route = static_cast<int>(m.route);
+    c->st->meta.route = static_cast<int>(m.route);
     const RouteRt& route = p.routes[m.route];
     resolveClientAddress(c, p);
     captureHashKey(c, p.backends[route.backend], path);
@@ -1219,9 +1267,9 @@ void addCacheFields(ClientConn* c) {
     if (st.empty()) {
         return;
     }
-    addHeader(c->resp.headers, "X-Cache", st);
+    addHeader(c->st->resp.headers, "X-Cache", st);
     if (!c->cache_key.empty()) {
-        addHeader(c->resp.headers, "X-Cache-Key", c->cache_key);
+        addHeader(c->st->resp.headers, "X-Cache-Key", c->cache_key);
     }
 }
 
@@ -1253,33 +1301,33 @@ bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status
     c->cbuf.produce(head_len + body_first);
     core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
     size_t hint = 0;
-    if (core::http::parseResponse(c->cbuf.readPtr(), head_len, pl, c->resp, hint, true) !=
+    if (core::http::parseResponse(c->cbuf.readPtr(), head_len, pl, c->st->resp, hint, true) !=
         ParseStatus::Complete) {
         return false;
     }
     uint64_t body = f.meta.body_len;
-    if (c->resp.status == 200 &&
-        (nm >= 0 ? nm == 1 : mc::notModified(c->req.headers, c->resp.headers))) {
-        c->resp.status = 304;  // the client's copy is current
+    if (c->st->resp.status == 200 &&
+        (nm >= 0 ? nm == 1 : mc::notModified(c->st->req.headers, c->st->resp.headers))) {
+        c->st->resp.status = 304;  // the client's copy is current
         body_first = 0;
         c->cbuf.wpos = c->cbuf.rpos + head_len;
         body = 0;
     } else {
-        char* cl = c->rq.alloc(24);
+        char* cl = c->st->rq.alloc(24);
         if (cl == nullptr) {
             return false;
         }
         int n = std::snprintf(cl, 24, "%llu", static_cast<unsigned long long>(body));
-        addHeader(c->resp.headers, "Content-Length", std::string_view(cl, static_cast<size_t>(n)));
+        addHeader(c->st->resp.headers, "Content-Length", std::string_view(cl, static_cast<size_t>(n)));
     }
-    c->resp.framing = c->req_was_head || body == 0 ? BodyFraming::None : BodyFraming::ContentLength;
-    c->resp.content_length = body;
-    char* ag = c->rq.alloc(24);
+    c->st->resp.framing = c->req_was_head || body == 0 ? BodyFraming::None : BodyFraming::ContentLength;
+    c->st->resp.content_length = body;
+    char* ag = c->st->rq.alloc(24);
     if (ag == nullptr) {
         return false;
     }
     int an = std::snprintf(ag, 24, "%llu", static_cast<unsigned long long>(age));
-    addHeader(c->resp.headers, "Age", std::string_view(ag, static_cast<size_t>(an)));
+    addHeader(c->st->resp.headers, "Age", std::string_view(ag, static_cast<size_t>(an)));
     c->cache_status = status;
     addCacheFields(c);
 
@@ -1291,20 +1339,20 @@ bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status
         mc::Store::bump(status == kCacheHit ? st.stats(mc::writer()).hits
                                             : st.stats(mc::writer()).stale);
     }
-    c->meta.status = c->resp.status;
-    c->meta.upstream_addr = nullptr;
-    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
-        c->rq.upstream = {};
-        if (!filterUpstreamHead(c->rq)) {
+    c->st->meta.status = c->st->resp.status;
+    c->st->meta.upstream_addr = nullptr;
+    if (c->st->rq.chain != nullptr && c->st->rq.chain->has(Phase::HeaderFilter)) {
+        c->st->rq.upstream = {};
+        if (!filterUpstreamHead(c->st->rq)) {
             ctx().body_pool.release(c->cbuf);
             LOG_WARN("response head for request %.*s no longer fits after header filters",
-                     static_cast<int>(c->meta.id_len), c->meta.id);
+                     static_cast<int>(c->st->meta.id_len), c->st->meta.id);
             sendLocal(c, 502, "response header too large", {}, false);
             return true;
         }
     }
     ctx().io_pool.acquire(c->out);
-    buildClientHead(c, c->rq.own_gateway_field);
+    buildClientHead(c, c->st->rq.own_gateway_field);
     if (c->out.overflowed) {
         c->out.clear();
         ctx().body_pool.release(c->cbuf);
@@ -1444,15 +1492,15 @@ void cachePrepareRevalidation(ClientConn* c, const mc::Found& f) {
         return;
     }
     c->cache_found = f;
-    c->cache_client_nm = stored.status == 200 && mc::notModified(c->req.headers, stored.headers);
+    c->cache_client_nm = stored.status == 200 && mc::notModified(c->st->req.headers, stored.headers);
     const std::string_view etag = mc::fieldOf(stored.headers, "etag");
     const std::string_view lm = mc::fieldOf(stored.headers, "last-modified");
     if (stored.status != 200 || (etag.empty() && lm.empty())) {
         return;
     }
     static const std::string_view kDrop[] = {"if-none-match", "if-modified-since"};
-    void* em = c->rq.alloc(sizeof(HeadEdits));
-    void* fm = c->rq.alloc(2 * sizeof(HeadEdits::Field));
+    void* em = c->st->rq.alloc(sizeof(HeadEdits));
+    void* fm = c->st->rq.alloc(2 * sizeof(HeadEdits::Field));
     if (em == nullptr || fm == nullptr) {
         return;
     }
@@ -1463,7 +1511,7 @@ void cachePrepareRevalidation(ClientConn* c, const mc::Found& f) {
     e->drop_mask = nameLengthMask(kDrop, 2);
     uint16_t n = 0;
     auto line = [&](std::string_view name, std::string_view value) {
-        char* p = c->rq.alloc(name.size() + value.size() + 4);
+        char* p = c->st->rq.alloc(name.size() + value.size() + 4);
         if (p == nullptr) {
             return false;
         }
@@ -1488,7 +1536,7 @@ void cachePrepareRevalidation(ClientConn* c, const mc::Found& f) {
     }
     e->add = fields;
     e->add_count = n;
-    c->rq.addUpstreamEdits(e);
+    c->st->rq.addUpstreamEdits(e);
     c->cache_revalidating = true;
 }
 
@@ -1568,12 +1616,7 @@ bool startBackgroundRefresh(ClientConn* c, const mc::Found& f) {
     b->tx = IoOp{clientTxPrep, clientTxDone, b};
     b->timer.init(onClientTimer, b);
     b->rio.data = b->wio.data = b;
-    b->rq.conn = b;
-    b->rq.host_ = &g_host;
-    b->rq.head = &b->req;
-    b->rq.resp = &b->resp;
-    b->rq.meta = &b->meta;
-    b->rq.client_ip = std::string_view(b->peer_ip, b->peer_ip_len);
+    attachState(b);
     ++ctx().conn_count;  // it counts as a connection until it closes (graceful stops wait for it)
     sharedTryAddConnection(0);
     b->state = ClientConn::State::Proxying;
@@ -1589,45 +1632,45 @@ bool startBackgroundRefresh(ClientConn* c, const mc::Found& f) {
         return false;
     }
     b->in.append(raw.data(), raw.size());
-    if (core::http::parseRequest(b->in.readPtr(), b->in.size(), pl, b->req, hint) !=
+    if (core::http::parseRequest(b->in.readPtr(), b->in.size(), pl, b->st->req, hint) !=
         ParseStatus::Complete) {
         closeClient(b);
         return false;
     }
     size_t plen = 0;
-    if (mod::routing::normalizePath(b->req.path, const_cast<char*>(b->req.path.data()),
-                                    b->req.path.size(),
+    if (mod::routing::normalizePath(b->st->req.path, const_cast<char*>(b->st->req.path.data()),
+                                    b->st->req.path.size(),
                                     plen) != mod::routing::NormalizeResult::Ok) {
         closeClient(b);
         return false;
     }
-    Request& rq = b->rq;
-    rq.path = std::string_view(b->req.path.data(), plen);
-    b->head_pending = b->req.head_length;
+    Request& rq = b->st->rq;
+    rq.path = std::string_view(b->st->req.path.data(), plen);
+    b->head_pending = b->st->req.head_length;
     b->keep_alive = false;
-    b->meta.start = now();
-    b->meta.route = c->meta.route;
-    size_t ml = std::min(b->req.method.size(), sizeof b->meta.method);
-    std::memcpy(b->meta.method, b->req.method.data(), ml);
-    b->meta.method_len = static_cast<uint8_t>(ml);
-    b->meta.id_len = static_cast<uint8_t>(ctx().ids.next(b->meta.id));
+    b->st->meta.start = now();
+    b->st->meta.route = c->st->meta.route;
+    size_t ml = std::min(b->st->req.method.size(), sizeof b->st->meta.method);
+    std::memcpy(b->st->meta.method, b->st->req.method.data(), ml);
+    b->st->meta.method_len = static_cast<uint8_t>(ml);
+    b->st->meta.id_len = static_cast<uint8_t>(ctx().ids.next(b->st->meta.id));
     if (lim.trace_context) {
         startTrace(b);
     }
     const Proxy& p = *ctx().proxy;
-    const RouteRt& route = *c->rq.route;
+    const RouteRt& route = *c->st->rq.route;
     rq.route = &route;
     resolveClientAddress(b, p);
     captureHashKey(b, p.backends[route.backend], rq.path);
     if (route.rewrites) {
-        rq.match = p.router->match(b->req.method, b->req.host, rq.path);
+        rq.match = p.router->match(b->st->req.method, b->st->req.host, rq.path);
     }
-    rq.host_override = rq.copy(c->rq.host_override);
-    rq.query_override_set = c->rq.query_override_set;
-    rq.query_override = rq.copy(c->rq.query_override);
-    if ((!c->rq.host_override.empty() && rq.host_override.empty()) ||
-        (!c->rq.query_override.empty() && rq.query_override.empty()) ||
-        !copyEdits(rq, c->rq.upstream_edits)) {
+    rq.host_override = rq.copy(c->st->rq.host_override);
+    rq.query_override_set = c->st->rq.query_override_set;
+    rq.query_override = rq.copy(c->st->rq.query_override);
+    if ((!c->st->rq.host_override.empty() && rq.host_override.empty()) ||
+        (!c->st->rq.query_override.empty() && rq.query_override.empty()) ||
+        !copyEdits(rq, c->st->rq.upstream_edits)) {
         closeClient(b);
         return false;
     }
@@ -1637,7 +1680,7 @@ bool startBackgroundRefresh(ClientConn* c, const mc::Found& f) {
     b->cache_status = kCacheExpired;
     b->cache_may_store = true;
     b->cache_req_auth =
-        route.cache.authenticated || b->req.headers.find("authorization") != nullptr;
+        route.cache.authenticated || b->st->req.headers.find("authorization") != nullptr;
     b->cache_request_time = static_cast<int64_t>(::time(nullptr));
     ctx().body_pool.acquire(b->cbuf);
     b->cbuf.clear();
@@ -1657,10 +1700,10 @@ bool startBackgroundRefresh(ClientConn* c, const mc::Found& f) {
 /// The cache step of a route with `cache`: true when the request was answered here (or waits
 /// for another request's fill of its key; the client timer runs this again).
 bool cacheLookup(ClientConn* c) {
-    auto& r = c->req;
-    const mc::RoutePolicy& pol = c->rq.route->cache;
+    auto& r = c->st->req;
+    const mc::RoutePolicy& pol = c->st->rq.route->cache;
     mc::Store& st = mc::store();
-    if (!st.mapped() || c->rq.websocket) {
+    if (!st.mapped() || c->st->rq.websocket) {
         return false;
     }
     c->cache_active = true;  // released with the request (cacheRelease)
@@ -1668,13 +1711,13 @@ bool cacheLookup(ClientConn* c) {
     const bool safe = get || c->req_was_head || r.method_id == core::http::Method::Options ||
                       r.method_id == core::http::Method::Trace;
     char key[mc::kMaxKey];
-    size_t kn = mc::buildKey(r.host, c->rq.path, r.query, pol.with_query, key, sizeof key);
+    size_t kn = mc::buildKey(r.host, c->st->rq.path, r.query, pol.with_query, key, sizeof key);
     if (!safe) {
         // A success of an unsafe method invalidates the URI (RFC 9111 §4.4), decided at its
         // response.
         if (kn != 0) {
-            c->cache_key = c->rq.copy(std::string_view(key, kn));
-            c->cache_host = c->rq.copy(r.host);
+            c->cache_key = c->st->rq.copy(std::string_view(key, kn));
+            c->cache_host = c->st->rq.copy(r.host);
             c->cache_invalidate = !c->cache_key.empty();
         }
         return false;
@@ -1689,7 +1732,7 @@ bool cacheLookup(ClientConn* c) {
         return false;
     }
     if (c->cache_key.empty()) {  // set already when this runs again after a wait
-        c->cache_key = c->rq.copy(std::string_view(key, kn));
+        c->cache_key = c->st->rq.copy(std::string_view(key, kn));
         if (c->cache_key.empty()) {
             c->cache_status = kCacheBypass;  // the arena is full
             mc::Store::bump(stats.bypass);
@@ -1797,11 +1840,11 @@ bool cacheLookup(ClientConn* c) {
 void cacheRefreshed(ClientConn* c) {
     UpstreamConn* u = c->up;
     mc::Store& st = mc::store();
-    const mc::RoutePolicy& pol = c->rq.route->cache;
-    u->rbuf.consume(c->resp.head_length);
+    const mc::RoutePolicy& pol = c->st->rq.route->cache;
+    u->rbuf.consume(c->st->resp.head_length);
     const bool reusable =
-        c->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty();
-    c->meta.upstream_time = now() - c->meta.upstream_start;
+        c->st->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty();
+    c->st->meta.upstream_time = now() - c->st->meta.upstream_start;
     c->cache_may_store = false;
     const mc::Found old = c->cache_found;
     mc::Found served = old;
@@ -1814,7 +1857,7 @@ void cacheRefreshed(ClientConn* c) {
         st.read(old, old.meta.key_len, g_cache_head, old.meta.head_len) &&
         core::http::parseResponse(g_cache_head, old.meta.head_len, pl, stored, hint, true) ==
             ParseStatus::Complete) {
-        mn = mc::mergeHead(stored, c->resp, g_cache_head2, sizeof g_cache_head2);
+        mn = mc::mergeHead(stored, c->st->resp, g_cache_head2, sizeof g_cache_head2);
     }
     releaseUpstream(c, reusable);
     hint = 0;
@@ -1891,13 +1934,13 @@ void cacheOnHead(ClientConn* c) {
 /// revalidation, or a 5xx that stale-if-error replaces. True when the request was answered.
 bool cacheOnStatus(ClientConn* c, bool retried) {
     if (!retried) {
-        if (c->cache_revalidating && c->resp.status == 304) {
+        if (c->cache_revalidating && c->st->resp.status == 304) {
             cacheRefreshed(c);
             return true;
         }
         return false;
     }
-    if (c->cache_sie && c->resp.status >= 500) {
+    if (c->cache_sie && c->st->resp.status >= 500) {
         releaseUpstream(c, false);
         if (!cacheServeStaleOnError(c)) {
             failRequest(c, 502, "upstream error");
@@ -1924,15 +1967,15 @@ bool cacheServeStaleOnError(ClientConn* c) {
 void cacheBeginStore(ClientConn* c) {
     c->cache_may_store = false;
     mc::Store& st = mc::store();
-    const mc::RoutePolicy& pol = c->rq.route->cache;
-    if (c->resp.framing == BodyFraming::UntilClose) {
+    const mc::RoutePolicy& pol = c->st->rq.route->cache;
+    if (c->st->resp.framing == BodyFraming::UntilClose) {
         return;  // its end is a close, which cannot be told from a failure
     }
     mc::CacheControl rcc;
     rcc.no_store = c->cache_req_no_store;
     const int64_t now_wall = static_cast<int64_t>(::time(nullptr));
     mc::StorePlan plan =
-        mc::planStore(pol, c->cache_req_auth, rcc, c->resp, c->cache_request_time, now_wall);
+        mc::planStore(pol, c->cache_req_auth, rcc, c->st->resp, c->cache_request_time, now_wall);
     if (!plan.store) {
         if (c->cache_lock != 0) {  // nothing to wait for: the waiters go upstream now
             st.unlock(c->cache_lock_hash, c->cache_lock);
@@ -1940,14 +1983,14 @@ void cacheBeginStore(ClientConn* c) {
         }
         return;
     }
-    size_t hn = mc::serializeHead(c->resp, g_cache_head, sizeof g_cache_head, pol.strip_set_cookie);
+    size_t hn = mc::serializeHead(c->st->resp, g_cache_head, sizeof g_cache_head, pol.strip_set_cookie);
     if (hn == 0) {
         return;
     }
     // Vary: the response is stored under its variant's key, found through a marker stored
     // under the plain key (the Vary field names), whose stamp is part of the variant's key.
     char names[1024];
-    size_t nn = mc::varyNames(c->resp.headers, names, sizeof names);
+    size_t nn = mc::varyNames(c->st->resp.headers, names, sizeof names);
     std::string_view store_key = c->cache_key;
     char vk[mc::kMaxKey];
     const uint64_t now_us = shm::monotonicMicros();
@@ -2017,7 +2060,7 @@ void cacheCommit(ClientConn* c) {
     mc::EntryMeta& m = c->cache_meta;
     const uint64_t body = c->cache_ins.total - m.key_len - m.head_len;
     if (body > UINT32_MAX ||
-        (c->resp_framing == BodyFraming::ContentLength && body != c->resp.content_length)) {
+        (c->resp_framing == BodyFraming::ContentLength && body != c->st->resp.content_length)) {
         st.abort(c->cache_ins);
         return;
     }
@@ -2057,12 +2100,12 @@ void cacheRelease(ClientConn* c) {
 /// same host (RFC 9111 §4.4).
 void cacheInvalidateAfter(ClientConn* c) {
     c->cache_invalidate = false;
-    if (c->resp.status < 200 || c->resp.status >= 400) {
+    if (c->st->resp.status < 200 || c->st->resp.status >= 400) {
         return;
     }
     cacheInvalidate(c->cache_key);
-    const mc::RoutePolicy& pol = c->rq.route->cache;
-    for (const auto& h : c->resp.headers) {
+    const mc::RoutePolicy& pol = c->st->rq.route->cache;
+    for (const auto& h : c->st->resp.headers) {
         if (!core::http::equalsIgnoreCase(h.name, "location") &&
             !core::http::equalsIgnoreCase(h.name, "content-location")) {
             continue;
@@ -2098,19 +2141,19 @@ void cacheInvalidateAfter(ClientConn* c) {
 
 /// The built-in Proxy step: rewrite, the upstream request head, the first attempt.
 void proceedProxy(ClientConn* c) {
-    if (c->rq.route->cache.on && !c->cache_bg && cacheLookup(c)) {
+    if (c->st->rq.route->cache.on && !c->cache_bg && cacheLookup(c)) {
         return;  // answered from the cache
     }
-    auto& r = c->req;
+    auto& r = c->st->req;
     const Proxy& p = *ctx().proxy;
-    const RouteRt& route = *c->rq.route;
-    std::string_view path = c->rq.path;
+    const RouteRt& route = *c->st->rq.route;
+    std::string_view path = c->st->rq.path;
 
     // Forwarded path: normalised, optionally rewritten.
     char rewritten[4096];
     std::string_view fwd_path = path;
     if (route.rewrites) {
-        size_t n = p.router->rewritePath(c->rq.match, path, rewritten, sizeof rewritten);
+        size_t n = p.router->rewritePath(c->st->rq.match, path, rewritten, sizeof rewritten);
         if (n == 0) {
             sendLocal(c, 400, "cannot rewrite the request path", {}, true);
             return;
@@ -2142,7 +2185,7 @@ void proceedProxy(ClientConn* c) {
         c->req_body_left <= c->out.space()) {
         c->out.append(c->in.readPtr(), c->req_body_left);
         c->in.consume(c->req_body_left);
-        c->meta.bytes_in += c->req_body_left;
+        c->st->meta.bytes_in += c->req_body_left;
         c->req_body_left = 0;
         c->req_framed_all = c->req_body_done = true;
     }
@@ -2150,7 +2193,7 @@ void proceedProxy(ClientConn* c) {
         c->send_continue = false;
     }
     c->state = ClientConn::State::Proxying;
-    c->meta.upstream_start = now();
+    c->st->meta.upstream_start = now();
     // Validate the chunked body bytes already here before any upstream work: an oversized or
     // malformed body is refused at once.
     if (c->req_chunked && !frameRequestBody(c)) {
@@ -2169,7 +2212,7 @@ void failRequest(ClientConn* c, int status, std::string_view why) {
         return;
     }
     releaseUpstream(c, false);
-    c->meta.upstream_time = now() - c->meta.upstream_start;
+    c->st->meta.upstream_time = now() - c->st->meta.upstream_start;
     if (c->cache_bg) {
         closeClient(c);  // a background refresh failed: the stale entry stays
         return;
@@ -2196,7 +2239,7 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
     const Proxy& p = *ctx().proxy;
     size_t ui = static_cast<size_t>(u->up - p.upstreams.data());
     bool stale = u->reused && kind == UpFail::Reset && u->rbuf.empty();
-    c->meta.upstream_addr = u->up->address.c_str();
+    c->st->meta.upstream_addr = u->up->address.c_str();
     if (!stale) {
         sharedReport(p, ui, false);
         mod::metrics::upstreamError(
@@ -2209,7 +2252,7 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
                  : kind == UpFail::Timeout ? "timed out"
                  : kind == UpFail::Reset   ? "closed the connection"
                                            : "sent an invalid response",
-                 static_cast<int>(c->meta.id_len), c->meta.id);
+                 static_cast<int>(c->st->meta.id_len), c->st->meta.id);
     }
     bool head_seen = c->resp_head_done;
     releaseUpstream(c, false);
@@ -2217,9 +2260,9 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
         closeClient(c);
         return;
     }
-    const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
+    const RouteRt& route = p.routes[static_cast<size_t>(c->st->meta.route)];
     RetryInput in;
-    in.idempotent = methodIdempotent(c->req.method_id);
+    in.idempotent = methodIdempotent(c->st->req.method_id);
     in.kind = kind;
     in.stale = stale;
     in.request_sent = c->req_sent;
@@ -2243,9 +2286,9 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
         LOG_WARN(
             "upstream %s closed the connection after receiving %.*s %.*s (request %.*s); "
             "not sent again: the method is not idempotent",
-            c->meta.upstream_addr, static_cast<int>(c->meta.method_len), c->meta.method,
-            static_cast<int>(c->meta.path_len), c->meta.path, static_cast<int>(c->meta.id_len),
-            c->meta.id);
+            c->st->meta.upstream_addr, static_cast<int>(c->st->meta.method_len), c->st->meta.method,
+            static_cast<int>(c->st->meta.path_len), c->st->meta.path, static_cast<int>(c->st->meta.id_len),
+            c->st->meta.id);
     }
     if (may_retry) {
         retryAfterBackoff(c, !stale);  // a stale pooled connection is retried at once
@@ -2264,7 +2307,7 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
 /// time up to retry_backoff × 2^(n-1), at most retry_backoff_max: full jitter, so retries of
 /// many clients do not arrive together).
 void retryAfterBackoff(ClientConn* c, bool backoff) {
-    const RouteRt& route = ctx().proxy->routes[static_cast<size_t>(c->meta.route)];
+    const RouteRt& route = ctx().proxy->routes[static_cast<size_t>(c->st->meta.route)];
     double cap = 0;
     if (backoff && route.backoff > 0) {
         const uint32_t n = c->attempts == 0 ? 0 : c->attempts - 1;  // retries made so far
@@ -2287,18 +2330,18 @@ void retryAfterBackoff(ClientConn* c, bool backoff) {
 /// A 502, 503 or 504 answer the route retries (retry_on): nothing of it reaches the client,
 /// the connection is closed and the next attempt made. False when the answer goes on.
 bool retryOnStatus(ClientConn* c) {
-    const int status = c->resp.status;
-    if (status < 502 || status > 504 || c->rq.websocket) {
+    const int status = c->st->resp.status;
+    if (status < 502 || status > 504 || c->st->rq.websocket) {
         return false;
     }
     const Proxy& p = *ctx().proxy;
-    const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
+    const RouteRt& route = p.routes[static_cast<size_t>(c->st->meta.route)];
     if ((route.retry_on & core::retry_on::kStatuses) == 0) {
         return false;
     }
     UpstreamConn* u = c->up;
     RetryInput in;
-    in.idempotent = methodIdempotent(c->req.method_id);
+    in.idempotent = methodIdempotent(c->st->req.method_id);
     in.kind = UpFail::Status;
     in.status = static_cast<uint16_t>(status);
     in.request_sent = true;
@@ -2316,8 +2359,8 @@ bool retryOnStatus(ClientConn* c) {
         sharedReport(p, ui, false);
     }
     LOG_INFO("upstream %s answered %d (request %.*s); retrying", u->up->address.c_str(), status,
-             static_cast<int>(c->meta.id_len), c->meta.id);
-    c->meta.upstream_addr = u->up->address.c_str();
+             static_cast<int>(c->st->meta.id_len), c->st->meta.id);
+    c->st->meta.upstream_addr = u->up->address.c_str();
     releaseUpstream(c, false);  // its body is not read: the connection goes
     markTried(c, ui);
     c->resp_scan_hint = 0;
@@ -2327,7 +2370,7 @@ bool retryOnStatus(ClientConn* c) {
 
 void attemptUpstream(ClientConn* c) {
     Proxy& p = *ctx().proxy;
-    const RouteRt& route = p.routes[static_cast<size_t>(c->meta.route)];
+    const RouteRt& route = p.routes[static_cast<size_t>(c->st->meta.route)];
     ++c->attempts;
     // Circuit breaking: a backend at its limit answers at once, never queues.
     if (const char* limit = sharedOverLimit(route.backend)) {
@@ -2337,7 +2380,7 @@ void attemptUpstream(ClientConn* c) {
             g_last_overflow_log_us = now_us;
             LOG_WARN("backend %s is at its %s: answering 503 (request %.*s)",
                      p.backends[route.backend].name.c_str(), limit,
-                     static_cast<int>(c->meta.id_len), c->meta.id);
+                     static_cast<int>(c->st->meta.id_len), c->st->meta.id);
         }
         failRequest(c, 503, "backend is at its request limit");
         return;
@@ -2374,7 +2417,7 @@ void attemptUpstream(ClientConn* c) {
     // fresh_connection_for_unsafe: a request that must not be sent twice never takes a pooled
     // connection the server may be closing.
     UpstreamConn* u =
-        c->force_fresh || (route.fresh_for_unsafe && !methodIdempotent(c->req.method_id))
+        c->force_fresh || (route.fresh_for_unsafe && !methodIdempotent(c->st->req.method_id))
             ? nullptr
             : takeIdle(up);
     if (u == nullptr) {
@@ -2412,7 +2455,7 @@ void attemptUpstream(ClientConn* c) {
         u->pending = true;  // for max_pending, until connectDone()
         sharedConnecting(static_cast<size_t>(ui), 1);
     }
-    c->meta.upstream_addr = up.address.c_str();
+    c->st->meta.upstream_addr = up.address.c_str();
     ctx().io_pool.acquire(u->wbuf);
     u->wbuf.clear();
     u->wbuf.append(c->out.readPtr(), c->out.size());
@@ -2551,7 +2594,7 @@ void upstreamTxDone(IoOp* op, ssize_t n) {
         return;
     }
     c->retryable = false;
-    c->meta.bytes_in += static_cast<uint64_t>(n);
+    c->st->meta.bytes_in += static_cast<uint64_t>(n);
     c->req_ready -= static_cast<size_t>(n);
     c->in.consume(static_cast<size_t>(n));
     pumpRequestBody(c);
@@ -2562,7 +2605,7 @@ void upstreamTxDone(IoOp* op, ssize_t n) {
 /// (`own_gateway`: a transform set or removed it; its own field did not come from the wire).
 void buildClientHead(ClientConn* c, bool own_gateway) {
     using core::http::equalsIgnoreCase;
-    const auto& r = c->resp;
+    const auto& r = c->st->resp;
     Buffer& b = c->out;
     b.clear();
     std::string_view reason = core::http::reasonPhrase(r.status);
@@ -2593,11 +2636,11 @@ void buildClientHead(ClientConn* c, bool own_gateway) {
     if (r.framing == BodyFraming::Chunked && !c->resp_dechunk) {
         appendStr(b, "Transfer-Encoding: chunked\r\n");
     }
-    appendHeader(b, "X-Request-ID", std::string_view(c->meta.id, c->meta.id_len));
+    appendHeader(b, "X-Request-ID", std::string_view(c->st->meta.id, c->st->meta.id_len));
     if (!own_gateway) {
         appendStr(b, "X-Gateway: Photon/1.0\r\n");
     }
-    bool client10 = c->req.version == core::http::Version::Http10;
+    bool client10 = c->st->req.version == core::http::Version::Http10;
     if (!c->keep_alive) {
         appendStr(b, "Connection: close\r\n");
     } else if (client10) {
@@ -2612,14 +2655,14 @@ void buildClientHead(ClientConn* c, bool own_gateway) {
 bool onResponseHead(ClientConn* c) {
     UpstreamConn* u = c->up;
     c->resp_head_done = true;
-    c->meta.status = c->resp.status;
-    c->resp_framing = c->resp.framing;
-    c->resp_body_left = c->resp.framing == BodyFraming::ContentLength ? c->resp.content_length : 0;
-    c->resp_framed_all = c->resp.framing == BodyFraming::None;
-    if (c->resp.framing == BodyFraming::UntilClose) {
+    c->st->meta.status = c->st->resp.status;
+    c->resp_framing = c->st->resp.framing;
+    c->resp_body_left = c->st->resp.framing == BodyFraming::ContentLength ? c->st->resp.content_length : 0;
+    c->resp_framed_all = c->st->resp.framing == BodyFraming::None;
+    if (c->st->resp.framing == BodyFraming::UntilClose) {
         c->keep_alive = false;  // the end of the body is the end of the connection
     }
-    if (c->rq.websocket && !c->resp.switching_protocols) {
+    if (c->st->rq.websocket && !c->st->resp.switching_protocols) {
         c->keep_alive = false;  // a refused upgrade: frames the client sent early are not requests
     }
     if (!c->req_body_done) {
@@ -2628,7 +2671,7 @@ bool onResponseHead(ClientConn* c) {
             abandonRequestBody(c);  // a final answer to "Expect: 100-continue": no body sent
         }
     }
-    if (c->resp.framing == BodyFraming::Chunked && c->req.version == core::http::Version::Http10) {
+    if (c->st->resp.framing == BodyFraming::Chunked && c->st->req.version == core::http::Version::Http10) {
         c->resp_dechunk = true;  // HTTP/1.0 has no chunked coding: the close ends the body
         c->keep_alive = false;
     }
@@ -2638,35 +2681,35 @@ bool onResponseHead(ClientConn* c) {
     {
         const Proxy& p = *ctx().proxy;
         const size_t ui = static_cast<size_t>(u->up - p.upstreams.data());
-        if (c->resp.status < 500) {
+        if (c->st->resp.status < 500) {
             sharedReport(p, ui, true);
         } else if (p.backends[u->up->backend_index].count_5xx) {
             sharedReport(p, ui, false);
         }
     }
-    if (c->resp.status >= 500) {
+    if (c->st->resp.status >= 500) {
         mod::metrics::upstreamError(u->up->mx_row, mod::metrics::UpstreamError::Status5xx);
     }
     if (c->cache_active) {
         cacheOnHead(c);  // invalidation, the store decision, X-Cache
     }
-    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::HeaderFilter)) {
-        c->rq.upstream = u->up->address;
-        if (!filterUpstreamHead(c->rq)) {
+    if (c->st->rq.chain != nullptr && c->st->rq.chain->has(Phase::HeaderFilter)) {
+        c->st->rq.upstream = u->up->address;
+        if (!filterUpstreamHead(c->st->rq)) {
             c->resp_head_done = false;  // a filter refused the head: the client gets a 502
             c->filter_refused = true;
             return false;
         }
     }
-    buildClientHead(c, c->rq.own_gateway_field);
+    buildClientHead(c, c->st->rq.own_gateway_field);
     if (c->out.overflowed) {
         c->out.clear();
         c->resp_head_done = false;  // nothing sent: the client gets a 502
         LOG_WARN("upstream %s sent a response head too large to forward (%zu bytes)",
-                 u->up->address.c_str(), static_cast<size_t>(c->resp.head_length));
+                 u->up->address.c_str(), static_cast<size_t>(c->st->resp.head_length));
         return false;
     }
-    u->rbuf.consume(c->resp.head_length);
+    u->rbuf.consume(c->st->resp.head_length);
     return true;
 }
 
@@ -2694,7 +2737,7 @@ void pumpSplice(ClientConn* c) {
                 uint64_t body = std::min<uint64_t>(static_cast<uint64_t>(n), c->resp_body_left);
                 if (body < static_cast<uint64_t>(n)) {
                     p.junk = true;  // never spliced out: the pipe is closed on release
-                    c->resp.keep_alive = false;
+                    c->st->resp.keep_alive = false;
                     LOG_WARN("upstream %s sent more than its Content-Length",
                              u->up->address.c_str());
                 }
@@ -2746,7 +2789,7 @@ void pumpSplice(ClientConn* c) {
                 return;
             }
             p.len -= static_cast<uint32_t>(n);
-            c->meta.bytes_out += static_cast<uint64_t>(n);
+            c->st->meta.bytes_out += static_cast<uint64_t>(n);
             moved += static_cast<uint64_t>(n);
             if (moved >= kBudget && (p.len > 0 || c->resp_body_left > 0)) {
                 waitForClient(c);  // yield: writable at once (level-triggered), so it resumes
@@ -2851,9 +2894,9 @@ void finishProxy(ClientConn* c) {
     if (c->cache_storing && c->resp_framed_all) {
         cacheCommit(c);
     }
-    bool reusable = c->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty() &&
+    bool reusable = c->st->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty() &&
                     c->resp_framing != BodyFraming::UntilClose;
-    c->meta.upstream_time = now() - c->meta.upstream_start;
+    c->st->meta.upstream_time = now() - c->st->meta.upstream_start;
     releaseUpstream(c, reusable);
     finishRequest(c);
 }
@@ -2959,7 +3002,7 @@ void clientTxDone(IoOp* op, ssize_t n) {
     }
     c->resp_started = true;
     size_t w = static_cast<size_t>(n);
-    c->meta.bytes_out += w;
+    c->st->meta.bytes_out += w;
     size_t from_out = std::min(w, c->out.size());
     c->out.consume(from_out);
     w -= from_out;
@@ -2976,6 +3019,7 @@ void clientTxDone(IoOp* op, ssize_t n) {
 // ----- request completion and keep-alive -----
 
 void goIdle(ClientConn* c) {
+    detachState(c, true);  // an idle connection keeps only itself (about 1.5 KiB)
     c->state = ClientConn::State::Idle;
     moveToList(c, ctx().idle_conns);
     ctx().io_pool.release(c->out);
@@ -3000,27 +3044,27 @@ void countRequest(ClientConn* c) {
         return;
     }
     mod::metrics::RequestSample s;
-    s.row = c->rq.route != nullptr ? c->rq.route->mx_row : mod::metrics::kNoRouteRow;
-    s.method = static_cast<uint8_t>(std::min<int>(static_cast<int>(c->req.method_id), 7));
+    s.row = c->st->rq.route != nullptr ? c->st->rq.route->mx_row : mod::metrics::kNoRouteRow;
+    s.method = static_cast<uint8_t>(std::min<int>(static_cast<int>(c->st->req.method_id), 7));
     // No response completed (the client went away, or the upstream failed mid-response before
     // a head): nginx's 499 for an aborted request, else the status that was being sent.
     s.status = c->mx_open && !c->resp_head_done && c->state != ClientConn::State::WritingLocal
                    ? 499
-                   : c->meta.status;
+                   : c->st->meta.status;
     double t = now();
-    s.duration_us = c->meta.start > 0 && t > c->meta.start
-                        ? static_cast<uint64_t>((t - c->meta.start) * 1e6)
+    s.duration_us = c->st->meta.start > 0 && t > c->st->meta.start
+                        ? static_cast<uint64_t>((t - c->st->meta.start) * 1e6)
                         : 0;
-    if (c->meta.upstream_start > 0) {
-        double ut = c->meta.upstream_time > 0 ? c->meta.upstream_time : t - c->meta.upstream_start;
+    if (c->st->meta.upstream_start > 0) {
+        double ut = c->st->meta.upstream_time > 0 ? c->st->meta.upstream_time : t - c->st->meta.upstream_start;
         s.upstream_us = static_cast<int64_t>(std::max(ut, 0.0) * 1e6);
     }
-    s.bytes_in = c->meta.bytes_in;
-    s.bytes_out = c->meta.bytes_out;
-    s.gateway_error = c->state == ClientConn::State::WritingLocal && c->meta.status >= 500;
-    s.refused_by = c->rq.answered_by;
+    s.bytes_in = c->st->meta.bytes_in;
+    s.bytes_out = c->st->meta.bytes_out;
+    s.gateway_error = c->state == ClientConn::State::WritingLocal && c->st->meta.status >= 500;
+    s.refused_by = c->st->rq.answered_by;
     if (s.refused_by != 0 && mod::modules()[s.refused_by - 1]->name() == "auth") {
-        s.auth_reason = c->rq.refusal_reason;
+        s.auth_reason = c->st->rq.refusal_reason;
     }
     mod::metrics::requestFinished(s);
     if (c->mx_open) {
@@ -3034,19 +3078,19 @@ void finishRequest(ClientConn* c) {
         closeClient(c);  // a background refresh: not a client's request (no log, no count)
         return;
     }
-    if (c->rq.websocket) {
+    if (c->st->rq.websocket) {
         countUpgrade(c->state != ClientConn::State::WritingLocal ? WsUpgradeResult::UpstreamRefused
-                     : c->meta.status >= 500                     ? WsUpgradeResult::UpstreamInvalid
+                     : c->st->meta.status >= 500                     ? WsUpgradeResult::UpstreamInvalid
                                                                  : WsUpgradeResult::Refused);
     }
-    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::Log)) {
-        runLog(c->rq);
+    if (c->st->rq.chain != nullptr && c->st->rq.chain->has(Phase::Log)) {
+        runLog(c->st->rq);
     }
     if (ctx().access_log) {
         ctx().access_log->write(*c, now());
     }
     countRequest(c);
-    bool error_reply = c->state == ClientConn::State::WritingLocal && c->meta.status >= 400;
+    bool error_reply = c->state == ClientConn::State::WritingLocal && c->st->meta.status >= 400;
     if (!c->keep_alive || ctx().graceful || c->client_eof) {
         // The client may still be sending (an unread body, pipelined bytes, or an error reply
         // to a request we did not read whole): close in stages so it gets all of our answer.
@@ -3067,6 +3111,7 @@ void finishRequest(ClientConn* c) {
 }
 
 void processInput(ClientConn* c) {
+    attachState(c);
     c->in_process = true;
     const WorkerLimits& lim = ctx().limits;
     core::http::Limits pl{lim.max_request_line, lim.max_header_size, lim.max_headers,
@@ -3079,12 +3124,12 @@ void processInput(ClientConn* c) {
         }
         if (c->state == ClientConn::State::Idle) {
             c->state = ClientConn::State::ReadingHead;
-            c->meta.start = now();
+            c->st->meta.start = now();
             moveToList(c, ctx().busy_conns);
             clientTimer(c, lim.header_timeout);
         }
         ParseStatus st =
-            core::http::parseRequest(c->in.readPtr(), c->in.size(), pl, c->req, c->scan_hint);
+            core::http::parseRequest(c->in.readPtr(), c->in.size(), pl, c->st->req, c->scan_hint);
         if (st == ParseStatus::Incomplete) {
             if (c->in.space() == 0) {
                 c->in.compact();
@@ -3100,8 +3145,8 @@ void processInput(ClientConn* c) {
         if (st == ParseStatus::Error) {
             c->in.clear();
             c->req_body_done = true;
-            c->meta.id_len = 0;
-            sendLocal(c, c->req.error.status, c->req.error.reason, {}, true);
+            c->st->meta.id_len = 0;
+            sendLocal(c, c->st->req.error.status, c->st->req.error.reason, {}, true);
             break;
         }
         dispatch(c);
@@ -3194,7 +3239,9 @@ void noteTlsSession(ClientConn* c) {
         t.client_subject = c->tls_subject;
     }
     ERR_clear_error();
-    c->rq.tls = &c->tls_info;
+    if (c->st != nullptr) {
+        c->st->rq.tls = &c->tls_info;  // else set when a request attaches its state
+    }
 }
 
 /// Drives the TLS handshake of a new HTTPS connection (read and write readiness both come
@@ -3269,7 +3316,7 @@ void onClientRead(struct ev_loop*, ev_io* w, int) noexcept {
         clientTimer(c, std::min(ctx().limits.lingering_timeout, left));
         return;
     }
-    if (c->rq.suspended() || c->cache_waiting) {
+    if ((c->st != nullptr && c->st->rq.suspended()) || c->cache_waiting) {
         // A suspended request's views point into `in`: read only into free space at its end
         // (a read of 0 bytes is the client going away, which cancels the request's work).
         if (c->in.space() == 0) {
@@ -3485,7 +3532,7 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
             upstreamFailed(c, UpFail::Reset);
         } else if (c->resp_framing == BodyFraming::UntilClose) {
             c->resp_framed_all = true;
-            c->resp.keep_alive = false;
+            c->st->resp.keep_alive = false;
             pumpResponse(c);
         } else {
             LOG_WARN("upstream %s closed the connection in the middle of a response",
@@ -3504,7 +3551,7 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
         core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
         while (true) {
             ParseStatus st = core::http::parseResponse(u->rbuf.readPtr(), u->rbuf.size(), pl,
-                                                       c->resp, c->resp_scan_hint, c->req_was_head);
+                                                       c->st->resp, c->resp_scan_hint, c->req_was_head);
             if (st == ParseStatus::Incomplete) {
                 upstreamTimer(u, readTimeout(c, u));
                 feedTlsPending(u);
@@ -3512,20 +3559,20 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
             }
             if (st == ParseStatus::Error) {
                 LOG_WARN("upstream %s: %.*s", u->up->address.c_str(),
-                         static_cast<int>(c->resp.error.reason.size()),
-                         c->resp.error.reason.data());
+                         static_cast<int>(c->st->resp.error.reason.size()),
+                         c->st->resp.error.reason.data());
                 upstreamFailed(c, UpFail::BadResponse);
                 return;
             }
-            if (c->resp.interim) {
-                if (c->resp.status == 100 && c->awaiting_continue) {
+            if (c->st->resp.interim) {
+                if (c->st->resp.status == 100 && c->awaiting_continue) {
                     sendContinue(c);  // the upstream wants the body
                     pumpRequestBody(c);
                     if (c->dead || c->up != u) {
                         return;
                     }
                 }
-                u->rbuf.consume(c->resp.head_length);  // other 1xx: not forwarded
+                u->rbuf.consume(c->st->resp.head_length);  // other 1xx: not forwarded
                 c->resp_scan_hint = 0;
                 if (u->rbuf.empty()) {
                     feedTlsPending(u);
@@ -3533,8 +3580,8 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
                 }
                 continue;
             }
-            if (c->resp.switching_protocols) {
-                if (!c->rq.websocket) {
+            if (c->st->resp.switching_protocols) {
+                if (!c->st->rq.websocket) {
                     upstreamFailed(c, UpFail::BadResponse);  // we never asked for an upgrade
                     return;
                 }
@@ -3557,7 +3604,7 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
                 // Our own filters could not build the head: not the upstream's fault.
                 c->filter_refused = false;
                 LOG_WARN("response head for request %.*s no longer fits after header filters",
-                         static_cast<int>(c->meta.id_len), c->meta.id);
+                         static_cast<int>(c->st->meta.id_len), c->st->meta.id);
                 failRequest(c, 502, "response header too large");
                 return;
             }
@@ -3573,17 +3620,17 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
 void upgradeAccepted(ClientConn* c) {
     UpstreamConn* u = c->up;
     const char* why = mod::websocket::checkResponse(
-        c->resp, std::string_view(c->ws_key, sizeof c->ws_key), c->ws_protocols);
+        c->st->resp, std::string_view(c->ws_key, sizeof c->ws_key), c->ws_protocols);
     if (why == nullptr && !u->wbuf.empty()) {
         why = "101 before the whole request was sent";
     }
     if (why != nullptr) {
         LOG_WARN("upstream %s: invalid WebSocket handshake: %s (request %.*s)",
-                 u->up->address.c_str(), why, static_cast<int>(c->meta.id_len), c->meta.id);
+                 u->up->address.c_str(), why, static_cast<int>(c->st->meta.id_len), c->st->meta.id);
         upstreamFailed(c, UpFail::BadResponse);  // never retried: 502
         return;
     }
-    c->ws_extensions = c->resp.headers.find("sec-websocket-extensions") != nullptr;
+    c->ws_extensions = c->st->resp.headers.find("sec-websocket-extensions") != nullptr;
     c->keep_alive = true;  // no "Connection: close" in a 101: the connection goes on
     if (!onResponseHead(c)) {
         if (c->filter_refused) {
@@ -3606,7 +3653,7 @@ void upgradeAccepted(ClientConn* c) {
     // The upgrade request is over at the 101 (its duration is the handshake's); the tunnel's
     // lifetime is in the WebSocket families, not the request histograms.
     countRequest(c);
-    wsStart(c, *c->rq.route);
+    wsStart(c, *c->st->rq.route);
 }
 
 /// The TLS handshake with an upstream, driven by both of its watchers while `connecting`.
@@ -3622,7 +3669,7 @@ bool upstreamHandshake(ClientConn* c, UpstreamConn* u) {
             return false;
         }
         // TCP is up: the handshake gets a connect timeout of its own.
-        const RouteRt& route = ctx().proxy->routes[static_cast<size_t>(c->meta.route)];
+        const RouteRt& route = ctx().proxy->routes[static_cast<size_t>(c->st->meta.route)];
         upstreamTimer(u, route.timeout > 0 ? std::min(route.timeout, up.connect_timeout)
                                            : up.connect_timeout);
     }
@@ -3716,12 +3763,12 @@ void beginLocalReply(ClientConn* c, int status) {
     if (!c->req_body_done) {
         c->keep_alive = false;
     }
-    c->meta.status = status;
+    c->st->meta.status = status;
 }
 
 void sendJson(ClientConn* c, int status, std::string_view body) {
     beginLocalReply(c, status);
-    buildJsonReply(c->out, status, body, std::string_view(c->meta.id, c->meta.id_len),
+    buildJsonReply(c->out, status, body, std::string_view(c->st->meta.id, c->st->meta.id_len),
                    c->keep_alive, c->req_was_head);
     c->state = ClientConn::State::WritingLocal;
     if (flushOut(c) && c->out.empty()) {
@@ -3733,7 +3780,7 @@ void sendJson(ClientConn* c, int status, std::string_view body) {
 void sendBig(ClientConn* c, int status, std::string_view content_type, std::string body) {
     beginLocalReply(c, status);
     buildTypedHead(c->out, status, content_type, body.size(),
-                   std::string_view(c->meta.id, c->meta.id_len), c->keep_alive);
+                   std::string_view(c->st->meta.id, c->st->meta.id_len), c->keep_alive);
     delete c->big;
     c->big = nullptr;
     if (!c->req_was_head && !body.empty()) {
@@ -3751,7 +3798,7 @@ void sendBig(ClientConn* c, int status, std::string_view content_type, std::stri
 bool serveObservability(ClientConn* c, std::string_view path, bool metrics_listener) {
     const core::MetricsConfig& mc = ctx().init->config->metrics;
     if (mc.prometheus && path == mc.metrics_path) {
-        const auto* accept = c->req.headers.find("accept");
+        const auto* accept = c->st->req.headers.find("accept");
         bool om = accept != nullptr && wantsOpenMetrics(accept->value);
         sendBig(c, 200,
                 om ? "application/openmetrics-text; version=1.0.0; charset=utf-8"
@@ -3809,12 +3856,6 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
     c->tx = IoOp{clientTxPrep, clientTxDone, c};
     c->timer.init(onClientTimer, c);
     c->rio.data = c->wio.data = c;
-    c->rq.conn = c;
-    c->rq.host_ = &g_host;
-    c->rq.head = &c->req;
-    c->rq.resp = &c->resp;
-    c->rq.meta = &c->meta;
-    c->rq.client_ip = std::string_view(c->peer_ip, c->peer_ip_len);
     ++ctx().conn_count;
     if (listener_kind == static_cast<int>(master::ListenerKind::Https)) {
         const mod::tls::ServerTls* tls = mod::tls::current();
@@ -3907,13 +3948,13 @@ void tunnelFinish(ClientConn* c, bool linger) {
     c->reading = c->writing = false;
     ev_set_cb(&c->rio, onClientRead);
     ev_set_cb(&c->wio, onClientWrite);
-    c->meta.upstream_time = now() - c->meta.upstream_start;
+    c->st->meta.upstream_time = now() - c->st->meta.upstream_start;
     releaseUpstream(c, false);
     if (c->ws != nullptr) {
         wsRelease(c);
     }
-    if (c->rq.chain != nullptr && c->rq.chain->has(Phase::Log)) {
-        runLog(c->rq);
+    if (c->st->rq.chain != nullptr && c->st->rq.chain->has(Phase::Log)) {
+        runLog(c->st->rq);
     }
     if (ctx().access_log) {
         ctx().access_log->write(*c, now());

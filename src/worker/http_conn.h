@@ -91,6 +91,14 @@ struct RequestMeta {
     }
 };
 
+/// The per-request part of a connection (see ClientConn::st).
+struct ReqState {
+    core::http::RequestHead req;
+    core::http::ResponseHead resp;
+    RequestMeta meta;
+    Request rq;  // the request as the phase pipeline sees it
+};
+
 /// One client connection. Created on accept, destroyed on close (objects are recycled).
 class ClientConn {
 public:
@@ -142,9 +150,10 @@ public:
     bool reading = false;     // rio started
     bool writing = false;     // wio started
 
-    core::http::RequestHead req;
-    RequestMeta meta;
-    Request rq;                    // the request as the phase pipeline sees it
+    // The request's state (parsed head, metadata, the pipeline's Request, the response head):
+    // attached from a per-worker pool while a request is read or in progress, given back when
+    // the connection goes idle, so an idle keep-alive connection holds only this object.
+    ReqState* st = nullptr;
     size_t head_pending = 0;       // bytes of the request head still at the front of `in`
     std::string_view local_extra;  // gateway reply: extra header lines (arena or static)
     bool local_close = false;      // gateway reply: close the connection after it
@@ -178,7 +187,6 @@ public:
     uint8_t tried_count = 0;
     // Response side.
     UpstreamConn* up = nullptr;
-    core::http::ResponseHead resp;
     size_t resp_scan_hint = 0;
     bool resp_head_done = false;
     bool resp_started = false;  // a response byte reached the client (no retry/5xx page now)

@@ -138,7 +138,7 @@ bool flush(ClientConn* c, bool c2u) {
         }
         size_t w = static_cast<size_t>(n);
         if (!c2u) {
-            c->meta.bytes_out += w;  // bytes from the client are counted when read
+            c->st->meta.bytes_out += w;  // bytes from the client are counted when read
             c->resp_started = true;
         }
         size_t from_head = std::min(w, head);
@@ -259,7 +259,7 @@ bool pump(ClientConn* c, bool c2u) {
         drained = static_cast<size_t>(n) < want && (src_ssl == nullptr || SSL_has_pending(src_ssl) == 0);
         t.last_io = now();
         if (c2u) {
-            c->meta.bytes_in += static_cast<uint64_t>(n);
+            c->st->meta.bytes_in += static_cast<uint64_t>(n);
         }
         if (t.closing) {
             continue;
@@ -274,7 +274,7 @@ bool pump(ClientConn* c, bool c2u) {
         }
         if (r.error != 0) {
             LOG_INFO("websocket %s (request %.*s): %s; closing with %u",
-                     c2u ? "client" : "upstream", static_cast<int>(c->meta.id_len), c->meta.id,
+                     c2u ? "client" : "upstream", static_cast<int>(c->st->meta.id_len), c->st->meta.id,
                      r.error == mws::kCloseTooBig ? "message larger than max_message_size"
                                                   : "protocol error",
                      static_cast<unsigned>(r.error));
@@ -395,7 +395,7 @@ void wsClientData(ClientConn* c, long n) {
         return;
     }
     t.last_io = now();
-    c->meta.bytes_in += static_cast<uint64_t>(n);
+    c->st->meta.bytes_in += static_cast<uint64_t>(n);
     if (t.closing) {
         c->in.wpos -= static_cast<uint32_t>(n);  // drained: nothing more is relayed
     } else {
