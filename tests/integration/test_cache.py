@@ -824,3 +824,26 @@ class TestReload(CacheTest):
         r = self.get(path)
         self.assertIsNone(r.headers.get("X-Cache"))
         self.assertEqual(self.upstream_count(path), 3)
+
+
+class TestMasterCrash(CacheTest):
+
+    def test_restart_after_kill_9_reattaches_the_cache(self):
+        """kill -9 of the master (its workers exit on their own); a new master on the same
+        configuration re-attaches the segment: the entries are still there, and a worker that
+        was storing when it died left nothing half-visible."""
+        from harness import pid_alive
+        p = self.start(cache={"max_memory": 4 << 20})
+        path = PATH + "survivor"
+        first = self.get(path, {"X-Reply-Size": "30000"})
+        self.assertEqual(self.get(path).headers.get("X-Cache"), "HIT")
+        workers = p.worker_pids()
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(5)
+        wait_until(lambda: not any(pid_alive(w) for w in workers), timeout=5)
+        p2 = self.photon(self.cfg, name="photon")
+        wait_until(lambda: len(p2.worker_pids()) == 2, timeout=5)
+        r = self.get(path)
+        self.assertEqual(r.headers.get("X-Cache"), "HIT")
+        self.assertEqual(r.body, first.body)
+        self.assertEqual(self.upstream_count(path), 1)
