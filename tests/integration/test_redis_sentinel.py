@@ -8,7 +8,8 @@ instances share one limit on the master the Sentinel names (the first listed Sen
 the second asks for AUTH with a password from the environment that never reaches the logs or
 `photon -t`); a failover during traffic, forced with SENTINEL FAILOVER and by killing the
 master, is followed without a reload (no request waits past its deadline, only 200 and 429 come
-back, the workers survive, and afterwards a fresh key's burst is decided on the new master);
+back, the workers survive and got +switch-master on their subscription, and afterwards a fresh
+key's burst is decided on the new master);
 and config errors.
 """
 
@@ -192,6 +193,8 @@ class RedisSentinelTest(RedisTestBase):
                    and self.health()["redis"]["state"] == "up", timeout=15,
                    msg="photon never followed the failover: %r" % (self.health(),))
         self.assertEqual(sorted(self.wait_workers(p, 2)), sorted(pids))
+        # The Sentinel's +switch-master reached the workers' subscriptions.
+        p.wait_stderr(r"\+switch-master m to 127\.0\.0\.1:%d" % replica.port, timeout=10)
         self.assertTrue(p.alive())
         # After: a fresh key's burst, decided on the new master (with on_store_error: deny, a
         # 200 comes only from a decision; the old master, if alive, is a read-only replica).

@@ -195,6 +195,7 @@ void Client::stop() {
     stopping_ = true;
     ev_timer_stop(loop_, &refresh_timer_);
     closeProbe(false);
+    closeWatch(false);
     probe_.active = false;
     for (auto& n : nodes_) {
         for (auto& c : n->conns) {
@@ -629,6 +630,9 @@ void Client::onProbeReply(redisAsyncContext* ac, void* reply, void*) {
         if (splitAddr(addr, ip, port)) {
             self->closeProbe(true);
             self->probe_.active = false;
+            if (self->watch_ == nullptr) {
+                self->watchSentinel(self->probe_.sentinel);
+            }
             self->applyMaster(ip, port);
             if (self->probe_.wanted) {
                 self->refreshMaster();
@@ -646,6 +650,103 @@ void Client::onProbeReply(redisAsyncContext* ac, void* reply, void*) {
         why = "unexpected reply to SENTINEL get-master-addr-by-name";
     }
     self->sentinelFailed(why, true);
+}
+
+void Client::watchSentinel(size_t index) {
+    if (stopping_) {
+        return;
+    }
+    const core::SocketAddress& a = cfg_.addresses[index];
+    const std::string ip = a.ip.toString();
+    redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), a.port);
+    if (ac == nullptr || ac->err != 0) {
+        if (ac != nullptr) {
+            redisAsyncFree(ac);
+        }
+        return;  // the periodic ask still follows failovers
+    }
+    ac->data = this;
+    if (redisLibevAttach(loop_, ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return;
+    }
+    redisAsyncSetDisconnectCallback(ac, onWatchDisconnect);
+    watch_ = ac;
+    watch_sentinel_ = index;
+    std::string cmd;
+    if (!cfg_.sentinel_password.empty()) {
+        cmd = cfg_.sentinel_username.empty() ? "*2\r\n" : "*3\r\n";
+        appendArg(cmd, "AUTH");
+        if (!cfg_.sentinel_username.empty()) {
+            appendArg(cmd, cfg_.sentinel_username);
+        }
+        appendArg(cmd, cfg_.sentinel_password);
+        redisAsyncFormattedCommand(ac, onWatchMessage, nullptr, cmd.data(), cmd.size());
+        std::fill(cmd.begin(), cmd.end(), '\0');
+    }
+    static constexpr char kSubscribe[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n";
+    redisAsyncFormattedCommand(ac, onWatchMessage, nullptr, kSubscribe, sizeof kSubscribe - 1);
+}
+
+void Client::closeWatch(bool in_callback) {
+    redisAsyncContext* ac = watch_;
+    watch_ = nullptr;
+    if (ac != nullptr) {
+        ac->data = nullptr;
+        if (in_callback) {
+            redisAsyncDisconnect(ac);
+        } else {
+            redisAsyncFree(ac);
+        }
+    }
+}
+
+void Client::onWatchDisconnect(const redisAsyncContext* ac, int /*status*/) {
+    auto* self = static_cast<Client*>(ac->data);
+    if (self != nullptr && self->watch_ == ac) {
+        self->watch_ = nullptr;  // opened again after the next answer to an ask
+    }
+}
+
+void Client::onWatchMessage(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<Client*>(ac->data);
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (self == nullptr || r == nullptr || self->watch_ != ac) {
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        // AUTH or SUBSCRIBE refused: the periodic ask still follows failovers.
+        self->closeWatch(true);
+        return;
+    }
+    // ["message", "+switch-master", "<name> <old ip> <old port> <new ip> <new port>"]
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING ||
+        std::string_view(r->element[0]->str, r->element[0]->len) != "message") {
+        return;  // the subscription's confirmation, or AUTH's OK
+    }
+    std::string_view text(r->element[2]->str, r->element[2]->len);
+    std::string_view part[5];
+    for (auto& p : part) {
+        const size_t sp = text.find(' ');
+        p = text.substr(0, sp);
+        text = sp == std::string_view::npos ? std::string_view() : text.substr(sp + 1);
+    }
+    if (part[0] != self->cfg_.master_name) {
+        return;  // another master this Sentinel watches
+    }
+    LOG_INFO("redis sentinel %s: +switch-master %s to %.*s:%.*s",
+             self->cfg_.addresses[self->watch_sentinel_].toString().c_str(),
+             self->cfg_.master_name.c_str(), static_cast<int>(std::min<size_t>(part[3].size(), 64)),
+             part[3].data(), static_cast<int>(std::min<size_t>(part[4].size(), 8)),
+             part[4].data());
+    std::string ip;
+    uint16_t port = 0;
+    if (splitAddr(std::string(part[3]) + ":" + std::string(part[4]), ip, port)) {
+        self->applyMaster(ip, port);
+    } else {
+        self->refreshMaster();
+    }
 }
 
 void Client::onProbeTimer(struct ev_loop*, ev_timer* w, int) noexcept {

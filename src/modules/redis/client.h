@@ -5,7 +5,8 @@
 // (asked of any node), refreshed after a MOVED redirect or a lost node. In sentinel mode the one
 // node is the master the Sentinels name (SENTINEL get-master-addr-by-name, asked of each in
 // turn), checked with ROLE, and asked for again after a lost connection, a timeout, a READONLY
-// reply and every 5 seconds.
+// reply and every 5 seconds; a subscription to +switch-master on the Sentinel that answered
+// last brings a failover at once.
 #pragma once
 
 #include <ev.h>
@@ -142,6 +143,8 @@ private:
     void closeProbe(bool in_callback);
     void sentinelFailed(const std::string& why, bool in_callback);
     void applyMaster(const std::string& ip, uint16_t port);
+    void watchSentinel(size_t index);
+    void closeWatch(bool in_callback);
     bool mayLog();
 
     static void onConnect(const redisAsyncContext* ac, int status);
@@ -155,6 +158,8 @@ private:
     static void onProbeAuth(redisAsyncContext* ac, void* reply, void* priv);
     static void onProbeReply(redisAsyncContext* ac, void* reply, void* priv);
     static void onProbeTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
+    static void onWatchDisconnect(const redisAsyncContext* ac, int status);
+    static void onWatchMessage(redisAsyncContext* ac, void* reply, void* priv);
 
     /// Sentinel mode: the one exchange with a Sentinel in progress (AUTH, then SENTINEL
     /// get-master-addr-by-name), bounded by connect_timeout.
@@ -176,6 +181,10 @@ private:
     bool master_known_ = false;
     uint64_t master_changes_ = 0;
     Probe probe_;
+    // Sentinel mode: the connection subscribed to +switch-master (null while there is none;
+    // opened again after the next answer), and the Sentinel it is to.
+    redisAsyncContext* watch_ = nullptr;
+    size_t watch_sentinel_ = 0;
     std::vector<std::unique_ptr<Node>> nodes_;
     // Cluster: node index + 1 per slot (0 = unknown). Standalone: unused (node 0).
     std::array<uint16_t, kSlots> slots_{};
