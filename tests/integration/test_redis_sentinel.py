@@ -9,16 +9,16 @@ the second asks for AUTH with a password from the environment that never reaches
 `photon -t`); a failover during traffic, forced with SENTINEL FAILOVER and by killing the
 master, is followed without a reload (no request waits past its deadline, only 200 and 429 come
 back, the workers survive and got +switch-master on their subscription, and afterwards a fresh
-key's burst is decided on the new master);
-and config errors.
+key's burst is decided on the new master); no Sentinel answering (or refusing the password,
+which stays out of the logs) sends every decision to on_store_error at once; and config
+errors.
 """
 
 import os
-import signal
 import subprocess
 import time
 
-from harness import Conn, free_port, http_request, run_photon, timeout, wait_until, write_config
+from harness import Conn, free_port, run_photon, timeout, wait_until, write_config
 from test_ratelimit import limit
 from test_redis_ratelimit import REDIS_SERVER, Redis, RedisTestBase
 
@@ -235,6 +235,27 @@ class RedisSentinelTest(RedisTestBase):
         h = self.health()["redis"]
         self.assertEqual((h["state"], h["master"], h["mode"]), ("down", None, "sentinel"), h)
         self.assertGreater(h["limits"]["default"]["store_errors"], 0, h)
+
+    @timeout(60)
+    def test_wrong_sentinel_password_is_logged_without_it(self):
+        master = self.redis()
+        sentinel = Sentinel(self.tmpdir, master.port, password="right-one").start()
+        self.addCleanup(sentinel.stop)
+        wrong = "wrong-%d-sentinel" % os.getpid()
+        lim = {"rate_limiting": limit(requests_per_second=1, burst=2, store="redis",
+                                      on_store_error="deny")}
+        self.start_redis_photon(master, lim, {
+            "address": None, "mode": "sentinel", "master_name": "m",
+            "addresses": ["127.0.0.1:%d" % sentinel.port],
+            "sentinel_password": "${PHOTON_TEST_SENTINEL_PW}"}, metrics=True,
+            env={"PHOTON_TEST_SENTINEL_PW": wrong})
+        self.proxy.wait_stderr(r"no Sentinel named master 'm' \(.*AUTH refused")
+        self.assertEqual(self.statuses(2), [429, 429])
+        h = self.health()["redis"]
+        self.assertEqual((h["state"], h["master"]), ("down", None), h)
+        self.assertGreater(h["failures"], 0, h)
+        self.assertNotIn(wrong, self.proxy.stderr_text())
+        self.assertEqual(master.command("DBSIZE"), 0)
 
 
 class SentinelConfigCheckTest(RedisTestBase):
