@@ -587,8 +587,7 @@ void appendStoreHealth(const core::Config& cfg, std::string& out) {
                   "%s\"address\":\"%s\",\"mode\":\"%s\",\"state\":\"%s\","
                   "\"nodes\":%zu,\"connections\":%u,\"pool_size\":%u,\"failures\":%" PRIu64
                   ",\"redirects\":%" PRIu64 ",\"limits\":{",
-                  mode == Mode::Sentinel ? "," : "",
-                  cfg.redis.addresses.front().toString().c_str(),
+                  mode == Mode::Sentinel ? "," : "", cfg.redis.addresses.front().toString().c_str(),
                   mode == Mode::Cluster    ? "cluster"
                   : mode == Mode::Sentinel ? "sentinel"
                                            : "standalone",

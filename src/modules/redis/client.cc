@@ -454,8 +454,8 @@ void Client::askSentinel() {
     const std::string ip = a.ip.toString();
     redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), a.port);
     if (ac == nullptr || ac->err != 0) {
-        const std::string why = std::string("connect failed: ") +
-                                (ac != nullptr ? ac->errstr : "out of memory");
+        const std::string why =
+            std::string("connect failed: ") + (ac != nullptr ? ac->errstr : "out of memory");
         if (ac != nullptr) {
             redisAsyncFree(ac);
         }
@@ -532,9 +532,10 @@ void Client::sentinelFailed(const std::string& why, bool in_callback) {
                      cfg_.master_name.c_str(), probe_.reasons.c_str(),
                      nodes_.front()->label.c_str());
         } else {
-            LOG_WARN("redis sentinel: no Sentinel named master '%s' (%s); limits with store: "
-                     "redis use on_store_error until one does",
-                     cfg_.master_name.c_str(), probe_.reasons.c_str());
+            LOG_WARN(
+                "redis sentinel: no Sentinel named master '%s' (%s); limits with store: "
+                "redis use on_store_error until one does",
+                cfg_.master_name.c_str(), probe_.reasons.c_str());
         }
     }
     // The whole round failed: the next one after retry_interval, then every kRefreshEvery.
@@ -610,8 +611,8 @@ void Client::onProbeAuth(redisAsyncContext* ac, void* reply, void*) {
         return;  // OK: the SENTINEL command queued behind it answers
     }
     // The server's text names the problem, never the password.
-    self->sentinelFailed(
-        "AUTH refused: " + std::string(r->str, std::min<size_t>(r->len, 200)), true);
+    self->sentinelFailed("AUTH refused: " + std::string(r->str, std::min<size_t>(r->len, 200)),
+                         true);
 }
 
 void Client::onProbeReply(redisAsyncContext* ac, void* reply, void*) {
@@ -738,8 +739,7 @@ void Client::onWatchMessage(redisAsyncContext* ac, void* reply, void*) {
     LOG_INFO("redis sentinel %s: +switch-master %s to %.*s:%.*s",
              self->cfg_.addresses[self->watch_sentinel_].toString().c_str(),
              self->cfg_.master_name.c_str(), static_cast<int>(std::min<size_t>(part[3].size(), 64)),
-             part[3].data(), static_cast<int>(std::min<size_t>(part[4].size(), 8)),
-             part[4].data());
+             part[3].data(), static_cast<int>(std::min<size_t>(part[4].size(), 8)), part[4].data());
     std::string ip;
     uint16_t port = 0;
     if (splitAddr(std::string(part[3]) + ":" + std::string(part[4]), ip, port)) {
