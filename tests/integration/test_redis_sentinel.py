@@ -9,9 +9,10 @@ the second asks for AUTH with a password from the environment that never reaches
 `photon -t`); a failover during traffic, forced with SENTINEL FAILOVER and by killing the
 master, is followed without a reload (no request waits past its deadline, only 200 and 429 come
 back, the workers survive and got +switch-master on their subscription, and afterwards a fresh
-key's burst is decided on the new master); no Sentinel answering (or refusing the password,
-which stays out of the logs) sends every decision to on_store_error at once; and config
-errors.
+key's burst is decided on the new master); a master the Sentinel still names turned into a
+replica (READONLY replies, then ROLE refusing new connections until it is a master again); no
+Sentinel answering (or refusing the password, which stays out of the logs) sends every decision
+to on_store_error at once; and config errors.
 """
 
 import os
@@ -235,6 +236,45 @@ class RedisSentinelTest(RedisTestBase):
         h = self.health()["redis"]
         self.assertEqual((h["state"], h["master"], h["mode"]), ("down", None, "sentinel"), h)
         self.assertGreater(h["limits"]["default"]["store_errors"], 0, h)
+
+    @timeout(60)
+    def test_demoted_master_is_left_on_readonly_and_role(self):
+        # The master the Sentinel still names becomes a replica (of a server nobody monitors):
+        # decisions get READONLY, the connections are replaced, and ROLE keeps new ones from
+        # being used until it is a master again.
+        master = self.redis()
+        sentinel = Sentinel(self.tmpdir, master.port).start()
+        self.addCleanup(sentinel.stop)
+        wait_until(lambda: sentinel.master_addr() == "127.0.0.1:%d" % master.port, timeout=10)
+        lim = {"rate_limiting": limit(requests_per_second=1, burst=3, store="redis",
+                                      key="header:X-Key", on_store_error="deny")}
+        self.start_redis_photon(master, lim, {
+            "address": None, "mode": "sentinel", "master_name": "m",
+            "addresses": ["127.0.0.1:%d" % sentinel.port], "command_timeout": "300ms",
+            "connect_timeout": "300ms", "retry_interval": "100ms"}, metrics=True)
+        self.wait_redis_up(self.proxy)
+
+        def burst(key):
+            with Conn(self.port) as c:
+                return [c.request("GET", "/api/x", headers=[("X-Key", key)]).status
+                        for _ in range(4)]
+        self.assertEqual(burst("one"), [200, 200, 200, 429])
+        other = self.redis()
+        self.assertEqual(master.command("REPLICAOF", "127.0.0.1", other.port), "OK")
+        started = time.monotonic()
+        self.assertEqual(burst("two"), [429] * 4)  # on_store_error: deny
+        self.assertLess(time.monotonic() - started, 3.0)
+        self.proxy.wait_stderr(r"READONLY")
+        wait_until(lambda: self.health()["redis"]["state"] == "down", timeout=10,
+                   msg="a connection to the replica passed for a master: %r" % (self.health(),))
+        time.sleep(0.5)  # reconnections meanwhile are refused by ROLE
+        self.assertEqual(self.health()["redis"]["state"], "down")
+        self.assertEqual(master.command("REPLICAOF", "NO", "ONE"), "OK")
+        self.wait_redis_up(self.proxy)
+        self.assertEqual(burst("three"), [200, 200, 200, 429])
+        # With on_store_error: deny, those 200s were decided by Redis: the master again.
+        self.assertGreaterEqual(master.command("DBSIZE"), 1)
+        self.assertTrue(self.proxy.alive())
 
     @timeout(60)
     def test_wrong_sentinel_password_is_logged_without_it(self):
