@@ -892,11 +892,18 @@ struct RedisConfig {
     enum class Mode : uint8_t { Standalone, Sentinel, Cluster };
     /// True when the block was present.
     bool configured = false;
-    /// address (one) or addresses (a list of seeds): IP literal and port, "127.0.0.1:6379".
-    /// Standalone mode takes exactly one; cluster mode asks any seed for the slot map.
+    /// address (one) or addresses (a list): IP literal and port, "127.0.0.1:6379".
+    /// Standalone mode takes exactly one; cluster mode asks any seed for the slot map; sentinel
+    /// mode lists the Sentinels, asked in turn for the master's address.
     std::vector<SocketAddress> addresses;
-    /// mode: standalone (default) or cluster. sentinel is refused by this version.
+    /// mode: standalone (default), sentinel or cluster.
     Mode mode = Mode::Standalone;
+    /// master_name: the name the Sentinels monitor (sentinel mode only, required there).
+    std::string master_name;
+    /// sentinel_username / sentinel_password: AUTH sent to the Sentinels (sentinel mode only;
+    /// empty = none). Masked in dumps like password; give them through ${ENV}.
+    std::string sentinel_username;
+    std::string sentinel_password;
     /// username (ACL user; empty = the default user) and password (empty = no AUTH). Masked in
     /// dumps; give them through ${ENV}.
     std::string username;

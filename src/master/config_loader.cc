@@ -1923,7 +1923,16 @@ private:
         } else {
             kv("addresses", strList(addrs));
         }
-        kv("mode", r.mode == core::RedisConfig::Mode::Cluster ? "cluster" : "standalone");
+        using Mode = core::RedisConfig::Mode;
+        kv("mode", r.mode == Mode::Cluster    ? "cluster"
+                   : r.mode == Mode::Sentinel ? "sentinel"
+                                              : "standalone");
+        if (r.mode == Mode::Sentinel) {
+            kv("master_name", str(r.master_name));
+            kv("sentinel_username", r.sentinel_username.empty() ? "~" : str(r.sentinel_username));
+            // Never shown, like password.
+            kv("sentinel_password", r.sentinel_password.empty() ? "~" : str("****"));
+        }
         kv("username", r.username.empty() ? "~" : str(r.username));
         // Never shown, not even unmasked: a dump goes to terminals and logs.
         kv("password", r.password.empty() ? "~" : str("****"));

@@ -10,7 +10,7 @@ the failures counted in /health); a stopped (SIGSTOP) Redis; SCRIPT FLUSH (NOSCR
 the script); AUTH with a password from the environment that never reaches the logs or
 `photon -t`; sync: batched (within the exact bounds, with a fraction of the round trips); a
 worker killed under load and a reload to another Redis server; and config errors. Redis
-Cluster is in test_redis_cluster.py.
+Cluster is in test_redis_cluster.py, Sentinel in test_redis_sentinel.py.
 """
 
 import json
@@ -557,12 +557,12 @@ class ConfigCheckTest(RedisTestBase):
         self.assertIn("middleware.rate_limiting.store: store: redis needs the top-level redis "
                       "block", err)
 
-    def test_unsupported_modes_are_refused(self):
+    def test_sentinel_without_master_name_and_unknown_sync_are_refused(self):
         cfg = self.config({"rate_limiting": limit(store="redis", sync="eventually")})
         cfg["redis"] = {"addresses": ["127.0.0.1:7000", "127.0.0.1:7001"], "mode": "sentinel"}
         rc, out, err = self.check(cfg)
         self.assertEqual(rc, 1, out + err)
-        self.assertIn("redis.mode: sentinel is not supported", err)
+        self.assertIn("redis.master_name: mode sentinel needs master_name", err)
         self.assertIn("middleware.rate_limiting.sync: unknown value 'eventually' (expected exact "
                       "or batched)", err)
 

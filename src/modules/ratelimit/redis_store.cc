@@ -371,6 +371,11 @@ void onReply(redisAsyncContext*, void* reply, void* arg) {
     auto& p = *static_cast<Pending*>(arg);
     p.in_flight = false;
     const auto* r = static_cast<const redisReply*>(reply);
+    if (r != nullptr && r->type == REDIS_REPLY_ERROR &&
+        std::string_view(r->str, r->len).starts_with("READONLY")) {
+        // Sentinel mode: a failover demoted the server; the client finds the new master.
+        g_store->client->readOnly(p.sent);
+    }
     if (r != nullptr && r->type == REDIS_REPLY_ERROR && p.req != nullptr) {
         const std::string_view msg(r->str, r->len);
         uint16_t slot = 0;
@@ -560,12 +565,32 @@ void appendStoreHealth(const core::Config& cfg, std::string& out) {
     }
     char buf[512];
     const uint32_t ready = g_store != nullptr ? g_store->client->readyCount() : 0;
+    using Mode = core::RedisConfig::Mode;
+    const Mode mode = cfg.redis.mode;
+    if (mode == Mode::Sentinel) {
+        // The master as this worker's Sentinels named it (null until one did), and the
+        // failovers it followed. master_name is no secret; it is checked to be plain text.
+        const std::string_view m =
+            g_store != nullptr ? g_store->client->master() : std::string_view();
+        std::snprintf(buf, sizeof buf,
+                      ",\"redis\":{\"master_name\":\"%s\",\"master\":%s%.*s%s,"
+                      "\"sentinels\":%zu,\"master_changes\":%" PRIu64,
+                      cfg.redis.master_name.c_str(), m.empty() ? "null" : "\"",
+                      static_cast<int>(m.size()), m.data(), m.empty() ? "" : "\"",
+                      cfg.redis.addresses.size(),
+                      g_store != nullptr ? g_store->client->masterChanges() : 0);
+        out += buf;
+    } else {
+        out += ",\"redis\":{";
+    }
     std::snprintf(buf, sizeof buf,
-                  ",\"redis\":{\"address\":\"%s\",\"mode\":\"%s\",\"state\":\"%s\","
+                  "%s\"address\":\"%s\",\"mode\":\"%s\",\"state\":\"%s\","
                   "\"nodes\":%zu,\"connections\":%u,\"pool_size\":%u,\"failures\":%" PRIu64
                   ",\"redirects\":%" PRIu64 ",\"limits\":{",
-                  cfg.redis.addresses.front().toString().c_str(),
-                  cfg.redis.mode == core::RedisConfig::Mode::Cluster ? "cluster" : "standalone",
+                  mode == Mode::Sentinel ? "," : "", cfg.redis.addresses.front().toString().c_str(),
+                  mode == Mode::Cluster    ? "cluster"
+                  : mode == Mode::Sentinel ? "sentinel"
+                                           : "standalone",
                   g_store != nullptr && g_store->client->ready() ? "up" : "down",
                   g_store != nullptr ? g_store->client->nodeCount() : 0, ready, cfg.redis.pool_size,
                   g_store != nullptr ? g_store->client->failures() : 0,

@@ -23,6 +23,7 @@ namespace {
 char kStepAuth;
 char kStepSelect;
 char kStepPing;
+char kStepRole;
 
 /// One log line per this many microseconds per process at most; the rest are counted.
 constexpr uint64_t kLogEveryUs = 10'000'000;
@@ -32,6 +33,8 @@ constexpr uint32_t kMaxBackoff = 8;
 constexpr double kRefreshEvery = 5.0;
 /// Most nodes a cluster may announce (a bound on memory and connections).
 constexpr size_t kMaxNodes = 64;
+/// Sentinel mode: the failure reasons of one round kept for its log line, in bytes (about).
+constexpr size_t kMaxReasons = 1024;
 
 double seconds(core::Duration d) { return std::chrono::duration<double>(d).count(); }
 
@@ -104,12 +107,21 @@ uint16_t keySlot(std::string_view key) {
 }
 
 Client::Client(const core::RedisConfig& cfg, struct ev_loop* loop)
-    : cfg_(cfg), loop_(loop), cluster_(cfg.mode == core::RedisConfig::Mode::Cluster) {
-    for (const auto& a : cfg_.addresses) {
-        addNode(a.ip.toString(), a.port);
+    : cfg_(cfg),
+      loop_(loop),
+      cluster_(cfg.mode == core::RedisConfig::Mode::Cluster),
+      sentinel_(cfg.mode == core::RedisConfig::Mode::Sentinel) {
+    if (sentinel_) {
+        addNode(std::string(), 0);  // the master, once a Sentinel names it
+    } else {
+        for (const auto& a : cfg_.addresses) {
+            addNode(a.ip.toString(), a.port);
+        }
     }
     ev_timer_init(&refresh_timer_, onRefreshTimer, kRefreshEvery, kRefreshEvery);
     refresh_timer_.data = this;
+    ev_timer_init(&probe_.timer, onProbeTimer, 0., 0.);
+    probe_.timer.data = this;
 }
 
 Client::~Client() { stop(); }
@@ -171,14 +183,20 @@ void Client::start() {
             connect(*c);
         }
     }
-    if (cluster_) {
+    if (cluster_ || sentinel_) {
         ev_timer_start(loop_, &refresh_timer_);
+    }
+    if (sentinel_) {
+        refreshMaster();
     }
 }
 
 void Client::stop() {
     stopping_ = true;
     ev_timer_stop(loop_, &refresh_timer_);
+    closeProbe(false);
+    closeWatch(false);
+    probe_.active = false;
     for (auto& n : nodes_) {
         for (auto& c : n->conns) {
             ev_timer_stop(loop_, &c->timer);
@@ -190,6 +208,9 @@ void Client::stop() {
 }
 
 void Client::connect(Conn& c) {
+    if (sentinel_ && !master_known_) {
+        return;  // applyMaster() connects it
+    }
     const Node& n = *c.node;
     redisAsyncContext* ac = redisAsyncConnect(n.ip.c_str(), n.port);
     ++c.generation;
@@ -230,24 +251,35 @@ void Client::connect(Conn& c) {
         appendArg(cmd, std::to_string(cfg_.database));
         redisAsyncFormattedCommand(ac, onHandshake, &kStepSelect, cmd.data(), cmd.size());
     }
-    static constexpr char kPing[] = "*1\r\n$4\r\nPING\r\n";
-    redisAsyncFormattedCommand(ac, onHandshake, &kStepPing, kPing, sizeof kPing - 1);
+    if (sentinel_) {
+        // The server the Sentinels named may have been demoted since (redis-py and Jedis check
+        // the same way).
+        static constexpr char kRole[] = "*1\r\n$4\r\nROLE\r\n";
+        redisAsyncFormattedCommand(ac, onHandshake, &kStepRole, kRole, sizeof kRole - 1);
+    } else {
+        static constexpr char kPing[] = "*1\r\n$4\r\nPING\r\n";
+        redisAsyncFormattedCommand(ac, onHandshake, &kStepPing, kPing, sizeof kPing - 1);
+    }
     ev_timer_set(&c.timer, seconds(cfg_.connect_timeout), 0.);
     ev_timer_start(loop_, &c.timer);
+}
+
+bool Client::mayLog() {
+    const uint64_t now = shm::monotonicMicros();
+    if (last_log_us_ != 0 && now - last_log_us_ < kLogEveryUs) {
+        ++suppressed_;
+        return false;
+    }
+    last_log_us_ = now;
+    return true;
 }
 
 void Client::noteFailure(Conn& c, const char* why) {
     ++failures_;
     ++c.failures_in_row;
-    if (why == nullptr) {
+    if (why == nullptr || !mayLog()) {
         return;
     }
-    const uint64_t now = shm::monotonicMicros();
-    if (last_log_us_ != 0 && now - last_log_us_ < kLogEveryUs) {
-        ++suppressed_;
-        return;
-    }
-    last_log_us_ = now;
     if (suppressed_ != 0) {
         LOG_WARN("redis %s: %s (connection %u; %" PRIu64 " more failures not logged)",
                  c.node->label.c_str(), why, c.index, suppressed_);
@@ -267,6 +299,9 @@ void Client::scheduleRetry(Conn& c) {
     ev_timer_start(loop_, &c.timer);
     if (cluster_) {
         refreshSlots();  // a failover may have moved its slots
+    }
+    if (sentinel_) {
+        refreshMaster();  // a failover may have named another master
     }
 }
 
@@ -381,6 +416,343 @@ void Client::timedOut(const SentOn& where) {
     teardown(c, "no reply within command_timeout; reconnecting", true);
 }
 
+void Client::readOnly(const SentOn& where) {
+    if (!sentinel_ || where.node >= nodes_.size() ||
+        where.conn >= nodes_[where.node]->conns.size()) {
+        return;
+    }
+    Conn& c = *nodes_[where.node]->conns[where.conn];
+    if (c.generation != where.generation || c.ac == nullptr) {
+        return;  // already replaced
+    }
+    teardown(c, "READONLY: the server is a replica now; asking the Sentinels again", false);
+}
+
+std::string_view Client::master() const {
+    if (!sentinel_ || !master_known_) {
+        return {};
+    }
+    return nodes_.front()->label;
+}
+
+void Client::refreshMaster() {
+    if (!sentinel_ || stopping_) {
+        return;
+    }
+    if (probe_.active) {
+        probe_.wanted = true;
+        return;
+    }
+    probe_.active = true;
+    probe_.wanted = false;
+    probe_.tried = 0;
+    askSentinel();
+}
+
+void Client::askSentinel() {
+    const core::SocketAddress& a = cfg_.addresses[probe_.sentinel];
+    const std::string ip = a.ip.toString();
+    redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), a.port);
+    if (ac == nullptr || ac->err != 0) {
+        const std::string why =
+            std::string("connect failed: ") + (ac != nullptr ? ac->errstr : "out of memory");
+        if (ac != nullptr) {
+            redisAsyncFree(ac);
+        }
+        sentinelFailed(why, false);
+        return;
+    }
+    ac->data = this;
+    if (redisLibevAttach(loop_, ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        sentinelFailed("cannot attach to the event loop", false);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, onProbeConnect);
+    redisAsyncSetDisconnectCallback(ac, onProbeDisconnect);
+    probe_.ac = ac;
+    std::string cmd;
+    if (!cfg_.sentinel_password.empty()) {
+        cmd = cfg_.sentinel_username.empty() ? "*2\r\n" : "*3\r\n";
+        appendArg(cmd, "AUTH");
+        if (!cfg_.sentinel_username.empty()) {
+            appendArg(cmd, cfg_.sentinel_username);
+        }
+        appendArg(cmd, cfg_.sentinel_password);
+        redisAsyncFormattedCommand(ac, onProbeAuth, nullptr, cmd.data(), cmd.size());
+        std::fill(cmd.begin(), cmd.end(), '\0');
+    }
+    cmd = "*3\r\n";
+    appendArg(cmd, "SENTINEL");
+    appendArg(cmd, "get-master-addr-by-name");
+    appendArg(cmd, cfg_.master_name);
+    redisAsyncFormattedCommand(ac, onProbeReply, nullptr, cmd.data(), cmd.size());
+    ev_timer_set(&probe_.timer, seconds(cfg_.connect_timeout), 0.);
+    ev_timer_start(loop_, &probe_.timer);
+}
+
+void Client::closeProbe(bool in_callback) {
+    ev_timer_stop(loop_, &probe_.timer);
+    redisAsyncContext* ac = probe_.ac;
+    probe_.ac = nullptr;
+    if (ac != nullptr) {
+        ac->data = nullptr;  // its remaining callbacks no longer concern the probe
+        if (in_callback) {
+            redisAsyncDisconnect(ac);
+        } else {
+            redisAsyncFree(ac);
+        }
+    }
+}
+
+void Client::sentinelFailed(const std::string& why, bool in_callback) {
+    closeProbe(in_callback);
+    ++failures_;
+    // Reasons are kept for the one line logged when the whole round fails.
+    if (probe_.tried == 0) {
+        probe_.reasons.clear();
+    }
+    if (probe_.reasons.size() < kMaxReasons) {
+        probe_.reasons += (probe_.reasons.empty() ? "" : "; ") +
+                          cfg_.addresses[probe_.sentinel].toString() + ": " + why;
+    }
+    probe_.sentinel = (probe_.sentinel + 1) % cfg_.addresses.size();
+    if (++probe_.tried < cfg_.addresses.size() && !stopping_) {
+        askSentinel();  // the next one
+        return;
+    }
+    probe_.active = false;
+    probe_.wanted = false;
+    if (stopping_) {
+        return;
+    }
+    if (mayLog()) {
+        if (master_known_) {
+            LOG_WARN("redis sentinel: no Sentinel named master '%s' (%s); keeping %s",
+                     cfg_.master_name.c_str(), probe_.reasons.c_str(),
+                     nodes_.front()->label.c_str());
+        } else {
+            LOG_WARN(
+                "redis sentinel: no Sentinel named master '%s' (%s); limits with store: "
+                "redis use on_store_error until one does",
+                cfg_.master_name.c_str(), probe_.reasons.c_str());
+        }
+    }
+    // The whole round failed: the next one after retry_interval, then every kRefreshEvery.
+    ev_timer_stop(loop_, &refresh_timer_);
+    ev_timer_set(&refresh_timer_, seconds(cfg_.retry_interval), kRefreshEvery);
+    ev_timer_start(loop_, &refresh_timer_);
+}
+
+void Client::applyMaster(const std::string& ip, uint16_t port) {
+    Node& n = *nodes_.front();
+    const std::string label = labelOf(ip, port);
+    if (master_known_ && n.label == label) {
+        return;
+    }
+    if (master_known_) {
+        ++master_changes_;
+        LOG_NOTICE("redis sentinel: master '%s' moved from %s to %s", cfg_.master_name.c_str(),
+                   n.label.c_str(), label.c_str());
+    } else {
+        LOG_INFO("redis sentinel: master '%s' is %s", cfg_.master_name.c_str(), label.c_str());
+    }
+    // Every connection to the old address goes; commands pending there fail now (their
+    // requests take on_store_error). All are marked down before any is freed, so that a request
+    // resumed by a failure sends nothing to the old address.
+    std::vector<redisAsyncContext*> old;
+    for (auto& c : n.conns) {
+        ev_timer_stop(loop_, &c->timer);
+        if (c->ac != nullptr) {
+            c->ac->data = nullptr;
+            old.push_back(c->ac);
+        }
+        setDown(*c);
+        c->failures_in_row = 0;
+    }
+    n.ip = ip;
+    n.port = port;
+    n.label = label;
+    master_known_ = true;
+    for (redisAsyncContext* ac : old) {
+        redisAsyncFree(ac);  // never the context whose callback runs now: that is the probe's
+    }
+    for (auto& c : n.conns) {
+        if (c->state == Conn::State::Down && c->ac == nullptr && !stopping_) {
+            connect(*c);
+        }
+    }
+}
+
+void Client::onProbeConnect(const redisAsyncContext* ac, int status) {
+    auto* self = static_cast<Client*>(ac->data);
+    if (self == nullptr || status == REDIS_OK) {
+        return;
+    }
+    // hiredis frees the context after this callback.
+    const_cast<redisAsyncContext*>(ac)->data = nullptr;
+    self->probe_.ac = nullptr;
+    self->sentinelFailed(std::string("connect failed: ") + ac->errstr, true);
+}
+
+void Client::onProbeDisconnect(const redisAsyncContext* ac, int /*status*/) {
+    auto* self = static_cast<Client*>(ac->data);
+    if (self == nullptr || self->probe_.ac != ac) {
+        return;  // closed by us
+    }
+    self->probe_.ac = nullptr;
+    self->sentinelFailed("connection lost", true);
+}
+
+void Client::onProbeAuth(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<Client*>(ac->data);
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (self == nullptr || r == nullptr || r->type != REDIS_REPLY_ERROR) {
+        return;  // OK: the SENTINEL command queued behind it answers
+    }
+    // The server's text names the problem, never the password.
+    self->sentinelFailed("AUTH refused: " + std::string(r->str, std::min<size_t>(r->len, 200)),
+                         true);
+}
+
+void Client::onProbeReply(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<Client*>(ac->data);
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (self == nullptr || r == nullptr) {
+        return;  // closed by us, or the disconnect callback reports it
+    }
+    std::string why;
+    if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
+        r->element[0]->type == REDIS_REPLY_STRING && r->element[1]->type == REDIS_REPLY_STRING) {
+        std::string ip;
+        uint16_t port = 0;
+        const std::string addr = std::string(r->element[0]->str, r->element[0]->len) + ":" +
+                                 std::string(r->element[1]->str, r->element[1]->len);
+        if (splitAddr(addr, ip, port)) {
+            self->closeProbe(true);
+            self->probe_.active = false;
+            if (self->watch_ == nullptr) {
+                self->watchSentinel(self->probe_.sentinel);
+            }
+            self->applyMaster(ip, port);
+            if (self->probe_.wanted) {
+                self->refreshMaster();
+            }
+            return;
+        }
+        why = "named the master by an address that is not an IP literal and port: " +
+              addr.substr(0, 200);
+    } else if (r->type == REDIS_REPLY_NIL) {
+        why = "does not monitor a master named '" + self->cfg_.master_name + "'";
+    } else if (r->type == REDIS_REPLY_ERROR) {
+        why = "SENTINEL get-master-addr-by-name refused: " +
+              std::string(r->str, std::min<size_t>(r->len, 200));
+    } else {
+        why = "unexpected reply to SENTINEL get-master-addr-by-name";
+    }
+    self->sentinelFailed(why, true);
+}
+
+void Client::watchSentinel(size_t index) {
+    if (stopping_) {
+        return;
+    }
+    const core::SocketAddress& a = cfg_.addresses[index];
+    const std::string ip = a.ip.toString();
+    redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), a.port);
+    if (ac == nullptr || ac->err != 0) {
+        if (ac != nullptr) {
+            redisAsyncFree(ac);
+        }
+        return;  // the periodic ask still follows failovers
+    }
+    ac->data = this;
+    if (redisLibevAttach(loop_, ac) != REDIS_OK) {
+        redisAsyncFree(ac);
+        return;
+    }
+    redisAsyncSetDisconnectCallback(ac, onWatchDisconnect);
+    watch_ = ac;
+    watch_sentinel_ = index;
+    std::string cmd;
+    if (!cfg_.sentinel_password.empty()) {
+        cmd = cfg_.sentinel_username.empty() ? "*2\r\n" : "*3\r\n";
+        appendArg(cmd, "AUTH");
+        if (!cfg_.sentinel_username.empty()) {
+            appendArg(cmd, cfg_.sentinel_username);
+        }
+        appendArg(cmd, cfg_.sentinel_password);
+        redisAsyncFormattedCommand(ac, onWatchMessage, nullptr, cmd.data(), cmd.size());
+        std::fill(cmd.begin(), cmd.end(), '\0');
+    }
+    static constexpr char kSubscribe[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n";
+    redisAsyncFormattedCommand(ac, onWatchMessage, nullptr, kSubscribe, sizeof kSubscribe - 1);
+}
+
+void Client::closeWatch(bool in_callback) {
+    redisAsyncContext* ac = watch_;
+    watch_ = nullptr;
+    if (ac != nullptr) {
+        ac->data = nullptr;
+        if (in_callback) {
+            redisAsyncDisconnect(ac);
+        } else {
+            redisAsyncFree(ac);
+        }
+    }
+}
+
+void Client::onWatchDisconnect(const redisAsyncContext* ac, int /*status*/) {
+    auto* self = static_cast<Client*>(ac->data);
+    if (self != nullptr && self->watch_ == ac) {
+        self->watch_ = nullptr;  // opened again after the next answer to an ask
+    }
+}
+
+void Client::onWatchMessage(redisAsyncContext* ac, void* reply, void*) {
+    auto* self = static_cast<Client*>(ac->data);
+    const auto* r = static_cast<const redisReply*>(reply);
+    if (self == nullptr || r == nullptr || self->watch_ != ac) {
+        return;
+    }
+    if (r->type == REDIS_REPLY_ERROR) {
+        // AUTH or SUBSCRIBE refused: the periodic ask still follows failovers.
+        self->closeWatch(true);
+        return;
+    }
+    // ["message", "+switch-master", "<name> <old ip> <old port> <new ip> <new port>"]
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+        r->element[0]->type != REDIS_REPLY_STRING || r->element[2]->type != REDIS_REPLY_STRING ||
+        std::string_view(r->element[0]->str, r->element[0]->len) != "message") {
+        return;  // the subscription's confirmation, or AUTH's OK
+    }
+    std::string_view text(r->element[2]->str, r->element[2]->len);
+    std::string_view part[5];
+    for (auto& p : part) {
+        const size_t sp = text.find(' ');
+        p = text.substr(0, sp);
+        text = sp == std::string_view::npos ? std::string_view() : text.substr(sp + 1);
+    }
+    if (part[0] != self->cfg_.master_name) {
+        return;  // another master this Sentinel watches
+    }
+    LOG_INFO("redis sentinel %s: +switch-master %s to %.*s:%.*s",
+             self->cfg_.addresses[self->watch_sentinel_].toString().c_str(),
+             self->cfg_.master_name.c_str(), static_cast<int>(std::min<size_t>(part[3].size(), 64)),
+             part[3].data(), static_cast<int>(std::min<size_t>(part[4].size(), 8)), part[4].data());
+    std::string ip;
+    uint16_t port = 0;
+    if (splitAddr(std::string(part[3]) + ":" + std::string(part[4]), ip, port)) {
+        self->applyMaster(ip, port);
+    } else {
+        self->refreshMaster();
+    }
+}
+
+void Client::onProbeTimer(struct ev_loop*, ev_timer* w, int) noexcept {
+    static_cast<Client*>(w->data)->sentinelFailed("no answer within connect_timeout", false);
+}
+
 void Client::refreshSlots() {
     if (!cluster_ || stopping_) {
         return;
@@ -470,7 +842,12 @@ void Client::onSlots(redisAsyncContext* ac, void* reply, void* priv) {
 }
 
 void Client::onRefreshTimer(struct ev_loop*, ev_timer* w, int) noexcept {
-    static_cast<Client*>(w->data)->refreshSlots();
+    auto* self = static_cast<Client*>(w->data);
+    if (self->sentinel_) {
+        self->refreshMaster();
+    } else {
+        self->refreshSlots();
+    }
 }
 
 void Client::onConnect(const redisAsyncContext* ac, int status) {
@@ -512,12 +889,23 @@ void Client::onHandshake(redisAsyncContext* ac, void* reply, void* priv) {
         // password.
         std::string why = std::string(priv == &kStepAuth     ? "AUTH refused: "
                                       : priv == &kStepSelect ? "SELECT refused: "
+                                      : priv == &kStepRole   ? "ROLE refused: "
                                                              : "PING refused: ") +
                           std::string(r->str, std::min<size_t>(r->len, 200));
         self->teardown(*c, why.c_str(), false);
         return;
     }
-    if (priv == &kStepPing) {
+    if (priv == &kStepRole) {
+        const bool master = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+                            r->element[0]->type == REDIS_REPLY_STRING &&
+                            std::string_view(r->element[0]->str, r->element[0]->len) == "master";
+        if (!master) {
+            // Demoted since the Sentinels named it: teardown() asks them again.
+            self->teardown(*c, "ROLE is not master; asking the Sentinels again", false);
+            return;
+        }
+    }
+    if (priv == &kStepPing || priv == &kStepRole) {
         self->markReady(*c);
     }
 }

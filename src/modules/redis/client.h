@@ -2,7 +2,11 @@
 // A worker's connections to Redis: per server node a small pool of asynchronous hiredis
 // connections driven by the worker's libev loop, with connect/handshake deadlines and
 // reconnection with backoff. In cluster mode the nodes and the slot map come from CLUSTER SLOTS
-// (asked of any node), refreshed after a MOVED redirect or a lost node.
+// (asked of any node), refreshed after a MOVED redirect or a lost node. In sentinel mode the one
+// node is the master the Sentinels name (SENTINEL get-master-addr-by-name, asked of each in
+// turn), checked with ROLE, and asked for again after a lost connection, a timeout, a READONLY
+// reply and every 5 seconds; a subscription to +switch-master on the Sentinel that answered
+// last brings a failover at once.
 #pragma once
 
 #include <ev.h>
@@ -55,8 +59,9 @@ public:
     /// Closes every connection; pending commands get nullptr.
     void stop();
 
-    /// Whether some connection has completed its handshake (AUTH, SELECT, PING) and, in
-    /// cluster mode, the slot map is known.
+    /// Whether some connection has completed its handshake (AUTH, SELECT, PING; in sentinel
+    /// mode ROLE instead of PING, which must say master) and, in cluster mode, the slot map is
+    /// known. In sentinel mode false until a Sentinel has named the master.
     bool ready() const { return ready_count_ > 0 && (!cluster_ || map_known_); }
     /// Connections ready now, over all nodes.
     uint32_t readyCount() const { return ready_count_; }
@@ -79,7 +84,21 @@ public:
     /// already replaced.
     void timedOut(const SentOn& where);
 
-    /// Failures seen by this process (connect errors, timeouts, lost connections).
+    /// A command sent on `where` got a READONLY error: in sentinel mode the server is a replica
+    /// now, so the connection is closed (after the replies already on their way) and the
+    /// Sentinels are asked for the master again. Other modes: nothing. May be called from
+    /// inside the command's reply callback.
+    void readOnly(const SentOn& where);
+
+    /// Sentinel mode: the master's "ip:port" as the Sentinels last named it, or empty when no
+    /// Sentinel has answered yet. The view lives until the next return to the loop.
+    std::string_view master() const;
+    /// Sentinel mode: how often the named master changed since the first answer (failovers
+    /// followed by this process).
+    uint64_t masterChanges() const { return master_changes_; }
+
+    /// Failures seen by this process (connect errors, timeouts, lost connections, Sentinels
+    /// that did not answer).
     uint64_t failures() const { return failures_; }
     /// MOVED and ASK redirects followed by this process.
     uint64_t redirects() const { return redirects_; }
@@ -119,6 +138,14 @@ private:
     void noteFailure(Conn& c, const char* why);
     void refreshSlots();
     void applySlots(const void* reply, const Node& asked);
+    void refreshMaster();
+    void askSentinel();
+    void closeProbe(bool in_callback);
+    void sentinelFailed(const std::string& why, bool in_callback);
+    void applyMaster(const std::string& ip, uint16_t port);
+    void watchSentinel(size_t index);
+    void closeWatch(bool in_callback);
+    bool mayLog();
 
     static void onConnect(const redisAsyncContext* ac, int status);
     static void onDisconnect(const redisAsyncContext* ac, int status);
@@ -126,17 +153,45 @@ private:
     static void onSlots(redisAsyncContext* ac, void* reply, void* priv);
     static void onTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
     static void onRefreshTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
+    static void onProbeConnect(const redisAsyncContext* ac, int status);
+    static void onProbeDisconnect(const redisAsyncContext* ac, int status);
+    static void onProbeAuth(redisAsyncContext* ac, void* reply, void* priv);
+    static void onProbeReply(redisAsyncContext* ac, void* reply, void* priv);
+    static void onProbeTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
+    static void onWatchDisconnect(const redisAsyncContext* ac, int status);
+    static void onWatchMessage(redisAsyncContext* ac, void* reply, void* priv);
+
+    /// Sentinel mode: the one exchange with a Sentinel in progress (AUTH, then SENTINEL
+    /// get-master-addr-by-name), bounded by connect_timeout.
+    struct Probe {
+        redisAsyncContext* ac = nullptr;
+        ev_timer timer;
+        size_t sentinel = 0;  // index in cfg_.addresses of the one asked now
+        size_t tried = 0;     // Sentinels asked in this round
+        bool active = false;  // a round is in progress
+        bool wanted = false;  // ask again when it ends
+        std::string reasons;  // why the Sentinels of this round did not answer, for the log
+    };
 
     core::RedisConfig cfg_;
     struct ev_loop* loop_;
     bool cluster_ = false;
+    bool sentinel_ = false;
+    // Sentinel mode: whether a Sentinel has named the master (then node 0 is it).
+    bool master_known_ = false;
+    uint64_t master_changes_ = 0;
+    Probe probe_;
+    // Sentinel mode: the connection subscribed to +switch-master (null while there is none;
+    // opened again after the next answer), and the Sentinel it is to.
+    redisAsyncContext* watch_ = nullptr;
+    size_t watch_sentinel_ = 0;
     std::vector<std::unique_ptr<Node>> nodes_;
     // Cluster: node index + 1 per slot (0 = unknown). Standalone: unused (node 0).
     std::array<uint16_t, kSlots> slots_{};
     bool map_known_ = false;
     bool refreshing_ = false;      // a CLUSTER SLOTS is in flight
     bool refresh_wanted_ = false;  // ask again when it returns
-    ev_timer refresh_timer_;       // periodic refresh (cluster), and retries of a failed one
+    ev_timer refresh_timer_;       // periodic refresh (cluster, sentinel), and retries
     uint32_t ready_count_ = 0;
     uint64_t failures_ = 0;
     uint64_t redirects_ = 0;

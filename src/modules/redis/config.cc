@@ -2,7 +2,9 @@
 // Validation of the top-level `redis` block.
 #include "modules/redis/config.h"
 
+#include <algorithm>
 #include <string>
+#include <utility>
 
 namespace photon::mod::redis {
 
@@ -14,6 +16,7 @@ using namespace core::cfg;  // NOLINT: the reader helpers are this file's vocabu
 constexpr uint32_t kMaxPool = 16;
 constexpr uint64_t kMaxDatabase = 1000000;
 constexpr size_t kMaxPrefix = 128;
+constexpr size_t kMaxMasterName = 128;
 
 bool readAddress(Ctx& ctx, const ConfigNode& n, const std::string& path, core::SocketAddress& out) {
     std::string s;
@@ -103,9 +106,7 @@ void decodeRedis(Ctx& ctx, const ConfigNode& node, core::RedisConfig& out) {
         } else if (s == "cluster") {
             c.mode = RC::Mode::Cluster;
         } else if (s == "sentinel") {
-            ctx.error(*m, r.path("mode"),
-                      "sentinel is not supported by this version (standalone or cluster)");
-            ok = false;
+            c.mode = RC::Mode::Sentinel;
         } else {
             ctx.error(*m, r.path("mode"),
                       "unknown mode " + quoted(s) + " (expected standalone, sentinel or cluster)");
@@ -118,15 +119,54 @@ void decodeRedis(Ctx& ctx, const ConfigNode& node, core::RedisConfig& out) {
     }
     ok = r.opt("username", c.username) && ok;
     ok = r.opt("password", c.password) && ok;
-    if (!c.username.empty() && c.password.empty()) {
-        ctx.error(r.markOf("username"), r.path("username"), "an ACL user needs a password");
-        ok = false;
+    ok = r.opt("sentinel_username", c.sentinel_username) && ok;
+    ok = r.opt("sentinel_password", c.sentinel_password) && ok;
+    for (const char* user : {"username", "sentinel_username"}) {
+        const bool sentinel = user[0] == 's';
+        if (!(sentinel ? c.sentinel_username : c.username).empty() &&
+            (sentinel ? c.sentinel_password : c.password).empty()) {
+            ctx.error(r.markOf(user), r.path(user),
+                      sentinel ? "a Sentinel ACL user needs sentinel_password"
+                               : "an ACL user needs a password");
+            ok = false;
+        }
     }
-    for (const std::string* s : {&c.username, &c.password}) {
+    const std::pair<const char*, const std::string*> secrets[] = {
+        {"username", &c.username},
+        {"password", &c.password},
+        {"sentinel_username", &c.sentinel_username},
+        {"sentinel_password", &c.sentinel_password}};
+    for (const auto& [key, s] : secrets) {
         if (s->find_first_of("\r\n") != std::string::npos) {
-            const char* key = s == &c.username ? "username" : "password";
             ctx.error(r.markOf(key), r.path(key), "must not contain a line break");
             ok = false;
+        }
+    }
+    if (const ConfigNode* n = r.get("master_name")) {
+        if (!ctx.convert(*n, r.path("master_name"), c.master_name)) {
+            ok = false;
+        } else if (c.master_name.empty() || c.master_name.size() > kMaxMasterName ||
+                   !std::all_of(c.master_name.begin(), c.master_name.end(), [](char ch) {
+                       return ch > ' ' && ch < 0x7f && ch != '"' && ch != '\\';
+                   })) {
+            ctx.error(*n, r.path("master_name"),
+                      "give the name the Sentinels monitor: 1 to 128 printable ASCII bytes, "
+                      "without spaces, quotes or backslashes");
+            ok = false;
+        }
+    }
+    if (c.mode == RC::Mode::Sentinel) {
+        if (r.get("master_name") == nullptr) {
+            ctx.error(node.mark(), r.path("master_name"),
+                      "mode sentinel needs master_name (the name the Sentinels monitor)");
+            ok = false;
+        }
+    } else {
+        for (const char* key : {"master_name", "sentinel_username", "sentinel_password"}) {
+            if (r.get(key) != nullptr) {
+                ctx.error(r.markOf(key), r.path(key), "is read in mode sentinel only");
+                ok = false;
+            }
         }
     }
     if (const ConfigNode* n = r.get("database")) {

@@ -119,7 +119,8 @@ TEST(RedisConfigTest, RefusesWhatThisVersionDoesNotDo) {
     LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n  mode: sentinel\n  tls: true\n",
                         "    store: redis\n    sync: eventually\n    batch_interval: 20s\n");
     EXPECT_FALSE(r.ok());
-    EXPECT_TRUE(has(r, Severity::Error, "redis.mode", "sentinel is not supported")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.master_name", "mode sentinel needs master_name"))
+        << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "redis.tls", "not supported")) << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.sync", "exact or batched"))
         << describe(r);
@@ -180,6 +181,75 @@ TEST(RedisConfigTest, ClusterTakesSeedsAndOnlyDatabaseZero) {
     EXPECT_TRUE(has(r, Severity::Error, "redis.database", "database 0 only")) << describe(r);
     r = load("redis:\n  addresses: [\"127.0.0.1:7000\", \"127.0.0.1:7001\"]\n");
     EXPECT_TRUE(has(r, Severity::Error, "redis.addresses", "exactly one")) << describe(r);
+}
+
+TEST(RedisConfigTest, SentinelTakesSentinelAddressesAndAMasterName) {
+    LoadResult r = load(
+        "redis:\n  mode: sentinel\n  master_name: mymaster\n"
+        "  addresses: [\"127.0.0.1:26379\", \"127.0.0.1:26380\", \"[::1]:26381\"]\n"
+        "  database: 2\n",
+        "    store: redis\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const core::RedisConfig& c = r.config->redis;
+    EXPECT_EQ(c.mode, core::RedisConfig::Mode::Sentinel);
+    EXPECT_EQ(c.master_name, "mymaster");
+    ASSERT_EQ(c.addresses.size(), 3u);
+    EXPECT_EQ(c.addresses[2].toString(), "[::1]:26381");
+    EXPECT_EQ(c.database, 2u);
+    const std::string dump = master::dumpConfigMasked(*r.config);
+    EXPECT_NE(dump.find("mode: sentinel"), std::string::npos) << dump;
+    EXPECT_NE(dump.find("master_name: \"mymaster\""), std::string::npos) << dump;
+    EXPECT_NE(dump.find("sentinel_password: ~"), std::string::npos) << dump;
+    // One Sentinel is enough (address or addresses).
+    r = load("redis:\n  mode: sentinel\n  master_name: m\n  address: \"127.0.0.1:26379\"\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+}
+
+TEST(RedisConfigTest, SentinelRefusesBadCombinations) {
+    LoadResult r = load("redis:\n  mode: sentinel\n  address: \"127.0.0.1:26379\"\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.master_name", "needs master_name")) << describe(r);
+    r = load(
+        "redis:\n  mode: sentinel\n  address: \"127.0.0.1:26379\"\n  master_name: \"a b\"\n"
+        "  sentinel_username: watcher\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.master_name", "without spaces")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.sentinel_username", "needs sentinel_password"))
+        << describe(r);
+    r = load("redis:\n  mode: sentinel\n  address: \"127.0.0.1:26379\"\n  master_name: \"\"\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.master_name", "1 to 128")) << describe(r);
+    r = load("redis:\n  mode: sentinel\n  master_name: m\n  address: \"sentinel.local:26379\"\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.address", "not the name")) << describe(r);
+    for (const char* key : {"master_name: m", "sentinel_password: x", "sentinel_username: u"}) {
+        r = load(std::string("redis:\n  address: \"127.0.0.1:6379\"\n  ") + key + "\n");
+        const std::string k(key, std::string_view(key).find(':'));
+        EXPECT_TRUE(has(r, Severity::Error, "redis." + k, "mode sentinel only")) << describe(r);
+    }
+    r = load("redis:\n  mode: cluster\n  address: \"127.0.0.1:7000\"\n  master_name: m\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.master_name", "mode sentinel only")) << describe(r);
+}
+
+TEST(RedisConfigTest, SentinelSecretsFromEnvironmentNeverAppearInDumps) {
+    const std::string secret = "s3ntinel-Pa55";
+    const std::string data_secret = "d4ta-Pa55";
+    LoadResult r = load(
+        "redis:\n  mode: sentinel\n  master_name: m\n  address: \"127.0.0.1:26379\"\n"
+        "  sentinel_username: watcher\n  sentinel_password: ${SENTINEL_PASSWORD}\n"
+        "  password: ${REDIS_PASSWORD}\n",
+        "    store: redis\n", {{"SENTINEL_PASSWORD", secret}, {"REDIS_PASSWORD", data_secret}});
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_EQ(r.config->redis.sentinel_password, secret);
+    EXPECT_EQ(r.config->redis.sentinel_username, "watcher");
+    EXPECT_EQ(r.config->redis.password, data_secret);
+    for (const std::string& dump :
+         {master::dumpConfigMasked(*r.config), master::dumpConfigUnmasked(*r.config)}) {
+        EXPECT_EQ(dump.find(secret), std::string::npos) << dump;
+        EXPECT_EQ(dump.find(data_secret), std::string::npos) << dump;
+        EXPECT_NE(dump.find("sentinel_password: \"****\""), std::string::npos) << dump;
+        EXPECT_NE(dump.find("sentinel_username: \"watcher\""), std::string::npos) << dump;
+    }
+    r = load(
+        "redis:\n  mode: sentinel\n  master_name: m\n  address: \"127.0.0.1:26379\"\n"
+        "  sentinel_password: \"a\\nb\"\n");
+    EXPECT_TRUE(has(r, Severity::Error, "redis.sentinel_password", "line break")) << describe(r);
 }
 
 TEST(RedisKeySlotTest, MatchesRedisClusterSlots) {
