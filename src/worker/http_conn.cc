@@ -440,6 +440,30 @@ void releaseUpstream(ClientConn* c, bool reusable) {
     }
 }
 
+/// A connection object (from the free list) for socket `fd` (-1: a background request), its
+/// watchers, I/O operations and timer set up, counted in the worker's connections.
+ClientConn* newConn(int fd, int kind) {
+    ClientConn* c;
+    if (g_free_clients.empty()) {
+        c = new ClientConn;
+    } else {
+        c = g_free_clients.back();
+        g_free_clients.pop_back();
+        new (c) ClientConn;
+    }
+    c->fd = fd;
+    c->kind = kind;
+    c->id = ctx().next_conn_id++;
+    ev_io_init(&c->rio, onClientRead, fd, EV_READ);
+    ev_io_init(&c->wio, onClientWrite, fd, EV_WRITE);
+    c->rx = IoOp{clientRxPrep, clientRxDone, c};
+    c->tx = IoOp{clientTxPrep, clientTxDone, c};
+    c->timer.init(onClientTimer, c);
+    c->rio.data = c->wio.data = c;
+    ++ctx().conn_count;
+    return c;
+}
+
 /// Gives the connection a request state (from the pool) if it has none.
 void attachState(ClientConn* c) {
     if (c->st != nullptr) {
@@ -1594,31 +1618,14 @@ bool copyEdits(Request& to, const HeadEdits* e) {
 /// not start (then `c` revalidates itself).
 bool startBackgroundRefresh(ClientConn* c, const mc::Found& f) {
     const std::string_view raw(c->in.readPtr(), c->head_pending);
-    ClientConn* b;
-    if (g_free_clients.empty()) {
-        b = new ClientConn;
-    } else {
-        b = g_free_clients.back();
-        g_free_clients.pop_back();
-        new (b) ClientConn;
-    }
-    b->fd = -1;
-    b->kind = c->kind;
-    b->id = ctx().next_conn_id++;
+    ClientConn* b = newConn(-1, c->kind);
     b->cache_bg = true;
     std::memcpy(b->peer_ip, c->peer_ip, sizeof b->peer_ip);
     b->peer_ip_len = c->peer_ip_len;
     std::memcpy(b->peer_bin, c->peer_bin, sizeof b->peer_bin);
     b->peer_bin_len = c->peer_bin_len;
-    ev_io_init(&b->rio, onClientRead, -1, EV_READ);
-    ev_io_init(&b->wio, onClientWrite, -1, EV_WRITE);
-    b->rx = IoOp{clientRxPrep, clientRxDone, b};
-    b->tx = IoOp{clientTxPrep, clientTxDone, b};
-    b->timer.init(onClientTimer, b);
-    b->rio.data = b->wio.data = b;
     attachState(b);
-    ++ctx().conn_count;  // it counts as a connection until it closes (graceful stops wait for it)
-    sharedTryAddConnection(0);
+    sharedTryAddConnection(0);  // a connection until it closes (graceful stops wait for it)
     b->state = ClientConn::State::Proxying;
     moveToList(b, ctx().busy_conns);
     // The request head, parsed again in this object's own buffer.
@@ -3827,17 +3834,7 @@ bool serveObservability(ClientConn* c, std::string_view path, bool metrics_liste
 }
 
 void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_kind) {
-    ClientConn* c;
-    if (g_free_clients.empty()) {
-        c = new ClientConn;
-    } else {
-        c = g_free_clients.back();
-        g_free_clients.pop_back();
-        new (c) ClientConn;
-    }
-    c->fd = fd;
-    c->kind = listener_kind;
-    c->id = ctx().next_conn_id++;
+    ClientConn* c = newConn(fd, listener_kind);
     if (peer->sa_family == AF_INET) {
         const auto* a = &reinterpret_cast<const sockaddr_in*>(peer)->sin_addr;
         inet_ntop(AF_INET, a, c->peer_ip, sizeof c->peer_ip);
@@ -3850,13 +3847,6 @@ void ClientConn::create(int fd, const sockaddr* peer, socklen_t, int listener_ki
         c->peer_bin_len = 16;
     }
     c->peer_ip_len = static_cast<uint8_t>(std::strlen(c->peer_ip));
-    ev_io_init(&c->rio, onClientRead, fd, EV_READ);
-    ev_io_init(&c->wio, onClientWrite, fd, EV_WRITE);
-    c->rx = IoOp{clientRxPrep, clientRxDone, c};
-    c->tx = IoOp{clientTxPrep, clientTxDone, c};
-    c->timer.init(onClientTimer, c);
-    c->rio.data = c->wio.data = c;
-    ++ctx().conn_count;
     if (listener_kind == static_cast<int>(master::ListenerKind::Https)) {
         const mod::tls::ServerTls* tls = mod::tls::current();
         c->ssl = tls != nullptr ? tls->accept(fd) : nullptr;

@@ -35,6 +35,16 @@ bool put(char* out, size_t cap, size_t& n, std::string_view s) {
     return true;
 }
 
+// Appends "HTTP/1.1 <status> <reason>\r\n" (the stored heads' status line).
+bool putStatusLine(unsigned status, char* out, size_t cap, size_t& n) {
+    char line[16];
+    int k = std::snprintf(line, sizeof line, "HTTP/1.1 %03u ", status % 1000u);
+    std::string_view reason = core::http::reasonPhrase(static_cast<int>(status));
+    return put(out, cap, n, std::string_view(line, static_cast<size_t>(k))) &&
+           put(out, cap, n, reason.empty() ? std::string_view("Unknown") : reason) &&
+           put(out, cap, n, "\r\n");
+}
+
 }  // namespace
 
 namespace {
@@ -285,12 +295,7 @@ StorePlan planStore(const RoutePolicy& pol, bool request_auth, const CacheContro
 size_t serializeHead(const core::http::ResponseHead& resp, char* out, size_t cap,
                      bool strip_set_cookie) {
     size_t n = 0;
-    char line[64];
-    std::string_view reason = core::http::reasonPhrase(resp.status);
-    int k = std::snprintf(line, sizeof line, "HTTP/1.1 %03u ", resp.status % 1000u);
-    if (!put(out, cap, n, std::string_view(line, static_cast<size_t>(k))) ||
-        !put(out, cap, n, reason.empty() ? std::string_view("Unknown") : reason) ||
-        !put(out, cap, n, "\r\n")) {
+    if (!putStatusLine(resp.status, out, cap, n)) {
         return 0;
     }
     for (const auto& f : resp.headers) {
@@ -324,12 +329,7 @@ bool notStored(const core::http::HeaderField& f) {
 size_t mergeHead(const core::http::ResponseHead& stored, const core::http::ResponseHead& fresh,
                  char* out, size_t cap) {
     size_t n = 0;
-    char line[64];
-    std::string_view reason = core::http::reasonPhrase(stored.status);
-    int k = std::snprintf(line, sizeof line, "HTTP/1.1 %03u ", stored.status % 1000u);
-    if (!put(out, cap, n, std::string_view(line, static_cast<size_t>(k))) ||
-        !put(out, cap, n, reason.empty() ? std::string_view("Unknown") : reason) ||
-        !put(out, cap, n, "\r\n")) {
+    if (!putStatusLine(stored.status, out, cap, n)) {
         return 0;
     }
     auto emit = [&](const core::http::HeaderField& f) {
