@@ -408,6 +408,11 @@ class MetricsFamiliesTest(MetricsBase):
                                       headers={"X-API-Key": "k" * 32}).status, 200)
         self.assertEqual(http_request(port, "GET", "/secure/x",
                                       headers={"X-API-Key": "w" * 32}).status, 401)
+        # A request is counted right after its last byte is written: on a loaded machine the
+        # scrape (on another connection, maybe another worker) can come first.
+        wait_until(lambda: self.metrics(mport).get("gateway_route_refusals_total", route="secure",
+                                                   middleware="auth", status="401") == 2,
+                   timeout=5)
         m = self.metrics(mport)
         self.assertEqual(m.get("gateway_rate_limit_rejections_total", limit="default"), 3)
         self.assertEqual(m.get("gateway_route_refusals_total", route="api",
