@@ -66,7 +66,7 @@ using core::http::ParseStatus;
 
 std::vector<ClientConn*> g_free_clients;
 std::vector<ReqState*> g_free_states;  // request states of connections gone idle or closed
-ev_timer g_pool_sweep{};  // closes idle pooled upstream connections (see poolPut)
+ev_timer g_pool_sweep{};               // closes idle pooled upstream connections (see poolPut)
 void onPoolSweep(struct ev_loop*, ev_timer* w, int) noexcept;
 std::vector<UpstreamConn*> g_free_upstreams;
 constexpr size_t kMaxFreeObjects = 4096;
@@ -785,7 +785,8 @@ void writeLocal(ClientConn* c) {
     int status = c->st->rq.replyStatus();
     c->st->meta.status = status;
     std::string_view id(c->st->meta.id, c->st->meta.id_len);
-    const core::http::HeaderList* fields = c->st->resp.headers.count != 0 ? &c->st->resp.headers : nullptr;
+    const core::http::HeaderList* fields =
+        c->st->resp.headers.count != 0 ? &c->st->resp.headers : nullptr;
     buildLocalReply(c->out, status, c->st->rq.replyError(), id, c->local_extra, c->keep_alive,
                     c->req_was_head, fields, c->st->rq.replyHasBody());
     if (c->out.overflowed) {
@@ -865,7 +866,8 @@ void keepAgents(ClientConn* c) {
     };
     keep(c->st->req.headers.find("referer"), c->st->meta.referer, sizeof c->st->meta.referer,
          c->st->meta.referer_len);
-    keep(c->st->req.headers.find("user-agent"), c->st->meta.agent, sizeof c->st->meta.agent, c->st->meta.agent_len);
+    keep(c->st->req.headers.find("user-agent"), c->st->meta.agent, sizeof c->st->meta.agent,
+         c->st->meta.agent_len);
 }
 
 void buildUpstreamHead(ClientConn* c, Buffer& b, std::string_view path) {
@@ -1076,8 +1078,9 @@ bool checkUpgrade(ClientConn* c, const RouteRt& route) {
     char list[1024];
     size_t len = 0;
     bool rewrite = false;
-    ws::Check k = ws::checkRequest(c->st->req, route.ws_any_protocol ? nullptr : &route.ws_protocols,
-                                   list, sizeof list, len, rewrite);
+    ws::Check k =
+        ws::checkRequest(c->st->req, route.ws_any_protocol ? nullptr : &route.ws_protocols, list,
+                         sizeof list, len, rewrite);
     if (k != ws::Check::Ok) {
         countUpgrade(WsUpgradeResult::Refused);
         c->in.consume(c->head_pending);
@@ -1342,9 +1345,11 @@ bool serveCached(ClientConn* c, const mc::Found& f, uint64_t age, uint8_t status
             return false;
         }
         int n = std::snprintf(cl, 24, "%llu", static_cast<unsigned long long>(body));
-        addHeader(c->st->resp.headers, "Content-Length", std::string_view(cl, static_cast<size_t>(n)));
+        addHeader(c->st->resp.headers, "Content-Length",
+                  std::string_view(cl, static_cast<size_t>(n)));
     }
-    c->st->resp.framing = c->req_was_head || body == 0 ? BodyFraming::None : BodyFraming::ContentLength;
+    c->st->resp.framing =
+        c->req_was_head || body == 0 ? BodyFraming::None : BodyFraming::ContentLength;
     c->st->resp.content_length = body;
     char* ag = c->st->rq.alloc(24);
     if (ag == nullptr) {
@@ -1516,7 +1521,8 @@ void cachePrepareRevalidation(ClientConn* c, const mc::Found& f) {
         return;
     }
     c->cache_found = f;
-    c->cache_client_nm = stored.status == 200 && mc::notModified(c->st->req.headers, stored.headers);
+    c->cache_client_nm =
+        stored.status == 200 && mc::notModified(c->st->req.headers, stored.headers);
     const std::string_view etag = mc::fieldOf(stored.headers, "etag");
     const std::string_view lm = mc::fieldOf(stored.headers, "last-modified");
     if (stored.status != 200 || (etag.empty() && lm.empty())) {
@@ -1990,7 +1996,8 @@ void cacheBeginStore(ClientConn* c) {
         }
         return;
     }
-    size_t hn = mc::serializeHead(c->st->resp, g_cache_head, sizeof g_cache_head, pol.strip_set_cookie);
+    size_t hn =
+        mc::serializeHead(c->st->resp, g_cache_head, sizeof g_cache_head, pol.strip_set_cookie);
     if (hn == 0) {
         return;
     }
@@ -2294,8 +2301,8 @@ void upstreamFailed(ClientConn* c, UpFail kind) {
             "upstream %s closed the connection after receiving %.*s %.*s (request %.*s); "
             "not sent again: the method is not idempotent",
             c->st->meta.upstream_addr, static_cast<int>(c->st->meta.method_len), c->st->meta.method,
-            static_cast<int>(c->st->meta.path_len), c->st->meta.path, static_cast<int>(c->st->meta.id_len),
-            c->st->meta.id);
+            static_cast<int>(c->st->meta.path_len), c->st->meta.path,
+            static_cast<int>(c->st->meta.id_len), c->st->meta.id);
     }
     if (may_retry) {
         retryAfterBackoff(c, !stale);  // a stale pooled connection is retried at once
@@ -2664,7 +2671,8 @@ bool onResponseHead(ClientConn* c) {
     c->resp_head_done = true;
     c->st->meta.status = c->st->resp.status;
     c->resp_framing = c->st->resp.framing;
-    c->resp_body_left = c->st->resp.framing == BodyFraming::ContentLength ? c->st->resp.content_length : 0;
+    c->resp_body_left =
+        c->st->resp.framing == BodyFraming::ContentLength ? c->st->resp.content_length : 0;
     c->resp_framed_all = c->st->resp.framing == BodyFraming::None;
     if (c->st->resp.framing == BodyFraming::UntilClose) {
         c->keep_alive = false;  // the end of the body is the end of the connection
@@ -2678,7 +2686,8 @@ bool onResponseHead(ClientConn* c) {
             abandonRequestBody(c);  // a final answer to "Expect: 100-continue": no body sent
         }
     }
-    if (c->st->resp.framing == BodyFraming::Chunked && c->st->req.version == core::http::Version::Http10) {
+    if (c->st->resp.framing == BodyFraming::Chunked &&
+        c->st->req.version == core::http::Version::Http10) {
         c->resp_dechunk = true;  // HTTP/1.0 has no chunked coding: the close ends the body
         c->keep_alive = false;
     }
@@ -2901,8 +2910,8 @@ void finishProxy(ClientConn* c) {
     if (c->cache_storing && c->resp_framed_all) {
         cacheCommit(c);
     }
-    bool reusable = c->st->resp.keep_alive && c->req_body_done && u->rbuf.empty() && u->wbuf.empty() &&
-                    c->resp_framing != BodyFraming::UntilClose;
+    bool reusable = c->st->resp.keep_alive && c->req_body_done && u->rbuf.empty() &&
+                    u->wbuf.empty() && c->resp_framing != BodyFraming::UntilClose;
     c->st->meta.upstream_time = now() - c->st->meta.upstream_start;
     releaseUpstream(c, reusable);
     finishRequest(c);
@@ -2960,8 +2969,7 @@ void pumpResponse(ClientConn* c) {
     // a pipe from here on.
     if (c->resp_framing == BodyFraming::ContentLength && c->resp_body_left >= kSpliceMin &&
         u->rbuf.empty() && c->ssl == nullptr && u->ssl == nullptr && !c->cache_storing &&
-        !c->cache_bg &&
-        ctx().pipes.enabled() && ctx().pipes.acquire(c->pipe)) {
+        !c->cache_bg && ctx().pipes.enabled() && ctx().pipes.acquire(c->pipe)) {
         c->splicing = true;
         ctx().body_pool.release(u->rbuf);
         pumpSplice(c);
@@ -3063,7 +3071,8 @@ void countRequest(ClientConn* c) {
                         ? static_cast<uint64_t>((t - c->st->meta.start) * 1e6)
                         : 0;
     if (c->st->meta.upstream_start > 0) {
-        double ut = c->st->meta.upstream_time > 0 ? c->st->meta.upstream_time : t - c->st->meta.upstream_start;
+        double ut = c->st->meta.upstream_time > 0 ? c->st->meta.upstream_time
+                                                  : t - c->st->meta.upstream_start;
         s.upstream_us = static_cast<int64_t>(std::max(ut, 0.0) * 1e6);
     }
     s.bytes_in = c->st->meta.bytes_in;
@@ -3087,7 +3096,7 @@ void finishRequest(ClientConn* c) {
     }
     if (c->st->rq.websocket) {
         countUpgrade(c->state != ClientConn::State::WritingLocal ? WsUpgradeResult::UpstreamRefused
-                     : c->st->meta.status >= 500                     ? WsUpgradeResult::UpstreamInvalid
+                     : c->st->meta.status >= 500                 ? WsUpgradeResult::UpstreamInvalid
                                                                  : WsUpgradeResult::Refused);
     }
     if (c->st->rq.chain != nullptr && c->st->rq.chain->has(Phase::Log)) {
@@ -3557,8 +3566,9 @@ void upstreamRxDone(IoOp* op, ssize_t n) {
     if (!c->resp_head_done) {
         core::http::Limits pl{8192, 65536, core::http::kMaxHeaders};
         while (true) {
-            ParseStatus st = core::http::parseResponse(u->rbuf.readPtr(), u->rbuf.size(), pl,
-                                                       c->st->resp, c->resp_scan_hint, c->req_was_head);
+            ParseStatus st =
+                core::http::parseResponse(u->rbuf.readPtr(), u->rbuf.size(), pl, c->st->resp,
+                                          c->resp_scan_hint, c->req_was_head);
             if (st == ParseStatus::Incomplete) {
                 upstreamTimer(u, readTimeout(c, u));
                 feedTlsPending(u);

@@ -202,7 +202,7 @@ public:
     bool splicing = false;
     bool req_was_head = false;
     // Response cache (a route whose `cache` is on; see README.md, "Response cache").
-    bool cache_active = false;        // the request went through the cache step: cacheRelease()
+    bool cache_active = false;  // the request went through the cache step: cacheRelease()
     // A background refresh (stale-while-revalidate): no client; its upstream answer is stored
     // and goes to nobody (see startBackgroundRefresh()).
     bool cache_bg = false;

@@ -17,12 +17,11 @@
 #include "core/log.h"
 #include "modules/websocket/frame.h"
 #include "worker/context.h"
-#include "worker/tls_io.h"
 #include "worker/http_conn.h"
-#include "worker/tls_io.h"
 #include "worker/proxy.h"
 #include "worker/server_counters.h"
 #include "worker/shared_state.h"
+#include "worker/tls_io.h"
 
 namespace photon::worker {
 
@@ -31,7 +30,7 @@ namespace mws = mod::websocket;
 /// One direction: source socket → its buffer → destination socket.
 struct WsDir {
     mws::FrameScanner scan;
-    size_t ready = 0;  // bytes at the front of the buffer passed over by the scanner, not sent
+    size_t ready = 0;     // bytes at the front of the buffer passed over by the scanner, not sent
     uint8_t ctl[8] = {};  // a close frame of ours, sent after the ready bytes
     uint8_t ctl_len = 0;
     uint8_t ctl_off = 0;
@@ -46,10 +45,10 @@ struct WsTunnel {
     ev_timer timer{};
     ClientConn* conn = nullptr;
     double started = 0;
-    double last_io = 0;   // last byte read from either side
-    double idle = 0;      // 0 = none
-    double lifetime = 0;  // 0 = none
-    double close_by = 0;  // closing or half-closed: the tunnel ends by then at the latest
+    double last_io = 0;    // last byte read from either side
+    double idle = 0;       // 0 = none
+    double lifetime = 0;   // 0 = none
+    double close_by = 0;   // closing or half-closed: the tunnel ends by then at the latest
     bool closing = false;  // we sent (or tried to send) close frames: sources are drained
 };
 
@@ -256,7 +255,8 @@ bool pump(ClientConn* c, bool c2u) {
         }
         moved += static_cast<size_t>(n);
         // (TLS may hold the rest of a record the buffer had no room for.)
-        drained = static_cast<size_t>(n) < want && (src_ssl == nullptr || SSL_has_pending(src_ssl) == 0);
+        drained =
+            static_cast<size_t>(n) < want && (src_ssl == nullptr || SSL_has_pending(src_ssl) == 0);
         t.last_io = now();
         if (c2u) {
             c->st->meta.bytes_in += static_cast<uint64_t>(n);
@@ -270,11 +270,12 @@ bool pump(ClientConn* c, bool c2u) {
         d.ready += r.consumed;
         if (r.messages != 0) {
             sharedWsCounters().messages[c2u ? 0 : 1].fetchAdd(r.messages,
-                                                               std::memory_order_relaxed);
+                                                              std::memory_order_relaxed);
         }
         if (r.error != 0) {
             LOG_INFO("websocket %s (request %.*s): %s; closing with %u",
-                     c2u ? "client" : "upstream", static_cast<int>(c->st->meta.id_len), c->st->meta.id,
+                     c2u ? "client" : "upstream", static_cast<int>(c->st->meta.id_len),
+                     c->st->meta.id,
                      r.error == mws::kCloseTooBig ? "message larger than max_message_size"
                                                   : "protocol error",
                      static_cast<unsigned>(r.error));
