@@ -14,8 +14,10 @@ new keys again once idle keys give their slots away.
 
 import os
 import random
+import resource
 import signal
 import socket
+import struct
 import threading
 import time
 
@@ -422,3 +424,198 @@ class RateTableFullUnderLoad(IntegrationTest):
         fresh, got = self.check("allow")
         self.assertEqual(set(fresh), {200})  # a new key without a slot is let through
         self.assertEqual(got, [200] * 17)
+
+
+def pss_kib(pids):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/smaps_rollup" % p) as f:
+                for line in f:
+                    if line.startswith("Pss:"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def percentile(values, q):
+    v = sorted(values)
+    return v[min(len(v) - 1, int(q * len(v)))] if v else 0.0
+
+
+class IdleAndBurst(IntegrationTest):
+    """10 000 idle keep-alive connections, then a burst of 50 000 connections (most reset at
+    once, some holding half a request head), against 2 workers started with a soft open-file
+    limit of 1024 (the master raises it for max_connections). Probes on fresh connections keep
+    being answered throughout; the idle connections cost at most 2 KiB each in the gateway
+    (PSS, beyond the kernel's socket buffers) and all still work afterwards; the slow heads get
+    their 408."""
+
+    IDLE = 10000
+    BURST = 50000
+    HOLD = 1500  # burst connections open at once
+
+    def setUp(self):
+        super().setUp()
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard < self.IDLE + 2 * self.HOLD + 500:
+            self.skipTest("open-file hard limit %d is too low" % hard)
+        self.addCleanup(resource.setrlimit, resource.RLIMIT_NOFILE, (soft, hard))
+        self.hard = hard
+
+    def start(self):
+        self.b = self.backend()
+        self.port, self.mport = free_port(), free_port()
+        cfg = base_config(self.port, [self.b], metrics_port=self.mport)
+        cfg["server"].update(worker_processes=2, max_connections=self.IDLE + 3000,
+                             connection_timeout="120s", header_read_timeout="2s",
+                             pid_file=os.path.join(self.tmpdir, "photon.pid"))
+        cfg["health_check"]["enabled"] = False
+        # photon inherits a soft limit of 1024 and must raise it itself.
+        resource.setrlimit(resource.RLIMIT_NOFILE, (1024, self.hard))
+        try:
+            self.proxy = self.photon(cfg)
+        finally:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (self.hard, self.hard))
+        wait_until(lambda: len(workers_of(self.proxy)) == 2, timeout=10)
+
+    def pids(self):
+        return [self.proxy.pid] + workers_of(self.proxy)
+
+    def open_idle(self, n):
+        req = b"GET /fixed?size=64 HTTP/1.1\r\nHost: x\r\n\r\n"
+        socks = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+            s.sendall(req)
+            got = b""
+            while not got.endswith(pattern(64)):
+                chunk = s.recv(65536)
+                if not chunk:
+                    self.fail("an idle connection was closed during its first request")
+                got += chunk
+            socks.append(s)
+        return socks
+
+    def burst(self, n, stop):
+        """n connections, at most HOLD open at once; every 10th sends half a head and is kept
+        until it gets its 408 or the burst ends. Returns (opened, refused, slow heads)."""
+        linger = struct.pack("ii", 1, 0)
+        self.slowest, self.slow_connects = 0, 0
+        held, slow = [], []
+        opened = refused = 0
+        for i in range(n):
+            if stop.is_set():
+                break
+            try:
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
+                c0 = time.monotonic()
+                s.connect(("127.0.0.1", self.port))
+                self.slowest = max(self.slowest, time.monotonic() - c0)
+                if time.monotonic() - c0 > 0.2:
+                    self.slow_connects += 1
+                opened += 1
+            except OSError:
+                refused += 1
+                s.close()
+                continue
+            if i % 10 == 0 and len(slow) < 300:
+                s.sendall(b"GET /fixed HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+                slow.append(s)
+                continue
+            held.append(s)
+            if len(held) >= self.HOLD:
+                for h in held[: self.HOLD // 2]:
+                    h.close()  # RST: no TIME_WAIT on either side
+                del held[: self.HOLD // 2]
+        for h in held:
+            h.close()
+        return opened, refused, slow
+
+    @timeout(180)
+    def test_idle_connections_and_a_connection_burst(self):
+        self.start()
+        # The master raised its limit for max_connections (2 × 13000 + 1024), up to the hard one.
+        self.proxy.wait_stderr(r"open-file limit raised from 1024 to %d" %
+                               min(self.hard, 2 * (self.IDLE + 3000) + 1024))
+        warm = self.open_idle(50)
+        for s in warm:
+            s.close()
+        time.sleep(1.0)
+        before = pss_kib(self.pids())
+        idle = self.open_idle(self.IDLE)
+        time.sleep(1.5)
+        after = pss_kib(self.pids())
+        per_conn = (after - before) * 1024 / self.IDLE
+        active = http_request(self.mport, "GET", "/dashboard/api").json()["connections"]
+        self.assertGreaterEqual(active["active"], self.IDLE, active)
+
+        # Probes during the burst: a request on a fresh connection every 20 ms.
+        stop = threading.Event()
+        lat, probe_errors = [], []
+
+        def probe():
+            while not stop.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = http_request(self.port, "GET", "/fixed?size=100", timeout=10)
+                    if r.status != 200 or r.body != pattern(100):
+                        probe_errors.append(r.status)
+                except (OSError, ProtocolError) as e:
+                    probe_errors.append(repr(e))
+                lat.append(time.monotonic() - t0)
+                time.sleep(0.02)
+
+        base = []
+        for _ in range(50):
+            t0 = time.monotonic()
+            http_request(self.port, "GET", "/fixed?size=100")
+            base.append(time.monotonic() - t0)
+        prober = threading.Thread(target=probe)
+        prober.start()
+        t0 = time.monotonic()
+        try:
+            opened, refused, slow = self.burst(self.BURST, stop)
+        finally:
+            burst_s = time.monotonic() - t0
+            stop.set()
+            prober.join(15)
+        print("idle: %d connections, PSS +%.0f bytes each; burst: %d connections in %.1f s "
+              "(%d refused, %d slow, slowest %.3f); probes: %d, p50 %.1f ms (before: %.1f ms), p99 %.1f ms, max %.1f ms"
+              % (self.IDLE, per_conn, opened, burst_s, refused, self.slow_connects, self.slowest, len(lat),
+                 percentile(lat, 0.5) * 1e3, percentile(base, 0.5) * 1e3,
+                 percentile(lat, 0.99) * 1e3, max(lat) * 1e3))
+        self.assertLessEqual(per_conn, 2048, "%.0f bytes per idle connection" % per_conn)
+        self.assertEqual(refused, 0)
+        self.assertEqual(opened, self.BURST)
+        self.assertEqual(probe_errors, [])
+        self.assertGreater(len(lat), 20)
+        # Served all along: no probe waited as long as a second (a liveness bound, not speed).
+        self.assertLess(max(lat), 1.0, sorted(lat)[-5:])
+
+        # The slow heads got their 408 (header_read_timeout 2 s) and were closed.
+        for s in slow:
+            s.settimeout(5)
+            data = b""
+            try:
+                while True:
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+            except OSError:
+                pass
+            s.close()
+            self.assertTrue(data.startswith(b"HTTP/1.1 408 "), data[:60])
+        # Every idle connection survived; a sample of them still works.
+        for s in random.sample(idle, 200):
+            s.sendall(b"GET /fixed?size=64 HTTP/1.1\r\nHost: x\r\n\r\n")
+            got = b""
+            while not got.endswith(pattern(64)):
+                chunk = s.recv(65536)
+                self.assertTrue(chunk, "an idle connection was closed by the burst")
+                got += chunk
+        for s in idle:
+            s.close()
