@@ -11,7 +11,8 @@ import socket
 import threading
 import time
 
-from harness import Conn, IntegrationTest, base_config, free_port, http_request
+from harness import (Conn, IntegrationTest, base_config, free_port, http_request,
+                     nofile_wrapper)
 from test_correctness import ScriptedUpstream
 
 
@@ -320,12 +321,7 @@ class Exhaustion(IntegrationTest):
     def test_descriptor_exhaustion_refuses_then_recovers(self):
         # The worker may hold 64 descriptors: connections beyond that wait in the listen queue
         # (accept fails with EMFILE and backs off) and are served once others close.
-        from harness import photon_binary
-        wrapper = os.path.join(self.tmpdir, "photon-nofile")
-        with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nulimit -n 64\nexec %s \"$@\"\n" % photon_binary())
-        os.chmod(wrapper, 0o755)
-        p, port = self.photon_with({}, wrapper=wrapper)
+        p, port = self.photon_with({}, wrapper=nofile_wrapper(self.tmpdir, 64))
         hogs = []
         for _ in range(100):
             s = socket.create_connection(("127.0.0.1", port), timeout=5)
