@@ -37,9 +37,9 @@ class Pki:
         os.chmod(path, 0o600)
         return path
 
-    def issue(self, stem, cn, dns=(), kind="ec", client=False, expired=False):
+    def issue(self, stem, cn, dns=(), kind="ec", client=False, expired=False, ips=()):
         """Signs a certificate; returns (cert_path, key_path). The cert file holds the leaf
-        then the CA (a full chain)."""
+        then the CA (a full chain). ``ips`` become IP subjectAltNames."""
         key = self._key(stem, kind)
         csr = os.path.join(self.dir, stem + ".csr")
         leaf = os.path.join(self.dir, stem + ".leaf.pem")
@@ -48,8 +48,9 @@ class Pki:
         with open(ext, "w") as f:
             f.write("basicConstraints=CA:FALSE\n")
             f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client else "serverAuth"))
-            if dns:
-                f.write("subjectAltName=%s\n" % ",".join("DNS:" + d for d in dns))
+            if dns or ips:
+                f.write("subjectAltName=%s\n" % ",".join(["DNS:" + d for d in dns] +
+                                                           ["IP:" + a for a in ips]))
         _run(["req", "-new", "-key", key, "-out", csr, "-subj", "/CN=" + cn], self.dir)
         self._serial += 1
         args = ["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,

@@ -220,6 +220,7 @@ bool Connection::open(const std::string& ip, uint16_t port, SSL_CTX* tls, const 
     fd_ = fd;
     state_ = State::Connecting;
     ++epoch_;
+    answered_ = false;
     if (tls != nullptr) {
         ERR_clear_error();
         ssl_ = tls::newClientSession(tls, fd, name, &session_);
@@ -306,7 +307,7 @@ void Connection::wroteBatch(worker::IoOp* op, ssize_t n) {
         return;
     }
     if (n < 0) {
-        c->fail(std::string("connection lost: ") + std::strerror(static_cast<int>(-n)));
+        c->fail(c->lost(std::strerror(static_cast<int>(-n))));
         return;
     }
     c->out_pos_ += static_cast<size_t>(n);
@@ -376,6 +377,17 @@ void Connection::drainDead() {
             w.fn(nullptr, w.arg);
         }
     }
+}
+
+std::string Connection::lost(const std::string& detail) const {
+    if (ssl_ != nullptr && !answered_ && detail.rfind("TLS: ", 0) != 0) {
+        // With TLS 1.3 the server checks the client's certificate after the client has
+        // finished its handshake: a refusal shows as a reset or a close before any reply.
+        return "TLS session ended before any reply (" + detail +
+               "): the server may want a client certificate (tls_cert, tls_key) or refuse this "
+               "one";
+    }
+    return "connection lost: " + detail;
 }
 
 void Connection::fail(const std::string& why) {
@@ -567,11 +579,11 @@ void Connection::readable() {
             return;
         }
         if (n == 0) {
-            fail("connection closed by the server");
+            fail(lost("closed by the server"));
             return;
         }
         if (n < 0) {
-            fail("connection lost: " + why);
+            fail(lost(why));
             return;
         }
         if (redisReaderFeed(reader_, buf, static_cast<size_t>(n)) != REDIS_OK) {
@@ -614,6 +626,7 @@ void Connection::dispatch() {
             error = "a reply to no command";
             break;
         }
+        answered_ = true;
         if (w.fn != nullptr) {
             w.fn(static_cast<const redisReply*>(reply), w.arg);
         }
@@ -660,7 +673,7 @@ void Connection::flush() {
             return;
         }
         if (n < 0) {
-            fail("connection lost: " + why);
+            fail(lost(why));
             return;
         }
         out_pos_ += static_cast<size_t>(n);

@@ -160,6 +160,8 @@ private:
     /// TLS) is not ready, else -errno with `why` set.
     ssize_t receive(char* buf, size_t len, std::string& why);
     ssize_t transmit(const char* buf, size_t len, bool& want_read, std::string& why);
+    /// Why a read or write failed, for the log (`detail`: the system's or OpenSSL's reason).
+    std::string lost(const std::string& detail) const;
     void fail(const std::string& why);
     void shutdownIo();
     void drainDead();
@@ -186,6 +188,7 @@ private:
     redisReader* reader_ = nullptr;
     ReplyArena arena_;
     uint64_t epoch_ = 0;        // bumped by every open() and close()
+    bool answered_ = false;     // a reply came on this connection since open()
     uint32_t dispatching_ = 0;  // depth of reply callbacks of this connection on the stack
 };
 

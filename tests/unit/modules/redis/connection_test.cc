@@ -167,7 +167,7 @@ TEST_F(RedisConnectionTest, ServerCloseFailsPendingCommandsThenReports) {
     ASSERT_EQ(seen_.size(), 3u);
     EXPECT_EQ(seen_[0].what, "nil");
     EXPECT_EQ(seen_[1].what, "nil");
-    EXPECT_EQ(seen_[2].what, "event:connection closed by the server");
+    EXPECT_EQ(seen_[2].what, "event:connection lost: closed by the server");
     EXPECT_FALSE(conn_->isOpen());
 }
 
