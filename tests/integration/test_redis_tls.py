@@ -9,10 +9,13 @@ a key; a wrong CA and a name that does not match are store errors (on_store_erro
 a log line saying why, and no connection comes up; mutual TLS (`--tls-auth-clients yes`) with a
 client certificate, and without one refused; Redis killed and restarted on its port under load
 over TLS (no request waits past its deadline, recovery without a reload); a Sentinel and its
-master both over TLS; and certificate files that cannot be loaded are config errors.
+master both over TLS; a reload from a plain server to a TLS one, and a reload with a CA file
+that does not load refused while the running configuration keeps serving; and certificate files
+that cannot be loaded are config errors.
 """
 
 import os
+import signal
 import socket
 import ssl
 import subprocess
@@ -280,6 +283,40 @@ class RedisTlsTest(RedisTestBase):
         wait_until(lambda: "cmd=subscribe" in sentinel.command("CLIENT", "LIST"), timeout=10,
                    msg="no subscription on the sentinel: %r"
                    % (sentinel.command("CLIENT", "LIST"),))
+
+    @timeout(90)
+    def test_reload_to_tls_and_a_bad_ca_file_at_reload(self):
+        plain = self.redis()
+        lim = self.lim(burst=2)
+        p = self.start_redis_photon(plain, lim, {"command_timeout": "3s"}, metrics=True,
+                                    workers=2)
+        self.wait_redis_up(p)
+        self.assertEqual(self.statuses(3), [200, 200, 429])
+        # Reloaded to a TLS server: the master makes the new context, the new workers use it.
+        r = self.tls_redis()
+        cfg = self.redis_config(r, lim, {"tls": {"ca_file": self.pki.ca},
+                                         "command_timeout": "3s"}, self.mport, workers=2)
+        cfg["server"]["pid_file"] = self.proxy_pid_file
+        self.reload(p, cfg, 2)
+        self.wait_redis_up(p)
+        self.assertEqual(self.statuses(3), [200, 200, 429])
+        self.assertEqual(r.command("DBSIZE"), 1)
+        # A CA file that does not load: the reload is refused and the running one stays.
+        bad = os.path.join(self.tmpdir, "garbage-ca.pem")
+        with open(bad, "w") as f:
+            f.write("garbage\n")
+        workers = sorted(p.worker_pids())
+        cfg["redis"]["tls"] = {"ca_file": bad}
+        name, fmt = os.path.splitext(os.path.basename(p.config))
+        write_config(os.path.dirname(p.config), cfg, fmt[1:], name=name)
+        p.signal(signal.SIGHUP)
+        p.wait_stderr(r"redis\.tls: ca_file %s: cannot load it" % bad)
+        time.sleep(0.5)
+        self.assertEqual(sorted(p.worker_pids()), workers)
+        self.assertEqual(self.health()["redis"]["state"], "up")
+        self.assertIn(self.status(), (200, 429))  # decided by the TLS server still
+        self.assertEqual(self.errors(), 0)
+        self.assertEqual(r.command("DBSIZE"), 1)
 
     def test_unloadable_certificate_files_are_config_errors(self):
         bad = os.path.join(self.tmpdir, "bad.pem")
