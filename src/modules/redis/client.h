@@ -98,9 +98,10 @@ public:
     void timedOut(const SentOn& where);
 
     /// A command sent on `where` got a READONLY error: in sentinel mode the server is a replica
-    /// now, so the connection is closed (after the replies already on their way) and the
-    /// Sentinels are asked for the master again. Other modes: nothing. May be called from
-    /// inside the command's reply callback.
+    /// now, so the connection is closed (its other pending commands fail once the running
+    /// reply callback returns: the server would refuse them too) and the Sentinels are asked
+    /// for the master again. Other modes: nothing. May be called from inside the command's
+    /// reply callback.
     void readOnly(const SentOn& where);
 
     /// Sentinel mode: the master's "ip:port" as the Sentinels last named it, or empty when no
