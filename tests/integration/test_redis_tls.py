@@ -9,7 +9,7 @@ a key; a wrong CA and a name that does not match are store errors (on_store_erro
 a log line saying why, and no connection comes up; mutual TLS (`--tls-auth-clients yes`) with a
 client certificate, and without one refused; Redis killed and restarted on its port under load
 over TLS (no request waits past its deadline, recovery without a reload); a Sentinel and its
-master both over TLS; a reload from a plain server to a TLS one, and a reload with a CA file
+master both over TLS; a Redis Cluster over TLS (its bus too); a reload from a plain server to a TLS one, and a reload with a CA file
 that does not load refused while the running configuration keeps serving; and certificate files
 that cannot be loaded are config errors.
 """
@@ -283,6 +283,49 @@ class RedisTlsTest(RedisTestBase):
         wait_until(lambda: "cmd=subscribe" in sentinel.command("CLIENT", "LIST"), timeout=10,
                    msg="no subscription on the sentinel: %r"
                    % (sentinel.command("CLIENT", "LIST"),))
+
+    @timeout(120)
+    def test_cluster_over_tls(self):
+        from test_redis_cluster import REDIS_CLI, cli
+        if not os.path.exists(REDIS_CLI):
+            self.fail("redis-cli is not installed (contrib/install-deps.sh installs redis-tools)")
+        nodes = []
+        # The cluster bus is TLS too (tls-cluster), where nodes show their certificate as
+        # clients; CLUSTER SLOTS names the TLS ports.
+        cert = self.pki.issue("node", "node", ips=("127.0.0.1",), both=True)
+        for _ in range(3):
+            n = self.tls_redis(cert=cert, extra=["--cluster-enabled", "yes",
+                                      "--cluster-port", str(free_port()),
+                                      "--cluster-config-file", "nodes.conf",
+                                      "--cluster-node-timeout", "3000",
+                                      "--tls-cluster", "yes", "--tls-replication", "yes"])
+            nodes.append(n)
+        rc, out = cli("--tls", "--cacert", self.pki.ca, "--cluster", "create",
+                      *["127.0.0.1:%d" % n.port for n in nodes], "--cluster-replicas", "0",
+                      "--cluster-yes")
+        self.assertEqual(rc, 0, out)
+
+        def cluster_ok():
+            return all("cluster_state:ok" in n.command("CLUSTER", "INFO") for n in nodes)
+        wait_until(cluster_ok, timeout=20, msg="the cluster never reached cluster_state:ok")
+        self.start_redis_photon(nodes[0], self.lim(key="header:X-Key", burst=2),
+                                {"mode": "cluster", "address": None,
+                                 "addresses": ["127.0.0.1:%d" % nodes[0].port],
+                                 "tls": {"ca_file": self.pki.ca}, "command_timeout": "3s"},
+                                metrics=True, workers=2)
+        wait_until(lambda: self.health()["redis"]["state"] == "up"
+                   and self.health()["redis"]["nodes"] == 3, timeout=15,
+                   msg="photon never loaded the slot map: %r" % (self.health(),))
+        with Conn(self.port) as c:
+            for i in range(30):
+                k = "tls-key-%02d" % i
+                got = [c.request("GET", "/api/x", headers=[("X-Key", k)]).status
+                       for _ in range(3)]
+                self.assertEqual(got, [200, 200, 429], k)
+        sizes = [n.command("DBSIZE") for n in nodes]
+        self.assertEqual(sum(sizes), 30, sizes)
+        self.assertTrue(all(x > 0 for x in sizes), sizes)
+        self.assertEqual(self.errors(), 0)
 
     @timeout(90)
     def test_reload_to_tls_and_a_bad_ca_file_at_reload(self):
