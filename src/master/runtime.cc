@@ -18,6 +18,7 @@
 #include "modules/balancer/upstream_table.h"
 #include "modules/cache/cache.h"
 #include "modules/metrics/store.h"
+#include "modules/redis/client.h"
 #include "modules/registry.h"
 #include "modules/tls/client_tls.h"
 #include "modules/tls/server_tls.h"
@@ -420,6 +421,10 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
     if (auto r = mapMetrics(*p.value()); !r.ok()) {
         return core::fail("shared memory: ", r.error().msg);
     }
+    // The workers forked next inherit it.
+    if (auto r = mod::redis::installTlsContext(c.redis); !r.ok()) {
+        return core::fail("redis.tls: ", r.error().msg);
+    }
     g_proxy = std::move(p.value());
     publishAddresses(*g_proxy);
     return {};
@@ -435,6 +440,9 @@ core::Result<void> reloadSharedState(const core::Config& c) {
     }
     if (auto r = mapMetrics(*p.value()); !r.ok()) {
         return core::fail("shared memory: ", r.error().msg);
+    }
+    if (auto r = mod::redis::installTlsContext(c.redis); !r.ok()) {
+        return core::fail("redis.tls: ", r.error().msg);
     }
     g_old_proxies.push_back(std::move(g_proxy));
     g_proxy = std::move(p.value());
@@ -452,13 +460,19 @@ core::Result<std::unique_ptr<mod::tls::ServerTls>> buildServerTls(
                 continue;
             }
             auto ctx =
-                mod::tls::makeClientContext({u.tls_verify, u.ca_file, u.tls_cert, u.tls_key});
+                mod::tls::makeClientContext({u.tls_verify, u.ca_file, u.tls_cert, u.tls_key, true});
             if (!ctx.ok()) {
                 return core::fail("load_balancing.backends.", b.name, " upstream ",
                                   u.address.toString(), ": ", ctx.error().msg);
             }
             SSL_CTX_free(ctx.value());
         }
+    }
+    // Likewise the Redis client context (made again by setupSharedState / reloadSharedState).
+    if (auto ctx = mod::redis::makeTlsContext(c.redis); !ctx.ok()) {
+        return core::fail("redis.tls: ", ctx.error().msg);
+    } else if (ctx.value() != nullptr) {
+        SSL_CTX_free(ctx.value());
     }
     if (!c.server.https_addr) {
         return std::unique_ptr<mod::tls::ServerTls>();
