@@ -139,6 +139,16 @@ def photon_binary():
     return os.environ.get("PHOTON_BIN") or os.path.join(REPO_ROOT, "build", "photon")
 
 
+def sanitized(pid):
+    """True if process ``pid`` runs with AddressSanitizer's runtime (a --with-sanitizers
+    build), whose red zones and quarantine make its memory figures larger."""
+    try:
+        with open("/proc/%d/maps" % pid) as f:
+            return "libasan" in f.read()
+    except OSError:
+        return False
+
+
 def nofile_wrapper(tmpdir, n):
     """The path of a script that runs photon with an open-file limit of ``n``, soft and hard
     (the master raises a soft limit up to the hard one for max_connections); pass it to
