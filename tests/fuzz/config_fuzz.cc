@@ -123,6 +123,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                      x.health_check == y.health_check ? "" : " health_check",
                      x.metrics == y.metrics ? "" : " metrics", x.cache == y.cache ? "" : " cache",
                      x.redis == y.redis ? "" : " redis");
+        std::fprintf(stderr, "--- dump:\n%s", dump.c_str());
     }
     FUZZ_CHECK(*a.config == *b.config);
     FUZZ_CHECK(master::dumpConfigUnmasked(*b.config) == dump);

@@ -1358,6 +1358,22 @@ TEST(ConfigLoaderTest, UnmaskedDumpReadsBackToTheSameModel) {
     }
 }
 
+// Found by config_fuzz: with only named instances the dump said "middleware: {}", so
+// `photon -t -l debug` hid them and the dump read back to a config without them.
+TEST(ConfigLoaderTest, DumpShowsNamedMiddlewareWithoutADefaultBlock) {
+    LoadResult a = loadYaml(baseYaml("", "", "    middleware: [\"rate_limit:login\"]\n",
+                                     "middleware:\n"
+                                     "  \"rate_limit:login\":\n"
+                                     "    requests_per_second: 5\n    key: ip\n"));
+    ASSERT_TRUE(a.ok()) << describe(a);
+    std::string dump = dumpConfigUnmasked(*a.config);
+    EXPECT_EQ(dump.find("middleware: {}"), std::string::npos) << dump;
+    EXPECT_NE(dump.find("\"rate_limit:login\":"), std::string::npos) << dump;
+    LoadResult b = loadConfigString(dump, "yaml", "dump.yaml", kNoEnv, kResolver);
+    ASSERT_TRUE(b.ok()) << describe(b) << dump;
+    EXPECT_TRUE(*a.config == *b.config) << dump;
+}
+
 TEST(ConfigLoaderTest, MaskedDumpHidesSecrets) {
     LoadResult jwt = loadFile("tests/fixtures/config/full.yaml");
     ASSERT_TRUE(jwt.ok());
