@@ -90,13 +90,19 @@ $(B)/micro_bench: $(BENCH_OBJS) $(B)/libphoton.a
 # the sources its `// fuzz-sources:` line names (`all`: every library source); each source is
 # compiled once, with coverage instrumentation and the sanitizers, into $(B)/fuzz/obj/ and shared
 # by the targets that name it.
-FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer-no-link,address,undefined -Isrc -Iinclude \
+# UBSan findings abort, like ASan's, so that libFuzzer keeps the input and a smoke run fails.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN) -Isrc -Iinclude \
 	-I$(B) $(PKG_CFLAGS) -MMD -MP
 fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' tests/fuzz/$(1).cc)
 fuzz_objs = $(patsubst %.cc,$(B)/fuzz/obj/%.o,tests/fuzz/$(1).cc \
 	$(if $(filter all,$(call fuzz_sources,$(1))),$(LIB_SRCS),$(call fuzz_sources,$(1))))
 
-$(B)/fuzz/obj/%.o: %.cc $(B)/config.h
+$(B)/fuzz/flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(CLANGXX) $(FUZZ_CXXFLAGS)' | cmp -s - $@ || echo '$(CLANGXX) $(FUZZ_CXXFLAGS)' > $@
+
+$(B)/fuzz/obj/%.o: %.cc $(B)/fuzz/flags $(B)/config.h
 	@mkdir -p $(@D)
 	@test -n "$(CLANGXX)" || { echo "no clang++ with libFuzzer: install clang libclang-rt-14-dev and re-run ./configure"; exit 1; }
 	$(CLANGXX) $(FUZZ_CXXFLAGS) -c $< -o $@
@@ -106,7 +112,7 @@ $(B)/fuzz/obj/src/worker/metrics_export.o: $(B)/gen/dashboard_html.inc
 
 .SECONDEXPANSION:
 $(B)/fuzz/%: $$(call fuzz_objs,$$*)
-	$(CLANGXX) -fsanitize=fuzzer,address,undefined $^ -o $@ $(LIBS)
+	$(CLANGXX) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ $(LIBS)
 
 # make check builds on every core unless the caller chose a job count.
 CHECK_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
