@@ -4,6 +4,7 @@
 #   make check      build with warnings as errors and run every test (last line: N passed, N failed)
 #   make bench      micro-benchmarks (Google Benchmark); make bench-load runs the wrk comparison
 #   make fuzz       run the fuzz targets for FUZZ_SECONDS each (default 60)
+#   make check-sanitizers   make check under ASan+UBSan in a copy of the tree (build-san/)
 #   make run        build, start the demo backends and run the gateway on conf/photon.yaml
 #   make install / uninstall   honour DESTDIR and the configured paths
 #   make lib        libphoton: build/libphoton.a, build/libphoton.so and build/photon.pc
@@ -36,7 +37,7 @@ FUZZ_SRCS := $(shell find tests/fuzz -maxdepth 1 -name '*_fuzz.cc' 2>/dev/null |
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.cc=$(B)/fuzz/%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all check unit integration fuzz fuzz-smoke bench bench-load run install uninstall \
+.PHONY: all check check-sanitizers unit integration fuzz fuzz-smoke bench bench-load run install uninstall \
 	lib install-lib uninstall-lib clean FORCE
 
 all: $(B)/photon
@@ -120,6 +121,9 @@ CHECK_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || ec
 check:
 	@$(MAKE) --no-print-directory $(CHECK_JOBS) WERROR=1 $(B)/photon $(B)/unit_tests lib $(B)/fake_resolver.so $(if $(CLANGXX),$(FUZZ_BINS),)
 	@sh tests/run-all.sh
+
+check-sanitizers:
+	@sh contrib/check-sanitizers.sh
 
 unit: $(B)/unit_tests
 	$(B)/unit_tests

@@ -888,6 +888,31 @@ struct CacheConfig {
 
 /// `redis` (new, optional block): the server that holds the counters of limits with
 /// `store: redis`.
+/// `redis.tls` (new): TLS to the Redis servers, with the upstreams' key names (UpstreamConfig).
+/// Given as a boolean (`tls: true` = enabled with the defaults) or as this block.
+struct RedisTlsConfig {
+    /// enabled: default false without the block, true when the block is given.
+    bool enabled = false;
+    /// tls_verify: verify the server's certificate chain and name (sni_hostname, else the
+    /// address connected to, which the certificate must then carry as an IP SAN). Default true;
+    /// false is warned about at load.
+    bool tls_verify = true;
+    /// ca_file: PEM CAs the servers' certificates must chain to. Empty = the system's store.
+    std::string ca_file;
+    /// tls_cert / tls_key: client certificate (chain, leaf first) and key (PEM, no pass
+    /// phrase) for servers that want one (`tls-auth-clients yes`). Empty = none.
+    std::string tls_cert;
+    std::string tls_key;
+    /// sni_hostname: TLS server name sent and verified for every server (cluster nodes and
+    /// Sentinel-named masters included). Absent = no SNI, and the certificate must carry the IP
+    /// address connected to.
+    std::optional<std::string> sni_hostname;
+    /// sentinels (sentinel mode): the Sentinels are spoken to over TLS too. Default true.
+    bool sentinels = true;
+
+    bool operator==(const RedisTlsConfig&) const = default;
+};
+
 struct RedisConfig {
     enum class Mode : uint8_t { Standalone, Sentinel, Cluster };
     /// True when the block was present.
@@ -922,6 +947,8 @@ struct RedisConfig {
     std::string key_prefix = "photon:rl:";
     /// pool_size: connections per worker process, 1-16. Default 2.
     uint32_t pool_size = 2;
+    /// tls: see RedisTlsConfig.
+    RedisTlsConfig tls;
 
     bool operator==(const RedisConfig&) const = default;
 };

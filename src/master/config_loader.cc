@@ -1944,6 +1944,20 @@ private:
         kv("retry_interval", dur(r.retry_interval));
         kv("key_prefix", str(r.key_prefix));
         kv("pool_size", std::to_string(r.pool_size));
+        section("tls");
+        kv("enabled", boolean(r.tls.enabled));
+        if (r.tls.enabled) {
+            // Paths only: the files' contents (keys) are never shown.
+            kv("tls_verify", boolean(r.tls.tls_verify));
+            kv("ca_file", r.tls.ca_file.empty() ? "~" : str(r.tls.ca_file));
+            kv("tls_cert", r.tls.tls_cert.empty() ? "~" : str(r.tls.tls_cert));
+            kv("tls_key", r.tls.tls_key.empty() ? "~" : str(r.tls.tls_key));
+            kv("sni_hostname", optStr(r.tls.sni_hostname));
+            if (r.mode == Mode::Sentinel) {
+                kv("sentinels", boolean(r.tls.sentinels));
+            }
+        }
+        end();
         end();
     }
 

@@ -7,6 +7,7 @@
 #include <poll.h>
 #include <pwd.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -14,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstdlib>
@@ -26,9 +28,9 @@
 #include "master/config_loader.h"
 #include "master/process.h"
 #include "master/runtime.h"
-#include "modules/tls/server_tls.h"
 #include "modules/health/helper.h"
 #include "modules/metrics/store.h"
+#include "modules/tls/server_tls.h"
 #include "shm/segment.h"
 #include "worker/proxy.h"
 #include "worker/worker.h"
@@ -62,6 +64,43 @@ constexpr int64_t kCrashWindowUs = 2'000'000;  // a worker dying sooner than thi
 constexpr int64_t kMaxBackoffUs = 10'000'000;  // crash-loop backoff ceiling
 
 }  // namespace
+
+/// Raises the soft open-file limit (inherited by the workers forked after) to what
+/// server.max_connections may need in one worker: a client and an upstream descriptor per
+/// connection, plus room for listeners, pools, logs and health checks. Never lowers it; warns
+/// when not even one descriptor per connection is allowed (connections beyond the descriptors
+/// left wait in the listen queue: EMFILE pauses accepting).
+void fitOpenFileLimit(const core::Config& c) {
+    struct rlimit rl {};
+    if (::getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+        return;
+    }
+    const uint64_t want = std::min<uint64_t>(c.server.max_connections, 1ULL << 30) * 2 + 1024;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < want) {
+        const rlim_t old = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max == RLIM_INFINITY ? want : std::min<rlim_t>(rl.rlim_max, want);
+        if (rl.rlim_cur > old && ::setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+            rl.rlim_cur = old;
+        }
+        if (rl.rlim_cur > old) {
+            LOG_INFO("open-file limit raised from %llu to %llu for max_connections %llu",
+                     static_cast<unsigned long long>(old),
+                     static_cast<unsigned long long>(rl.rlim_cur),
+                     static_cast<unsigned long long>(c.server.max_connections));
+        }
+    }
+    // Upstream connections are pooled and shared, so one descriptor per client connection is
+    // the least that can work.
+    const uint64_t least = want - std::min<uint64_t>(c.server.max_connections, 1ULL << 30);
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < least) {
+        LOG_WARN(
+            "open-file limit %llu is below the %llu that max_connections %llu needs "
+            "(raise the hard limit: LimitNOFILE= in the service, ulimit -Hn); connections "
+            "beyond it wait in the listen queue",
+            static_cast<unsigned long long>(rl.rlim_cur), static_cast<unsigned long long>(least),
+            static_cast<unsigned long long>(c.server.max_connections));
+    }
+}
 
 std::string pidPathOf(const core::Config& c) {
     const std::string& p = runtimePidFile(c);
@@ -109,9 +148,10 @@ bool sendListeners(const std::string& path, const std::vector<Listener>& ls) {
             socklen_t plen = sizeof peer;
             if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &peer, &plen) != 0 ||
                 peer.uid != ::geteuid()) {
-                LOG_ERROR("upgrade: %s is held by uid %d, not ours: the sockets are not handed "
-                          "over",
-                          path.c_str(), static_cast<int>(peer.uid));
+                LOG_ERROR(
+                    "upgrade: %s is held by uid %d, not ours: the sockets are not handed "
+                    "over",
+                    path.c_str(), static_cast<int>(peer.uid));
                 ::close(fd);
                 return false;
             }
@@ -190,8 +230,8 @@ std::vector<Listener> receiveListeners(const std::string& path) {
     ::unlink(path.c_str());
     ucred peer{};
     socklen_t plen = sizeof peer;
-    if (c >= 0 && (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &peer, &plen) != 0 ||
-                   peer.uid != ::geteuid())) {
+    if (c >= 0 &&
+        (::getsockopt(c, SOL_SOCKET, SO_PEERCRED, &peer, &plen) != 0 || peer.uid != ::geteuid())) {
         std::fprintf(stderr, "photon: --upgrade: refusing sockets from uid %d\n",
                      static_cast<int>(peer.uid));
         ::close(c);
@@ -293,8 +333,8 @@ void Master::upgrade() {
         std::_Exit(127);
     }
     new_master_ = pid;
-    LOG_NOTICE("received SIGUSR2: started %s as new master %d on the same sockets",
-               g_exe.c_str(), static_cast<int>(pid));
+    LOG_NOTICE("received SIGUSR2: started %s as new master %d on the same sockets", g_exe.c_str(),
+               static_cast<int>(pid));
 }
 
 int upgradeCommand(const std::string& pid_path) {
@@ -354,7 +394,8 @@ int reloadCommand(const std::string& pid_path) {
     auto seg = shm::MappedSegment::attachExisting(
         shm::segmentName(shm::instanceName(pid_path), "metrics"), mod::metrics::kLayoutVersion);
     const mod::metrics::MasterStatsShm* stats = nullptr;
-    if (seg.ok() && seg.value().size() >= shm::kSegmentHeaderBytes + sizeof(mod::metrics::MasterStatsShm)) {
+    if (seg.ok() &&
+        seg.value().size() >= shm::kSegmentHeaderBytes + sizeof(mod::metrics::MasterStatsShm)) {
         stats = reinterpret_cast<const mod::metrics::MasterStatsShm*>(seg.value().body());
     }
     const uint64_t ok0 = stats ? stats->reloads_ok.load() : 0;
@@ -426,8 +467,7 @@ int Master::run() {
             l.addr = item.substr(eq + 1);
             int listening = 0;
             socklen_t len = sizeof listening;
-            if (l.fd > 2 &&
-                ::getsockopt(l.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
+            if (l.fd > 2 && ::getsockopt(l.fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == 0 &&
                 listening != 0) {
                 inherited.push_back(l);
             }
@@ -463,12 +503,12 @@ int Master::run() {
         }
         installServerTls(std::move(tls.value()));
     }
+    fitOpenFileLimit(*config_);
     if (auto r = setupSharedState(*config_, pid_path_); !r.ok()) {
         std::fprintf(stderr, "photon: %s\n", r.error().msg.c_str());
         return 1;
     }
-    mod::metrics::masterStarted(generation_,
-                                static_cast<uint32_t>(runtimeWorkerCount(*config_)));
+    mod::metrics::masterStarted(generation_, static_cast<uint32_t>(runtimeWorkerCount(*config_)));
     int ready_fd = -1;
     if (cli_.daemon) {
         auto r = daemonize();
@@ -499,8 +539,9 @@ int Master::run() {
         spawnHelper();
     }
     for (const auto& l : listeners_) {
-        LOG_NOTICE("listening on %s%s", l.addr.c_str(),
-                   l.kind == ListenerKind::Metrics ? " (metrics, /health, /ready, /dashboard)" : "");
+        LOG_NOTICE(
+            "listening on %s%s", l.addr.c_str(),
+            l.kind == ListenerKind::Metrics ? " (metrics, /health, /ready, /dashboard)" : "");
     }
     LOG_NOTICE("photon %s started: master pid %d, %zu worker(s)", PHOTON_VERSION,
                static_cast<int>(getpid()), slots_.size());
@@ -652,8 +693,8 @@ void dropPrivileges(const RunAs& r) {
     if (!r.active) {
         return;
     }
-    if (::initgroups(r.user.c_str(), r.gid) != 0 || ::setgid(r.gid) != 0 ||
-        ::setuid(r.uid) != 0 || ::setuid(0) == 0) {
+    if (::initgroups(r.user.c_str(), r.gid) != 0 || ::setgid(r.gid) != 0 || ::setuid(r.uid) != 0 ||
+        ::setuid(0) == 0) {
         LOG_ERROR("cannot run as user %s (uid %d, gid %d): %s", r.user.c_str(),
                   static_cast<int>(r.uid), static_cast<int>(r.gid), std::strerror(errno));
         std::_Exit(1);
@@ -972,6 +1013,7 @@ void Master::reload() {
     installServerTls(std::move(tls.value()));
     ++generation_;
     applyRuntimeLogSettings(*config_, cli_.log_level.has_value());
+    fitOpenFileLimit(*config_);
 
     // Old workers finish their requests and exit; new ones start on the new configuration.
     for (auto& s : slots_) {

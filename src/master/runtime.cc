@@ -3,22 +3,25 @@
 #include "master/runtime.h"
 
 #include <openssl/rand.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <optional>
 
 #include "core/config.h"
 #include "core/log.h"
-#include "modules/cache/cache.h"
 #include "modules/balancer/balancer_layout.h"
 #include "modules/balancer/config.h"
 #include "modules/balancer/upstream_table.h"
+#include "modules/cache/cache.h"
 #include "modules/metrics/store.h"
+#include "modules/redis/client.h"
+#include "modules/registry.h"
 #include "modules/tls/client_tls.h"
 #include "modules/tls/server_tls.h"
-#include "modules/registry.h"
 #include "shm/segment.h"
 #include "shm/seqlock.h"
 #include "shm/slot_table.h"
@@ -67,8 +70,7 @@ core::Result<void> mapMetrics(worker::Proxy& p) {
         cur.geo.upstream_rows < need.upstream_rows / 2) {
         // Fresh (or too small: a new, larger segment; workers still on the old one keep it).
         auto seg = shm::MappedSegment::create(shm::segmentName(g_state.instance, "metrics"),
-                                              need.bytes(), mx::kLayoutVersion,
-                                              need.fingerprint());
+                                              need.bytes(), mx::kLayoutVersion, need.fingerprint());
         if (!seg.ok()) {
             return seg.error();
         }
@@ -290,11 +292,19 @@ core::Result<std::vector<Listener>> reopenRuntimeListeners(const core::Config& c
     if (c.metrics.metrics_addr) {
         want.push_back({c.metrics.metrics_addr->toString(), ListenerKind::Metrics});
     }
+    // The accept queue of the client listeners holds up to max_connections (as HAProxy's
+    // backlog follows maxconn; the kernel caps it at net.core.somaxconn): a burst of new
+    // connections waits there while the workers take them, instead of having its SYNs dropped
+    // (a second's wait for the client each) once nginx's 511 are queued.
+    const int client_backlog =
+        static_cast<int>(std::clamp<uint64_t>(c.server.max_connections, 511, 65535));
     std::vector<Listener> out;
     for (const auto& w : want) {
+        const int backlog = w.kind == ListenerKind::Metrics ? 511 : client_backlog;
         bool reused = false;
         for (const auto& l : current) {
             if (l.addr == w.addr && l.fd >= 0) {
+                ::listen(l.fd, backlog);  // a reload may change max_connections
                 Listener k = l;
                 k.kind = w.kind;
                 out.push_back(k);
@@ -305,7 +315,7 @@ core::Result<std::vector<Listener>> reopenRuntimeListeners(const core::Config& c
         if (reused) {
             continue;
         }
-        auto r = openListener(w.addr, w.kind);
+        auto r = openListener(w.addr, w.kind, backlog);
         if (!r.ok()) {
             // Close only what this call opened.
             for (auto& l : out) {
@@ -360,7 +370,8 @@ core::Result<void> mapCache(const core::Config& c) {
         st.blockCount() == blocks) {
         return {};
     }
-    const uint64_t fingerprint = (uint64_t{entries} << 32) ^ blocks ^ (uint64_t{mc::kBlockSize} << 20);
+    const uint64_t fingerprint =
+        (uint64_t{entries} << 32) ^ blocks ^ (uint64_t{mc::kBlockSize} << 20);
     auto seg = shm::MappedSegment::create(shm::segmentName(g_state.instance, "cache"),
                                           mc::Store::bodyBytes(entries, blocks),
                                           mc::kCacheLayoutVersion, fingerprint);
@@ -410,6 +421,10 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
     if (auto r = mapMetrics(*p.value()); !r.ok()) {
         return core::fail("shared memory: ", r.error().msg);
     }
+    // The workers forked next inherit it.
+    if (auto r = mod::redis::installTlsContext(c.redis); !r.ok()) {
+        return core::fail("redis.tls: ", r.error().msg);
+    }
     g_proxy = std::move(p.value());
     publishAddresses(*g_proxy);
     return {};
@@ -426,6 +441,9 @@ core::Result<void> reloadSharedState(const core::Config& c) {
     if (auto r = mapMetrics(*p.value()); !r.ok()) {
         return core::fail("shared memory: ", r.error().msg);
     }
+    if (auto r = mod::redis::installTlsContext(c.redis); !r.ok()) {
+        return core::fail("redis.tls: ", r.error().msg);
+    }
     g_old_proxies.push_back(std::move(g_proxy));
     g_proxy = std::move(p.value());
     publishAddresses(*g_proxy);
@@ -441,13 +459,20 @@ core::Result<std::unique_ptr<mod::tls::ServerTls>> buildServerTls(
             if (!u.tls) {
                 continue;
             }
-            auto ctx = mod::tls::makeClientContext({u.tls_verify, u.ca_file, u.tls_cert, u.tls_key});
+            auto ctx =
+                mod::tls::makeClientContext({u.tls_verify, u.ca_file, u.tls_cert, u.tls_key, true});
             if (!ctx.ok()) {
                 return core::fail("load_balancing.backends.", b.name, " upstream ",
                                   u.address.toString(), ": ", ctx.error().msg);
             }
             SSL_CTX_free(ctx.value());
         }
+    }
+    // Likewise the Redis client context (made again by setupSharedState / reloadSharedState).
+    if (auto ctx = mod::redis::makeTlsContext(c.redis); !ctx.ok()) {
+        return core::fail("redis.tls: ", ctx.error().msg);
+    } else if (ctx.value() != nullptr) {
+        SSL_CTX_free(ctx.value());
     }
     if (!c.server.https_addr) {
         return std::unique_ptr<mod::tls::ServerTls>();
@@ -459,7 +484,9 @@ core::Result<std::unique_ptr<mod::tls::ServerTls>> buildServerTls(
     return std::move(t.value());
 }
 
-void installServerTls(std::unique_ptr<mod::tls::ServerTls> t) { mod::tls::setCurrent(std::move(t)); }
+void installServerTls(std::unique_ptr<mod::tls::ServerTls> t) {
+    mod::tls::setCurrent(std::move(t));
+}
 
 void teardownSharedState() {
     g_old_proxies.clear();

@@ -2,8 +2,6 @@
 // The worker's calls into shared memory: connection gauges, balancing, passive health, /health.
 #include "worker/shared_state.h"
 
-#include "modules/cache/cache.h"
-
 #include <time.h>
 #include <unistd.h>
 
@@ -15,6 +13,7 @@
 #include "core/log.h"
 #include "modules/balancer/balancer.h"
 #include "modules/balancer/rng.h"
+#include "modules/cache/cache.h"
 #include "modules/metrics/store.h"
 #include "shm/slot_table.h"
 #include "worker/context.h"
@@ -86,6 +85,21 @@ bool sharedTryAddConnection(uint32_t max) {
     return true;
 }
 
+bool sharedClaimAcceptPause(uint64_t for_us) {
+    if (g_seg.server == nullptr || g_slot < 0) {
+        return true;
+    }
+    const uint64_t now = monoUs();
+    auto& until = g_seg.server->accept_paused_until_us;
+    for (size_t s = 0; s < shm::kMaxSlots; ++s) {
+        if (static_cast<int>(s) != g_slot && until[s].load(std::memory_order_relaxed) > now) {
+            return false;
+        }
+    }
+    until[g_slot].store(now + for_us, std::memory_order_relaxed);
+    return true;
+}
+
 WsSlotCounters& sharedWsCounters() {
     static WsSlotCounters unmapped;  // tests without shared memory
     return g_seg.server != nullptr && g_slot >= 0 ? g_seg.server->ws[g_slot] : unmapped;
@@ -113,9 +127,10 @@ void notePanic(size_t backend, bool panic) {
     g_panic_seen[backend] = panic;
     const std::string& name = ctx().proxy->backends[backend].name;
     if (panic) {
-        LOG_WARN("backend %s: fewer healthy upstreams than its panic_threshold; spreading load "
-                 "over all of them, healthy or not",
-                 name.c_str());
+        LOG_WARN(
+            "backend %s: fewer healthy upstreams than its panic_threshold; spreading load "
+            "over all of them, healthy or not",
+            name.c_str());
     } else {
         LOG_NOTICE("backend %s: enough healthy upstreams again; panic routing ends", name.c_str());
     }
@@ -236,7 +251,8 @@ bool sharedHealthJson(const Proxy& proxy, std::string& out) {
             appendJsonEscaped(out, proxy.upstreams[u].address);
             long long ago =
                 s.last_check_us ? static_cast<long long>((now - s.last_check_us) / 1000) : -1;
-            long long left = s.ejected ? static_cast<long long>((s.ejected_until_us - now) / 1000) : 0;
+            long long left =
+                s.ejected ? static_cast<long long>((s.ejected_until_us - now) / 1000) : 0;
             snprintf(buf, sizeof buf,
                      "\",\"state\":\"%s\",\"inflight\":%llu,\"requests\":%llu,\"failures\":%llu,"
                      "\"ejections\":%llu,\"ejected_ms_left\":%lld,"

@@ -49,6 +49,10 @@ bool sharedTryAddConnection(uint32_t max);
 void sharedRemoveConnection();
 /// Client connections open across all workers.
 uint64_t sharedConnectionCount();
+/// A worker over its share of connections may leave the next ones to the others for `for_us`
+/// microseconds: true, and recorded, unless another worker is doing so already (two workers
+/// stepping aside at once would leave nobody accepting).
+bool sharedClaimAcceptPause(uint64_t for_us);
 /// This worker's WebSocket counters (its slot's; a private dummy when nothing is mapped).
 WsSlotCounters& sharedWsCounters();
 
@@ -74,7 +78,7 @@ void sharedReport(const Proxy& proxy, size_t upstream, bool ok);
 /// One upstream's shared state as a scrape reports it.
 struct UpstreamView {
     const char* state = "unhealthy";  // healthy | unhealthy | ejected | drained
-    bool usable = false;               // a pick may use it now
+    bool usable = false;              // a pick may use it now
     uint64_t inflight = 0;
     uint64_t ejections = 0;  // passive ejections so far
     std::string_view last_error;

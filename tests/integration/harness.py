@@ -139,6 +139,17 @@ def photon_binary():
     return os.environ.get("PHOTON_BIN") or os.path.join(REPO_ROOT, "build", "photon")
 
 
+def nofile_wrapper(tmpdir, n):
+    """The path of a script that runs photon with an open-file limit of ``n``, soft and hard
+    (the master raises a soft limit up to the hard one for max_connections); pass it to
+    IntegrationTest.photon(binary=...)."""
+    wrapper = os.path.join(tmpdir, "photon-nofile-%d" % n)
+    with open(wrapper, "w") as f:
+        f.write("#!/bin/sh\nulimit -n %d\nexec %s \"$@\"\n" % (n, photon_binary()))
+    os.chmod(wrapper, 0o755)
+    return wrapper
+
+
 def wait_until(pred, timeout=DEFAULT_TIMEOUT, interval=0.02, msg=None):
     """Polls ``pred()`` until it returns a truthy value, which is returned.
 

@@ -37,9 +37,12 @@ class Pki:
         os.chmod(path, 0o600)
         return path
 
-    def issue(self, stem, cn, dns=(), kind="ec", client=False, expired=False):
+    def issue(self, stem, cn, dns=(), kind="ec", client=False, expired=False, ips=(),
+              both=False):
         """Signs a certificate; returns (cert_path, key_path). The cert file holds the leaf
-        then the CA (a full chain)."""
+        then the CA (a full chain). ``ips`` become IP subjectAltNames; ``both`` makes it good
+        for servers and clients alike (a Redis Cluster node: its bus asks for a client
+        certificate)."""
         key = self._key(stem, kind)
         csr = os.path.join(self.dir, stem + ".csr")
         leaf = os.path.join(self.dir, stem + ".leaf.pem")
@@ -47,9 +50,11 @@ class Pki:
         ext = os.path.join(self.dir, stem + ".ext")
         with open(ext, "w") as f:
             f.write("basicConstraints=CA:FALSE\n")
-            f.write("extendedKeyUsage=%s\n" % ("clientAuth" if client else "serverAuth"))
-            if dns:
-                f.write("subjectAltName=%s\n" % ",".join("DNS:" + d for d in dns))
+            f.write("extendedKeyUsage=%s\n" % ("serverAuth,clientAuth" if both else
+                                               "clientAuth" if client else "serverAuth"))
+            if dns or ips:
+                f.write("subjectAltName=%s\n" % ",".join(["DNS:" + d for d in dns] +
+                                                           ["IP:" + a for a in ips]))
         _run(["req", "-new", "-key", key, "-out", csr, "-subj", "/CN=" + cn], self.dir)
         self._serial += 1
         args = ["x509", "-req", "-in", csr, "-CA", self.ca, "-CAkey", self.ca_key,

@@ -269,6 +269,21 @@ class TestFreshness(CacheTest):
         r = self.get(path, {"Cache-Control": "max-age=0"})
         self.assertEqual(r.headers.get("X-Cache"), "EXPIRED")
 
+    def test_request_min_fresh(self):
+        """min-fresh=N wants an answer fresh for N more seconds: an entry with 60 s left
+        serves min-fresh=30 but not min-fresh=120, which goes upstream (and stores the new
+        answer)."""
+        self.start()
+        path = PATH + "rmf"
+        self.get(path, {"X-Reply-Cache-Control": "max-age=60"})
+        r = self.get(path, {"Cache-Control": "min-fresh=30"})
+        self.assertEqual(r.headers.get("X-Cache"), "HIT")
+        self.assertEqual(self.upstream_count(path), 1)
+        r = self.get(path, {"Cache-Control": "min-fresh=120"})
+        self.assertEqual(r.status, 200)
+        self.assertNotEqual(r.headers.get("X-Cache"), "HIT")
+        self.assertEqual(self.upstream_count(path), 2)
+
     def test_must_revalidate_is_never_served_stale(self):
         self.start()
         path = PATH + "mr"

@@ -4,15 +4,45 @@ than their Content-Length, reset, stall before or during a response, or never re
 gets a clean 502/504 or a closed connection as HTTP says, and the connection pool is never
 poisoned (the requests that follow are answered right, on good connections). Clients that send
 their heads a byte at a time (slowloris) get a 408 when header_read_timeout runs out, while the
-gateway keeps answering everyone else."""
+gateway keeps answering everyone else; uploads that stall are abandoned the same way."""
 
 import os
 import socket
 import threading
 import time
 
-from harness import Conn, IntegrationTest, base_config, free_port, http_request
+from harness import (Conn, IntegrationTest, base_config, free_port, http_request,
+                     nofile_wrapper)
 from test_correctness import ScriptedUpstream
+
+
+def read_to_close(s, timeout):
+    """Everything `s` receives until the peer closes (FIN or reset); None if it is still open
+    after `timeout` seconds."""
+    s.settimeout(timeout)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(4096)
+            if not chunk:
+                return data
+            data += chunk
+    except ConnectionResetError:
+        return data
+    except socket.timeout:
+        return None
+
+
+def assert_served_meanwhile(test, port, n=40):
+    """`n` requests on fresh connections, each answered within half a second."""
+    worst = 0.0
+    for _ in range(n):
+        t0 = time.monotonic()
+        r = http_request(port, "GET", "/name", timeout=5)
+        worst = max(worst, time.monotonic() - t0)
+        test.assertEqual(r.status, 200)
+        time.sleep(0.02)
+    test.assertLess(worst, 0.5)
 
 
 class Hostile:
@@ -191,27 +221,10 @@ class Slowloris(IntegrationTest):
         t = threading.Thread(target=drip)
         t.start()
         try:
-            # Everyone else is served at once meanwhile.
-            worst = 0.0
-            for _ in range(40):
-                t0 = time.monotonic()
-                r = http_request(port, "GET", "/name", timeout=5)
-                worst = max(worst, time.monotonic() - t0)
-                self.assertEqual(r.status, 200)
-                time.sleep(0.02)
-            self.assertLess(worst, 0.5)
+            assert_served_meanwhile(self, port)  # everyone else is served at once meanwhile
             # Every slow connection got a 408 and was closed, about 1 s after its first byte.
             for s in socks:
-                s.settimeout(5)
-                data = b""
-                try:
-                    while True:
-                        chunk = s.recv(4096)
-                        if not chunk:
-                            break
-                        data += chunk
-                except OSError:
-                    pass
+                data = read_to_close(s, 5) or b""
                 results.setdefault(data.split(b"\r\n", 1)[0], 0)
                 results[data.split(b"\r\n", 1)[0]] += 1
         finally:
@@ -220,6 +233,60 @@ class Slowloris(IntegrationTest):
             for s in socks:
                 s.close()
         self.assertEqual(results, {b"HTTP/1.1 408 Request Timeout": 200}, results)
+
+    def test_stalled_bodies_are_abandoned_while_others_are_served(self):
+        """100 uploads that send their head and part of the body, then a byte now and then
+        (or nothing): each is abandoned once its body makes no progress for
+        header_read_timeout, its upstream connection is not reused (the backend saw a short
+        body), and everyone else is served meanwhile."""
+        b = self.backend()
+        port = free_port()
+        cfg = base_config(port, [b])
+        cfg["server"]["worker_processes"] = 1
+        cfg["server"]["pid_file"] = os.path.join(self.tmpdir, "photon.pid")
+        cfg["server"]["header_read_timeout"] = "1s"
+        cfg["health_check"]["enabled"] = False
+        self.photon(cfg)
+        socks = []
+        for i in range(100):
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            s.sendall(b"POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" +
+                      b"b" * 1000)
+            socks.append(s)
+        stop = threading.Event()
+
+        def drip():
+            # Half of them send a byte every 1.5 s: progress, but slower than the timeout.
+            while not stop.wait(1.5):
+                for s in socks[::2]:
+                    try:
+                        s.send(b"b")
+                    except OSError:
+                        pass
+
+        t = threading.Thread(target=drip)
+        t.start()
+        started = time.monotonic()
+        try:
+            assert_served_meanwhile(self, port)
+            # Each stalled upload is closed by the gateway (with a 408 at most), within a
+            # few timeouts.
+            for s in socks:
+                data = read_to_close(s, 8)
+                self.assertIsNotNone(data, "a stalled upload was kept open")
+                self.assertTrue(data == b"" or data.startswith(b"HTTP/1.1 408 "), data[:80])
+            self.assertLess(time.monotonic() - started, 8)
+        finally:
+            stop.set()
+            t.join(10)
+            for s in socks:
+                s.close()
+        # No upload reached the backend whole, and the gateway still works.
+        self.assertFalse([q for q in b.request_log() if q.path == "/echo"
+                          and len(q.body) == 100000])
+        r = http_request(port, "POST", "/echo", body=b"x" * 5000)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.json()["body_length"], 5000)
 
 
 class Exhaustion(IntegrationTest):
@@ -254,12 +321,7 @@ class Exhaustion(IntegrationTest):
     def test_descriptor_exhaustion_refuses_then_recovers(self):
         # The worker may hold 64 descriptors: connections beyond that wait in the listen queue
         # (accept fails with EMFILE and backs off) and are served once others close.
-        from harness import photon_binary
-        wrapper = os.path.join(self.tmpdir, "photon-nofile")
-        with open(wrapper, "w") as f:
-            f.write("#!/bin/sh\nulimit -n 64\nexec %s \"$@\"\n" % photon_binary())
-        os.chmod(wrapper, 0o755)
-        p, port = self.photon_with({}, wrapper=wrapper)
+        p, port = self.photon_with({}, wrapper=nofile_wrapper(self.tmpdir, 64))
         hogs = []
         for _ in range(100):
             s = socket.create_connection(("127.0.0.1", port), timeout=5)

@@ -15,7 +15,7 @@ import time
 
 import harness
 from harness import (IntegrationTest, ProtocolError, free_port, http_request,
-                     parse_responses, pattern, pattern_sha256, wait_until)
+                     nofile_wrapper, parse_responses, pattern, pattern_sha256, wait_until)
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures", "proxy"))
 
@@ -37,14 +37,15 @@ def tokens(values):
 class ProxyTest(IntegrationTest):
     """Base: start photon in front of some upstreams with explicit workers and pid file."""
 
-    def start(self, upstreams, workers=1, route=None, config=None, max_fails=0, **server):
+    def start(self, upstreams, workers=1, route=None, config=None, max_fails=0, binary=None,
+              **server):
         self.port = free_port()
         cfg = proxy_config(self.tmpdir, self.port, upstreams, workers, max_fails, **server)
         if route:
             cfg["routes"][0].update(route)
         if config:
             config(cfg)
-        self.proxy = self.photon(cfg)
+        self.proxy = self.photon(cfg, **({"binary": binary} if binary else {}))
         return self.proxy
 
     def stop_server_later(self, server):
@@ -910,17 +911,10 @@ class DescriptorExhaustionTest(ProxyTest):
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def test_accept_pauses_on_emfile_and_recovers(self):
-        import resource
         import socket
         b = self.backend()
-        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-        # The limit is inherited by photon and its worker; the test process gets its own back
-        # at once.
-        resource.setrlimit(resource.RLIMIT_NOFILE, (self.NOFILE, hard))
-        try:
-            self.start([b], workers=1)
-        finally:
-            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+        self.start([b], workers=1, binary=nofile_wrapper(self.tmpdir, self.NOFILE))
+        self.proxy.wait_stderr(r"open-file limit %d is below" % self.NOFILE)
         first = self.conn(self.port)
         self.assertEqual(first.request("GET", "/name").status, 200)
         (worker,) = [p for p in self.proxy.worker_pids()]

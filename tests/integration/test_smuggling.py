@@ -8,6 +8,7 @@ framing errors from an upstream become 502 and never reach the client as a respo
 
 import os
 import sys
+import time
 
 from harness import (IntegrationTest, ProtocolError, free_port, http_request, parse_responses,
                      wait_until)
@@ -64,6 +65,9 @@ class SmugglingTest(IntegrationTest):
         self.assertEqual(self.b.requests_served, served,
                          "upstream saw %r" % [r.target for r in self.b.request_log()])
         self.assertNotIn("/smuggled", [r.target for r in self.b.request_log()])
+        if not served:
+            # Not a byte of it reached an upstream: the gateway never even connected.
+            self.assertEqual(self.b.connections_accepted, 0)
         return resps[-1]
 
     # ---- framing conflicts -----------------------------------------------------------------
@@ -226,6 +230,29 @@ class SmugglingTest(IntegrationTest):
         self.assertEqual(resps[0].body, self.b.name.encode())
         check_error_reply(self, resps[1], 400)
         self.assertEqual([r.target for r in self.b.request_log()], ["/name"])
+
+    def test_bad_chunk_after_a_forwarded_part_cuts_the_upstream_off(self):
+        """A chunked upload whose framing breaks after its valid beginning was already sent
+        on: the client gets its 400 and a close, the upstream connection is closed (the
+        backend never sees a complete request, nor the smuggled one), and the next request
+        goes over a fresh connection."""
+        c = self.conn(self.port, timeout=5)
+        c.send(req([b"Host: a", b"Transfer-Encoding: chunked"], b"5\r\nhello\r\n"))
+        wait_until(lambda: self.b.connections_accepted == 1, 3)
+        time.sleep(0.2)
+        c.send(b"3\r\nabcX\r\n0\r\n\r\n" + SMUGGLED)
+        raw = c.recv_until_close(timeout=5)
+        self.assertIn(c.last_close, ("eof", "reset"))
+        resps = parse_responses(raw)
+        self.assertEqual([r.status for r in resps], [400])
+        check_error_reply(self, resps[0], 400)
+        wait_until(lambda: self.b.open_connections == 0, 3,
+                   msg="the upstream connection carrying the broken body was kept")
+        self.assertEqual(self.b.requests_served, 0)
+        self.assertNotIn("/smuggled", [r.target for r in self.b.request_log()])
+        r = http_request(self.port, "GET", "/name")
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.b.connections_accepted, 2)
 
     def test_chunked_body_ends_exactly_at_last_chunk(self):
         # A valid chunked request followed by a pipelined one: both are separate requests and

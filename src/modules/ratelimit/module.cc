@@ -39,15 +39,14 @@ public:
 
     bool stacks() const override { return true; }  // several limits on a route all apply
 
-    core::Result<void> mapShared(const core::Config& cfg,
-                                 std::string_view shm_instance) override {
+    core::Result<void> mapShared(const core::Config& cfg, std::string_view shm_instance) override {
         return mapSharedLimits(cfg, shm_instance);
     }
     void removeShared() override { removeSharedLimits(); }
 
     // Workers connect to Redis when a limit has store: redis (never blocks).
     core::Result<void> initProcess() override {
-        return startRedisStore(*worker::ctx().init->config, worker::ctx().loop);
+        return startRedisStore(*worker::ctx().init->config, worker::ctx().loop, &worker::ctx().io);
     }
 };
 

@@ -83,7 +83,7 @@ constexpr size_t kCmdBuf = 512;
 constexpr uint8_t kMaxRedirects = 5;
 
 /// One decision in flight. Owned by the worker's fixed pool; free when neither a request waits
-/// on it nor hiredis holds it.
+/// on it nor the Redis connection holds it.
 struct Pending {
     worker::Request* req = nullptr;  // null once the request moved on (deadline, abort)
     const LimitConf* conf = nullptr;
@@ -92,7 +92,7 @@ struct Pending {
     redis::SentOn sent;
     uint16_t slot = 0;       // the key's cluster slot
     uint8_t redirects = 0;   // MOVED/ASK followed for this decision
-    bool in_flight = false;  // hiredis will call back
+    bool in_flight = false;  // the connection will call back
     bool retried = false;    // NOSCRIPT: sent again as EVAL (and so after a redirect)
     bool asking = false;     // ASK: sent to `ask_addr` with ASKING
     char ask_addr[64] = {};  // "ip:port" of the last ASK redirect
@@ -190,7 +190,7 @@ void release(Pending& p) {
     g_store->free_list = &p;
 }
 
-void onReply(redisAsyncContext* ac, void* reply, void* arg);
+void onReply(const redisReply* r, void* arg);
 
 /// Sends `cmd` for `p`: to the node of its slot, or after an ASK to that node with ASKING.
 bool transmit(Pending& p, const char* cmd, size_t len) {
@@ -367,10 +367,9 @@ bool applyReply(const redisReply* r, worker::Request& req, const LimitConf& c, u
     return true;
 }
 
-void onReply(redisAsyncContext*, void* reply, void* arg) {
+void onReply(const redisReply* r, void* arg) {
     auto& p = *static_cast<Pending*>(arg);
     p.in_flight = false;
-    const auto* r = static_cast<const redisReply*>(reply);
     if (r != nullptr && r->type == REDIS_REPLY_ERROR &&
         std::string_view(r->str, r->len).starts_with("READONLY")) {
         // Sentinel mode: a failover demoted the server; the client finds the new master.
@@ -449,7 +448,7 @@ void onAbort(worker::Request&, void* arg) {
     auto& p = *static_cast<Pending*>(arg);
     ev_timer_stop(g_store->loop, &p.deadline);
     p.req = nullptr;
-    release(p);  // kept until hiredis answers when in flight
+    release(p);  // kept until the connection answers when in flight
 }
 
 }  // namespace
@@ -463,7 +462,8 @@ size_t redisKey(std::string_view prefix, uint64_t h, char* out) {
     return prefix.size() + static_cast<size_t>(n);
 }
 
-core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop) {
+core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop,
+                                   worker::IoBatch* io) {
     bool wanted = cfg.middleware.rate_limiting &&
                   cfg.middleware.rate_limiting->store == core::RateLimitConfig::Store::Redis;
     for (const auto& [n, c] : cfg.middleware.rate_limit_named) {
@@ -492,7 +492,7 @@ core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop
     if (batched) {
         s->leases.resize(kLeaseSlots);
     }
-    s->client = std::make_unique<redis::Client>(cfg.redis, loop);
+    s->client = std::make_unique<redis::Client>(cfg.redis, loop, redis::tlsContext(), io);
     g_store = s;
     s->client->start();
     return {};

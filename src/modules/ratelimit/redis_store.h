@@ -11,6 +11,7 @@
 
 #include "core/config.h"
 #include "core/result.h"
+#include "worker/io_batch.h"
 #include "worker/request.h"
 
 namespace photon::mod::ratelimit {
@@ -30,8 +31,9 @@ std::string_view gcraScriptSha();
 size_t redisKey(std::string_view prefix, uint64_t h, char* out);
 
 /// Worker only, after fork: connects the process's Redis pool when a limit of `cfg` has
-/// store: redis. Never blocks.
-core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop);
+/// store: redis. Never blocks. `io`: the worker's batch of socket operations (writes go with it).
+core::Result<void> startRedisStore(const core::Config& cfg, struct ev_loop* loop,
+                                   worker::IoBatch* io);
 
 /// Access for a store: redis limit and key hash `h`. Returns Suspend after sending the
 /// decision (the request resumes on the reply or at redis.command_timeout), or decides at once

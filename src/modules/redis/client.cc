@@ -1,9 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// A worker's asynchronous Redis connections (hiredis with its libev adapter).
+// A worker's Redis connections: pools per node, handshakes, cluster and Sentinel discovery.
 #include "modules/redis/client.h"
 
-#include <hiredis/adapters/libev.h>
-#include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 
 #include <algorithm>
@@ -13,17 +11,12 @@
 
 #include "core/address.h"
 #include "core/log.h"
+#include "modules/tls/client_tls.h"
 #include "shm/clock.h"
 
 namespace photon::mod::redis {
 
 namespace {
-
-// Handshake steps, as the privdata of their commands (only their addresses matter).
-char kStepAuth;
-char kStepSelect;
-char kStepPing;
-char kStepRole;
 
 /// One log line per this many microseconds per process at most; the rest are counted.
 constexpr uint64_t kLogEveryUs = 10'000'000;
@@ -89,7 +82,36 @@ std::string labelOf(const std::string& ip, uint16_t port) {
     return (ip.find(':') != std::string::npos ? "[" + ip + "]" : ip) + ":" + std::to_string(port);
 }
 
+SSL_CTX* g_tls = nullptr;  // installTlsContext(); inherited by the workers
+
 }  // namespace
+
+core::Result<SSL_CTX*> makeTlsContext(const core::RedisConfig& cfg) {
+    if (!cfg.configured || !cfg.tls.enabled) {
+        return static_cast<SSL_CTX*>(nullptr);
+    }
+    tls::ClientTlsOptions o;
+    o.verify = cfg.tls.tls_verify;
+    o.ca_file = cfg.tls.ca_file;
+    o.cert = cfg.tls.tls_cert;
+    o.key = cfg.tls.tls_key;
+    o.alpn_http11 = false;
+    return tls::makeClientContext(o);
+}
+
+core::Result<void> installTlsContext(const core::RedisConfig& cfg) {
+    auto ctx = makeTlsContext(cfg);
+    if (!ctx.ok()) {
+        return ctx.error();
+    }
+    if (g_tls != nullptr) {
+        SSL_CTX_free(g_tls);
+    }
+    g_tls = ctx.value();
+    return {};
+}
+
+SSL_CTX* tlsContext() { return g_tls; }
 
 uint16_t keySlot(std::string_view key) {
     size_t open = key.find('{');
@@ -106,11 +128,28 @@ uint16_t keySlot(std::string_view key) {
     return static_cast<uint16_t>(crc & (kSlots - 1));
 }
 
-Client::Client(const core::RedisConfig& cfg, struct ev_loop* loop)
+Client::Conn::Conn(Client* c, Node* n, uint32_t i)
+    : owner(c), node(n), link(c->loop_, c->io_, onConnEvent, this), index(i) {
+    ev_timer_init(&timer, onTimer, 0., 0.);
+    timer.data = this;
+}
+
+Client::Probe::Probe(Client* c) : link(c->loop_, c->io_, onProbeEvent, c) {
+    ev_timer_init(&timer, onProbeTimer, 0., 0.);
+    timer.data = c;
+}
+
+Client::Client(const core::RedisConfig& cfg, struct ev_loop* loop, SSL_CTX* tls,
+               worker::IoBatch* io)
     : cfg_(cfg),
       loop_(loop),
+      tls_(cfg.tls.enabled ? tls : nullptr),
+      io_(io),
       cluster_(cfg.mode == core::RedisConfig::Mode::Cluster),
-      sentinel_(cfg.mode == core::RedisConfig::Mode::Sentinel) {
+      sentinel_(cfg.mode == core::RedisConfig::Mode::Sentinel),
+      probe_(this),
+      watch_(loop, io, onWatchEvent, this) {
+    watch_.setPushHandler(onWatchMessage, this);
     if (sentinel_) {
         addNode(std::string(), 0);  // the master, once a Sentinel names it
     } else {
@@ -120,8 +159,6 @@ Client::Client(const core::RedisConfig& cfg, struct ev_loop* loop)
     }
     ev_timer_init(&refresh_timer_, onRefreshTimer, kRefreshEvery, kRefreshEvery);
     refresh_timer_.data = this;
-    ev_timer_init(&probe_.timer, onProbeTimer, 0., 0.);
-    probe_.timer.data = this;
 }
 
 Client::~Client() { stop(); }
@@ -133,13 +170,7 @@ Client::Node* Client::addNode(const std::string& ip, uint16_t port) {
     n->label = labelOf(ip, port);
     n->index = static_cast<uint32_t>(nodes_.size());
     for (uint32_t i = 0; i < cfg_.pool_size; ++i) {
-        auto c = std::make_unique<Conn>();
-        c->owner = this;
-        c->node = n.get();
-        c->index = i;
-        ev_timer_init(&c->timer, onTimer, 0., 0.);
-        c->timer.data = c.get();
-        n->conns.push_back(std::move(c));
+        n->conns.push_back(std::make_unique<Conn>(this, n.get(), i));
     }
     nodes_.push_back(std::move(n));
     return nodes_.back().get();
@@ -194,17 +225,21 @@ void Client::start() {
 void Client::stop() {
     stopping_ = true;
     ev_timer_stop(loop_, &refresh_timer_);
-    closeProbe(false);
-    closeWatch(false);
+    closeProbe();
+    closeWatch();
     probe_.active = false;
     for (auto& n : nodes_) {
         for (auto& c : n->conns) {
             ev_timer_stop(loop_, &c->timer);
-            if (c->ac != nullptr) {
-                teardown(*c, nullptr, true);
+            if (c->link.isOpen()) {
+                teardown(*c, nullptr);
             }
         }
     }
+}
+
+const std::string& Client::verifyName(const std::string& ip) const {
+    return cfg_.tls.sni_hostname ? *cfg_.tls.sni_hostname : ip;
 }
 
 void Client::connect(Conn& c) {
@@ -212,28 +247,15 @@ void Client::connect(Conn& c) {
         return;  // applyMaster() connects it
     }
     const Node& n = *c.node;
-    redisAsyncContext* ac = redisAsyncConnect(n.ip.c_str(), n.port);
     ++c.generation;
-    if (ac == nullptr || ac->err != 0) {
-        noteFailure(c, ac != nullptr ? ac->errstr : "out of memory");
-        if (ac != nullptr) {
-            redisAsyncFree(ac);
-        }
+    std::string why;
+    if (!c.link.open(n.ip, n.port, tls_, verifyName(n.ip), why)) {
+        noteFailure(c, why.c_str());
         scheduleRetry(c);
         return;
     }
-    ac->data = &c;
-    if (redisLibevAttach(loop_, ac) != REDIS_OK) {
-        redisAsyncFree(ac);
-        noteFailure(c, "cannot attach to the event loop");
-        scheduleRetry(c);
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, onConnect);
-    redisAsyncSetDisconnectCallback(ac, onDisconnect);
-    c.ac = ac;
     c.state = Conn::State::Connecting;
-    // Queued now, written once the socket connects; Redis answers them in order.
+    // Queued now, written once the connection is up; Redis answers them in order.
     std::string cmd;
     if (!cfg_.password.empty()) {
         cmd = cfg_.username.empty() ? "*2\r\n" : "*3\r\n";
@@ -242,23 +264,23 @@ void Client::connect(Conn& c) {
             appendArg(cmd, cfg_.username);
         }
         appendArg(cmd, cfg_.password);
-        redisAsyncFormattedCommand(ac, onHandshake, &kStepAuth, cmd.data(), cmd.size());
-        std::fill(cmd.begin(), cmd.end(), '\0');  // hiredis keeps its own copy until written
+        c.link.send(cmd.data(), cmd.size(), onAuth, &c);
+        std::fill(cmd.begin(), cmd.end(), '\0');  // the connection keeps its own copy until written
     }
     if (cfg_.database != 0) {
         cmd = "*2\r\n";
         appendArg(cmd, "SELECT");
         appendArg(cmd, std::to_string(cfg_.database));
-        redisAsyncFormattedCommand(ac, onHandshake, &kStepSelect, cmd.data(), cmd.size());
+        c.link.send(cmd.data(), cmd.size(), onSelect, &c);
     }
     if (sentinel_) {
         // The server the Sentinels named may have been demoted since (redis-py and Jedis check
         // the same way).
         static constexpr char kRole[] = "*1\r\n$4\r\nROLE\r\n";
-        redisAsyncFormattedCommand(ac, onHandshake, &kStepRole, kRole, sizeof kRole - 1);
+        c.link.send(kRole, sizeof kRole - 1, onRole, &c);
     } else {
         static constexpr char kPing[] = "*1\r\n$4\r\nPING\r\n";
-        redisAsyncFormattedCommand(ac, onHandshake, &kStepPing, kPing, sizeof kPing - 1);
+        c.link.send(kPing, sizeof kPing - 1, onPing, &c);
     }
     ev_timer_set(&c.timer, seconds(cfg_.connect_timeout), 0.);
     ev_timer_start(loop_, &c.timer);
@@ -327,24 +349,15 @@ void Client::setDown(Conn& c) {
         --c.node->ready;
     }
     c.state = Conn::State::Down;
-    c.ac = nullptr;
     ++c.generation;  // late timeouts of the old connection no longer match
 }
 
-void Client::teardown(Conn& c, const char* why, bool free_now) {
-    redisAsyncContext* ac = c.ac;
+void Client::teardown(Conn& c, const char* why) {
     setDown(c);
     if (why != nullptr) {
         noteFailure(c, why);
     }
-    if (ac != nullptr) {
-        ac->data = nullptr;  // its callbacks no longer concern this slot
-        if (free_now) {
-            redisAsyncFree(ac);  // pending commands get nullptr now
-        } else {
-            redisAsyncDisconnect(ac);  // inside a hiredis callback: after it returns
-        }
-    }
+    c.link.close();  // pending commands get nullptr (after the running callback, if inside one)
     scheduleRetry(c);
 }
 
@@ -359,12 +372,11 @@ bool Client::sendOn(Node& n, bool asking, const char* cmd, size_t len, ReplyFn f
         n.next = static_cast<uint32_t>((n.next + i + 1) % count);
         if (asking) {
             static constexpr char kAsking[] = "*1\r\n$6\r\nASKING\r\n";
-            if (redisAsyncFormattedCommand(c.ac, nullptr, nullptr, kAsking, sizeof kAsking - 1) !=
-                REDIS_OK) {
+            if (!c.link.send(kAsking, sizeof kAsking - 1, nullptr, nullptr)) {
                 continue;
             }
         }
-        if (redisAsyncFormattedCommand(c.ac, fn, arg, cmd, len) != REDIS_OK) {
+        if (!c.link.send(cmd, len, fn, arg)) {
             continue;
         }
         where.node = n.index;
@@ -410,10 +422,10 @@ void Client::timedOut(const SentOn& where) {
         return;
     }
     Conn& c = *nodes_[where.node]->conns[where.conn];
-    if (c.generation != where.generation || c.ac == nullptr) {
+    if (c.generation != where.generation || !c.link.isOpen()) {
         return;  // already replaced
     }
-    teardown(c, "no reply within command_timeout; reconnecting", true);
+    teardown(c, "no reply within command_timeout; reconnecting");
 }
 
 void Client::readOnly(const SentOn& where) {
@@ -422,10 +434,10 @@ void Client::readOnly(const SentOn& where) {
         return;
     }
     Conn& c = *nodes_[where.node]->conns[where.conn];
-    if (c.generation != where.generation || c.ac == nullptr) {
+    if (c.generation != where.generation || !c.link.isOpen()) {
         return;  // already replaced
     }
-    teardown(c, "READONLY: the server is a replica now; asking the Sentinels again", false);
+    teardown(c, "READONLY: the server is a replica now; asking the Sentinels again");
 }
 
 std::string_view Client::master() const {
@@ -452,25 +464,11 @@ void Client::refreshMaster() {
 void Client::askSentinel() {
     const core::SocketAddress& a = cfg_.addresses[probe_.sentinel];
     const std::string ip = a.ip.toString();
-    redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), a.port);
-    if (ac == nullptr || ac->err != 0) {
-        const std::string why =
-            std::string("connect failed: ") + (ac != nullptr ? ac->errstr : "out of memory");
-        if (ac != nullptr) {
-            redisAsyncFree(ac);
-        }
-        sentinelFailed(why, false);
+    std::string why;
+    if (!probe_.link.open(ip, a.port, sentinelTls(), verifyName(ip), why)) {
+        sentinelFailed(why);
         return;
     }
-    ac->data = this;
-    if (redisLibevAttach(loop_, ac) != REDIS_OK) {
-        redisAsyncFree(ac);
-        sentinelFailed("cannot attach to the event loop", false);
-        return;
-    }
-    redisAsyncSetConnectCallback(ac, onProbeConnect);
-    redisAsyncSetDisconnectCallback(ac, onProbeDisconnect);
-    probe_.ac = ac;
     std::string cmd;
     if (!cfg_.sentinel_password.empty()) {
         cmd = cfg_.sentinel_username.empty() ? "*2\r\n" : "*3\r\n";
@@ -479,34 +477,25 @@ void Client::askSentinel() {
             appendArg(cmd, cfg_.sentinel_username);
         }
         appendArg(cmd, cfg_.sentinel_password);
-        redisAsyncFormattedCommand(ac, onProbeAuth, nullptr, cmd.data(), cmd.size());
+        probe_.link.send(cmd.data(), cmd.size(), onProbeAuth, this);
         std::fill(cmd.begin(), cmd.end(), '\0');
     }
     cmd = "*3\r\n";
     appendArg(cmd, "SENTINEL");
     appendArg(cmd, "get-master-addr-by-name");
     appendArg(cmd, cfg_.master_name);
-    redisAsyncFormattedCommand(ac, onProbeReply, nullptr, cmd.data(), cmd.size());
+    probe_.link.send(cmd.data(), cmd.size(), onProbeReply, this);
     ev_timer_set(&probe_.timer, seconds(cfg_.connect_timeout), 0.);
     ev_timer_start(loop_, &probe_.timer);
 }
 
-void Client::closeProbe(bool in_callback) {
+void Client::closeProbe() {
     ev_timer_stop(loop_, &probe_.timer);
-    redisAsyncContext* ac = probe_.ac;
-    probe_.ac = nullptr;
-    if (ac != nullptr) {
-        ac->data = nullptr;  // its remaining callbacks no longer concern the probe
-        if (in_callback) {
-            redisAsyncDisconnect(ac);
-        } else {
-            redisAsyncFree(ac);
-        }
-    }
+    probe_.link.close();  // its remaining callbacks get nullptr and ignore it
 }
 
-void Client::sentinelFailed(const std::string& why, bool in_callback) {
-    closeProbe(in_callback);
+void Client::sentinelFailed(const std::string& why) {
+    closeProbe();
     ++failures_;
     // Reasons are kept for the one line logged when the whole round fails.
     if (probe_.tried == 0) {
@@ -558,15 +547,10 @@ void Client::applyMaster(const std::string& ip, uint16_t port) {
         LOG_INFO("redis sentinel: master '%s' is %s", cfg_.master_name.c_str(), label.c_str());
     }
     // Every connection to the old address goes; commands pending there fail now (their
-    // requests take on_store_error). All are marked down before any is freed, so that a request
-    // resumed by a failure sends nothing to the old address.
-    std::vector<redisAsyncContext*> old;
+    // requests take on_store_error). All are marked down before any is closed, so that a
+    // request resumed by a failure sends nothing to the old address.
     for (auto& c : n.conns) {
         ev_timer_stop(loop_, &c->timer);
-        if (c->ac != nullptr) {
-            c->ac->data = nullptr;
-            old.push_back(c->ac);
-        }
         setDown(*c);
         c->failures_in_row = 0;
     }
@@ -574,52 +558,35 @@ void Client::applyMaster(const std::string& ip, uint16_t port) {
     n.port = port;
     n.label = label;
     master_known_ = true;
-    for (redisAsyncContext* ac : old) {
-        redisAsyncFree(ac);  // never the context whose callback runs now: that is the probe's
+    for (auto& c : n.conns) {
+        c->link.close();
     }
     for (auto& c : n.conns) {
-        if (c->state == Conn::State::Down && c->ac == nullptr && !stopping_) {
+        if (c->state == Conn::State::Down && !c->link.isOpen() && !stopping_) {
             connect(*c);
         }
     }
 }
 
-void Client::onProbeConnect(const redisAsyncContext* ac, int status) {
-    auto* self = static_cast<Client*>(ac->data);
-    if (self == nullptr || status == REDIS_OK) {
-        return;
+void Client::onProbeEvent(Connection&, const char* why, void* owner) {
+    if (why != nullptr) {
+        static_cast<Client*>(owner)->sentinelFailed(why);
     }
-    // hiredis frees the context after this callback.
-    const_cast<redisAsyncContext*>(ac)->data = nullptr;
-    self->probe_.ac = nullptr;
-    self->sentinelFailed(std::string("connect failed: ") + ac->errstr, true);
 }
 
-void Client::onProbeDisconnect(const redisAsyncContext* ac, int /*status*/) {
-    auto* self = static_cast<Client*>(ac->data);
-    if (self == nullptr || self->probe_.ac != ac) {
-        return;  // closed by us
-    }
-    self->probe_.ac = nullptr;
-    self->sentinelFailed("connection lost", true);
-}
-
-void Client::onProbeAuth(redisAsyncContext* ac, void* reply, void*) {
-    auto* self = static_cast<Client*>(ac->data);
-    const auto* r = static_cast<const redisReply*>(reply);
-    if (self == nullptr || r == nullptr || r->type != REDIS_REPLY_ERROR) {
+void Client::onProbeAuth(const redisReply* r, void* arg) {
+    auto* self = static_cast<Client*>(arg);
+    if (r == nullptr || r->type != REDIS_REPLY_ERROR) {
         return;  // OK: the SENTINEL command queued behind it answers
     }
     // The server's text names the problem, never the password.
-    self->sentinelFailed("AUTH refused: " + std::string(r->str, std::min<size_t>(r->len, 200)),
-                         true);
+    self->sentinelFailed("AUTH refused: " + std::string(r->str, std::min<size_t>(r->len, 200)));
 }
 
-void Client::onProbeReply(redisAsyncContext* ac, void* reply, void*) {
-    auto* self = static_cast<Client*>(ac->data);
-    const auto* r = static_cast<const redisReply*>(reply);
-    if (self == nullptr || r == nullptr) {
-        return;  // closed by us, or the disconnect callback reports it
+void Client::onProbeReply(const redisReply* r, void* arg) {
+    auto* self = static_cast<Client*>(arg);
+    if (r == nullptr) {
+        return;  // closed by us, or the connection's failure is reported
     }
     std::string why;
     if (r->type == REDIS_REPLY_ARRAY && r->elements == 2 &&
@@ -629,9 +596,9 @@ void Client::onProbeReply(redisAsyncContext* ac, void* reply, void*) {
         const std::string addr = std::string(r->element[0]->str, r->element[0]->len) + ":" +
                                  std::string(r->element[1]->str, r->element[1]->len);
         if (splitAddr(addr, ip, port)) {
-            self->closeProbe(true);
+            self->closeProbe();
             self->probe_.active = false;
-            if (self->watch_ == nullptr) {
+            if (!self->watch_.isOpen()) {
                 self->watchSentinel(self->probe_.sentinel);
             }
             self->applyMaster(ip, port);
@@ -650,7 +617,7 @@ void Client::onProbeReply(redisAsyncContext* ac, void* reply, void*) {
     } else {
         why = "unexpected reply to SENTINEL get-master-addr-by-name";
     }
-    self->sentinelFailed(why, true);
+    self->sentinelFailed(why);
 }
 
 void Client::watchSentinel(size_t index) {
@@ -659,20 +626,10 @@ void Client::watchSentinel(size_t index) {
     }
     const core::SocketAddress& a = cfg_.addresses[index];
     const std::string ip = a.ip.toString();
-    redisAsyncContext* ac = redisAsyncConnect(ip.c_str(), a.port);
-    if (ac == nullptr || ac->err != 0) {
-        if (ac != nullptr) {
-            redisAsyncFree(ac);
-        }
+    std::string why;
+    if (!watch_.open(ip, a.port, sentinelTls(), verifyName(ip), why)) {
         return;  // the periodic ask still follows failovers
     }
-    ac->data = this;
-    if (redisLibevAttach(loop_, ac) != REDIS_OK) {
-        redisAsyncFree(ac);
-        return;
-    }
-    redisAsyncSetDisconnectCallback(ac, onWatchDisconnect);
-    watch_ = ac;
     watch_sentinel_ = index;
     std::string cmd;
     if (!cfg_.sentinel_password.empty()) {
@@ -682,42 +639,27 @@ void Client::watchSentinel(size_t index) {
             appendArg(cmd, cfg_.sentinel_username);
         }
         appendArg(cmd, cfg_.sentinel_password);
-        redisAsyncFormattedCommand(ac, onWatchMessage, nullptr, cmd.data(), cmd.size());
+        watch_.send(cmd.data(), cmd.size(), onWatchMessage, this);
         std::fill(cmd.begin(), cmd.end(), '\0');
     }
     static constexpr char kSubscribe[] = "*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n";
-    redisAsyncFormattedCommand(ac, onWatchMessage, nullptr, kSubscribe, sizeof kSubscribe - 1);
+    watch_.send(kSubscribe, sizeof kSubscribe - 1, onWatchMessage, this);
 }
 
-void Client::closeWatch(bool in_callback) {
-    redisAsyncContext* ac = watch_;
-    watch_ = nullptr;
-    if (ac != nullptr) {
-        ac->data = nullptr;
-        if (in_callback) {
-            redisAsyncDisconnect(ac);
-        } else {
-            redisAsyncFree(ac);
-        }
-    }
+void Client::closeWatch() { watch_.close(); }
+
+void Client::onWatchEvent(Connection&, const char*, void*) {
+    // Lost (or never up): opened again after the next answer to an ask.
 }
 
-void Client::onWatchDisconnect(const redisAsyncContext* ac, int /*status*/) {
-    auto* self = static_cast<Client*>(ac->data);
-    if (self != nullptr && self->watch_ == ac) {
-        self->watch_ = nullptr;  // opened again after the next answer to an ask
-    }
-}
-
-void Client::onWatchMessage(redisAsyncContext* ac, void* reply, void*) {
-    auto* self = static_cast<Client*>(ac->data);
-    const auto* r = static_cast<const redisReply*>(reply);
-    if (self == nullptr || r == nullptr || self->watch_ != ac) {
+void Client::onWatchMessage(const redisReply* r, void* arg) {
+    auto* self = static_cast<Client*>(arg);
+    if (r == nullptr) {
         return;
     }
     if (r->type == REDIS_REPLY_ERROR) {
         // AUTH or SUBSCRIBE refused: the periodic ask still follows failovers.
-        self->closeWatch(true);
+        self->closeWatch();
         return;
     }
     // ["message", "+switch-master", "<name> <old ip> <old port> <new ip> <new port>"]
@@ -750,7 +692,7 @@ void Client::onWatchMessage(redisAsyncContext* ac, void* reply, void*) {
 }
 
 void Client::onProbeTimer(struct ev_loop*, ev_timer* w, int) noexcept {
-    static_cast<Client*>(w->data)->sentinelFailed("no answer within connect_timeout", false);
+    static_cast<Client*>(w->data)->sentinelFailed("no answer within connect_timeout");
 }
 
 void Client::refreshSlots() {
@@ -766,8 +708,7 @@ void Client::refreshSlots() {
     for (auto& n : nodes_) {
         for (auto& c : n->conns) {
             if (c->state == Conn::State::Ready &&
-                redisAsyncFormattedCommand(c->ac, onSlots, n.get(), kSlotsCmd,
-                                           sizeof kSlotsCmd - 1) == REDIS_OK) {
+                c->link.send(kSlotsCmd, sizeof kSlotsCmd - 1, onSlots, n.get())) {
                 refreshing_ = true;
                 refresh_wanted_ = false;
                 return;
@@ -776,8 +717,7 @@ void Client::refreshSlots() {
     }
 }
 
-void Client::applySlots(const void* reply, const Node& asked) {
-    const auto* r = static_cast<const redisReply*>(reply);
+void Client::applySlots(const redisReply* r, const Node& asked) {
     if (r->type != REDIS_REPLY_ARRAY) {
         return;
     }
@@ -816,20 +756,31 @@ void Client::applySlots(const void* reply, const Node& asked) {
     if (covered == 0) {
         return;
     }
-    slots_ = next;
     if (!map_known_) {
         LOG_INFO("redis cluster: slot map of %zu nodes loaded (%zu of %zu slots served)",
                  nodes_.size(), covered, kSlots);
+    } else if (next != slots_) {
+        // A failover or a resharding: which node took slots over, for the operator.
+        size_t moved = 0;
+        uint16_t to = 0;
+        for (size_t s = 0; s < kSlots; ++s) {
+            if (next[s] != slots_[s]) {
+                ++moved;
+                to = next[s];
+            }
+        }
+        LOG_NOTICE("redis cluster: slot map changed: %zu slots moved (to %s%s; %zu of %zu served)",
+                   moved, to != 0 ? nodes_[to - 1]->label.c_str() : "none",
+                   moved > 1 ? " and maybe others" : "", covered, kSlots);
     }
+    slots_ = next;
     map_known_ = true;
 }
 
-void Client::onSlots(redisAsyncContext* ac, void* reply, void* priv) {
-    auto* asked = static_cast<Node*>(priv);
-    auto* c = static_cast<Conn*>(ac->data);
-    Client* self = c != nullptr ? c->owner : asked->conns.front()->owner;
+void Client::onSlots(const redisReply* r, void* arg) {
+    auto* asked = static_cast<Node*>(arg);
+    Client* self = asked->conns.front()->owner;
     self->refreshing_ = false;
-    const auto* r = static_cast<const redisReply*>(reply);
     if (r != nullptr && r->type != REDIS_REPLY_ERROR) {
         self->applySlots(r, *asked);
     } else if (r != nullptr) {
@@ -850,63 +801,65 @@ void Client::onRefreshTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     }
 }
 
-void Client::onConnect(const redisAsyncContext* ac, int status) {
-    auto* c = static_cast<Conn*>(ac->data);
-    if (c == nullptr || status == REDIS_OK) {
-        return;  // the handshake's PING reply makes the connection ready
+void Client::onConnEvent(Connection&, const char* why, void* owner) {
+    if (why == nullptr) {
+        return;  // up: the handshake's PING (or ROLE) reply makes the connection ready
     }
-    // hiredis frees the context after this callback.
+    // Closed already, its commands failed.
+    auto* c = static_cast<Conn*>(owner);
     Client* self = c->owner;
     self->setDown(*c);
-    std::string why = std::string("connect failed: ") + ac->errstr;
-    self->noteFailure(*c, why.c_str());
+    self->noteFailure(*c, why);
     self->scheduleRetry(*c);
 }
 
-void Client::onDisconnect(const redisAsyncContext* ac, int /*status*/) {
-    auto* c = static_cast<Conn*>(ac->data);
-    if (c == nullptr) {
-        return;  // torn down by us
-    }
-    Client* self = c->owner;
-    self->setDown(*c);
-    self->noteFailure(*c, "connection lost");
-    self->scheduleRetry(*c);
+void Client::onAuth(const redisReply* r, void* arg) {
+    auto* c = static_cast<Conn*>(arg);
+    c->owner->handshakeReply(*c, r, Step::Auth);
 }
 
-void Client::onHandshake(redisAsyncContext* ac, void* reply, void* priv) {
-    auto* c = static_cast<Conn*>(ac->data);
-    if (c == nullptr) {
-        return;
-    }
-    auto* r = static_cast<redisReply*>(reply);
+void Client::onSelect(const redisReply* r, void* arg) {
+    auto* c = static_cast<Conn*>(arg);
+    c->owner->handshakeReply(*c, r, Step::Select);
+}
+
+void Client::onPing(const redisReply* r, void* arg) {
+    auto* c = static_cast<Conn*>(arg);
+    c->owner->handshakeReply(*c, r, Step::Ping);
+}
+
+void Client::onRole(const redisReply* r, void* arg) {
+    auto* c = static_cast<Conn*>(arg);
+    c->owner->handshakeReply(*c, r, Step::Role);
+}
+
+void Client::handshakeReply(Conn& c, const redisReply* r, Step step) {
     if (r == nullptr) {
-        return;  // the connection is going away: its disconnect callback reports it
+        return;  // the connection is going away: its failure (or our teardown) reports it
     }
-    Client* self = c->owner;
     if (r->type == REDIS_REPLY_ERROR) {
         // The server's text names the problem (WRONGPASS, NOAUTH, ERR DB index ...), never the
         // password.
-        std::string why = std::string(priv == &kStepAuth     ? "AUTH refused: "
-                                      : priv == &kStepSelect ? "SELECT refused: "
-                                      : priv == &kStepRole   ? "ROLE refused: "
+        std::string why = std::string(step == Step::Auth     ? "AUTH refused: "
+                                      : step == Step::Select ? "SELECT refused: "
+                                      : step == Step::Role   ? "ROLE refused: "
                                                              : "PING refused: ") +
                           std::string(r->str, std::min<size_t>(r->len, 200));
-        self->teardown(*c, why.c_str(), false);
+        teardown(c, why.c_str());
         return;
     }
-    if (priv == &kStepRole) {
+    if (step == Step::Role) {
         const bool master = r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
                             r->element[0]->type == REDIS_REPLY_STRING &&
                             std::string_view(r->element[0]->str, r->element[0]->len) == "master";
         if (!master) {
             // Demoted since the Sentinels named it: teardown() asks them again.
-            self->teardown(*c, "ROLE is not master; asking the Sentinels again", false);
+            teardown(c, "ROLE is not master; asking the Sentinels again");
             return;
         }
     }
-    if (priv == &kStepPing || priv == &kStepRole) {
-        self->markReady(*c);
+    if (step == Step::Ping || step == Step::Role) {
+        markReady(c);
     }
 }
 
@@ -914,10 +867,10 @@ void Client::onTimer(struct ev_loop*, ev_timer* w, int) noexcept {
     auto* c = static_cast<Conn*>(w->data);
     Client* self = c->owner;
     if (c->state == Conn::State::Connecting) {
-        self->teardown(*c, "no connection within connect_timeout", true);
+        self->teardown(*c, "no connection within connect_timeout");
         return;
     }
-    if (c->state == Conn::State::Down && c->ac == nullptr && !self->stopping_) {
+    if (c->state == Conn::State::Down && !c->link.isOpen() && !self->stopping_) {
         self->connect(*c);
     }
 }

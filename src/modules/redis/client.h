@@ -1,15 +1,17 @@
 // SPDX-License-Identifier: Apache-2.0
-// A worker's connections to Redis: per server node a small pool of asynchronous hiredis
-// connections driven by the worker's libev loop, with connect/handshake deadlines and
-// reconnection with backoff. In cluster mode the nodes and the slot map come from CLUSTER SLOTS
-// (asked of any node), refreshed after a MOVED redirect or a lost node. In sentinel mode the one
-// node is the master the Sentinels name (SENTINEL get-master-addr-by-name, asked of each in
-// turn), checked with ROLE, and asked for again after a lost connection, a timeout, a READONLY
-// reply and every 5 seconds; a subscription to +switch-master on the Sentinel that answered
-// last brings a failover at once.
+// A worker's connections to Redis: per server node a small pool of connections (connection.h:
+// our own non-blocking sockets on the worker's libev loop, TLS when configured, hiredis's
+// reader for the replies), with connect/handshake deadlines and reconnection with backoff. In
+// cluster mode the nodes and the slot map come from CLUSTER SLOTS (asked of any node),
+// refreshed after a MOVED redirect or a lost node. In sentinel mode the one node is the master
+// the Sentinels name (SENTINEL get-master-addr-by-name, asked of each in turn), checked with
+// ROLE, and asked for again after a lost connection, a timeout, a READONLY reply and every 5
+// seconds; a subscription to +switch-master on the Sentinel that answered last brings a
+// failover at once.
 #pragma once
 
 #include <ev.h>
+#include <openssl/ssl.h>
 
 #include <array>
 #include <cstddef>
@@ -20,8 +22,8 @@
 #include <vector>
 
 #include "core/config.h"
-
-struct redisAsyncContext;
+#include "core/result.h"
+#include "modules/redis/connection.h"
 
 namespace photon::mod::redis {
 
@@ -32,10 +34,18 @@ inline constexpr size_t kSlots = 16384;
 /// non-empty {hash tag}, modulo 16384.
 uint16_t keySlot(std::string_view key);
 
-/// hiredis's callback: `reply` is a redisReply*, or nullptr when the command failed (connection
-/// lost, torn down after a timeout, worker stopping). Called exactly once per accepted send(),
-/// from the loop, possibly from inside timedOut() (a teardown). Must not throw.
-using ReplyFn = void (*)(redisAsyncContext* ac, void* reply, void* arg);
+/// The client SSL_CTX for `cfg.tls` (TLS 1.2+, no ALPN; verification, CA file and client
+/// certificate as configured), or nullptr when TLS is off. Master only: files are read here.
+/// Errors name the file and OpenSSL's reason (never a key's contents). The caller owns it.
+core::Result<SSL_CTX*> makeTlsContext(const core::RedisConfig& cfg);
+
+/// Master only, before forking workers (at start and at every reload): makes the context of
+/// `cfg` (makeTlsContext) and keeps it for tlsContext(), freeing the one before (workers
+/// already running have their own copy). On error the previous one stays.
+core::Result<void> installTlsContext(const core::RedisConfig& cfg);
+
+/// The context installed last (inherited through fork), or nullptr without TLS.
+SSL_CTX* tlsContext();
 
 /// Where a command went: timedOut() takes it.
 struct SentOn {
@@ -49,7 +59,10 @@ struct SentOn {
 /// of their node, in turn.
 class Client {
 public:
-    Client(const core::RedisConfig& cfg, struct ev_loop* loop);
+    /// `tls`: the client context when cfg.tls.enabled (borrowed; must outlive the client), used
+    /// for the servers and, unless cfg.tls.sentinels is false, the Sentinels. `io`: the
+    /// worker's batch of socket operations, which then carries the writes (may be null).
+    Client(const core::RedisConfig& cfg, struct ev_loop* loop, SSL_CTX* tls, worker::IoBatch* io);
     ~Client();
     Client(const Client&) = delete;
     Client& operator=(const Client&) = delete;
@@ -69,8 +82,8 @@ public:
     size_t nodeCount() const { return nodes_.size(); }
 
     /// Queues the RESP-formatted command `cmd` (copied) on a ready connection of the node that
-    /// serves `slot` (standalone: the one server). False (and `fn` never called) when that node
-    /// has no ready connection or hiredis refused it.
+    /// serves `slot` (standalone: the one server); `fn` gets the reply (see ReplyFn). False
+    /// (and `fn` never called) when that node has no ready connection that takes it.
     bool send(uint16_t slot, const char* cmd, size_t len, ReplyFn fn, void* arg, SentOn& where);
     /// Same, to the node at `addr` ("ip:port", as in a redirect), preceded by ASKING when
     /// `asking`. Unknown nodes are added (and connected) first, so the first try may fail.
@@ -85,9 +98,10 @@ public:
     void timedOut(const SentOn& where);
 
     /// A command sent on `where` got a READONLY error: in sentinel mode the server is a replica
-    /// now, so the connection is closed (after the replies already on their way) and the
-    /// Sentinels are asked for the master again. Other modes: nothing. May be called from
-    /// inside the command's reply callback.
+    /// now, so the connection is closed (its other pending commands fail once the running
+    /// reply callback returns: the server would refuse them too) and the Sentinels are asked
+    /// for the master again. Other modes: nothing. May be called from inside the command's
+    /// reply callback.
     void readOnly(const SentOn& where);
 
     /// Sentinel mode: the master's "ip:port" as the Sentinels last named it, or empty when no
@@ -106,9 +120,10 @@ public:
 private:
     struct Node;
     struct Conn {
+        Conn(Client* c, Node* n, uint32_t i);
         Client* owner = nullptr;
         Node* node = nullptr;
-        redisAsyncContext* ac = nullptr;
+        Connection link;
         ev_timer timer;  // connect/handshake deadline, or the pause before reconnecting
         uint32_t index = 0;
         uint32_t generation = 0;
@@ -124,6 +139,7 @@ private:
         uint32_t ready = 0;
         uint32_t next = 0;
     };
+    enum class Step : uint8_t { Auth, Select, Ping, Role };
 
     Node* addNode(const std::string& ip, uint16_t port);
     Node* findNode(std::string_view label);
@@ -131,40 +147,46 @@ private:
     bool sendOn(Node& n, bool asking, const char* cmd, size_t len, ReplyFn fn, void* arg,
                 SentOn& where);
     void connect(Conn& c);
-    void teardown(Conn& c, const char* why, bool free_now);
+    void teardown(Conn& c, const char* why);
     void scheduleRetry(Conn& c);
     void markReady(Conn& c);
     void setDown(Conn& c);
     void noteFailure(Conn& c, const char* why);
+    void handshakeReply(Conn& c, const redisReply* r, Step step);
     void refreshSlots();
-    void applySlots(const void* reply, const Node& asked);
+    void applySlots(const redisReply* r, const Node& asked);
     void refreshMaster();
     void askSentinel();
-    void closeProbe(bool in_callback);
-    void sentinelFailed(const std::string& why, bool in_callback);
+    void closeProbe();
+    void sentinelFailed(const std::string& why);
     void applyMaster(const std::string& ip, uint16_t port);
     void watchSentinel(size_t index);
-    void closeWatch(bool in_callback);
+    void closeWatch();
     bool mayLog();
+    /// The name a server's certificate must carry: sni_hostname, else its address.
+    const std::string& verifyName(const std::string& ip) const;
+    SSL_CTX* sentinelTls() const { return cfg_.tls.sentinels ? tls_ : nullptr; }
 
-    static void onConnect(const redisAsyncContext* ac, int status);
-    static void onDisconnect(const redisAsyncContext* ac, int status);
-    static void onHandshake(redisAsyncContext* ac, void* reply, void* priv);
-    static void onSlots(redisAsyncContext* ac, void* reply, void* priv);
+    static void onConnEvent(Connection& link, const char* why, void* owner);
+    static void onAuth(const redisReply* r, void* arg);
+    static void onSelect(const redisReply* r, void* arg);
+    static void onPing(const redisReply* r, void* arg);
+    static void onRole(const redisReply* r, void* arg);
+    static void onSlots(const redisReply* r, void* arg);
     static void onTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
     static void onRefreshTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
-    static void onProbeConnect(const redisAsyncContext* ac, int status);
-    static void onProbeDisconnect(const redisAsyncContext* ac, int status);
-    static void onProbeAuth(redisAsyncContext* ac, void* reply, void* priv);
-    static void onProbeReply(redisAsyncContext* ac, void* reply, void* priv);
+    static void onProbeEvent(Connection& link, const char* why, void* owner);
+    static void onProbeAuth(const redisReply* r, void* arg);
+    static void onProbeReply(const redisReply* r, void* arg);
     static void onProbeTimer(struct ev_loop* loop, ev_timer* w, int revents) noexcept;
-    static void onWatchDisconnect(const redisAsyncContext* ac, int status);
-    static void onWatchMessage(redisAsyncContext* ac, void* reply, void* priv);
+    static void onWatchEvent(Connection& link, const char* why, void* owner);
+    static void onWatchMessage(const redisReply* r, void* arg);
 
     /// Sentinel mode: the one exchange with a Sentinel in progress (AUTH, then SENTINEL
     /// get-master-addr-by-name), bounded by connect_timeout.
     struct Probe {
-        redisAsyncContext* ac = nullptr;
+        explicit Probe(Client* c);
+        Connection link;
         ev_timer timer;
         size_t sentinel = 0;  // index in cfg_.addresses of the one asked now
         size_t tried = 0;     // Sentinels asked in this round
@@ -175,15 +197,17 @@ private:
 
     core::RedisConfig cfg_;
     struct ev_loop* loop_;
+    SSL_CTX* tls_;         // null without TLS
+    worker::IoBatch* io_;  // may be null
     bool cluster_ = false;
     bool sentinel_ = false;
     // Sentinel mode: whether a Sentinel has named the master (then node 0 is it).
     bool master_known_ = false;
     uint64_t master_changes_ = 0;
     Probe probe_;
-    // Sentinel mode: the connection subscribed to +switch-master (null while there is none;
+    // Sentinel mode: the connection subscribed to +switch-master (closed while there is none;
     // opened again after the next answer), and the Sentinel it is to.
-    redisAsyncContext* watch_ = nullptr;
+    Connection watch_;
     size_t watch_sentinel_ = 0;
     std::vector<std::unique_ptr<Node>> nodes_;
     // Cluster: node index + 1 per slot (0 = unknown). Standalone: unused (node 0).

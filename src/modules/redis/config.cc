@@ -2,7 +2,11 @@
 // Validation of the top-level `redis` block.
 #include "modules/redis/config.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <string>
 #include <utility>
 
@@ -60,6 +64,62 @@ bool positive(Ctx& ctx, MapReader& r, const char* key, core::Duration& out) {
     }
     out = d;
     return true;
+}
+
+/// `tls`: a boolean, or a block with the upstreams' key names.
+bool decodeTls(Ctx& ctx, const ConfigNode& n, const std::string& path, core::RedisConfig& c) {
+    core::RedisTlsConfig& t = c.tls;
+    if (!n.isMap()) {
+        return ctx.convert(n, path, t.enabled);
+    }
+    MapReader r(ctx, &n, path);
+    bool ok = true;
+    t.enabled = true;
+    ok = r.opt("enabled", t.enabled) && ok;
+    ok = r.opt("tls_verify", t.tls_verify) && ok;
+    ok = r.opt("sni_hostname", t.sni_hostname) && ok;
+    if (t.sni_hostname && (t.sni_hostname->empty() || t.sni_hostname->size() > 253 ||
+                           t.sni_hostname->find_first_of(" \t\r\n/") != std::string::npos)) {
+        ctx.error(r.markOf("sni_hostname"), r.path("sni_hostname"),
+                  "give a DNS name or an IP address (1 to 253 bytes, no spaces or slashes)");
+        ok = false;
+    }
+    ok = r.opt("sentinels", t.sentinels) && ok;
+    if (r.get("sentinels") != nullptr && c.mode != core::RedisConfig::Mode::Sentinel) {
+        ctx.error(r.markOf("sentinels"), r.path("sentinels"), "is read in mode sentinel only");
+        ok = false;
+    }
+    for (auto [key, field] : {std::pair{"ca_file", &t.ca_file}, std::pair{"tls_cert", &t.tls_cert},
+                              std::pair{"tls_key", &t.tls_key}}) {
+        if (!r.opt(key, *field)) {
+            ok = false;
+        } else if (!field->empty() && t.enabled && ::access(field->c_str(), R_OK) != 0) {
+            ctx.error(r.markOf(key), r.path(key),
+                      "cannot read " + quoted(*field) + ": " + std::strerror(errno));
+            ok = false;
+        }
+    }
+    if (t.tls_cert.empty() != t.tls_key.empty()) {
+        const char* missing = t.tls_cert.empty() ? "tls_cert" : "tls_key";
+        const char* given = t.tls_cert.empty() ? "tls_key" : "tls_cert";
+        ctx.error(r.markOf(given), r.path(given),
+                  std::string("a client certificate needs both tls_cert and tls_key: ") + missing +
+                      " is missing");
+        ok = false;
+    }
+    if (!t.enabled) {
+        for (const char* key :
+             {"tls_verify", "ca_file", "tls_cert", "tls_key", "sni_hostname", "sentinels"}) {
+            if (r.get(key) != nullptr) {
+                ctx.warn(r.markOf(key), r.path(key), "ignored because enabled is false");
+            }
+        }
+    } else if (!t.tls_verify) {
+        ctx.warn(r.markOf("tls_verify"), r.path("tls_verify"),
+                 "the Redis servers' certificates are not verified: anyone on the path can "
+                 "impersonate them");
+    }
+    return ok;
 }
 
 }  // namespace
@@ -205,13 +265,7 @@ void decodeRedis(Ctx& ctx, const ConfigNode& node, core::RedisConfig& out) {
         }
     }
     if (const ConfigNode* n = r.get("tls")) {
-        bool on = false;
-        if (!ctx.convert(*n, r.path("tls"), on)) {
-            ok = false;
-        } else if (on) {
-            ctx.error(*n, r.path("tls"), "TLS to Redis is not supported by this version");
-            ok = false;
-        }
+        ok = decodeTls(ctx, *n, r.path("tls"), c) && ok;
     }
     if (ok) {
         c.configured = true;

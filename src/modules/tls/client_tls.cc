@@ -48,12 +48,14 @@ core::Result<SSL_CTX*> makeClientContext(const ClientTlsOptions& o) {
     SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
                               SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
-                                 SSL_OP_IGNORE_UNEXPECTED_EOF);
+    SSL_CTX_set_options(
+        ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION | SSL_OP_IGNORE_UNEXPECTED_EOF);
     SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_default_passwd_cb(ctx, noPassphrase);
-    static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-    SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+    if (o.alpn_http11) {
+        static const unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+        SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+    }
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
     SSL_CTX_sess_set_new_cb(ctx, onNewSession);
     if (o.verify) {
@@ -130,8 +132,7 @@ std::string clientHandshakeError(SSL* ssl) {
     long v = SSL_get_verify_result(ssl);
     std::string queue = opensslErrors("");
     if (v != X509_V_OK) {
-        return std::string("certificate verification failed: ") +
-               X509_verify_cert_error_string(v);
+        return std::string("certificate verification failed: ") + X509_verify_cert_error_string(v);
     }
     return queue.empty() ? std::string("handshake failed (connection closed)") : queue;
 }

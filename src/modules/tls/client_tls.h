@@ -13,10 +13,11 @@
 namespace photon::mod::tls {
 
 struct ClientTlsOptions {
-    bool verify = true;    // the upstream's certificate chain and name are checked
-    std::string ca_file;   // PEM CAs to trust; empty = the system's store
-    std::string cert;      // client certificate (mutual TLS), PEM, leaf first; empty = none
+    bool verify = true;   // the upstream's certificate chain and name are checked
+    std::string ca_file;  // PEM CAs to trust; empty = the system's store
+    std::string cert;     // client certificate (mutual TLS), PEM, leaf first; empty = none
     std::string key;
+    bool alpn_http11 = true;  // offer ALPN http/1.1 (upstreams); false: no ALPN (Redis)
 };
 
 /// Where a connection's new sessions go (set as the SSL's app data): the upstream keeps the
@@ -25,8 +26,8 @@ struct SessionSlot {
     SSL_SESSION* session = nullptr;
 };
 
-/// A client SSL_CTX for `o` (TLS 1.2+, ALPN http/1.1, client session cache feeding
-/// SessionSlot). Errors name the file and OpenSSL's reason.
+/// A client SSL_CTX for `o` (TLS 1.2+, ALPN http/1.1 unless turned off, client session cache
+/// feeding SessionSlot). Errors name the file and OpenSSL's reason.
 core::Result<SSL_CTX*> makeClientContext(const ClientTlsOptions& o);
 
 /// The SSL of a new connection on `fd` to a server called `name` (a DNS name or an IP literal:

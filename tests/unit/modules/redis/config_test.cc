@@ -4,6 +4,8 @@
 #include "modules/redis/config.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
+#include <unistd.h>
 
 #include <map>
 #include <optional>
@@ -115,13 +117,12 @@ TEST(RedisConfigTest, RedisStoreWithoutRedisBlockIsAnError) {
         << describe(r);
 }
 
-TEST(RedisConfigTest, RefusesWhatThisVersionDoesNotDo) {
+TEST(RedisConfigTest, RefusesBadModeAndSyncCombinations) {
     LoadResult r = load("redis:\n  address: \"127.0.0.1:6379\"\n  mode: sentinel\n  tls: true\n",
                         "    store: redis\n    sync: eventually\n    batch_interval: 20s\n");
     EXPECT_FALSE(r.ok());
     EXPECT_TRUE(has(r, Severity::Error, "redis.master_name", "mode sentinel needs master_name"))
         << describe(r);
-    EXPECT_TRUE(has(r, Severity::Error, "redis.tls", "not supported")) << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.sync", "exact or batched"))
         << describe(r);
     EXPECT_TRUE(has(r, Severity::Error, "middleware.rate_limiting.batch_interval", "1ms to 10s"))
@@ -290,6 +291,80 @@ TEST(RedisConfigTest, PasswordFromEnvironmentNeverAppearsInDumps) {
         EXPECT_NE(dump.find("password: \"****\""), std::string::npos) << dump;
         EXPECT_NE(dump.find("store: redis"), std::string::npos) << dump;
     }
+}
+
+/// A file in the test's temporary directory holding `text`; removed at exit of the test.
+struct TempFile {
+    explicit TempFile(const std::string& text) {
+        char tmpl[] = "/tmp/photon-redis-tls-XXXXXX";
+        int fd = ::mkstemp(tmpl);
+        path = tmpl;
+        if (fd >= 0) {
+            (void)!::write(fd, text.data(), text.size());
+            ::close(fd);
+        }
+    }
+    ~TempFile() { ::unlink(path.c_str()); }
+    std::string path;
+};
+
+TEST(RedisTlsConfigTest, BooleanAndBlockFormsWithTheUpstreamKeyNames) {
+    LoadResult r =
+        load("redis:\n  address: \"127.0.0.1:6379\"\n  tls: true\n", "    store: redis\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_TRUE(r.config->redis.tls.enabled);
+    EXPECT_TRUE(r.config->redis.tls.tls_verify);
+    EXPECT_FALSE(r.config->redis.tls.sni_hostname);
+
+    TempFile ca("not a certificate\n");
+    TempFile cert("not a certificate either\n");
+    TempFile key("-----BEGIN PRIVATE KEY-----\nSECRETKEYMATERIAL\n-----END PRIVATE KEY-----\n");
+    r = load("redis:\n  address: \"127.0.0.1:6379\"\n  tls:\n    ca_file: " + ca.path +
+                 "\n    tls_cert: " + cert.path + "\n    tls_key: " + key.path +
+                 "\n    sni_hostname: redis.internal\n    tls_verify: false\n",
+             "    store: redis\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    const core::RedisTlsConfig& t = r.config->redis.tls;
+    EXPECT_TRUE(t.enabled);  // the block alone enables it
+    EXPECT_FALSE(t.tls_verify);
+    EXPECT_EQ(t.ca_file, ca.path);
+    EXPECT_EQ(t.tls_cert, cert.path);
+    EXPECT_EQ(t.tls_key, key.path);
+    EXPECT_EQ(t.sni_hostname.value_or(""), "redis.internal");
+    EXPECT_TRUE(has(r, Severity::Warning, "redis.tls.tls_verify", "not verified")) << describe(r);
+    // Dumps show the paths, never what the files hold.
+    const std::string dump = master::dumpConfigMasked(*r.config);
+    EXPECT_NE(dump.find("tls_key: \"" + key.path + "\""), std::string::npos) << dump;
+    EXPECT_EQ(dump.find("SECRETKEYMATERIAL"), std::string::npos) << dump;
+    // The files are read when the context is made: a bad one is an error naming it.
+    auto ctx = makeTlsContext(r.config->redis);
+    ASSERT_FALSE(ctx.ok());
+    EXPECT_NE(ctx.error().msg.find(cert.path), std::string::npos) << ctx.error().msg;
+    EXPECT_EQ(ctx.error().msg.find("SECRETKEYMATERIAL"), std::string::npos);
+}
+
+TEST(RedisTlsConfigTest, RefusesMissingFilesHalfAClientCertificateAndMisplacedKeys) {
+    LoadResult r = load(
+        "redis:\n  address: \"127.0.0.1:6379\"\n  tls:\n    ca_file: /nonexistent/ca.pem\n"
+        "    tls_cert: /nonexistent/c.pem\n    sentinels: false\n    sni_hostname: \"a b\"\n",
+        "    store: redis\n");
+    EXPECT_FALSE(r.ok());
+    EXPECT_TRUE(has(r, Severity::Error, "redis.tls.ca_file", "cannot read")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.tls.tls_cert", "tls_key is missing")) << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.tls.sentinels", "mode sentinel only"))
+        << describe(r);
+    EXPECT_TRUE(has(r, Severity::Error, "redis.tls.sni_hostname", "DNS name")) << describe(r);
+    // Turned off: the other keys are ignored with a warning, and files are not checked.
+    r = load(
+        "redis:\n  address: \"127.0.0.1:6379\"\n  tls:\n    enabled: false\n"
+        "    ca_file: /nonexistent/ca.pem\n",
+        "    store: redis\n");
+    ASSERT_TRUE(r.ok()) << describe(r);
+    EXPECT_FALSE(r.config->redis.tls.enabled);
+    EXPECT_TRUE(has(r, Severity::Warning, "redis.tls.ca_file", "ignored")) << describe(r);
+    auto ctx = makeTlsContext(r.config->redis);
+    ASSERT_TRUE(ctx.ok());
+    EXPECT_EQ(ctx.value(), nullptr);
 }
 
 }  // namespace
