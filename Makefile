@@ -87,12 +87,33 @@ $(B)/unit_tests: $(TEST_OBJS) $(B)/libphoton.a
 $(B)/micro_bench: $(BENCH_OBJS) $(B)/libphoton.a
 	$(CXX) $(LDFLAGS_ALL) -o $@ $(BENCH_OBJS) $(B)/libphoton.a $(LIBS) $$(pkg-config --libs benchmark) -lbenchmark_main
 
-# Fuzz targets: clang + libFuzzer, built from the sources they name (see tests/fuzz/README.md).
-$(B)/fuzz/%: tests/fuzz/%.cc $(LIB_SRCS)
+# Fuzz targets: clang + libFuzzer (see tests/fuzz/README.md). Each target links the objects of
+# the sources its `// fuzz-sources:` line names (`all`: every library source); each source is
+# compiled once, with coverage instrumentation and the sanitizers, into $(B)/fuzz/obj/ and shared
+# by the targets that name it.
+# UBSan findings abort, like ASan's, so that libFuzzer keeps the input and a smoke run fails.
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_CXXFLAGS := -std=c++20 -O1 -g -fsanitize=fuzzer-no-link $(FUZZ_SAN) -Isrc -Iinclude \
+	-I$(B) $(PKG_CFLAGS) -MMD -MP
+fuzz_sources = $(shell sed -n 's|^// fuzz-sources: ||p' tests/fuzz/$(1).cc)
+fuzz_objs = $(patsubst %.cc,$(B)/fuzz/obj/%.o,tests/fuzz/$(1).cc \
+	$(if $(filter all,$(call fuzz_sources,$(1))),$(LIB_SRCS),$(call fuzz_sources,$(1))))
+
+$(B)/fuzz/flags: FORCE
+	@mkdir -p $(@D)
+	@echo '$(CLANGXX) $(FUZZ_CXXFLAGS)' | cmp -s - $@ || echo '$(CLANGXX) $(FUZZ_CXXFLAGS)' > $@
+
+$(B)/fuzz/obj/%.o: %.cc $(B)/fuzz/flags $(B)/config.h
 	@mkdir -p $(@D)
 	@test -n "$(CLANGXX)" || { echo "no clang++ with libFuzzer: install clang libclang-rt-14-dev and re-run ./configure"; exit 1; }
-	$(CLANGXX) -std=c++20 -O1 -g -fsanitize=fuzzer,address,undefined -Isrc -I$(B) $(PKG_CFLAGS) \
-		$< $$(sed -n 's|^// fuzz-sources: ||p' $<) -o $@ $(LIBS)
+	$(CLANGXX) $(FUZZ_CXXFLAGS) -c $< -o $@
+$(B)/fuzz/obj/src/worker/metrics_export.o: $(B)/gen/dashboard_html.inc
+# Kept between builds: the targets share them.
+.PRECIOUS: $(B)/fuzz/obj/%.o
+
+.SECONDEXPANSION:
+$(B)/fuzz/%: $$(call fuzz_objs,$$*)
+	$(CLANGXX) -fsanitize=fuzzer $(FUZZ_SAN) $^ -o $@ $(LIBS)
 
 # make check builds on every core unless the caller chose a job count.
 CHECK_JOBS := $(if $(filter -j%,$(MAKEFLAGS)),,-j$(shell nproc 2>/dev/null || echo 2))
@@ -167,3 +188,4 @@ clean:
 	rm -rf $(B)/obj $(B)/photon $(B)/libphoton.a $(B)/libphoton.so $(B)/photon.pc $(B)/unit_tests $(B)/micro_bench $(B)/fuzz $(B)/flags
 
 -include $(LIB_OBJS:.o=.d) $(MAIN_OBJ:.o=.d) $(TEST_OBJS:.o=.d) $(BENCH_OBJS:.o=.d)
+-include $(shell find $(B)/fuzz/obj -name '*.d' 2>/dev/null)

@@ -59,7 +59,7 @@ for f in $B/fuzz/*_fuzz; do
     echo "== fuzz smoke: $n"
     corpus=$B/fuzz/$n.smoke-corpus
     mkdir -p "$corpus"
-    if "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-15}" "$corpus" "tests/fuzz/corpus/${n%_fuzz}" > $log/$n.txt 2>&1; then
+    if "$f" -max_total_time="${FUZZ_SMOKE_SECONDS:-10}" "$corpus" "tests/fuzz/corpus/${n%_fuzz}" > $log/$n.txt 2>&1; then
         passed=$((passed + 1)); tail -n 1 $log/$n.txt
     else
         failed=$((failed + 1)); tail -n 30 $log/$n.txt

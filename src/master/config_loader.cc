@@ -1679,7 +1679,9 @@ public:
         }
 
         const auto& m = c.middleware;
-        if (!m.rate_limiting && !m.authentication && !m.cors && !m.transform) {
+        if (!m.rate_limiting && !m.authentication && !m.cors && !m.transform &&
+            m.rate_limit_named.empty() && m.auth_named.empty() && m.cors_named.empty() &&
+            m.transform_named.empty()) {
             kv("middleware", "{}");
         } else {
             section("middleware");

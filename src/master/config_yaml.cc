@@ -19,6 +19,11 @@ using core::SourceMark;
 using Kind = ConfigNode::ScalarKind;
 
 constexpr int kMaxDepth = 64;
+// Aliases let a few bytes stand for an exponential number of nodes ("billion laughs"); the tree
+// we build copies every one of them. Without aliases a document has fewer nodes than bytes, so
+// this budget only stops documents that expand far beyond their size.
+constexpr size_t kNodeBudgetBase = 100'000;
+constexpr size_t kNodeBudgetPerByte = 4;
 
 bool allOf(std::string_view s, bool (*pred)(char)) {
     if (s.empty()) {
@@ -106,8 +111,10 @@ bool resolvePlain(std::string_view s, Kind& kind) {
 
 class YamlBuilder {
 public:
-    YamlBuilder(const std::string& display_name, std::vector<Diagnostic>& errors)
-        : file_(std::make_shared<const std::string>(display_name)), errors_(errors) {}
+    YamlBuilder(const std::string& display_name, std::vector<Diagnostic>& errors, size_t max_nodes)
+        : file_(std::make_shared<const std::string>(display_name)),
+          errors_(errors),
+          max_nodes_(max_nodes) {}
 
     SourceMark mark(const YAML::Mark& m) const {
         if (m.is_null()) {
@@ -135,6 +142,13 @@ public:
         if (depth > kMaxDepth) {
             error(fallback, "YAML document is nested too deeply (limit " +
                                 std::to_string(kMaxDepth) + " levels)");
+            return ConfigNode::null(fallback);
+        }
+        if (++nodes_ > max_nodes_) {
+            if (nodes_ == max_nodes_ + 1) {
+                error(fallback, "YAML document expands to more than " + std::to_string(max_nodes_) +
+                                    " nodes through its aliases");
+            }
             return ConfigNode::null(fallback);
         }
         SourceMark m = mark(n.Mark());
@@ -278,6 +292,8 @@ private:
     std::vector<Diagnostic>& errors_;
     std::string path_;  // key path of the node being built, for messages
     bool failed_ = false;
+    size_t nodes_ = 0;  // nodes built so far, aliases counted at every use
+    size_t max_nodes_;
 };
 
 }  // namespace
@@ -285,7 +301,7 @@ private:
 std::optional<core::ConfigNode> parseYamlDocument(std::string_view text,
                                                   const std::string& display_name,
                                                   std::vector<Diagnostic>& errors) {
-    YamlBuilder builder(display_name, errors);
+    YamlBuilder builder(display_name, errors, kNodeBudgetBase + kNodeBudgetPerByte * text.size());
     try {
         YAML::Node doc = YAML::Load(std::string(text));
         SourceMark start = builder.mark(YAML::Mark());

@@ -130,6 +130,7 @@ public:
             if (ok && rl.sync != RL::Sync::Batched) {
                 ctx_.warn(r.markOf("batch_interval"), r.path("batch_interval"),
                           "only sync: batched uses it");
+                rl.batch_interval = RL{}.batch_interval;  // ignored: the model keeps the default
             }
         }
         if (ok && rl.store == RL::Store::Local) {
@@ -138,6 +139,13 @@ public:
                     ctx_.warn(r.markOf(k), r.path(k), "has no effect with store: local");
                 }
             }
+            // Ignored settings keep their defaults, so that configs that behave the same compare
+            // (and dump) the same.
+            const RL def;
+            rl.on_store_error = def.on_store_error;
+            rl.instances = def.instances;
+            rl.sync = def.sync;
+            rl.batch_interval = def.batch_interval;
         } else if (ok && r.get("instances") != nullptr &&
                    rl.on_store_error != RL::OnStoreError::Local) {
             ctx_.warn(r.markOf("instances"), r.path("instances"),

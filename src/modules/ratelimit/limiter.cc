@@ -143,7 +143,7 @@ core::Result<void> mapSharedLimits(const core::Config& cfg, std::string_view shm
         size_t capacity = GcraTable::capacityFor(c->max_keys);
         m.fingerprint = shapeFingerprint(*c, capacity);
         auto same = std::find_if(g_current.begin(), g_current.end(), [&](const Mapped& o) {
-            return o.instance == instance && o.fingerprint == m.fingerprint && o.seg;
+            return o.instance == m.instance && o.fingerprint == m.fingerprint && o.seg;
         });
         if (same != g_current.end()) {
             m.seg = std::move(same->seg);  // unchanged: the very same mapping

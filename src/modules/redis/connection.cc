@@ -67,6 +67,9 @@ void* createString(const redisReadTask* task, char* str, size_t len) {
 }
 
 void* createArray(const redisReadTask* task, int elements) {
+    if (elements > kMaxReplyElements) {
+        return nullptr;  // hiredis fails the reply as out of memory
+    }
     redisReply** element = nullptr;
     if (elements > 0) {
         const size_t bytes = static_cast<size_t>(elements) * sizeof(redisReply*);
@@ -100,6 +103,15 @@ redisReplyObjectFunctions kReplyFunctions = {createString, createArray, createIn
                                              freeObject};
 
 }  // namespace
+
+redisReader* newArenaReader() { return redisReaderCreateWithFunctions(&kReplyFunctions); }
+
+int readArenaReply(redisReader* reader, ReplyArena& arena, void** reply) {
+    g_arena = &arena;
+    const int r = redisReaderGetReply(reader, reply);
+    g_arena = nullptr;
+    return r;
+}
 
 void* ReplyArena::alloc(size_t n) {
     n = (n + 15) & ~size_t{15};
@@ -233,7 +245,7 @@ bool Connection::open(const std::string& ip, uint16_t port, SSL_CTX* tls, const 
     if (dispatching_ == 0) {
         arena_.reset();  // a partial reply of the connection before (else: after the callback)
     }
-    reader_ = redisReaderCreateWithFunctions(&kReplyFunctions);
+    reader_ = newArenaReader();
     if (reader_ == nullptr) {
         why = "out of memory";
         close();
@@ -253,7 +265,7 @@ void Connection::adopt(int fd) {
     if (dispatching_ == 0) {
         arena_.reset();
     }
-    reader_ = redisReaderCreateWithFunctions(&kReplyFunctions);
+    reader_ = newArenaReader();
     ev_io_set(&read_w_, fd, EV_READ);
     ev_io_set(&write_w_, fd, EV_WRITE);
     state_ = State::Up;
@@ -609,9 +621,7 @@ void Connection::dispatch() {
     const char* error = nullptr;
     for (;;) {
         void* reply = nullptr;
-        g_arena = &arena_;
-        const int r = redisReaderGetReply(reader_, &reply);
-        g_arena = nullptr;
+        const int r = readArenaReply(reader_, arena_, &reply);
         if (r != REDIS_OK) {
             error = "protocol error";
             break;

@@ -53,6 +53,23 @@ private:
     size_t used_ = 0;  // bytes used in it
 };
 
+/// Most elements a reply array may announce. The array of element pointers is allocated when
+/// the header arrives, before any element, so without a bound a few bytes from the server
+/// ("*2000000000") would make the worker allocate and zero gigabytes. The largest reply we ask
+/// for, CLUSTER SLOTS, has one entry per slot range (at most 16 384). A larger header fails
+/// the reply like an allocation failure (REDIS_ERR from readArenaReply).
+inline constexpr int kMaxReplyElements = 1 << 16;
+
+/// A hiredis reader whose replies are built in a ReplyArena (Connection's parser), or nullptr
+/// when out of memory. The caller owns it (redisReaderFree).
+redisReader* newArenaReader();
+
+/// redisReaderGetReply() on a reader from newArenaReader(), building the reply in `arena`: the
+/// reply (nullptr when more input is needed) lives until arena.reset(), which must come only
+/// after a whole reply was taken (or after an error). Returns REDIS_OK or REDIS_ERR (protocol
+/// error or out of memory; the reader is then unusable). Single-threaded.
+int readArenaReply(redisReader* reader, ReplyArena& arena, void** reply);
+
 /// One connection. Worker and helper only (single-threaded, on `loop`); never blocks: the
 /// connect and the TLS handshake are non-blocking and addresses are IP literals. A Connection
 /// is reusable: open(), close(), open() again (the object stays where it is, so owners keep

@@ -1854,8 +1854,10 @@ size_t Router::rewritePath(const Match& m, std::string_view path, char* out, siz
             if (piece.size() > cap - w) {
                 return 0;
             }
-            std::memcpy(out + w, piece.data(), piece.size());
-            w += piece.size();
+            if (!piece.empty()) {  // an unset regex group is {nullptr, 0}: no memcpy from null
+                std::memcpy(out + w, piece.data(), piece.size());
+                w += piece.size();
+            }
         }
         size_t len = 0;
         if (normalizePath(std::string_view(out, w), out, cap, len) != NormalizeResult::Ok) {

@@ -267,6 +267,24 @@ TEST(ConfigLoaderTest, YamlAnchorsAndMergeKeysWork) {
     EXPECT_NE(describe(bad).find("merge key needs a map"), std::string::npos) << describe(bad);
 }
 
+// Nine levels of ten aliases each ("billion laughs") stand for 10^9 nodes in a few hundred
+// bytes; building them all hung the master and exhausted its memory (config_fuzz's corpus has
+// the same input).
+TEST(ConfigLoaderTest, YamlAliasExpansionIsBounded) {
+    std::string doc = "x-a0: &a0 [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n";
+    for (int i = 1; i < 9; ++i) {
+        std::string prev = "*a" + std::to_string(i - 1);
+        doc += "x-a" + std::to_string(i) + ": &a" + std::to_string(i) + " [";
+        for (int k = 0; k < 10; ++k) {
+            doc += (k > 0 ? ", " : "") + prev;
+        }
+        doc += "]\n";
+    }
+    LoadResult r = loadYaml(doc);
+    ASSERT_FALSE(r.ok());
+    EXPECT_NE(describe(r).find("nodes through its aliases"), std::string::npos) << describe(r);
+}
+
 TEST(ConfigLoaderTest, EmptyDocumentIsAnError) {
     LoadResult r = loadYaml("# nothing here\n");
     ASSERT_FALSE(r.ok());
@@ -1356,6 +1374,22 @@ TEST(ConfigLoaderTest, UnmaskedDumpReadsBackToTheSameModel) {
         EXPECT_EQ(count(b, Severity::Warning), count(a, Severity::Warning)) << describe(b);
         EXPECT_TRUE(*a.config == *b.config) << path << "\n" << dump;
     }
+}
+
+// Found by config_fuzz: with only named instances the dump said "middleware: {}", so
+// `photon -t -l debug` hid them and the dump read back to a config without them.
+TEST(ConfigLoaderTest, DumpShowsNamedMiddlewareWithoutADefaultBlock) {
+    LoadResult a = loadYaml(baseYaml("", "", "    middleware: [\"rate_limit:login\"]\n",
+                                     "middleware:\n"
+                                     "  \"rate_limit:login\":\n"
+                                     "    requests_per_second: 5\n    key: ip\n"));
+    ASSERT_TRUE(a.ok()) << describe(a);
+    std::string dump = dumpConfigUnmasked(*a.config);
+    EXPECT_EQ(dump.find("middleware: {}"), std::string::npos) << dump;
+    EXPECT_NE(dump.find("\"rate_limit:login\":"), std::string::npos) << dump;
+    LoadResult b = loadConfigString(dump, "yaml", "dump.yaml", kNoEnv, kResolver);
+    ASSERT_TRUE(b.ok()) << describe(b) << dump;
+    EXPECT_TRUE(*a.config == *b.config) << dump;
 }
 
 TEST(ConfigLoaderTest, MaskedDumpHidesSecrets) {

@@ -146,6 +146,34 @@ TEST(RedisConfigTest, BatchedSyncTakesAnInterval) {
         << describe(r);
 }
 
+// Found by config_fuzz: settings warned about as having no effect stayed in the model, which
+// the dump leaves them out of, so the dump did not read back to an equal config.
+TEST(RedisConfigTest, SettingsWithoutEffectKeepTheirDefaults) {
+    LoadResult local = load("", "    instances: 2\n    on_store_error: deny\n    sync: batched\n");
+    ASSERT_TRUE(local.ok()) << describe(local);
+    EXPECT_TRUE(has(local, Severity::Warning, "middleware.rate_limiting.instances",
+                    "has no effect with store: local"))
+        << describe(local);
+    const core::RateLimitConfig def;
+    const auto& rl = *local.config->middleware.rate_limiting;
+    EXPECT_EQ(rl.instances, def.instances);
+    EXPECT_EQ(rl.on_store_error, def.on_store_error);
+    EXPECT_EQ(rl.sync, def.sync);
+    LoadResult exact = load("redis:\n  address: \"127.0.0.1:6379\"\n",
+                            "    store: redis\n    batch_interval: 250ms\n");
+    ASSERT_TRUE(exact.ok()) << describe(exact);
+    EXPECT_EQ(exact.config->middleware.rate_limiting->batch_interval, def.batch_interval);
+    for (const LoadResult* r : {&local, &exact}) {
+        std::string dump = master::dumpConfigUnmasked(*r->config);
+        LoadResult back = master::loadConfigString(
+            dump, "yaml", "dump.yaml",
+            [](const std::string&) -> std::optional<std::string> { return std::nullopt; },
+            kResolver);
+        ASSERT_TRUE(back.ok()) << describe(back) << dump;
+        EXPECT_TRUE(back.config->middleware == r->config->middleware) << dump;
+    }
+}
+
 TEST(RedisConfigTest, BadValuesNameTheirKey) {
     LoadResult r = load(R"(redis:
   address: "redis.example:6379"

@@ -235,6 +235,37 @@ TEST_F(RedisConnectionTest, InFlightCommandsAreBounded) {
     EXPECT_EQ(seen_.size(), Connection::kMaxInFlight);
 }
 
+// Found by redis_reply_fuzz: "*450500000" alone made the reader allocate (and zero) 3.6 GB of
+// element pointers before any element arrived.
+TEST(RedisArenaReaderTest, RefusesArrayHeadersAboveTheBound) {
+    ReplyArena arena;
+    for (const std::string& head :
+         {std::string("*2000000000\r\n"), "*" + std::to_string(kMaxReplyElements + 1) + "\r\n"}) {
+        redisReader* rd = newArenaReader();
+        ASSERT_NE(rd, nullptr);
+        ASSERT_EQ(redisReaderFeed(rd, head.data(), head.size()), REDIS_OK);
+        void* reply = nullptr;
+        EXPECT_EQ(readArenaReply(rd, arena, &reply), REDIS_ERR) << head;
+        EXPECT_EQ(reply, nullptr);
+        EXPECT_LE(arena.chunks(), 1u);
+        arena.reset();
+        redisReaderFree(rd);
+    }
+    // At the bound: accepted, and the reply completes as its elements arrive.
+    redisReader* rd = newArenaReader();
+    std::string full = "*" + std::to_string(kMaxReplyElements) + "\r\n";
+    for (int i = 0; i < kMaxReplyElements; ++i) {
+        full += ":1\r\n";
+    }
+    ASSERT_EQ(redisReaderFeed(rd, full.data(), full.size()), REDIS_OK);
+    void* reply = nullptr;
+    ASSERT_EQ(readArenaReply(rd, arena, &reply), REDIS_OK);
+    ASSERT_NE(reply, nullptr);
+    EXPECT_EQ(static_cast<redisReply*>(reply)->elements, static_cast<size_t>(kMaxReplyElements));
+    arena.reset();
+    redisReaderFree(rd);
+}
+
 TEST(RedisReplyArenaTest, AlignsReusesAndDropsOversizedChunks) {
     ReplyArena a;
     void* p = a.alloc(3);
