@@ -736,8 +736,9 @@ void Client::applySlots(const redisReply* r, const Node& asked) {
         const redisReply* m = e->element[2];
         if (from < 0 || to >= static_cast<long long>(kSlots) || from > to ||
             m->element[0]->type != REDIS_REPLY_STRING ||
-            m->element[1]->type != REDIS_REPLY_INTEGER) {
-            continue;
+            m->element[1]->type != REDIS_REPLY_INTEGER || m->element[1]->integer < 1 ||
+            m->element[1]->integer > 65535) {
+            continue;  // malformed, or a port that is not one (never truncated to 16 bits)
         }
         std::string ip(m->element[0]->str, m->element[0]->len);
         if (ip.empty() || ip == "?") {
