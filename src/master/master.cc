@@ -849,6 +849,7 @@ void Master::reapChildren() {
     }
     if (retiring_.empty()) {
         old_configs_.clear();
+        releaseOldProxies();
     }
 }
 
