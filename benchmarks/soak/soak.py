@@ -735,13 +735,26 @@ def mean(xs):
     return sum(xs) / len(xs) if xs else float("nan")
 
 
+def slope(points):
+    """Least-squares slope of [(x, y)], or nan."""
+    if len(points) < 2:
+        return float("nan")
+    mx = mean([x for x, _ in points])
+    my = mean([y for _, y in points])
+    den = sum((x - mx) ** 2 for x, _ in points)
+    return sum((x - mx) * (y - my) for x, y in points) / den if den else float("nan")
+
+
 def report(s, args, elapsed, out):
     st = s.st
     early, late = windows(elapsed)
     by_role = collections.defaultdict(lambda: {"early": [], "late": [], "pe": [], "pl": [],
                                                "fe": [], "fl": []})
     totals = collections.defaultdict(lambda: collections.defaultdict(int))
+    trend = collections.defaultdict(list)   # after warm-up: (hours, KiB)
     for t, pid, role, rss, pss, fds in s.samples:
+        if t >= early[0]:
+            trend[role].append((t / 3600, rss))
         for name, (lo, hi) in (("early", early), ("late", late)):
             if lo <= t < hi:
                 r = by_role[role]
@@ -759,9 +772,9 @@ def report(s, args, elapsed, out):
         e, l = mean(r["early"]), mean(r["late"])
         ch = 100 * (l - e) / e
         ok = abs(ch) <= FLAT_LIMIT
-        rows.append("| %s | %.1f | %.1f | %+.1f %% | %.1f | %.1f | %s |" % (
-            role, e / 1024, l / 1024, ch, mean(r["pe"]) / 1024, mean(r["pl"]) / 1024,
-            "flat" if ok else "**NOT FLAT**"))
+        rows.append("| %s | %.2f | %.2f | %+.1f %% | %+.0f | %.2f | %.2f | %s |" % (
+            role, e / 1024, l / 1024, ch, slope(trend[role]), mean(r["pe"]) / 1024,
+            mean(r["pl"]) / 1024, "flat" if ok else "**NOT FLAT**"))
         goals.append(("RSS flat (within %.0f %%): %s" % (FLAT_LIMIT, role),
                       "%.1f → %.1f MiB (%+.1f %%)" % (e / 1024, l / 1024, ch), ok))
     te = mean(list(totals["early"].values())) / 1024
@@ -812,13 +825,14 @@ def report(s, args, elapsed, out):
           args.rate, args.conns, (total_http + fails) / elapsed, args.websockets, WS_INTERVAL,
           args.workers, args.reload_every, len(s.ev.reloads), args.kill_every, len(s.ev.kills)))
     p("")
-    p("| memory by role | RSS MiB, minutes %.0f–%.0f | RSS MiB, minutes %.0f–%.0f | change | "
-      "PSS MiB, early | PSS MiB, late | verdict |" % (early[0] / 60, early[1] / 60,
-                                                       late[0] / 60, late[1] / 60))
-    p("| --- | --- | --- | --- | --- | --- | --- |")
+    p("| memory by role | RSS MiB, minutes %g–%g | RSS MiB, minutes %g–%g | change | "
+      "trend, KiB/h | PSS MiB, early | PSS MiB, late | verdict |" % (
+          round(early[0] / 60, 1), round(early[1] / 60, 1), round(late[0] / 60, 1),
+          round(late[1] / 60, 1)))
+    p("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:
         p(r)
-    p("| all processes (PSS sum) | | | | %.1f | %.1f | |" % (te, tl))
+    p("| all processes (PSS sum) | | | | | %.2f | %.2f | |" % (te, tl))
     p("")
     p("| minutes | master RSS MiB | worker RSS MiB (mean) | helper RSS MiB | draining workers, samples | PSS of all, MiB |")
     p("| --- | --- | --- | --- | --- | --- |")
