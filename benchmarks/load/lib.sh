@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # SPDX-License-Identifier: Apache-2.0
 # What the load scripts share: option parsing, the gateway binary, a scratch directory, the
 # processes they start and stop, readiness, the peers.sh backends, Photon's configuration
@@ -59,6 +60,7 @@ bench_parse_args() {
 }
 
 # bench_need_bin [MESSAGE]: exits 1 unless the gateway binary is there.
+# shellcheck disable=SC2120  # MESSAGE is optional
 bench_need_bin() {
     [ -x "$BIN" ] || { echo "${1:-build the gateway first (make)}" >&2; exit 1; }
 }
@@ -95,7 +97,7 @@ bench_stop() {
     kill -0 "$pid" 2>/dev/null || return 0
     kill -TERM "$pid" 2>/dev/null || true
     for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
+    if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid" 2>/dev/null || true; fi
     wait "$pid" 2>/dev/null || true
 }
 
