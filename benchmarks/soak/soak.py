@@ -18,7 +18,9 @@ in front of two backends started here (tests/integration/backend.py). Then, for 
 - the metrics endpoint is scraped every 10 s;
 - every --reload-every seconds the master gets SIGHUP, alternating between two configurations
   that differ only in the value of one response field (the clients see the switch);
-- every --kill-every seconds (first at half of it) one worker, chosen at random, gets SIGKILL;
+- every --kill-every seconds (first at half of it) one worker, chosen at random, gets SIGKILL
+  (0 turns reloads or kills off: without reloads workers live long enough to show their own
+  growth);
 - every --sample-every seconds the RSS and PSS (/proc/PID/smaps_rollup) of the master, the
   workers and the helper are recorded, by role; workers that a reload retired are "draining".
 
@@ -343,9 +345,11 @@ class Soak:
     async def scheduler(self):
         t0 = self.ev.t0
         end = t0 + self.a.minutes * 60
-        next_reload = t0 + self.a.reload_every
+        inf = float("inf")
+        next_reload = t0 + self.a.reload_every if self.a.reload_every > 0 else inf
         # Kills fall between reloads, so that the victim is a current worker.
-        next_kill = t0 + self.a.kill_every / 2 + self.a.reload_every / 4
+        next_kill = (t0 + self.a.kill_every / 2 + max(self.a.reload_every, 0) / 4
+                     if self.a.kill_every > 0 else inf)
         while True:
             t = now()
             if t >= end:
@@ -745,6 +749,20 @@ def slope(points):
     return sum((x - mx) * (y - my) for x, y in points) / den if den else float("nan")
 
 
+def log_summary(path):
+    """Lines of the error log at warn and above, grouped by message with numbers blanked."""
+    groups = collections.Counter()
+    try:
+        with open(path, errors="replace") as f:
+            for line in f:
+                m = re.match(r"\S+ \S+ \[(warn|error|crit|alert|emerg)\] \S+ (.*)", line)
+                if m:
+                    groups[(m.group(1), re.sub(r"\d+", "N", m.group(2))[:120])] += 1
+    except OSError:
+        pass
+    return groups
+
+
 def report(s, args, elapsed, out):
     st = s.st
     early, late = windows(elapsed)
@@ -777,6 +795,18 @@ def report(s, args, elapsed, out):
             mean(r["pl"]) / 1024, "flat" if ok else "**NOT FLAT**"))
         goals.append(("RSS flat (within %.0f %%): %s" % (FLAT_LIMIT, role),
                       "%.1f → %.1f MiB (%+.1f %%)" % (e / 1024, l / 1024, ch), ok))
+    # A worker's own growth: the slope of its RSS once it is 20 s old (warmed up), per pid.
+    lives = collections.defaultdict(list)
+    for t, pid, role, rss, pss, fds in s.samples:
+        if role == "worker":
+            lives[pid].append((t, rss))
+    life_slopes = []
+    for pts in lives.values():
+        born = pts[0][0]
+        pts = [(t / 60, rss) for t, rss in pts if t - born >= 20]
+        if len(pts) >= 3:
+            life_slopes.append(slope(pts))
+    life_slopes.sort()
     te = mean(list(totals["early"].values())) / 1024
     tl = mean(list(totals["late"].values())) / 1024
     mf = by_role.get("master")
@@ -821,9 +851,13 @@ def report(s, args, elapsed, out):
     p("")
     p("Load: %d requests/s target over %d keep-alive connections (achieved %.0f/s), "
       "%d WebSockets (a message every %.1f s), a metrics scrape every 10 s; "
-      "%d workers; a reload every %d s (%d), a worker killed every %d s (%d)." % (
+      "%d workers; %s, %s." % (
           args.rate, args.conns, (total_http + fails) / elapsed, args.websockets, WS_INTERVAL,
-          args.workers, args.reload_every, len(s.ev.reloads), args.kill_every, len(s.ev.kills)))
+          args.workers,
+          "a reload every %g s (%d)" % (args.reload_every, len(s.ev.reloads))
+          if args.reload_every > 0 else "no reloads",
+          "a worker killed every %g s (%d)" % (args.kill_every, len(s.ev.kills))
+          if args.kill_every > 0 else "no kills"))
     p("")
     p("| memory by role | RSS MiB, minutes %g–%g | RSS MiB, minutes %g–%g | change | "
       "trend, KiB/h | PSS MiB, early | PSS MiB, late | verdict |" % (
@@ -833,6 +867,11 @@ def report(s, args, elapsed, out):
     for r in rows:
         p(r)
     p("| all processes (PSS sum) | | | | | %.2f | %.2f | |" % (te, tl))
+    if life_slopes:
+        p("")
+        p("A worker's RSS once 20 s old grew by %+.1f KiB/min (median over %d workers; least %+.1f, "
+          "most %+.1f)." % (life_slopes[len(life_slopes) // 2], len(life_slopes),
+                           life_slopes[0], life_slopes[-1]))
     p("")
     p("| minutes | master RSS MiB | worker RSS MiB (mean) | helper RSS MiB | draining workers, samples | PSS of all, MiB |")
     p("| --- | --- | --- | --- | --- | --- |")
@@ -867,6 +906,14 @@ def report(s, args, elapsed, out):
     if st.late:
         p("| client fell behind its pace (resets) | %d |" % st.late)
     p("")
+    groups = log_summary(os.path.join(out, "photon.log"))
+    p("| gateway error log, warn and above | lines |")
+    p("| --- | --- |")
+    for (level, msg), n in sorted(groups.items(), key=lambda kv: -kv[1]):
+        p("| [%s] %s | %d |" % (level, msg.replace("|", "\\|"), n))
+    if not groups:
+        p("| (none) | 0 |")
+    p("")
     p("| goal | result | |")
     p("| --- | --- | --- |")
     for name, res, good in goals:
@@ -884,8 +931,8 @@ def main():
     ap.add_argument("--conns", type=int, default=40, help="keep-alive client connections")
     ap.add_argument("--websockets", type=int, default=4)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--reload-every", type=float, default=60)
-    ap.add_argument("--kill-every", type=float, default=300)
+    ap.add_argument("--reload-every", type=float, default=60, help="seconds; 0: no reloads")
+    ap.add_argument("--kill-every", type=float, default=300, help="seconds; 0: no kills")
     ap.add_argument("--sample-every", type=float, default=5)
     ap.add_argument("--out", default=None)
     ap.add_argument("--seed", type=int, default=None, help="for the choice of workers to kill")
