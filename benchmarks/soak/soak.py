@@ -229,12 +229,10 @@ class Soak:
         self.stop = False
         self.master = None
         self.retiring = set()      # pids of workers/helpers a reload retired
-        self.known_workers = set()
         self.samples = []          # (t_rel, pid, role, rss_kb, pss_kb, fds)
         self.replace_times = []    # seconds until a killed worker was replaced
         self.drain_times = []      # seconds until the workers a reload retired were gone
         self.retire_pending = []   # (reload time, set of pids)
-        self.limited_t0 = None
         self.variant = "a"
 
     # ----- processes
@@ -369,7 +367,7 @@ class Soak:
 
     # ----- failure bookkeeping
 
-    def fail(self, kind, what, started, conn_reused_at_kill=True):
+    def fail(self, kind, what, started):
         t = now()
         if self.ev.near_kill(t, started):
             self.st.explained += 1
@@ -550,7 +548,8 @@ class Soak:
             cfg = headers.get("x-soak-config")
             text = body.decode("latin-1")
             if (cfg not in ("a", "b") or "x-backend" in headers or "X-Soak-Remove" in text
-                    or '"X-Soak-Added", "yes"' not in text or '"X-Soak-Path", "/tx/echo"' not in text):
+                    or '"X-Soak-Added", "yes"' not in text
+                    or '"X-Soak-Path", "/tx/echo"' not in text):
                 self.fail("transform", "config %r, body %r" % (cfg, text[:300]), started)
                 return
             self.st.configs_seen[cfg] += 1
@@ -829,7 +828,8 @@ def report(s, args, elapsed, out):
         len(s.ev.kills), "%.2f s" % max(s.replace_times) if s.replace_times else "-"),
         rep_ok))
     drain_ok = not s.retire_pending and all(x <= SHUTDOWN_TIMEOUT + 5 for x in s.drain_times)
-    goals.append(("retired processes gone within shutdown_timeout + 5 s", "%d reloads, slowest %s%s" % (
+    goals.append(("retired processes gone within shutdown_timeout + 5 s",
+                  "%d reloads, slowest %s%s" % (
         len(s.ev.reloads), "%.1f s" % max(s.drain_times) if s.drain_times else "-",
         ", %d still running" % len(s.retire_pending) if s.retire_pending else ""), drain_ok))
 
@@ -869,11 +869,12 @@ def report(s, args, elapsed, out):
     p("| all processes (PSS sum) | | | | | %.2f | %.2f | |" % (te, tl))
     if life_slopes:
         p("")
-        p("A worker's RSS once 20 s old grew by %+.1f KiB/min (median over %d workers; least %+.1f, "
-          "most %+.1f)." % (life_slopes[len(life_slopes) // 2], len(life_slopes),
+        p("A worker's RSS once 20 s old grew by %+.1f KiB/min (median over %d workers; "
+          "least %+.1f, most %+.1f)." % (life_slopes[len(life_slopes) // 2], len(life_slopes),
                            life_slopes[0], life_slopes[-1]))
     p("")
-    p("| minutes | master RSS MiB | worker RSS MiB (mean) | helper RSS MiB | draining workers, samples | PSS of all, MiB |")
+    p("| minutes | master RSS MiB | worker RSS MiB (mean) | helper RSS MiB | "
+      "draining workers, samples | PSS of all, MiB |")
     p("| --- | --- | --- | --- | --- | --- |")
     for b in sorted(series):
         if b * step >= elapsed:
@@ -888,7 +889,8 @@ def report(s, args, elapsed, out):
     p("| --- | --- |")
     p("| HTTP requests answered | %d |" % total_http)
     p("| … as expected (2xx with the right body and fields) | %d |" % ok)
-    p("| … expected refusals (429 from the limit, 401 for a wrong key) | %d (429: %d, 401: %d) |" % (
+    p("| … expected refusals (429 from the limit, 401 for a wrong key) | %d (429: %d, 401: %d) |"
+      % (
         refused, st.c["status:limited:429"], st.c["status:auth-bad:401"]))
     p("| cached route, by X-Cache | %s |" % ", ".join(
         "%s %d" % kv for kv in sorted(st.cache.items(), key=lambda kv: -kv[1])))
@@ -896,9 +898,11 @@ def report(s, args, elapsed, out):
         st.configs_seen["a"], st.configs_seen["b"]))
     p("| idle keep-alive connections the gateway closed (reopened before the next request) | %d |"
       % st.c["idle-closed"])
-    p("| keep-alive connections closed under a request, retried: near a reload / kill / elsewhere | %d / %d / %d |" % (
+    p("| keep-alive connections closed under a request, retried: near a reload / kill / "
+      "elsewhere | %d / %d / %d |" % (
         st.c["retry:reload"], st.c["retry:kill"], st.c["retry:elsewhere"]))
-    p("| WebSocket connections / messages echoed / closed with 1001 by a reload's drain | %d / %d / %d |" % (
+    p("| WebSocket connections / messages echoed / closed with 1001 by a reload's drain | "
+      "%d / %d / %d |" % (
         st.c["ws-connections"], st.c["ws-messages"], st.c["ws-closed-1001-on-reload"]))
     p("| metrics scrapes | %d |" % st.c["metrics-scrapes"])
     p("| failures explained by kills | %d |" % st.explained)
