@@ -5,6 +5,9 @@
 #   make bench      micro-benchmarks (Google Benchmark); make bench-load runs the wrk comparison
 #   make fuzz       run the fuzz targets for FUZZ_SECONDS each (default 60)
 #   make check-sanitizers   make check under ASan+UBSan in a copy of the tree (build-san/)
+#   make soak       SOAK_MINUTES (default 30) of mixed traffic with a reload every minute and a
+#                   worker kill every 5 minutes; checks RSS stays flat and no request fails
+#                   unexplained (benchmarks/soak/README.md); not part of make check
 #   make run        build, start the demo backends and run the gateway on conf/photon.yaml
 #   make install / uninstall   honour DESTDIR and the configured paths
 #   make lib        libphoton: build/libphoton.a, build/libphoton.so and build/photon.pc
@@ -37,7 +40,8 @@ FUZZ_SRCS := $(shell find tests/fuzz -maxdepth 1 -name '*_fuzz.cc' 2>/dev/null |
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.cc=$(B)/fuzz/%)
 FUZZ_SECONDS ?= 60
 
-.PHONY: all check check-sanitizers unit integration fuzz fuzz-smoke bench bench-load run install uninstall \
+.PHONY: all check check-sanitizers unit integration fuzz fuzz-smoke bench bench-load soak run \
+	install uninstall \
 	lib install-lib uninstall-lib clean FORCE
 
 all: $(B)/photon
@@ -146,6 +150,10 @@ bench: $(B)/micro_bench
 bench-load: $(B)/photon
 	sh contrib/install-deps.sh --bench
 	bash benchmarks/load/run.sh $(LOAD_ARGS)
+
+SOAK_MINUTES ?= 30
+soak: $(B)/photon
+	/usr/bin/python3 benchmarks/soak/soak.py --minutes $(SOAK_MINUTES) $(SOAK_ARGS)
 
 run: $(B)/photon
 	@sh contrib/run-demo.sh $(B)/photon conf/photon.yaml

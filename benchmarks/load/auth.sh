@@ -10,26 +10,13 @@
 #
 # Results go to benchmarks/load/results/<time>-auth/.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BIN=${PHOTON_BIN:-$ROOT/build/photon}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=5
 DUR=4
 WORKERS=1
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) RUNS=$2; shift ;;
-        --duration) DUR=$2; shift ;;
-        --workers) WORKERS=$2; shift ;;
-        -h|--help) sed -n '2,11p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-    shift
-done
-[ -x "$BIN" ] || { echo "build the gateway first (make)" >&2; exit 1; }
-S=$(mktemp -d /tmp/photon-auth.XXXXXX)
-PIDS=()
-trap 'for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; sleep 0.5; rm -rf "$S"' EXIT
+bench_parse_args --runs=RUNS --duration=DUR --workers=WORKERS -- "$@"
+bench_need_bin
+bench_scratch auth
 SECRET=bench-secret-0123456789abcdef-0123456789
 # A typical token: HS256, about 300 bytes.
 TOKEN=$(python3 - "$SECRET" <<'PY'
@@ -44,20 +31,9 @@ print((h + b"." + p + b"." + s).decode())
 PY
 )
 conf() { # NAME PORT MIDDLEWARE
-    cat >"$S/$1.yaml" <<YAML
-server:
-  http_addr: "127.0.0.1:$2"
-  worker_processes: $WORKERS
-  pid_file: "$S/$1.pid"
-  max_connections: 100000
-  access_log: "off"
-  log_level: warn
-load_balancing:
-  backends:
-    bench:
-      upstreams:
-        - address: "127.0.0.1:19001"
-        - address: "127.0.0.1:19002"
+    {
+        bench_photon_head "$1" "$2" "$WORKERS"
+        cat <<YAML
 routes:
   - id: all
     path: "/**"
@@ -76,18 +52,19 @@ health_check:
 metrics:
   prometheus: false
 YAML
+    } >"$S/$1.yaml"
 }
 conf plain 19330 "[]"
 conf jwt 19331 "[auth]"
-cpus=0
-[ "$WORKERS" -gt 1 ] && cpus=0-$((WORKERS - 1))
+cpus=$(bench_cpus "$WORKERS")
 taskset -c "$cpus" "$BIN" -c "$S/plain.yaml" & PIDS+=($!)
 taskset -c "$cpus" "$BIN" -c "$S/jwt.yaml" & PIDS+=($!)
-sleep 1
-bash "$HERE/peers.sh" backends-up >/dev/null
+wait_port 19330
+wait_port 19331
+bench_backends_up
 code=$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $TOKEN" http://127.0.0.1:19331/)
 [ "$code" = 200 ] || { echo "the JWT route answered $code, not 200" >&2; exit 1; }
 bash "$HERE/peers.sh" --n "$WORKERS" --targets nginx --target plain=19330 --target jwt=19331 \
     --header "Authorization: Bearer $TOKEN" --bodies tiny --runs "$RUNS" --duration "$DUR" \
     --out "$HERE/results/$(date +%Y%m%d-%H%M%S)-auth"
-bash "$HERE/peers.sh" backends-down >/dev/null 2>&1 || true
+bench_backends_down

@@ -11,53 +11,21 @@
 # CPU per request, and each target's ratio to nginx in the same round: the cache-hit ratio is
 # photon / nginx-cache. Results go to benchmarks/load/results/<time>-cache/.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BIN=${PHOTON_BIN:-$ROOT/build/photon}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=5
 DUR=5
 BODIES=tiny,4k,64k
 CONNS=64
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) RUNS=$2; shift ;;
-        --duration) DUR=$2; shift ;;
-        --bodies) BODIES=$2; shift ;;
-        --conns) CONNS=$2; shift ;;
-        -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-    shift
-done
-[ -x "$BIN" ] || { echo "build the gateway first (make)" >&2; exit 1; }
-for need in nginx wrk curl; do
-    command -v "$need" >/dev/null || { echo "missing $need (sh contrib/install-deps.sh --bench)" >&2; exit 1; }
-done
-OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-cache
-S=$(mktemp -d /tmp/photon-cache.XXXXXX)
-mkdir -p "$OUT"
+bench_parse_args --runs=RUNS --duration=DUR --bodies=BODIES --conns=CONNS -- "$@"
+bench_need_bin
+bench_need nginx wrk curl
+bench_out cache
+bench_scratch cache
 PORT=19230
-cleanup() {
-    [ -f "$S/photon.pid" ] && kill "$(cat "$S/photon.pid")" 2>/dev/null || true
-    sleep 0.5
-    rm -rf "$S"
-}
-trap cleanup EXIT
 
-cat >"$S/photon.yaml" <<CONF
-server:
-  http_addr: "127.0.0.1:$PORT"
-  worker_processes: 1
-  pid_file: "$S/photon.pid"
-  max_connections: 100000
-  access_log: "off"
-  log_level: warn
-load_balancing:
-  backends:
-    bench:
-      upstreams:
-        - address: "127.0.0.1:19001"
-        - address: "127.0.0.1:19002"
+{
+    bench_photon_head photon "$PORT" 1
+    cat <<CONF
       health_check:
         check_type: tcp
         interval: "10s"
@@ -78,11 +46,9 @@ health_check:
 metrics:
   prometheus: false
 CONF
-taskset -c 0 "$BIN" -c "$S/photon.yaml" >"$S/photon.log" 2>&1 &
-for _ in $(seq 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break
-    sleep 0.1
-done
+} >"$S/photon.yaml"
+taskset -c 0 "$BIN" -c "$S/photon.yaml" >"$S/photon.log" 2>&1 & PIDS+=($!)
+wait_port "$PORT" "$S/photon.log"
 echo "photon cache on 127.0.0.1:$PORT (pid file $S/photon.pid); peers.sh starts the backends"
 # The warm-up requests (peers.sh checks each target first) fill both caches; the X-Cache of a
 # second request shows they are hits.

@@ -16,70 +16,25 @@
 # Needs nginx, wrk and the two peers.sh backends (started here). Results go to
 # benchmarks/load/results/<time>-ratelimit/.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BIN=${PHOTON_BIN:-$ROOT/build/photon}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORKERS=2
 RATE=200
 BURST=50
 DUR=5
 ROUNDS=3
 OVERHEAD_RUNS=5
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --workers) WORKERS=$2; shift ;;
-        --rate) RATE=$2; shift ;;
-        --burst) BURST=$2; shift ;;
-        --duration) DUR=$2; shift ;;
-        --rounds) ROUNDS=$2; shift ;;
-        --overhead-runs) OVERHEAD_RUNS=$2; shift ;;
-        -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-    shift
-done
-[ -x "$BIN" ] || { echo "build the gateway first (make)" >&2; exit 1; }
-for need in nginx wrk curl; do
-    command -v "$need" >/dev/null || { echo "missing $need (sh contrib/install-deps.sh --bench)" >&2; exit 1; }
-done
-OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-ratelimit
-S=$(mktemp -d /tmp/photon-rl.XXXXXX)
-mkdir -p "$OUT" "$S/logs" "$S/tmp"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    for f in "$S"/*.pid; do [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true; done
-    bash "$HERE/peers.sh" backends-down >/dev/null 2>&1 || true
-    sleep 0.5
-    rm -rf "$S"
-}
-trap cleanup EXIT
-bash "$HERE/peers.sh" backends-up >/dev/null
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on $1" >&2
-    return 1
-}
+bench_parse_args --workers=WORKERS --rate=RATE --burst=BURST --duration=DUR --rounds=ROUNDS \
+    --overhead-runs=OVERHEAD_RUNS -- "$@"
+bench_need_bin
+bench_need nginx wrk curl
+bench_out ratelimit
+bench_scratch rl logs tmp
+bench_backends_up
 
 photon_conf() { # NAME PORT WORKERS MIDDLEWARE(yaml list) RATE BURST
-    cat >"$S/$1.yaml" <<EOF
-server:
-  http_addr: "127.0.0.1:$2"
-  worker_processes: $3
-  pid_file: "$S/$1.pid"
-  max_connections: 100000
-  access_log: "off"
-  log_level: warn
-load_balancing:
-  backends:
-    bench:
-      upstreams:
-        - address: "127.0.0.1:19001"
-        - address: "127.0.0.1:19002"
+    {
+        bench_photon_head "$1" "$2" "$3"
+        cat <<EOF
 routes:
   - id: all
     path: "/**"
@@ -95,6 +50,7 @@ health_check:
 metrics:
   prometheus: false
 EOF
+    } >"$S/$1.yaml"
 }
 
 # ----- 1. accuracy against nginx limit_req -----
@@ -134,10 +90,8 @@ photon_conf limited 19311 "$WORKERS" "[rate_limit]" "$RATE" "$BURST"
 
 # wrk at full speed; prints "total non2xx seconds".
 load() {
-    wrk -t 2 -c 32 -d "${DUR}s" "http://127.0.0.1:$1/" >"$S/wrk.out" 2>&1
-    awk '/requests in/ {t=$1; s=$4; sub(/s,?$/, "", s)}
-         /Non-2xx or 3xx responses/ {x=$5}
-         END {printf "%d %d %s\n", t, x + 0, s}' "$S/wrk.out"
+    bench_wrk "$DUR" -t 2 -c 32 "http://127.0.0.1:$1/" >"$S/wrk.out"
+    wrk_counts <"$S/wrk.out"
 }
 
 {
@@ -160,9 +114,7 @@ for r in $(seq "$ROUNDS"); do
         expect=$(awk -v b="$BURST" -v r="$RATE" -v t="$secs" 'BEGIN {printf "%.0f", b + r * t}')
         printf '%-7s %-6s %10s %10d %10d %14s\n' "$r" "$proxy" "$secs" "$admitted" "$non2xx" "$expect" |
             tee -a "$OUT/accuracy.txt"
-        kill "${PIDS[-1]}"
-        wait "${PIDS[-1]}" 2>/dev/null || true
-        unset 'PIDS[-1]'
+        bench_stop_last
         sleep 1  # a fresh start: the next run begins with full buckets
     done
 done

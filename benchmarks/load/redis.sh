@@ -20,69 +20,27 @@
 # Needs wrk, redis-server and the peers.sh backends (started here). Results go to
 # benchmarks/load/results/<time>-redis/.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BIN=${PHOTON_BIN:-$ROOT/build/photon}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=5
 DUR=4
 CONNS=64
 POOL=2
+FLAGS=()
+bench_parse_args --runs=RUNS --duration=DUR --conns=CONNS --pool=POOL --tls=@FLAGS -- "$@"
 TLS=0
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) RUNS=$2; shift ;;
-        --duration) DUR=$2; shift ;;
-        --conns) CONNS=$2; shift ;;
-        --pool) POOL=$2; shift ;;
-        --tls) TLS=1 ;;
-        -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-    shift
-done
-[ -x "$BIN" ] || { echo "build the gateway first (make)" >&2; exit 1; }
-for need in wrk redis-server; do
-    command -v "$need" >/dev/null || { echo "missing $need (sh contrib/install-deps.sh --bench)" >&2; exit 1; }
-done
+[ "${#FLAGS[@]}" -gt 0 ] && TLS=1
+bench_need_bin
+bench_need wrk redis-server
 REDIS_PORT=19400
 TLS_PORT=19405
-OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-redis
-S=$(mktemp -d "${TMPDIR:-/tmp}/photon-redis-bench.XXXXXX")
-mkdir -p "$OUT"
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    bash "$HERE/peers.sh" backends-down >/dev/null 2>&1 || true
-    sleep 0.5
-    rm -rf "$S"
-}
-trap cleanup EXIT
-bash "$HERE/peers.sh" backends-up >/dev/null
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on $1" >&2
-    return 1
-}
+bench_out redis
+bench_scratch redis-bench
+bench_backends_up
 
 photon_conf() { # NAME PORT MIDDLEWARE(yaml list) STORE SYNC [REDIS_PORT TLS_BLOCK]
-    cat >"$S/$1.yaml" <<EOC
-server:
-  http_addr: "127.0.0.1:$2"
-  worker_processes: 1
-  pid_file: "$S/$1.pid"
-  max_connections: 100000
-  access_log: "off"
-  log_level: warn
-load_balancing:
-  backends:
-    bench:
-      upstreams:
-        - address: "127.0.0.1:19001"
-        - address: "127.0.0.1:19002"
+    {
+        bench_photon_head "$1" "$2" 1
+        cat <<EOC
 routes:
   - id: all
     path: "/**"
@@ -105,6 +63,7 @@ health_check:
 metrics:
   prometheus: false
 EOC
+    } >"$S/$1.yaml"
 }
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no --dir "$S" \
@@ -117,7 +76,7 @@ photon_conf batched 19404 "[rate_limit]" redis batched
 NAMES="plain local redis batched"
 TARGETS=(--target plain=19401 --target local=19402 --target redis=19403 --target batched=19404)
 if [ "$TLS" = 1 ]; then
-    command -v openssl >/dev/null || { echo "--tls needs the openssl tool" >&2; exit 1; }
+    bench_need openssl
     (
         cd "$S"
         openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout ca.key \

@@ -8,39 +8,28 @@
 #
 # Results (raw.csv, summary.txt) go to benchmarks/load/results/<time>-w<N>/.
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BIN=${PHOTON_BIN:-$ROOT/build/photon}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORKERS=1,2
 BODIES=tiny,64k
 RUNS=7
 DUR=5
 EXTRA=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --workers) WORKERS=$2; shift ;;
-        --bodies) BODIES=$2; shift ;;
-        --runs) RUNS=$2; shift ;;
-        --duration) DUR=$2; shift ;;
-        --aa) EXTRA+=(--aa) ;;
-        -h|--help) sed -n '2,10p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-    shift
-done
-[ -x "$BIN" ] || { echo "build the gateway first (make)" >&2; exit 1; }
+bench_parse_args --workers=WORKERS --bodies=BODIES --runs=RUNS --duration=DUR --aa=@EXTRA -- "$@"
+bench_need_bin
 STAMP=$(date +%Y%m%d-%H%M%S)
-export PHOTON_BENCH_DIR=$(mktemp -d)
-trap 'kill $(cat "$PHOTON_BENCH_DIR/photon-bench.pid" 2>/dev/null) 2>/dev/null; rm -rf "$PHOTON_BENCH_DIR"' EXIT
+bench_scratch bench
+# photon-bench.yaml puts its pid file in PHOTON_BENCH_DIR and takes PHOTON_WORKERS workers.
+export PHOTON_BENCH_DIR=$S
+bench_on_exit() { # the gateway runs as a daemon
+    kill "$(cat "$S/photon-bench.pid" 2>/dev/null)" 2>/dev/null
+}
 for n in ${WORKERS//,/ }; do
     export PHOTON_WORKERS=$n
-    cpus=0
-    [ "$n" -gt 1 ] && cpus=0-$((n - 1))
-    taskset -c "$cpus" "$BIN" -c "$HERE/photon-bench.yaml" -d
-    sleep 1
+    taskset -c "$(bench_cpus "$n")" "$BIN" -c "$HERE/photon-bench.yaml" -d
+    wait_port 19200
     bash "$HERE/peers.sh" --n "$n" --targets nginx,haproxy --target photon=19200 \
         --bodies "$BODIES" --runs "$RUNS" --duration "$DUR" --out "$HERE/results/$STAMP-w$n" "${EXTRA[@]}"
-    kill "$(cat "$PHOTON_BENCH_DIR/photon-bench.pid")"
+    kill "$(cat "$S/photon-bench.pid")"
     sleep 1
 done
 echo "summaries: $HERE/results/$STAMP-w*/summary.txt"

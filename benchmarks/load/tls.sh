@@ -10,32 +10,13 @@
 #
 #   benchmarks/load/tls.sh [--runs 5] [--duration 4]
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BIN=${PHOTON_BIN:-$ROOT/build/photon}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=5
 DUR=4
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --runs) RUNS=$2; shift ;;
-        --duration) DUR=$2; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-    shift
-done
-[ -x "$BIN" ] || { echo "build the gateway first (make)" >&2; exit 1; }
-for t in nginx wrk openssl; do command -v $t >/dev/null || { echo "needs $t" >&2; exit 1; }; done
-S=$(mktemp -d /tmp/photon-tls-bench.XXXXXX)
-PIDS=()
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    sleep 0.5
-    bash "$HERE/peers.sh" backends-down >/dev/null 2>&1 || true
-    rm -rf "$S"
-}
-trap cleanup EXIT
-mkdir -p "$S/logs" "$S/tmp"
+bench_parse_args --runs=RUNS --duration=DUR -- "$@"
+bench_need_bin
+bench_need nginx wrk openssl
+bench_scratch tls-bench logs tmp
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 -subj /CN=bench.test \
     -addext subjectAltName=DNS:bench.test -keyout "$S/key.pem" -out "$S/cert.pem" 2>/dev/null
 PH=19450 NG=19451
@@ -99,16 +80,16 @@ http {
     }
 }
 NGX
-bash "$HERE/peers.sh" backends-up >/dev/null
+bench_backends_up
 taskset -c 0 "$BIN" -c "$S/photon.yaml" 2>"$S/logs/photon.log" & PIDS+=($!)
 taskset -c 0 nginx -p "$S/" -c "$S/nginx.conf" -e "$S/logs/nginx.error.log" & PIDS+=($!)
-sleep 1
+wait_port "$PH" "$S/logs/photon.log"
+wait_port "$NG" "$S/logs/nginx.error.log"
 for port in $PH $NG; do
     curl -skf -o /dev/null "https://127.0.0.1:$port/" || { echo "no answer on $port" >&2; exit 1; }
 done
 rate() { # PORT ARGS... -> requests/s
-    timeout $((DUR + 10)) taskset -c 1 wrk -t1 -c64 -d"${DUR}s" "${@:2}" "https://127.0.0.1:$1/" 2>&1 |
-        awk '/Requests\/sec/{print $2}'
+    bench_wrk "$DUR" --cpus 1 -t1 -c64 "${@:2}" "https://127.0.0.1:$1/" | wrk_rate
 }
 declare -A R
 for case in keep-alive handshakes; do
@@ -126,8 +107,8 @@ echo
 for case in keep-alive handshakes; do
     ratios=()
     for i in $(seq 1 "$RUNS"); do
-        ratios+=("$(awk -v a="${R[$case,photon,$i]}" -v b="${R[$case,nginx,$i]}" 'BEGIN{printf "%.3f", a/b}')")
+        ratios+=("$(bench_ratio "${R[$case,photon,$i]}" "${R[$case,nginx,$i]}")")
     done
-    med=$(printf '%s\n' "${ratios[@]}" | sort -n | awk '{a[NR]=$1} END{print a[int((NR+1)/2)]}')
+    med=$(bench_median "${ratios[@]}")
     echo "$case: photon/nginx median ratio $med (rounds: ${ratios[*]})"
 done

@@ -22,9 +22,7 @@
 # measure unless --nginx-buffer sets it. Needs nginx, g++, taskset, timeout. Results go to
 # benchmarks/load/results/<time>-websocket/ (PHOTON_BIN overrides build/photon).
 set -euo pipefail
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/../.." && pwd)
-BIN=${PHOTON_BIN:-$ROOT/build/photon}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 WORKERS=1
 CONNS=50
 SECS=5
@@ -36,23 +34,9 @@ PIN=shared
 CTHREADS=
 NGINX_BUFFER=
 ORIG_ARGS="$*"
-while [ $# -gt 0 ]; do
-    case "$1" in
-        --workers) WORKERS=$2; shift ;;
-        --conns) CONNS=$2; shift ;;
-        --seconds|--duration) SECS=$2; shift ;;
-        --rounds) ROUNDS=$2; shift ;;
-        --size|--sizes) SIZES=$2; shift ;;
-        --pipelines|--pipeline) PIPELINES=$2; shift ;;
-        --warmup) WARMUP=$2; shift ;;
-        --pin) PIN=$2; shift ;;
-        --client-threads) CTHREADS=$2; shift ;;
-        --nginx-buffer) NGINX_BUFFER=$2; shift ;;
-        -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
-        *) echo "unknown option $1" >&2; exit 2 ;;
-    esac
-    shift
-done
+bench_parse_args --workers=WORKERS --conns=CONNS "--seconds|--duration=SECS" --rounds=ROUNDS \
+    "--size|--sizes=SIZES" "--pipelines|--pipeline=PIPELINES" --warmup=WARMUP --pin=PIN \
+    --client-threads=CTHREADS --nginx-buffer=NGINX_BUFFER -- "$@"
 for v in WORKERS CONNS SECS ROUNDS WARMUP; do
     [[ ${!v} =~ ^[0-9]+$ ]] || { echo "--workers, --conns, --seconds, --rounds and --warmup take whole numbers" >&2; exit 2; }
 done
@@ -69,10 +53,8 @@ for s in "${SIZE_LIST[@]}"; do
 done
 [[ -z $NGINX_BUFFER || $NGINX_BUFFER =~ ^[0-9]+[kKmM]?$ ]] || { echo "--nginx-buffer takes an nginx size (64k)" >&2; exit 2; }
 case "$PIN" in shared|none) ;; *) echo "--pin must be shared or none" >&2; exit 2 ;; esac
-[ -x "$BIN" ] || { echo "build the gateway first (make), or set PHOTON_BIN" >&2; exit 1; }
-for need in nginx g++ taskset timeout ss; do
-    command -v "$need" >/dev/null || { echo "missing $need (sh contrib/install-deps.sh --bench)" >&2; exit 1; }
-done
+bench_need_bin "build the gateway first (make), or set PHOTON_BIN"
+bench_need nginx g++ taskset timeout ss
 
 PORT_ECHO=19401
 PORT_NGINX=19410
@@ -94,35 +76,10 @@ else
 fi
 [[ $CTHREADS =~ ^[1-9][0-9]*$ ]] || { echo "--client-threads must be a positive number" >&2; exit 2; }
 
-OUT=$HERE/results/$(date +%Y%m%d-%H%M%S)-websocket
-S=$(mktemp -d /tmp/photon-ws.XXXXXX)
-mkdir -p "$OUT" "$S/logs" "$S/tmp"
-PIDS=()
-stop_pid() { # TERM, up to 5 s, then KILL
-    local pid=$1 i
-    kill -0 "$pid" 2>/dev/null || return 0
-    kill -TERM "$pid" 2>/dev/null || true
-    for ((i = 0; i < 50; i++)); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-}
-cleanup() {
-    local i
-    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do stop_pid "${PIDS[$i]}"; done
+bench_out websocket
+bench_scratch ws logs tmp
+bench_on_exit() { # the logs are kept with the results
     cp "$S"/logs/* "$OUT/" 2>/dev/null || true
-    rm -rf "$S"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-wait_port() {
-    for _ in $(seq 100); do
-        ss -ltnH "sport = :$1" | grep -q . && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on $1; the logs say:" >&2
-    tail -n 5 "$S"/logs/*.log >&2 || true
-    return 1
 }
 tree_pids() { # a pid and its children (master + workers)
     [ -d "/proc/$1" ] || return 0
@@ -218,9 +175,9 @@ taskset -c "$PCPUS" nginx -p "$S/" -c "$S/nginx.conf" -e "$S/logs/nginx.error.lo
 NGINX_PID=$!
 taskset -c "$PCPUS" "$BIN" -c "$S/photon.yaml" 2>>"$S/logs/photon.log" & PIDS+=($!)
 PHOTON_PID=$!
-wait_port $PORT_ECHO
-wait_port $PORT_NGINX
-wait_port $PORT_PHOTON
+wait_port $PORT_ECHO "$S"/logs/*.log
+wait_port $PORT_NGINX "$S"/logs/*.log
+wait_port $PORT_PHOTON "$S"/logs/*.log
 sleep 0.5
 
 declare -A PORT=([direct]=$PORT_ECHO [nginx]=$PORT_NGINX [photon]=$PORT_PHOTON)

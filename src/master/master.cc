@@ -890,6 +890,7 @@ void Master::reapChildren() {
     }
     if (retiring_.empty()) {
         old_configs_.clear();
+        releaseOldProxies();
     }
 }
 

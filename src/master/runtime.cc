@@ -45,7 +45,9 @@ struct SharedState {
 };
 SharedState g_state;
 std::unique_ptr<worker::Proxy> g_proxy;
-std::vector<std::unique_ptr<worker::Proxy>> g_old_proxies;  // freed at teardown
+// Replaced by reloads; freed once no retiring process is left (releaseOldProxies), as the
+// master's old configurations are.
+std::vector<std::unique_ptr<worker::Proxy>> g_old_proxies;
 
 uint64_t monoUs() {
     struct timespec ts;
@@ -487,6 +489,8 @@ core::Result<std::unique_ptr<mod::tls::ServerTls>> buildServerTls(
 void installServerTls(std::unique_ptr<mod::tls::ServerTls> t) {
     mod::tls::setCurrent(std::move(t));
 }
+
+void releaseOldProxies() { g_old_proxies.clear(); }
 
 void teardownSharedState() {
     g_old_proxies.clear();

@@ -48,6 +48,9 @@ core::Result<void> setupSharedState(const core::Config& c, const std::string& pi
 /// Builds a new proxy model for a reload; shared state of upstreams that still exist is kept.
 /// On failure nothing changes.
 core::Result<void> reloadSharedState(const core::Config& c);
+/// Frees the proxy models that reloads replaced. Master only: call once no process started on
+/// an older configuration is left (the same moment the master drops the old configurations).
+void releaseOldProxies();
 /// Removes the segments (clean exit).
 void teardownSharedState();
 
