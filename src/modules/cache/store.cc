@@ -202,6 +202,12 @@ void Store::freeChain(uint32_t first, uint32_t nblocks, uint32_t owner) {
         uint32_t expect = owner;
         if (owner_[b].cas(expect, 0)) {
             head_->free_blocks.fetchAdd(1);
+            // The next search starts at the lowest block known free: the store stays packed
+            // at the front of the segment, so the pages it touches (every process's resident
+            // memory) follow what it holds instead of creeping over the whole max_memory.
+            uint64_t c = head_->block_cursor.load(std::memory_order_relaxed);
+            while (c > b && !head_->block_cursor.cas(c, b)) {
+            }
         }
         b = nx;
     }

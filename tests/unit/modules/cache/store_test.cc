@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <string>
@@ -170,6 +171,28 @@ TEST_F(CacheStoreTest, MemoryIsBoundedAndClockEvicts) {
             ASSERT_TRUE(check("GET:e/199", 2 * kBlockSize)) << i;
         }
     }
+}
+
+TEST_F(CacheStoreTest, BlocksStayPackedAtTheFrontAsEntriesAreReplaced) {
+    // 40 one-block entries replaced again and again in a store of 1024 blocks: new blocks come
+    // from the lowest free ones, so the entries never spread over (and make resident) the whole
+    // segment.
+    make(256, 1024 * kBlockSize);
+    for (int round = 0; round < 100; ++round) {
+        for (int k = 0; k < 40; ++k) {
+            ASSERT_TRUE(put("GET:p/" + std::to_string(k), 100 + round));
+        }
+    }
+    uint32_t highest = 0;
+    for (int k = 0; k < 40; ++k) {
+        const std::string key = "GET:p/" + std::to_string(k);
+        Found f;
+        ASSERT_TRUE(st_.find(key, st_.hashKey(key), f));
+        highest = std::max(highest, f.first_block);
+        EXPECT_TRUE(check(key, 199));
+    }
+    EXPECT_LT(highest, 41u);
+    EXPECT_EQ(st_.totals().memory_bytes, 40u * kBlockSize);
 }
 
 TEST_F(CacheStoreTest, ExpiredEntriesGoWhateverTheirUse) {
