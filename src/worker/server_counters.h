@@ -13,7 +13,7 @@
 
 namespace photon::worker {
 
-inline constexpr uint32_t kServerCountersLayoutVersion = 3;
+inline constexpr uint32_t kServerCountersLayoutVersion = 2;
 
 /// Outcomes of WebSocket upgrade requests (gateway_websocket_upgrades_total{result}).
 enum class WsUpgradeResult : uint8_t {
@@ -47,13 +47,10 @@ struct ServerCountersShm {
     shm::Atomic64 connections[shm::kMaxSlots];
     // WebSocket counters of the process in slot s (same single-writer rule).
     WsSlotCounters ws[shm::kMaxSlots];
-    // Until when (CLOCK_MONOTONIC microseconds) the process in slot s leaves new connections
-    // to the other workers (over its share). Writer: that process; a stale value expires.
-    shm::Atomic64 accept_paused_until_us[shm::kMaxSlots];
 };
 static_assert(std::is_trivially_copyable_v<ServerCountersShm> &&
                   sizeof(WsSlotCounters) == 8 * (4 + 1 + 2 + 10 + 2) &&
-                  sizeof(ServerCountersShm) == (16 + sizeof(WsSlotCounters)) * shm::kMaxSlots,
+                  sizeof(ServerCountersShm) == (8 + sizeof(WsSlotCounters)) * shm::kMaxSlots,
               "layout changed: bump kServerCountersLayoutVersion");
 
 }  // namespace photon::worker

@@ -85,21 +85,6 @@ bool sharedTryAddConnection(uint32_t max) {
     return true;
 }
 
-bool sharedClaimAcceptPause(uint64_t for_us) {
-    if (g_seg.server == nullptr || g_slot < 0) {
-        return true;
-    }
-    const uint64_t now = monoUs();
-    auto& until = g_seg.server->accept_paused_until_us;
-    for (size_t s = 0; s < shm::kMaxSlots; ++s) {
-        if (static_cast<int>(s) != g_slot && until[s].load(std::memory_order_relaxed) > now) {
-            return false;
-        }
-    }
-    until[g_slot].store(now + for_us, std::memory_order_relaxed);
-    return true;
-}
-
 WsSlotCounters& sharedWsCounters() {
     static WsSlotCounters unmapped;  // tests without shared memory
     return g_seg.server != nullptr && g_slot >= 0 ? g_seg.server->ws[g_slot] : unmapped;

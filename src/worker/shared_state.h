@@ -49,10 +49,6 @@ bool sharedTryAddConnection(uint32_t max);
 void sharedRemoveConnection();
 /// Client connections open across all workers.
 uint64_t sharedConnectionCount();
-/// A worker over its share of connections may leave the next ones to the others for `for_us`
-/// microseconds: true, and recorded, unless another worker is doing so already (two workers
-/// stepping aside at once would leave nobody accepting).
-bool sharedClaimAcceptPause(uint64_t for_us);
 /// This worker's WebSocket counters (its slot's; a private dummy when nothing is mapped).
 WsSlotCounters& sharedWsCounters();
 

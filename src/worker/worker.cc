@@ -122,8 +122,8 @@ void pauseAccepting(WorkerCtx& c, struct ev_loop* loop, double seconds) {
 /// Balances connections over the workers that share a listening socket (the kernel wakes them
 /// in no fair order): a worker holding clearly more than its share of all client connections
 /// leaves the next ones to the others for a moment, like nginx's accept_disabled. "Clearly"
-/// grows with the count (an eighth of the share): with a fixed margin, two workers taking turns
-/// during a burst of connections were both paused most of the time, and the listen queue
+/// grows with the count (an eighth of the share): with a fixed margin of 2, two workers taking
+/// turns during a burst of connections were both paused most of the time, and the listen queue
 /// overflowed (clients waited a second for their SYN to be sent again).
 bool overShare(const WorkerCtx& c) {
     uint32_t workers = c.init->config->server.worker_processes;
@@ -140,7 +140,7 @@ void onAccept(struct ev_loop* loop, ev_io* w, int) noexcept {
     WorkerCtx& c = *g_ctx;
     // After a few pauses nobody else took the connection (the other workers may be down or
     // busy): take it anyway.
-    if (g_accept_pauses < 3 && overShare(c) && sharedClaimAcceptPause(2000)) {
+    if (g_accept_pauses < 3 && overShare(c)) {
         ++g_accept_pauses;
         pauseAccepting(c, loop, 0.002);
         return;
